@@ -1,0 +1,344 @@
+"""Response matrices: read the EmbedLLM/IrtNet CSV layout into one in-memory form.
+
+Every consumer (training, evaluation, routing) reads `ResponseData`; nothing
+downstream knows which file layout it came from. Unknown cells of a sparse
+matrix are stored as -1 and masked everywhere, never read as 0.
+
+Two layouts are accepted:
+  * compact (../shared/data/*): split rows `prompt_id, model_id, category, label,
+    score, model_name`, prompt text only in `question_order.csv`;
+  * full (the paper's Hugging Face datasets): split rows also carry `prompt`.
+Ids may be integers or strings; they are matched as strings against
+`model_order.csv` and `question_order.csv`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from absl import logging
+
+SPLITS = ("train", "val", "test")
+UNKNOWN = -1  # label value of a cell whose answer is not known
+
+# The paper maps its 80 categories onto 10 benchmarks by substring.
+IRTNET_BENCHMARKS = ("asdiv", "mmlu", "gpqa", "truthfulqa", "logiqa", "medmcqa",
+                     "mathqa", "piqa", "social_iqa", "gsm8k")
+
+
+class DataError(ValueError):
+  """Input data that cannot be used as it is; the message names file and problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """The cells of one split: rows of the query table and their labels."""
+  queries: np.ndarray  # int32 [n]: row indices into ResponseData.embeddings
+  labels: np.ndarray   # int8 [n, M]: 1 correct, 0 wrong, -1 unknown
+
+  @property
+  def mask(self) -> np.ndarray:
+    return self.labels >= 0
+
+  @property
+  def n_cells(self) -> int:
+    return int(self.mask.sum())
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseData:
+  """One response matrix: who answered what, query embeddings, benchmarks."""
+  name: str
+  model_names: tuple[str, ...]
+  query_ids: tuple[str, ...]
+  prompts: tuple[str, ...] | None
+  embeddings: np.ndarray        # float32 [N, D], row i = query_ids[i]
+  benchmark: np.ndarray         # int32 [N]: index into benchmark_names
+  benchmark_names: tuple[str, ...]
+  splits: Mapping[str, Split]
+
+  @property
+  def n_models(self) -> int:
+    return len(self.model_names)
+
+  @property
+  def n_queries(self) -> int:
+    return len(self.query_ids)
+
+  @property
+  def embed_dim(self) -> int:
+    return int(self.embeddings.shape[1])
+
+  def split(self, name: str) -> Split:
+    if name not in self.splits:
+      raise DataError(f"dataset {self.name!r} has no {name!r} split "
+                      f"(it has: {', '.join(self.splits)})")
+    return self.splits[name]
+
+  def index_maps(self) -> dict:
+    """What a checkpoint must remember to interpret its parameters."""
+    return {"dataset": self.name, "model_names": list(self.model_names),
+            "benchmark_names": list(self.benchmark_names),
+            "embed_dim": self.embed_dim}
+
+
+# ----------------------------------------------------------------------------
+# Reading tables.
+
+def _read_csv(path: str, required: Sequence[str], what: str) -> pd.DataFrame:
+  if not os.path.exists(path):
+    raise DataError(f"{path}: file not found ({what})")
+  try:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+  except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+    raise DataError(f"{path}: cannot be parsed as CSV: {e}") from e
+  missing = [c for c in required if c not in frame.columns]
+  if missing:
+    raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+  if frame.empty:
+    raise DataError(f"{path}: has a header but no rows ({what} is empty)")
+  return frame
+
+
+def _unique_index(ids: pd.Series, path: str, column: str) -> dict[str, int]:
+  dup = ids[ids.duplicated()]
+  if len(dup):
+    raise DataError(f"{path}: column {column!r} repeats id(s) {list(dup[:5])}")
+  return {v: i for i, v in enumerate(ids)}
+
+
+def read_model_order(path: str) -> tuple[list[str], list[str]]:
+  """Returns (model ids, model names) in row order."""
+  frame = _read_csv(path, ["model_id"], "model index")
+  names = frame["model_name"] if "model_name" in frame.columns else frame["model_id"]
+  _unique_index(frame["model_id"], path, "model_id")
+  _unique_index(names, path, "model_name")
+  return list(frame["model_id"]), list(names)
+
+
+def read_question_order(path: str) -> tuple[list[str], list[str] | None, list[str] | None]:
+  """Returns (prompt ids, prompts or None, categories or None) in row order."""
+  frame = _read_csv(path, ["prompt_id"], "query index")
+  _unique_index(frame["prompt_id"], path, "prompt_id")
+  prompts = list(frame["prompt"]) if "prompt" in frame.columns else None
+  categories = list(frame["category"]) if "category" in frame.columns else None
+  return list(frame["prompt_id"]), prompts, categories
+
+
+def _parse_labels(frame: pd.DataFrame, path: str) -> np.ndarray:
+  raw = frame["label"].str.strip().str.lower().replace({"true": "1", "false": "0"})
+  values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+  bad = ~np.isfinite(values) | ((values != 0) & (values != 1))
+  if bad.any():
+    first = int(np.flatnonzero(bad)[0])
+    raise DataError(f"{path}: label must be 0 or 1; row {first + 2} has "
+                    f"{frame['label'].iloc[first]!r} ({int(bad.sum())} bad row(s))")
+  return values.astype(np.int8)
+
+
+def _lookup(ids: pd.Series, index: Mapping[str, int], path: str, column: str,
+            index_file: str) -> np.ndarray:
+  rows = ids.map(index)
+  unknown = rows.isna()
+  if unknown.any():
+    examples = list(dict.fromkeys(ids[unknown]))[:5]
+    raise DataError(f"{path}: {int(unknown.sum())} row(s) name a {column} that is not in "
+                    f"{index_file}, e.g. {examples}")
+  return rows.to_numpy(dtype=np.int64)
+
+
+def read_split(path: str, model_index: Mapping[str, int], model_names: Sequence[str],
+               query_index: Mapping[str, int], *, model_file: str,
+               query_file: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+  """Reads one split file into (query rows, model columns, labels, frame)."""
+  frame = _read_csv(path, ["prompt_id", "model_id", "label"], "split")
+  labels = _parse_labels(frame, path)
+  models = _lookup(frame["model_id"], model_index, path, "model_id", model_file)
+  if "model_name" in frame.columns:
+    expected = np.asarray(model_names, dtype=object)[models]
+    wrong = frame["model_name"].to_numpy(dtype=object) != expected
+    if wrong.any():
+      i = int(np.flatnonzero(wrong)[0])
+      raise DataError(f"{path}: row {i + 2} gives model_id {frame['model_id'].iloc[i]!r} the "
+                      f"name {frame['model_name'].iloc[i]!r}, but {model_file} calls it "
+                      f"{expected[i]!r}")
+  queries = _lookup(frame["prompt_id"], query_index, path, "prompt_id", query_file)
+  return queries, models, labels, frame
+
+
+def merge_cells(queries: np.ndarray, models: np.ndarray, labels: np.ndarray,
+                n_models: int) -> Split:
+  """Dense split from cell lists; duplicate cells by majority vote, ties correct."""
+  key = queries.astype(np.int64) * n_models + models
+  uniq, inverse = np.unique(key, return_inverse=True)
+  votes = np.bincount(inverse, weights=labels, minlength=len(uniq))
+  counts = np.bincount(inverse, minlength=len(uniq))
+  merged = (2 * votes >= counts).astype(np.int8)
+  cell_query, cell_model = uniq // n_models, uniq % n_models
+  rows, row_of_cell = np.unique(cell_query, return_inverse=True)
+  dense = np.full((len(rows), n_models), UNKNOWN, np.int8)
+  dense[row_of_cell, cell_model] = merged
+  return Split(queries=rows.astype(np.int32), labels=dense)
+
+
+def map_benchmarks(categories: Sequence[str], benchmarks: str | Sequence[str] | None,
+                   source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+  """Benchmark index per query: the category itself, or the first listed substring in it.
+
+  `benchmarks` is '' (category = benchmark), 'irtnet' (the paper's 10 names) or a
+  comma-separated list / sequence of substrings.
+  """
+  if isinstance(benchmarks, str):
+    benchmarks = IRTNET_BENCHMARKS if benchmarks == "irtnet" else [
+        b.strip() for b in benchmarks.split(",") if b.strip()]
+  if not benchmarks:
+    names = tuple(sorted(set(categories)))
+    lookup = {n: i for i, n in enumerate(names)}
+    return np.array([lookup[c] for c in categories], np.int32), names
+  names = tuple(benchmarks)
+  mapped = {}
+  for cat in set(categories):
+    hit = [i for i, b in enumerate(names) if b.lower() in cat.lower()]
+    mapped[cat] = hit[0] if hit else -1
+  unmatched = sorted(c for c, i in mapped.items() if i < 0)
+  if unmatched:
+    raise DataError(f"{source}: categories {unmatched[:10]} match none of the benchmark "
+                    f"names {list(names)}")
+  return np.array([mapped[c] for c in categories], np.int32), names
+
+
+def load_embeddings(path: str, n_rows: int, index_file: str) -> np.ndarray:
+  """Reads an [N, D] float array, refusing pickles, NaN and a wrong shape."""
+  if not os.path.exists(path):
+    raise DataError(f"{path}: file not found (query embeddings)")
+  try:
+    array = np.load(path, allow_pickle=False, mmap_mode=None)
+  except ValueError as e:
+    raise DataError(f"{path}: not a plain numeric .npy array (pickled objects are "
+                    f"refused): {e}") from e
+  except (OSError, EOFError) as e:
+    raise DataError(f"{path}: cannot be read as .npy: {e}") from e
+  if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+    raise DataError(f"{path}: expected a 2-D float array, got shape {array.shape} "
+                    f"dtype {array.dtype}")
+  if array.shape[0] != n_rows:
+    raise DataError(f"{path}: has {array.shape[0]} rows but {index_file} lists "
+                    f"{n_rows} queries; they must be aligned row by row")
+  array = array.astype(np.float32)
+  bad = ~np.isfinite(array).all(axis=1)
+  if bad.any():
+    raise DataError(f"{path}: {int(bad.sum())} row(s) hold NaN or infinity, "
+                    f"first at row {int(np.flatnonzero(bad)[0])}")
+  return array
+
+
+Embedder = Callable[[Sequence[str]], np.ndarray]
+
+
+def load_dataset(data_dir: str, *, benchmarks: str | Sequence[str] | None = "",
+                 embeddings_file: str = "question_embeddings.npy",
+                 embed_fn: Embedder | None = None,
+                 embeddings_cache: str | None = None,
+                 splits: Sequence[str] = SPLITS,
+                 require: Sequence[str] = ("train", "val")) -> ResponseData:
+  """Reads a dataset folder in either CSV layout.
+
+  Without an embeddings file, `embed_fn` (text -> [n, D]) encodes the prompts
+  once and the result is cached at `embeddings_cache` (default: the missing file).
+  """
+  model_file = os.path.join(data_dir, "model_order.csv")
+  query_file = os.path.join(data_dir, "question_order.csv")
+  model_ids, model_names = read_model_order(model_file)
+  query_ids, prompts, categories = read_question_order(query_file)
+  model_index = {m: i for i, m in enumerate(model_ids)}
+  query_index = {q: i for i, q in enumerate(query_ids)}
+
+  result, row_categories, row_prompts = {}, {}, {}
+  for name in splits:
+    path = os.path.join(data_dir, f"{name}.csv")
+    if not os.path.exists(path) and name not in require:
+      continue
+    q, m, y, frame = read_split(path, model_index, model_names, query_index,
+                                model_file=model_file, query_file=query_file)
+    result[name] = merge_cells(q, m, y, len(model_ids))
+    if categories is None and "category" in frame.columns:
+      row_categories.update(zip(q.tolist(), frame["category"]))
+    if prompts is None and "prompt" in frame.columns:
+      row_prompts.update(zip(q.tolist(), frame["prompt"]))
+  _check_disjoint(result, data_dir)
+
+  if categories is None:
+    categories = [row_categories.get(i, "unknown") for i in range(len(query_ids))]
+  if prompts is None and row_prompts:
+    prompts = [row_prompts.get(i, "") for i in range(len(query_ids))]
+  benchmark, benchmark_names = map_benchmarks(categories, benchmarks, query_file)
+
+  emb_path = os.path.join(data_dir, embeddings_file)
+  cache = embeddings_cache or emb_path
+  if os.path.exists(emb_path):
+    embeddings = load_embeddings(emb_path, len(query_ids), query_file)
+  elif os.path.exists(cache):
+    embeddings = load_embeddings(cache, len(query_ids), query_file)
+  elif embed_fn is not None:
+    if prompts is None:
+      raise DataError(f"{query_file}: no prompt text to encode and no {emb_path}")
+    embeddings = np.asarray(embed_fn(prompts), np.float32)
+    _atomic_save(cache, embeddings)
+  else:
+    raise DataError(f"{emb_path}: file not found (query embeddings); run "
+                    f"`python -m irt_jax.encode --data_dir={data_dir} --model_dir=...` or "
+                    f"set --config.encoder.model_dir to encode the prompts")
+
+  return ResponseData(
+      name=os.path.basename(os.path.normpath(data_dir)),
+      model_names=tuple(model_names), query_ids=tuple(query_ids),
+      prompts=tuple(prompts) if prompts is not None else None,
+      embeddings=embeddings, benchmark=benchmark, benchmark_names=benchmark_names,
+      splits=result)
+
+
+def _check_disjoint(splits: Mapping[str, Split], data_dir: str) -> None:
+  """A (query, model) cell in two splits would leak labels: refuse it.
+
+  Queries shared between splits (with different models) are allowed but logged,
+  since the paper's protocol splits by query.
+  """
+  names = list(splits)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      shared, ia, ib = np.intersect1d(splits[a].queries, splits[b].queries,
+                                      return_indices=True)
+      if not len(shared):
+        continue
+      both = splits[a].mask[ia] & splits[b].mask[ib]
+      if both.any():
+        raise DataError(f"{data_dir}: {int(both.sum())} (query, model) cell(s) appear in both "
+                        f"{a}.csv and {b}.csv, e.g. query row {int(shared[both.any(1)][0])}")
+      logging.warning("%s: %d queries appear in both %s.csv and %s.csv (different models)",
+                      data_dir, len(shared), a, b)
+
+
+def _atomic_save(path: str, array: np.ndarray) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp.npy"
+  np.save(tmp, array)
+  os.replace(tmp, path)
+
+
+def describe(data: ResponseData) -> str:
+  parts = [f"{k}: {v.n_cells} cells / {len(v.queries)} queries" for k, v in data.splits.items()]
+  return (f"{data.name}: {data.n_models} models x {data.n_queries} queries, "
+          f"{len(data.benchmark_names)} benchmarks, embeddings {data.embeddings.shape}; "
+          + "; ".join(parts))
+
+
+def write_json(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)

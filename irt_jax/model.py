@@ -1,0 +1,223 @@
+"""IrtNet as pure functions of an explicit parameter pytree.
+
+A query embedding v goes through a mixture of experts (shared experts plus
+softmax-gated routed experts, each Linear -> ReLU -> Dropout -> Linear) to a
+representation h, from which two heads read the query's discrimination a_q and
+difficulty b_q. Each LLM has a free ability vector theta_m, and
+
+    P(m answers q correctly) = sigmoid(a_q . theta_m - b_q).
+
+The query network runs once per query: a batch is a block of queries with all
+their models, so the MoE cost does not scale with the number of LLMs.
+
+Parameter layout (E routed + S shared experts; shared ones come first):
+  experts.w1 [D, S+E, H]  experts.b1 [S+E, H]  experts.w2 [S+E, H, O]  experts.b2 [S+E, O]
+  gate.w [D, E]  gate.b [E]   heads.a_w [O, d]  heads.a_b [d]  heads.b_w [O]  heads.b_b []
+  theta [M, d]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Static shape and regularisation settings (hashable, closed over by jit)."""
+  n_models: int
+  input_dim: int = 768
+  n_experts: int = 39
+  n_shared: int = 1
+  top_k: int = 39
+  hidden_dim: int = 512
+  output_dim: int = 256
+  ability_dim: int = 232
+  dropout: float = 0.5
+  input_noise: float = 0.05
+  init: str = "torch"
+
+  @classmethod
+  def from_config(cls, model_config, n_models: int, input_dim: int) -> "ModelSpec":
+    c = model_config
+    return cls(n_models=n_models, input_dim=input_dim, n_experts=c.n_experts,
+               n_shared=c.n_shared, top_k=c.top_k, hidden_dim=c.hidden_dim,
+               output_dim=c.output_dim, ability_dim=c.ability_dim, dropout=c.dropout,
+               input_noise=c.input_noise, init=c.init)
+
+
+# ----------------------------------------------------------------------------
+# Initialisation.
+
+def _uniform(key, shape, fan_in):
+  bound = 1.0 / jnp.sqrt(fan_in)
+  return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def init_params(key: jax.Array, spec: ModelSpec) -> Params:
+  """'torch': PyTorch defaults (Linear U(+-1/sqrt(fan_in)), Embedding N(0,1));
+  'lecun': LeCun-normal weights, zero biases, theta N(0, 1/d)."""
+  if spec.top_k < 1 or spec.top_k > spec.n_experts:
+    raise ValueError(f"model.top_k={spec.top_k} must be in 1..n_experts={spec.n_experts}")
+  if spec.init not in ("torch", "lecun"):
+    raise ValueError(f"model.init={spec.init!r}: expected 'torch' or 'lecun'")
+  n_all = spec.n_shared + spec.n_experts
+  D, H, O, d = spec.input_dim, spec.hidden_dim, spec.output_dim, spec.ability_dim
+  shapes = {  # name: (shape, fan_in, is_bias)
+      ("experts", "w1"): ((D, n_all, H), D, False),
+      ("experts", "b1"): ((n_all, H), D, True),
+      ("experts", "w2"): ((n_all, H, O), H, False),
+      ("experts", "b2"): ((n_all, O), H, True),
+      ("gate", "w"): ((D, spec.n_experts), D, False),
+      ("gate", "b"): ((spec.n_experts,), D, True),
+      ("heads", "a_w"): ((O, d), O, False),
+      ("heads", "a_b"): ((d,), O, True),
+      ("heads", "b_w"): ((O,), O, False),
+      ("heads", "b_b"): ((), O, True),
+  }
+  keys = jax.random.split(key, len(shapes) + 1)
+  params: Params = {"experts": {}, "gate": {}, "heads": {}}
+  for k, ((group, name), (shape, fan_in, is_bias)) in zip(keys, shapes.items()):
+    if spec.init == "torch":
+      value = _uniform(k, shape, fan_in)
+    elif is_bias:
+      value = jnp.zeros(shape, jnp.float32)
+    else:
+      value = jax.random.normal(k, shape, jnp.float32) / jnp.sqrt(fan_in)
+    params[group][name] = value
+  theta_std = 1.0 if spec.init == "torch" else 1.0 / jnp.sqrt(d)
+  params["theta"] = theta_std * jax.random.normal(keys[-1], (spec.n_models, d), jnp.float32)
+  return params
+
+
+def count_params(params: Params) -> int:
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+# ----------------------------------------------------------------------------
+# The query network.
+
+def expert_mlps(experts: Params, v: jax.Array, keep_mask: jax.Array | None = None,
+                keep_prob: float = 1.0) -> jax.Array:
+  """All experts on a block of queries: [B, D] -> [B, S+E, O].
+
+  The first layers of every expert run as one [D, (S+E)*H] matmul.
+  `keep_mask` [B, S+E, H] applies inverted dropout to the hidden layer.
+  """
+  hidden = jax.nn.relu(jnp.einsum("bd,deh->beh", v, experts["w1"]) + experts["b1"])
+  if keep_mask is not None:
+    hidden = jnp.where(keep_mask, hidden / keep_prob, 0.0)
+  return jnp.einsum("beh,eho->beo", hidden, experts["w2"]) + experts["b2"]
+
+
+def gate_weights(gate: Params, v: jax.Array, top_k: int) -> jax.Array:
+  """Softmax gate over routed experts, [B, E]; with top_k < E, the k largest
+  weights are kept and renormalised (the rest are exactly zero)."""
+  weights = jax.nn.softmax(v @ gate["w"] + gate["b"], axis=-1)
+  n_experts = weights.shape[-1]
+  if top_k >= n_experts:
+    return weights
+  kth = jax.lax.top_k(weights, top_k)[0][..., -1:]
+  kept = jnp.where(weights >= kth, weights, 0.0)
+  return kept / kept.sum(axis=-1, keepdims=True)
+
+
+def query_representation(params: Params, v: jax.Array, spec: ModelSpec,
+                         keep_mask: jax.Array | None = None) -> jax.Array:
+  """h = sum of shared experts + sum_i gate_i(v) * routed_i(v), [B, O]."""
+  outputs = expert_mlps(params["experts"], v, keep_mask, 1.0 - spec.dropout)
+  shared, routed = outputs[:, :spec.n_shared], outputs[:, spec.n_shared:]
+  gates = gate_weights(params["gate"], v, spec.top_k)
+  return shared.sum(axis=1) + jnp.einsum("be,beo->bo", gates, routed)
+
+
+def query_parameters(params: Params, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Discrimination a [B, d] and difficulty b [B] from the representation."""
+  heads = params["heads"]
+  return h @ heads["a_w"] + heads["a_b"], h @ heads["b_w"] + heads["b_b"]
+
+
+def irt_logit(theta_m: jax.Array, a_q: jax.Array, b_q: jax.Array) -> jax.Array:
+  """The multidimensional 2PL item response: logit of P(correct) for one pair."""
+  return jnp.dot(a_q, theta_m) - b_q
+
+
+# [B] queries x [M] models -> [B, M]; XLA lowers the double vmap to one matmul.
+irt_logits = jax.vmap(jax.vmap(irt_logit, in_axes=(0, None, None)), in_axes=(None, 0, 0))
+
+
+# ----------------------------------------------------------------------------
+# Whole-model entry points.
+
+def regularisation_noise(rng: jax.Array, query_index: jax.Array, spec: ModelSpec
+                         ) -> tuple[jax.Array, jax.Array]:
+  """Per-query input noise [B, D] and dropout keep-mask [B, S+E, H].
+
+  Each query's randomness is keyed by (step rng, its global row index), so the
+  numbers do not depend on how a batch is split across devices.
+  """
+  shape = (spec.n_shared + spec.n_experts, spec.hidden_dim)
+
+  def one(idx):
+    k_noise, k_drop = jax.random.split(jax.random.fold_in(rng, idx))
+    noise = spec.input_noise * jax.random.normal(k_noise, (spec.input_dim,))
+    return noise, jax.random.bernoulli(k_drop, 1.0 - spec.dropout, shape)
+
+  return jax.vmap(one)(query_index)
+
+
+def predict_logits(params: Params, embeddings: jax.Array, spec: ModelSpec, *,
+                   train: bool = False, rng: jax.Array | None = None,
+                   query_index: jax.Array | None = None) -> jax.Array:
+  """Logits [B, M] for a block of query embeddings [B, D] against every model."""
+  v = embeddings.astype(jnp.float32)
+  keep_mask = None
+  if train and (spec.dropout > 0 or spec.input_noise > 0):
+    if rng is None or query_index is None:
+      raise ValueError("training-mode prediction needs rng and query_index")
+    noise, keep_mask = regularisation_noise(rng, query_index, spec)
+    v = v + noise
+    if spec.dropout <= 0:
+      keep_mask = None
+  h = query_representation(params, v, spec, keep_mask)
+  a, b = query_parameters(params, h)
+  return irt_logits(params["theta"], a, b)
+
+
+def query_difficulty(params: Params, embeddings: jax.Array, spec: ModelSpec
+                     ) -> tuple[jax.Array, jax.Array]:
+  """Interpretable (a_q, difficulty_q) with abilities centred at zero.
+
+  IRT is identified only up to a shift of every theta_m; fixing mean ability to
+  zero gives difficulty_q = b_q - a_q . mean(theta), the logit by which the
+  average model falls short on q.
+  """
+  h = query_representation(params, embeddings.astype(jnp.float32), spec)
+  a, b = query_parameters(params, h)
+  return a, b - a @ params["theta"].mean(axis=0)
+
+
+def predict_proba(params: Params, embeddings, spec: ModelSpec, chunk: int = 2048):
+  """P(correct) [N, M] for many queries, in fixed-size jitted chunks (host numpy)."""
+  fn = _jitted_predict(spec)
+  n = embeddings.shape[0]
+  out = []
+  for start in range(0, n, chunk):
+    part = np.asarray(embeddings[start:start + chunk], np.float32)
+    rows = part.shape[0]
+    if rows < chunk and n > chunk:  # pad so every call has the same shape
+      part = np.concatenate([part, np.zeros((chunk - rows,) + part.shape[1:], np.float32)])
+    out.append(np.asarray(fn(params, part))[:rows])
+  return np.concatenate(out) if out else np.zeros((0, spec.n_models), np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_predict(spec: ModelSpec):
+  return jax.jit(lambda params, v: jax.nn.sigmoid(predict_logits(params, v, spec)))

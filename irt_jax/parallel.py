@@ -1,0 +1,62 @@
+"""Data-parallel layout: one named axis over every device, params replicated.
+
+A global batch of query rows is split evenly over processes, then over each
+process's local devices: arrays go from [Q, ...] to [local_devices, Q_dev, ...].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "data"  # the pmapped axis that gradients and metrics are summed over
+
+
+def global_device_count() -> int:
+  return jax.device_count()
+
+
+def local_device_count() -> int:
+  return jax.local_device_count()
+
+
+def queries_per_batch(batch_cells: int, n_models: int, n_devices: int) -> int:
+  """Query rows in one global batch: about `batch_cells` (model, query) cells,
+  rounded up so every device gets the same number of rows."""
+  rows = max(1, math.ceil(batch_cells / max(n_models, 1)))
+  return math.ceil(rows / n_devices) * n_devices
+
+
+def local_sharding() -> NamedSharding:
+  """Leading axis split over this process's devices, as pmap lays its arguments out."""
+  return NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), PartitionSpec(AXIS))
+
+
+def replicate(tree: Any) -> Any:
+  """Host pytree -> one copy per local device (leading axis = local devices)."""
+  n = local_device_count()
+  sharding = local_sharding()
+  return jax.tree.map(
+      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding),
+      tree)
+
+
+def unreplicate(tree: Any) -> Any:
+  """First device's copy, fetched to host numpy."""
+  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+
+
+def shard(batch: dict[str, np.ndarray], n_local: int | None = None) -> dict[str, np.ndarray]:
+  """[Q, ...] -> [n_local, Q / n_local, ...]."""
+  n_local = n_local or local_device_count()
+
+  def split(x):
+    if x.shape[0] % n_local:
+      raise ValueError(f"batch of {x.shape[0]} rows does not divide over {n_local} devices")
+    return x.reshape((n_local, x.shape[0] // n_local) + x.shape[1:])
+
+  return {k: split(v) for k, v in batch.items()}

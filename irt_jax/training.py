@@ -1,0 +1,352 @@
+"""Training: a pure data-parallel step and the epoch loop around it.
+
+Sections: optimiser; state and steps (pure, pmapped over the `data` axis);
+epoch-level controllers (plateau LR, early stopping); the loop
+(`train_and_evaluate`), which owns logging, checkpoints and resuming.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from irt_jax import batches
+from irt_jax import checkpoint as ckpt_lib
+from irt_jax import data as data_lib
+from irt_jax import datasets
+from irt_jax import losses
+from irt_jax import model as model_lib
+from irt_jax import parallel
+
+# Fields that may change between an interrupted run and its resumption.
+RESUMABLE_FIELDS = ("train.num_epochs", "train.log_every_steps", "train.eval_rows",
+                    "checkpoint.every_steps", "train.early_stop_patience")
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (non-finite loss, a workdir of another run, ...)."""
+
+
+# ----------------------------------------------------------------------------
+# Optimiser.
+
+def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with coupled L2 decay, as torch.optim.Adam(weight_decay=wd).
+
+  The decay is added to the gradient before Adam's moments (unlike AdamW); the
+  learning rate is a hyperparameter in the state so the plateau schedule can
+  change it between epochs and checkpoints carry it.
+  """
+
+  @optax.inject_hyperparams
+  def adam_l2(learning_rate, weight_decay):
+    return optax.chain(optax.add_decayed_weights(weight_decay),
+                       optax.scale_by_adam(b1=optim.b1, b2=optim.b2, eps=optim.eps),
+                       optax.scale_by_learning_rate(learning_rate))
+
+  return adam_l2(learning_rate=optim.lr, weight_decay=optim.weight_decay)
+
+
+# ----------------------------------------------------------------------------
+# State and steps.
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: model_lib.Params
+  opt_state: optax.OptState
+
+
+def init_state(rng: jax.Array, spec: model_lib.ModelSpec,
+               optimizer: optax.GradientTransformation) -> TrainState:
+  params = model_lib.init_params(rng, spec)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(params))
+
+
+def make_train_step(spec: model_lib.ModelSpec, optimizer: optax.GradientTransformation,
+                    axis_name: str = parallel.AXIS) -> Callable:
+  """The per-device program of one data-parallel step.
+
+  The objective is the mean BCE over every observed cell of the global batch:
+  each device differentiates its own sum divided by the global cell count, and
+  the gradients are summed over `axis_name`. Devices holding more observed cells
+  thus weigh more, exactly as in one big batch, whatever the device count.
+  """
+
+  def train_step(state: TrainState, batch: dict, rng: jax.Array):
+    step_rng = jax.random.fold_in(rng, state.step)
+    mask, labels = batch["mask"], batch["labels"]
+    total = jax.lax.psum(mask.sum().astype(jnp.float32), axis_name)
+
+    def objective(params):
+      logits = model_lib.predict_logits(params, batch["embeddings"], spec, train=True,
+                                        rng=step_rng, query_index=batch["query_index"])
+      return losses.masked_bce_sum(logits, labels, mask) / jnp.maximum(total, 1.0), logits
+
+    grads, logits = jax.grad(objective, has_aux=True)(state.params)
+    grads = jax.lax.psum(grads, axis_name)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = jax.lax.psum(losses.masked_counts(logits, labels, mask), axis_name)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(spec: model_lib.ModelSpec, axis_name: str = parallel.AXIS) -> Callable:
+  """Summed loss / accuracy counts of a block, without noise or dropout."""
+
+  def eval_step(params, batch):
+    logits = model_lib.predict_logits(params, batch["embeddings"], spec)
+    return jax.lax.psum(losses.masked_counts(logits, batch["labels"], batch["mask"]),
+                        axis_name)
+
+  return eval_step
+
+
+def evaluate_split(p_eval_step: Callable, params, data: data_lib.ResponseData, split: str,
+                   rows: int) -> dict[str, float]:
+  """Loss and accuracy over every observed cell of a split (all processes join)."""
+  sums = None
+  for block in batches.iterate(data.split(split), data.embeddings, rows,
+                               process_index=jax.process_index(),
+                               process_count=jax.process_count()):
+    out = p_eval_step(params, parallel.shard(block))
+    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+  return losses.summarise(parallel.unreplicate(sums))
+
+
+# ----------------------------------------------------------------------------
+# Epoch-level controllers (host side, saved in checkpoint meta).
+
+@dataclasses.dataclass
+class Plateau:
+  """ReduceLROnPlateau on val loss, torch semantics (mode=min, rel threshold):
+  the rate is cut when more than `patience` epochs in a row fail to improve."""
+  factor: float
+  patience: int
+  threshold: float
+  best: float = math.inf
+  bad_epochs: int = 0
+
+  def update(self, val_loss: float) -> bool:
+    """Records an epoch; True when the learning rate should be cut now."""
+    if val_loss < self.best * (1.0 - self.threshold):
+      self.best, self.bad_epochs = val_loss, 0
+      return False
+    self.bad_epochs += 1
+    if self.bad_epochs > self.patience:
+      self.bad_epochs = 0
+      return True
+    return False
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+  """Stops after `patience` epochs without a val-accuracy gain; remembers the best."""
+  patience: int
+  best: float = -math.inf
+  best_step: int | None = None
+  best_epoch: int | None = None
+  bad_epochs: int = 0
+
+  def update(self, val_accuracy: float, step: int, epoch: int) -> bool:
+    """Records an epoch; True when training should stop."""
+    if val_accuracy > self.best:
+      self.best, self.best_step, self.best_epoch, self.bad_epochs = val_accuracy, step, epoch, 0
+    else:
+      self.bad_epochs += 1
+    return self.bad_epochs >= self.patience
+
+
+def set_learning_rate(state: TrainState, lr: float) -> TrainState:
+  opt_state = state.opt_state
+  hyper = dict(opt_state.hyperparams)
+  hyper["learning_rate"] = jnp.full_like(hyper["learning_rate"], lr)
+  return state.replace(opt_state=opt_state._replace(hyperparams=hyper))
+
+
+def learning_rate(state: TrainState) -> float:
+  return float(np.asarray(state.opt_state.hyperparams["learning_rate"]).reshape(-1)[0])
+
+
+# ----------------------------------------------------------------------------
+# The loop.
+
+def _flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _check_same_run(saved: dict, current: dict, directory: str) -> None:
+  a, b = _flat(saved), _flat(json.loads(json.dumps(current)))
+  diff = sorted(k for k in set(a) | set(b)
+                if a.get(k) != b.get(k) and k not in RESUMABLE_FIELDS)
+  if diff:
+    details = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6])
+    raise TrainingError(f"{directory} holds checkpoints of a run with another config "
+                        f"({details}); use a fresh --workdir or the same config")
+
+
+class MetricsLog:
+  """metrics.jsonl in the workdir, one line per epoch (process 0 only)."""
+
+  def __init__(self, workdir: str, resume_epoch: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = jax.process_index() == 0
+    if self.enabled and os.path.exists(self.path):  # drop epochs that will be re-run
+      with open(self.path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)["epoch"] < resume_epoch]
+      with open(self.path, "w") as f:
+        f.writelines(kept)
+
+  def write(self, record: dict) -> None:
+    if self.enabled:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _check_finite(record: dict, what: str) -> None:
+  if not math.isfinite(record["loss"]):
+    raise TrainingError(f"non-finite {what} loss ({record['loss']}); stopping before any "
+                        f"checkpoint is written with it. Lower --config.optim.lr or check "
+                        f"the data for extreme embeddings")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) the run in `workdir`; returns a summary with host state.
+
+  Everything a later `eval.py --workdir` needs ends up in `workdir/checkpoints`.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  # --- Data and layout ------------------------------------------------------
+  data = datasets.load(config, workdir)
+  logging.info("%s", data_lib.describe(data))
+  n_global = jax.device_count()
+  rows = parallel.queries_per_batch(config.train.batch_cells, data.n_models, n_global)
+  eval_rows = math.ceil(config.train.eval_rows / n_global) * n_global
+  train_split = data.split("train")
+  steps_per_epoch = batches.n_blocks(train_split, rows)
+  logging.info("%d devices (%d processes); %d query rows x %d models per batch; "
+               "%d steps per epoch", n_global, jax.process_count(), rows, data.n_models,
+               steps_per_epoch)
+
+  # --- Model, optimiser, steps ----------------------------------------------
+  spec = model_lib.ModelSpec.from_config(config.model, data.n_models, data.embed_dim)
+  optimizer = make_optimizer(config.optim)
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, step_rng = jax.random.split(rng)
+  host_state = jax.device_get(init_state(init_rng, spec, optimizer))
+  logging.info("model: %d parameters", model_lib.count_params(host_state.params))
+  p_train_step = jax.pmap(make_train_step(spec, optimizer), axis_name=parallel.AXIS,
+                          in_axes=(0, 0, None), donate_argnums=(0,))
+  p_eval_step = jax.pmap(make_eval_step(spec), axis_name=parallel.AXIS)
+
+  # --- Resume ----------------------------------------------------------------
+  checkpoints = ckpt_lib.Checkpoints(workdir)
+  config_dict = config.to_dict()
+  plateau = Plateau(config.optim.plateau_factor, config.optim.plateau_patience,
+                    config.optim.plateau_threshold)
+  early = EarlyStopping(config.train.early_stop_patience)
+  meta = {"history": [], "epoch_sums": None, "stopped": False}
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    _, meta, saved_config, _ = checkpoints.restore_json(latest)
+    _check_same_run(saved_config, config_dict, checkpoints.directory)
+    host_state = checkpoints.restore_state(latest, host_state)
+    plateau = Plateau(**meta["plateau"])
+    early = EarlyStopping(**{**meta["early_stopping"], "patience": early.patience})
+    logging.info("Resumed from step %d of %s", latest, checkpoints.directory)
+  step = int(host_state.step)
+  start_epoch, start_block = divmod(step, steps_per_epoch)
+  state = parallel.replicate(host_state)
+  metrics_log = MetricsLog(workdir, start_epoch)
+
+  def save(epoch_sums, metrics=None):
+    meta.update(step=step, seed=config.seed, plateau=dataclasses.asdict(plateau),
+                early_stopping=dataclasses.asdict(early), epoch_sums=epoch_sums,
+                best={"step": early.best_step, "epoch": early.best_epoch,
+                      "val_accuracy": early.best if early.best_step is not None else None})
+    checkpoints.save(step, parallel.unreplicate(state), meta=meta, config=config_dict,
+                     index=data.index_maps(), metrics=metrics)
+
+  # --- Epochs -----------------------------------------------------------------
+  epoch = start_epoch
+  log_every = max(1, config.train.log_every_steps)
+  every_ckpt = config.checkpoint.every_steps
+  while epoch < config.train.num_epochs and not meta.get("stopped"):
+    t0 = time.time()
+    sums = meta.get("epoch_sums") if start_block else None
+    pending = []
+    for i, block in enumerate(batches.iterate(
+        train_split, data.embeddings, rows, seed=config.seed, epoch=epoch, start=start_block,
+        process_index=jax.process_index(), process_count=jax.process_count()),
+        start=start_block):
+      state, m = p_train_step(state, parallel.shard(block), step_rng)
+      step += 1
+      pending.append(m)
+      if len(pending) >= log_every or i + 1 == steps_per_epoch or (
+          every_ckpt and step % every_ckpt == 0):
+        fetched = [parallel.unreplicate(p) for p in pending]
+        pending = []
+        part = {k: float(sum(f[k] for f in fetched)) for k in fetched[0]}
+        sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+        _check_finite(losses.summarise(part), "training")
+        running = losses.summarise(sums)
+        logging.info("epoch %d step %d/%d: train loss %.4f acc %.4f (%.1f steps/s)",
+                     epoch + 1, i + 1, steps_per_epoch, running["loss"], running["accuracy"],
+                     (i + 1 - start_block) / max(time.time() - t0, 1e-9))
+        if every_ckpt and step % every_ckpt == 0 and i + 1 < steps_per_epoch:
+          save(sums)
+    start_block = 0
+    seconds = time.time() - t0
+
+    train = losses.summarise(sums)
+    val = evaluate_split(p_eval_step, state.params, data, "val", eval_rows)
+    _check_finite(val, "validation")
+    lr = learning_rate(state)
+    if plateau.update(val["loss"]):
+      state = set_learning_rate(state, lr * plateau.factor)
+      logging.info("val loss has not improved for %d epochs: lr %.3g -> %.3g",
+                   plateau.patience + 1, lr, lr * plateau.factor)
+    meta["stopped"] = early.update(val["accuracy"], step, epoch)
+    record = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train["loss"],
+              "train_accuracy": train["accuracy"], "val_loss": val["loss"],
+              "val_accuracy": val["accuracy"], "seconds": round(seconds, 3),
+              "steps_per_second": round((steps_per_epoch) / max(seconds, 1e-9), 3)}
+    meta["history"].append(record)
+    metrics_log.write(record)
+    logging.info("epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | "
+                 "%.1fs", epoch + 1, config.train.num_epochs, train["loss"],
+                 train["accuracy"], val["loss"], val["accuracy"], lr, seconds)
+    epoch += 1
+    save(None, metrics={"val_accuracy": val["accuracy"], "epoch": epoch - 1})
+    if meta["stopped"]:
+      logging.info("early stop: no val-accuracy gain for %d epochs", early.patience)
+
+  checkpoints.wait()
+  checkpoints.close()
+  logging.info("best val accuracy %.4f at epoch %s (step %s)", early.best,
+               None if early.best_epoch is None else early.best_epoch + 1, early.best_step)
+  return {"state": parallel.unreplicate(state), "history": meta["history"],
+          "best": meta.get("best"), "steps_per_epoch": steps_per_epoch,
+          "rows_per_batch": rows, "data": data}
