@@ -46,8 +46,20 @@ def replicate(tree: Any) -> Any:
 
 
 def unreplicate(tree: Any) -> Any:
-  """First device's copy, fetched to host numpy."""
-  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+  """This process's first device's copy, fetched to host numpy.
+
+  Reads the device buffer directly: indexing the replicated array instead
+  would launch a multi-device program, whose collectives can interleave
+  badly with the pmapped steps still queued on the devices.
+  """
+  return jax.device_get(jax.tree.map(lambda x: x.addressable_shards[0].data[0], tree))
+
+
+def like(value: Any, reference: jax.Array) -> jax.Array:
+  """`value` broadcast to `reference`'s shape, dtype and placement, without a
+  device program (the state may be replicated over devices)."""
+  full = np.broadcast_to(np.asarray(value, reference.dtype), reference.shape)
+  return jax.device_put(full, reference.sharding)
 
 
 def shard(batch: dict[str, np.ndarray], n_local: int | None = None) -> dict[str, np.ndarray]:

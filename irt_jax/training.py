@@ -121,13 +121,12 @@ def make_eval_step(spec: model_lib.ModelSpec, axis_name: str = parallel.AXIS) ->
 def evaluate_split(p_eval_step: Callable, params, data: data_lib.ResponseData, split: str,
                    rows: int) -> dict[str, float]:
   """Loss and accuracy over every observed cell of a split (all processes join)."""
-  sums = None
-  for block in batches.iterate(data.split(split), data.embeddings, rows,
-                               process_index=jax.process_index(),
-                               process_count=jax.process_count()):
-    out = p_eval_step(params, parallel.shard(block))
-    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-  return losses.summarise(parallel.unreplicate(sums))
+  outs = [p_eval_step(params, parallel.shard(block))
+          for block in batches.iterate(data.split(split), data.embeddings, rows,
+                                       process_index=jax.process_index(),
+                                       process_count=jax.process_count())]
+  fetched = [parallel.unreplicate(o) for o in outs]  # psum'd: every copy holds the total
+  return losses.summarise({k: sum(float(f[k]) for f in fetched) for k in fetched[0]})
 
 
 # ----------------------------------------------------------------------------
@@ -176,7 +175,7 @@ class EarlyStopping:
 def set_learning_rate(state: TrainState, lr: float) -> TrainState:
   opt_state = state.opt_state
   hyper = dict(opt_state.hyperparams)
-  hyper["learning_rate"] = jnp.full_like(hyper["learning_rate"], lr)
+  hyper["learning_rate"] = parallel.like(lr, hyper["learning_rate"])
   return state.replace(opt_state=opt_state._replace(hyperparams=hyper))
 
 

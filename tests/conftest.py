@@ -1,0 +1,37 @@
+"""Test setup: four forced CPU devices, so the multi-device path is the tested one.
+
+XLA reads the flag once, when JAX starts, hence before any import of jax. Four
+virtual devices share two cores in CI, so a device can reach a collective long
+after the others: the rendezvous timeouts are raised from 40 s to 300 s, and
+each device computes single-threaded (XLA's shared intra-op Eigen pool can
+otherwise wedge a collective when devices outnumber cores).
+"""
+
+import os
+
+CPU_TEST_FLAGS = ("--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false "
+                  "--xla_cpu_collective_call_terminate_timeout_seconds=300 "
+                  "--xla_cpu_collective_timeout_seconds=300")
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + CPU_TEST_FLAGS).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+from configs import test as test_config  # noqa: E402
+from irt_jax import synthetic  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+@pytest.fixture
+def config():
+  return test_config.get_config()
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+  """A small synthetic dataset in the compact layout (shared, read-only)."""
+  spec = synthetic.SyntheticSpec(n_models=8, n_queries=200, embed_dim=16, n_benchmarks=3,
+                                 true_dim=3, missing_frac=0.2, seed=3)
+  return synthetic.write(str(tmp_path_factory.mktemp("synthetic")), spec)
