@@ -13,8 +13,10 @@ import numpy as np
 
 from irt_jax import data as data_lib
 from irt_jax import datasets
+from irt_jax import model as model_lib
 from irt_jax import routing
 from irt_jax import runs
+from irt_jax import synthetic
 
 EPS = 1e-7
 
@@ -120,6 +122,19 @@ def evaluate(run: runs.Run, data: data_lib.ResponseData, split: str = "test") ->
           "routing": RoutingEvaluator(order).run(pred)}
 
 
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+  """Rank correlation (ties broken by order; the values here are continuous)."""
+  rank = lambda v: np.argsort(np.argsort(np.asarray(v)))
+  return float(np.corrcoef(rank(x), rank(y))[0, 1])
+
+
+def truth_recovery(run: runs.Run, data: data_lib.ResponseData, split: str, truth: dict) -> dict:
+  """For synthetic data: how well the learned difficulty tracks the true one."""
+  queries = data.split(split).queries
+  _, difficulty = model_lib.query_difficulty(run.params, data.embeddings[queries], run.spec)
+  return {"difficulty_spearman": spearman(np.asarray(difficulty), truth["difficulty"][queries])}
+
+
 def format_report(report: dict) -> str:
   c, r = report["correctness"], report["routing"]
   lines = [f"{report['dataset']} / {report['split']}: {report['n_models']} models x "
@@ -132,6 +147,9 @@ def format_report(report: dict) -> str:
     lines.append(f"    {name:22s} {100 * b['micro']:6.2f}  {100 * b['macro']:6.2f}")
   lines.append("  per benchmark (irt_jax routing): " + ", ".join(
       f"{k} {100 * v:.2f}" for k, v in r["per_benchmark"].items()))
+  if "synthetic_truth" in report:
+    lines.append(f"  synthetic truth: Spearman(learned, true difficulty) = "
+                 f"{report['synthetic_truth']['difficulty_spearman']:.4f}")
   return "\n".join(lines)
 
 
@@ -141,6 +159,10 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   trained = runs.load_run(workdir, step)
   data = datasets.load(trained.config, workdir, require=("train", split))
   report = evaluate(trained, data, split)
+  truth_file = os.path.join(datasets.data_dir(trained.config, workdir), synthetic.TRUTH_FILE)
+  if os.path.exists(truth_file):
+    report["synthetic_truth"] = truth_recovery(trained, data, split,
+                                               synthetic.load_truth(os.path.dirname(truth_file)))
   output_dir = output_dir or os.path.join(workdir, "eval")
   os.makedirs(output_dir, exist_ok=True)
   data_lib.write_json(os.path.join(output_dir, "report.json"), report)

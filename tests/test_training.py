@@ -12,19 +12,12 @@ import pytest
 
 from irt_jax import batches
 from irt_jax import data as data_lib
+from irt_jax import evaluation
 from irt_jax import model as model_lib
 from irt_jax import parallel
 from irt_jax import runs
 from irt_jax import synthetic
 from irt_jax import training
-
-
-def _ranks(x):
-  return np.argsort(np.argsort(x))
-
-
-def spearman(x, y):
-  return float(np.corrcoef(_ranks(np.asarray(x)), _ranks(np.asarray(y)))[0, 1])
 
 
 def test_training_recovers_the_synthetic_truth(config, tmp_path):
@@ -38,7 +31,7 @@ def test_training_recovers_the_synthetic_truth(config, tmp_path):
   test = summary["data"].split("test")  # held-out queries, never trained on
   _, difficulty = model_lib.query_difficulty(run.params, summary["data"].embeddings[test.queries],
                                              run.spec)
-  assert spearman(difficulty, truth["difficulty"][test.queries]) >= 0.9
+  assert evaluation.spearman(difficulty, truth["difficulty"][test.queries]) >= 0.9
   proba = run.predict_proba(summary["data"].embeddings[test.queries])
   labels = test.labels[test.mask]
   accuracy = ((proba[test.mask] > 0.5) == (labels == 1)).mean()

@@ -1,0 +1,128 @@
+r"""Fetches the paper's dataset from Hugging Face and makes it ready to train on.
+
+  python -m irt_jax.download --dataset=irtnet --out=data/irtnet \
+      [--model_dir=.models/all-mpnet-base-v2]
+
+Downloads the dataset repository (huggingface_hub), finds the folder holding
+`train.csv`, writes `model_order.csv` / `question_order.csv` from the split files
+if the repository lacks them, and with --model_dir encodes the queries into
+`question_embeddings.npy`. The download itself needs internet (untested on the
+machines this project is built on); everything after it is tested on local files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from absl import app
+from absl import flags
+from absl import logging
+
+from irt_jax import data as data_lib
+
+DATASETS = {"irtnet": "JianhaoNJU/IrtNet-Dataset", "embedllm": "RZ412/EmbedLLM"}
+
+
+def find_data_folder(root: str) -> str:
+  """The shallowest folder under `root` that holds a train.csv."""
+  hits = sorted((dirpath.count(os.sep), dirpath)
+                for dirpath, _, files in os.walk(root) if "train.csv" in files)
+  if not hits:
+    raise data_lib.DataError(f"{root}: no train.csv anywhere in the download")
+  return hits[0][1]
+
+
+def write_index_files(folder: str) -> None:
+  """Derives model_order.csv / question_order.csv from the splits when absent."""
+  need_models = not os.path.exists(os.path.join(folder, "model_order.csv"))
+  need_queries = not os.path.exists(os.path.join(folder, "question_order.csv"))
+  if not (need_models or need_queries):
+    return
+  frames = [pd.read_csv(os.path.join(folder, f"{s}.csv"), dtype=str, keep_default_na=False)
+            for s in data_lib.SPLITS if os.path.exists(os.path.join(folder, f"{s}.csv"))]
+  rows = pd.concat(frames, ignore_index=True)
+  for col in ("model_id", "prompt_id"):
+    if col not in rows.columns:
+      raise data_lib.DataError(f"{folder}: split files have no {col!r} column")
+  if need_models:
+    cols = ["model_id"] + (["model_name"] if "model_name" in rows.columns else [])
+    models = rows[cols].drop_duplicates("model_id")
+    models = models.iloc[np.argsort(_natural_keys(models["model_id"]), kind="stable")]
+    models.to_csv(os.path.join(folder, "model_order.csv"), index=False)
+    logging.info("wrote model_order.csv (%d models)", len(models))
+  if need_queries:
+    cols = ["prompt_id"] + [c for c in ("prompt", "category") if c in rows.columns]
+    queries = rows[cols].drop_duplicates("prompt_id")
+    queries = queries.iloc[np.argsort(_natural_keys(queries["prompt_id"]), kind="stable")]
+    queries.to_csv(os.path.join(folder, "question_order.csv"), index=False)
+    logging.info("wrote question_order.csv (%d queries)", len(queries))
+
+
+def _natural_keys(ids: pd.Series) -> np.ndarray:
+  """Integer order when every id is an integer, else string order."""
+  numeric = pd.to_numeric(ids, errors="coerce")
+  if numeric.notna().all():
+    return numeric.to_numpy()
+  return ids.to_numpy(dtype=str)
+
+
+def encode_queries(folder: str, embed: Callable, out_name: str = "question_embeddings.npy"
+                   ) -> str:
+  """Writes embeddings aligned to question_order.csv (skipped if present)."""
+  path = os.path.join(folder, out_name)
+  if os.path.exists(path):
+    return path
+  _, prompts, _ = data_lib.read_question_order(os.path.join(folder, "question_order.csv"))
+  if prompts is None:
+    raise data_lib.DataError(f"{folder}/question_order.csv: no prompt column to encode")
+  vectors = np.asarray(embed(prompts), np.float32)
+  tmp = path + ".tmp.npy"
+  np.save(tmp, vectors)
+  os.replace(tmp, path)
+  return path
+
+
+def prepare(root: str, embed: Callable | None = None) -> str:
+  """Makes a downloaded snapshot loadable; returns the data folder."""
+  folder = find_data_folder(root)
+  write_index_files(folder)
+  if embed is not None:
+    encode_queries(folder, embed)
+  return folder
+
+
+def download(dataset: str, out: str) -> str:
+  from huggingface_hub import snapshot_download  # only needed with internet
+  if dataset not in DATASETS:
+    raise ValueError(f"--dataset={dataset!r}: expected one of {sorted(DATASETS)}")
+  return snapshot_download(repo_id=DATASETS[dataset], repo_type="dataset", local_dir=out)
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", "irtnet", sorted(DATASETS), "Which dataset to fetch.")
+flags.DEFINE_string("out", None, "Folder to download into.")
+flags.DEFINE_string("model_dir", None, "Sentence-encoder folder; if given, encode the queries.")
+flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
+
+
+def main(argv):
+  del argv
+  if not FLAGS.out:
+    raise app.UsageError("--out is required")
+  root = download(FLAGS.dataset, FLAGS.out)
+  embed = None
+  if FLAGS.model_dir:
+    from irt_jax.encoder import load_encoder
+    encoder = load_encoder(FLAGS.model_dir)
+    embed = lambda texts: encoder.encode(texts, batch_size=FLAGS.batch_size, progress=True)
+  folder = prepare(root, embed)
+  print(f"ready: train with --config.data.dir={folder}"
+        + ("" if embed else f" (encode first: python -m irt_jax.encode --data_dir={folder} "
+                            f"--model_dir=...)"))
+
+
+if __name__ == "__main__":
+  app.run(main)
