@@ -8,7 +8,6 @@ epoch-level controllers (plateau LR, early stopping); the loop
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from irt_jax import batches
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import data as data_lib
 from irt_jax import datasets
+from irt_jax import distributed
 from irt_jax import losses
 from irt_jax import model as model_lib
 from irt_jax import parallel
@@ -231,6 +231,13 @@ def _check_finite(record: dict, what: str) -> None:
                         f"the data for extreme embeddings")
 
 
+def _stop_preempted(checkpoints: ckpt_lib.Checkpoints, step: int) -> None:
+  checkpoints.wait()
+  checkpoints.close()
+  raise distributed.Preempted(f"stopped at step {step} on a preemption notice (SIGTERM); "
+                              f"its checkpoint is written: rerun the same command to resume")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns a summary with host state.
 
@@ -296,6 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     t0 = time.time()
     sums = meta.get("epoch_sums") if start_block else None
     pending = []
+    preempted = False
     for i, block in enumerate(batches.iterate(
         train_split, data.embeddings, rows, seed=config.seed, epoch=epoch, start=start_block,
         process_index=jax.process_index(), process_count=jax.process_count()),
@@ -303,7 +311,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state, m = p_train_step(state, parallel.shard(block), step_rng)
       step += 1
       pending.append(m)
-      if len(pending) >= log_every or i + 1 == steps_per_epoch or (
+      preempted = distributed.preemption_requested(step)  # SIGTERM in a multi-process job
+      if len(pending) >= log_every or i + 1 == steps_per_epoch or preempted or (
           every_ckpt and step % every_ckpt == 0):
         fetched = [parallel.unreplicate(p) for p in pending]
         pending = []
@@ -314,8 +323,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         logging.info("epoch %d step %d/%d: train loss %.4f acc %.4f (%.1f steps/s)",
                      epoch + 1, i + 1, steps_per_epoch, running["loss"], running["accuracy"],
                      (i + 1 - start_block) / max(time.time() - t0, 1e-9))
-        if every_ckpt and step % every_ckpt == 0 and i + 1 < steps_per_epoch:
+        if (preempted or every_ckpt and step % every_ckpt == 0) and i + 1 < steps_per_epoch:
           save(sums)
+      if preempted:
+        break
+    if preempted and i + 1 < steps_per_epoch:
+      _stop_preempted(checkpoints, step)
     start_block = 0
     seconds = time.time() - t0
 
@@ -339,6 +352,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  train["accuracy"], val["loss"], val["accuracy"], lr, seconds)
     epoch += 1
     save(None, metrics={"val_accuracy": val["accuracy"], "epoch": epoch - 1})
+    if preempted:
+      _stop_preempted(checkpoints, step)
     if meta["stopped"]:
       logging.info("early stop: no val-accuracy gain for %d epochs", early.patience)
 
