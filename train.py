@@ -4,9 +4,12 @@ r"""Trains IrtNet: flags -> config -> training.train_and_evaluate.
   python train.py --config=configs/irtnet.py --config.data.dir=../shared/data/routerdc \
       --workdir=runs/routerdc
 Any config field can be overridden, e.g. --config.optim.lr=3e-4. Re-running the
-same command resumes from the workdir's latest checkpoint.
+same command resumes from the workdir's latest checkpoint. Multi-process jobs
+run the same command in every process, plus --distributed (TPU pods, Slurm) or
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
+import jax
 from absl import app
 from absl import flags
 from absl import logging
@@ -31,8 +34,9 @@ def main(argv):
   logging.info("config:\n%s", FLAGS.config)
   summary = training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   best = summary["best"] or {}
-  print(f"done: best val accuracy {best.get('val_accuracy')} at step {best.get('step')}; "
-        f"evaluate with: python eval.py --workdir={FLAGS.workdir}")
+  if jax.process_index() == 0:
+    print(f"done: best val accuracy {best.get('val_accuracy')} at step {best.get('step')}; "
+          f"evaluate with: python eval.py --workdir={FLAGS.workdir}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ folder without query embeddings is encoded once with `encoder.model_dir`.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 
 from absl import logging
 
@@ -25,8 +27,18 @@ def data_dir(config, workdir: str) -> str:
     return config.data.dir
   out = os.path.join(workdir, "synthetic_data")
   if not os.path.exists(os.path.join(out, "test.csv")):
+    # Written aside then renamed into place: processes of a multi-process job
+    # sharing the workdir all generate the same data; the first rename wins and
+    # nobody reads a half-written folder.
     logging.info("Generating synthetic data in %s", out)
-    synthetic.write(out, synthetic_spec(config))
+    tmp = f"{out}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    synthetic.write(tmp, synthetic_spec(config))
+    try:
+      os.rename(tmp, out)
+    except OSError:
+      shutil.rmtree(tmp, ignore_errors=True)
+      if not os.path.exists(os.path.join(out, "test.csv")):
+        raise
   return out
 
 

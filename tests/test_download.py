@@ -1,6 +1,5 @@
 """What follows the Hugging Face download, on a local snapshot of the same layout."""
 
-import os
 
 import numpy as np
 import pandas as pd
