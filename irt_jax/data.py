@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -237,19 +237,15 @@ def load_embeddings(path: str, n_rows: int, index_file: str) -> np.ndarray:
   return array
 
 
-Embedder = Callable[[Sequence[str]], np.ndarray]
-
-
 def load_dataset(data_dir: str, *, benchmarks: str | Sequence[str] | None = "",
                  embeddings_file: str = "question_embeddings.npy",
-                 embed_fn: Embedder | None = None,
                  embeddings_cache: str | None = None,
                  splits: Sequence[str] = SPLITS,
                  require: Sequence[str] = ("train", "val")) -> ResponseData:
   """Reads a dataset folder in either CSV layout.
 
-  Without an embeddings file, `embed_fn` (text -> [n, D]) encodes the prompts
-  once and the result is cached at `embeddings_cache` (default: the missing file).
+  Embeddings come from `data_dir/embeddings_file`, else from `embeddings_cache`
+  (where `irt_jax.encode` wrote them for a text-only folder that is read-only).
   """
   model_file = os.path.join(data_dir, "model_order.csv")
   query_file = os.path.join(data_dir, "question_order.csv")
@@ -279,20 +275,13 @@ def load_dataset(data_dir: str, *, benchmarks: str | Sequence[str] | None = "",
   benchmark, benchmark_names = map_benchmarks(categories, benchmarks, query_file)
 
   emb_path = os.path.join(data_dir, embeddings_file)
-  cache = embeddings_cache or emb_path
-  if os.path.exists(emb_path):
-    embeddings = load_embeddings(emb_path, len(query_ids), query_file)
-  elif os.path.exists(cache):
-    embeddings = load_embeddings(cache, len(query_ids), query_file)
-  elif embed_fn is not None:
-    if prompts is None:
-      raise DataError(f"{query_file}: no prompt text to encode and no {emb_path}")
-    embeddings = np.asarray(embed_fn(prompts), np.float32)
-    _atomic_save(cache, embeddings)
-  else:
+  if not os.path.exists(emb_path) and embeddings_cache and os.path.exists(embeddings_cache):
+    emb_path = embeddings_cache
+  if not os.path.exists(emb_path):
     raise DataError(f"{emb_path}: file not found (query embeddings); run "
                     f"`python -m irt_jax.encode --data_dir={data_dir} --model_dir=...` or "
                     f"set --config.encoder.model_dir to encode the prompts")
+  embeddings = load_embeddings(emb_path, len(query_ids), query_file)
 
   return ResponseData(
       name=os.path.basename(os.path.normpath(data_dir)),
@@ -321,13 +310,6 @@ def _check_disjoint(splits: Mapping[str, Split], data_dir: str) -> None:
                         f"{a}.csv and {b}.csv, e.g. query row {int(shared[both.any(1)][0])}")
       logging.warning("%s: %d queries appear in both %s.csv and %s.csv (different models)",
                       data_dir, len(shared), a, b)
-
-
-def _atomic_save(path: str, array: np.ndarray) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp.npy"
-  np.save(tmp, array)
-  os.replace(tmp, path)
 
 
 def describe(data: ResponseData) -> str:

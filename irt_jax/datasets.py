@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 
+import jax
 from absl import logging
 
 from irt_jax import data as data_lib
@@ -42,26 +43,39 @@ def data_dir(config, workdir: str) -> str:
   return out
 
 
-def _embedder(config):
-  model_dir = config.encoder.model_dir
-  if not model_dir:
+def embeddings_path(config, workdir: str, folder: str) -> str:
+  """Where a text-only folder's embeddings go: beside the data if writable,
+  else in the workdir."""
+  if os.access(folder, os.W_OK):
+    return os.path.join(folder, config.data.embeddings_file)
+  return os.path.join(workdir, config.data.embeddings_file)
+
+
+def encode_if_needed(config, workdir: str, folder: str) -> str | None:
+  """Encodes a folder's prompts once (resumably) when it has no embeddings."""
+  if os.path.exists(os.path.join(folder, config.data.embeddings_file)):
     return None
-
-  def embed(texts):
-    from irt_jax.encoder import load_encoder  # heavy: only when text must be encoded
-    encoder = load_encoder(model_dir, max_length=config.encoder.max_length or None)
-    logging.info("Encoding %d queries with %s", len(texts), encoder.name)
-    return encoder.encode(texts, batch_size=config.encoder.batch_size, progress=True)
-
-  return embed
+  if not config.encoder.model_dir:
+    return None  # load_dataset explains what is missing
+  out = embeddings_path(config, workdir, folder)
+  if not os.path.exists(out):
+    if jax.process_count() > 1:
+      raise data_lib.DataError(
+          f"{folder}: no {config.data.embeddings_file}; encode it once before a multi-process "
+          f"job: python -m irt_jax.encode --data_dir={folder} "
+          f"--model_dir={config.encoder.model_dir} --output={out}")
+    from irt_jax import encode  # heavy: only when text must be encoded
+    logging.info("Encoding the prompts of %s with %s into %s", folder,
+                 config.encoder.model_dir, out)
+    encode.encode_question_order(folder, config.encoder.model_dir, output=out,
+                                 batch_size=config.encoder.batch_size,
+                                 max_length=config.encoder.max_length or None)
+  return out
 
 
 def load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
   folder = data_dir(config, workdir)
-  cache = None
-  if config.encoder.model_dir and not os.access(folder, os.W_OK):
-    cache = os.path.join(workdir, config.data.embeddings_file)
+  cache = encode_if_needed(config, workdir, folder)
   return data_lib.load_dataset(folder, benchmarks=config.data.benchmarks,
                                embeddings_file=config.data.embeddings_file,
-                               embed_fn=_embedder(config), embeddings_cache=cache,
-                               require=require)
+                               embeddings_cache=cache, require=require)

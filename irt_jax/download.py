@@ -13,7 +13,6 @@ machines this project is built on); everything after it is tested on local files
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,28 +68,14 @@ def _natural_keys(ids: pd.Series) -> np.ndarray:
   return ids.to_numpy(dtype=str)
 
 
-def encode_queries(folder: str, embed: Callable, out_name: str = "question_embeddings.npy"
-                   ) -> str:
-  """Writes embeddings aligned to question_order.csv (skipped if present)."""
-  path = os.path.join(folder, out_name)
-  if os.path.exists(path):
-    return path
-  _, prompts, _ = data_lib.read_question_order(os.path.join(folder, "question_order.csv"))
-  if prompts is None:
-    raise data_lib.DataError(f"{folder}/question_order.csv: no prompt column to encode")
-  vectors = np.asarray(embed(prompts), np.float32)
-  tmp = path + ".tmp.npy"
-  np.save(tmp, vectors)
-  os.replace(tmp, path)
-  return path
-
-
-def prepare(root: str, embed: Callable | None = None) -> str:
-  """Makes a downloaded snapshot loadable; returns the data folder."""
+def prepare(root: str, model_dir: str | None = None, batch_size: int = 64) -> str:
+  """Makes a downloaded snapshot loadable (and encoded, given an encoder folder);
+  returns the data folder."""
   folder = find_data_folder(root)
   write_index_files(folder)
-  if embed is not None:
-    encode_queries(folder, embed)
+  if model_dir and not os.path.exists(os.path.join(folder, "question_embeddings.npy")):
+    from irt_jax import encode  # heavy: only when text must be encoded
+    encode.encode_question_order(folder, model_dir, batch_size=batch_size)
   return folder
 
 
@@ -113,15 +98,10 @@ def main(argv):
   if not FLAGS.out:
     raise app.UsageError("--out is required")
   root = download(FLAGS.dataset, FLAGS.out)
-  embed = None
-  if FLAGS.model_dir:
-    from irt_jax.encoder import load_encoder
-    encoder = load_encoder(FLAGS.model_dir)
-    embed = lambda texts: encoder.encode(texts, batch_size=FLAGS.batch_size, progress=True)
-  folder = prepare(root, embed)
+  folder = prepare(root, FLAGS.model_dir, FLAGS.batch_size)
   print(f"ready: train with --config.data.dir={folder}"
-        + ("" if embed else f" (encode first: python -m irt_jax.encode --data_dir={folder} "
-                            f"--model_dir=...)"))
+        + ("" if FLAGS.model_dir else f" (encode first: python -m irt_jax.encode "
+                                      f"--data_dir={folder} --model_dir=...)"))
 
 
 if __name__ == "__main__":

