@@ -34,30 +34,30 @@ OUTPUT_DTYPES = ("float32", "float16")
 
 
 class EncodeError(RuntimeError):
-    """The run cannot go on (bad input, mismatched partial work)."""
+  """The run cannot go on (bad input, mismatched partial work)."""
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 22), b""):
+      h.update(block)
+  return h.hexdigest()
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+  tmp = path.with_name(path.name + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def side_files(output: Path) -> tuple[Path, Path]:
-    """(partial array, partial state) paths next to ``output``."""
-    stem = output.name.removesuffix(".npy")
-    return output.with_name(stem + ".partial.npy"), output.with_name(stem + ".partial.json")
+  """(partial array, partial state) paths next to ``output``."""
+  stem = output.name.removesuffix(".npy")
+  return output.with_name(stem + ".partial.npy"), output.with_name(stem + ".partial.json")
 
 
 def encode_question_order(
@@ -74,145 +74,147 @@ def encode_question_order(
     stop_after_chunks: int | None = None,
     encoder=None,
 ) -> Path | None:
-    """Library form of the CLI. Returns the output path, or None when stopped early by
-    ``stop_after_chunks`` (used to simulate an interruption in tests).
+  """Library form of the CLI. Returns the output path, or None when stopped early by
+  ``stop_after_chunks`` (used to simulate an interruption in tests).
 
-    ``encoder`` may be an already loaded encoder for ``model_dir`` (saves reloading).
-    """
-    if dtype not in OUTPUT_DTYPES:
-        raise EncodeError(f"dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
-    if chunk_size < 1:
-        raise EncodeError("chunk_size must be >= 1")
-    data_dir = Path(data_dir)
-    order_file = data_dir / "question_order.csv"
-    if not order_file.is_file():
-        raise EncodeError(f"{order_file} not found")
-    output = Path(output) if output else data_dir / "question_embeddings.npy"
-    if output.exists() and not overwrite:
-        raise EncodeError(f"{output} already exists; pass --overwrite to replace it")
-    partial_npy, partial_json = side_files(output)
+  ``encoder`` may be an already loaded encoder for ``model_dir`` (saves reloading).
+  """
+  if dtype not in OUTPUT_DTYPES:
+    raise EncodeError(f"dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
+  if chunk_size < 1:
+    raise EncodeError("chunk_size must be >= 1")
+  data_dir = Path(data_dir)
+  order_file = data_dir / "question_order.csv"
+  if not order_file.is_file():
+    raise EncodeError(f"{order_file} not found")
+  output = Path(output) if output else data_dir / "question_embeddings.npy"
+  if output.exists() and not overwrite:
+    raise EncodeError(f"{output} already exists; pass --overwrite to replace it")
+  partial_npy, partial_json = side_files(output)
 
-    if encoder is None:
-        # EncoderError propagates: a folder without weights or tokenizer is refused.
-        from irt_jax.encoder import load_encoder
+  if encoder is None:
+    # EncoderError propagates: a folder without weights or tokenizer is refused.
+    from irt_jax.encoder import load_encoder
 
-        encoder = load_encoder(str(model_dir), max_length=max_length)
-    _, prompts, _ = read_question_order(str(order_file))
-    if prompts is None:
-        raise EncodeError(f"{order_file}: no 'prompt' column, so there is no text to encode")
-    n = len(prompts)
-    state = {
-        "version": PARTIAL_VERSION,
-        "model_name": encoder.name,
-        "model_fingerprint": encoder.fingerprint,
-        "max_length": encoder.max_length,
-        "question_order_sha256": file_sha256(order_file),
-        "rows": n,
-        "dim": encoder.dim,
-        "rows_done": 0,
-    }
+    encoder = load_encoder(str(model_dir), max_length=max_length)
+  _, prompts, _ = read_question_order(str(order_file))
+  if prompts is None:
+    raise EncodeError(f"{order_file}: no 'prompt' column, so there is no text to encode")
+  n = len(prompts)
+  state = {
+      "version": PARTIAL_VERSION,
+      "model_name": encoder.name,
+      "model_fingerprint": encoder.fingerprint,
+      "max_length": encoder.max_length,
+      "question_order_sha256": file_sha256(order_file),
+      "rows": n,
+      "dim": encoder.dim,
+      "rows_done": 0,
+  }
 
-    resumed = False
-    if restart:
-        for p in (partial_npy, partial_json):
-            p.unlink(missing_ok=True)
-    if partial_json.exists() and partial_npy.exists():
-        old = json.loads(partial_json.read_text(encoding="utf-8"))
-        mismatched = [k for k in state if k != "rows_done" and old.get(k) != state[k]]
-        if mismatched:
-            detail = ", ".join(f"{k}: {old.get(k)!r} -> {state[k]!r}" for k in mismatched)
-            raise EncodeError(
-                f"{partial_json} holds partial work of a different run ({detail}); refusing to mix. "
-                f"Rerun with the original model / question_order.csv, or pass --restart to discard it."
-            )
-        state["rows_done"] = int(old["rows_done"])
-        resumed = True
-    elif partial_json.exists() or partial_npy.exists():  # half-written side files: start over
-        for p in (partial_npy, partial_json):
-            p.unlink(missing_ok=True)
+  resumed = False
+  if restart:
+    for p in (partial_npy, partial_json):
+      p.unlink(missing_ok=True)
+  if partial_json.exists() and partial_npy.exists():
+    old = json.loads(partial_json.read_text(encoding="utf-8"))
+    mismatched = [k for k in state if k != "rows_done" and old.get(k) != state[k]]
+    if mismatched:
+      detail = ", ".join(f"{k}: {old.get(k)!r} -> {state[k]!r}" for k in mismatched)
+      raise EncodeError(
+          f"{partial_json} holds partial work of a different run ({detail}); refusing to mix. "
+          f"Rerun with the original model / question_order.csv, or pass --restart to discard it.")
+    state["rows_done"] = int(old["rows_done"])
+    resumed = True
+  elif partial_json.exists() or partial_npy.exists():  # half-written side files: start over
+    for p in (partial_npy, partial_json):
+      p.unlink(missing_ok=True)
 
-    if resumed:
-        store = np.lib.format.open_memmap(partial_npy, mode="r+")
-        if store.shape != (n, encoder.dim) or store.dtype != np.float32:
-            raise EncodeError(f"{partial_npy} has shape {store.shape} / {store.dtype}; pass --restart")
-        print(f"resuming {output.name}: {state['rows_done']}/{n} rows already done", file=sys.stderr)
-    else:
-        store = np.lib.format.open_memmap(partial_npy, mode="w+", dtype=np.float32, shape=(n, encoder.dim))
-        store.flush()
-        _write_json_atomic(partial_json, state)
+  if resumed:
+    store = np.lib.format.open_memmap(partial_npy, mode="r+")
+    if store.shape != (n, encoder.dim) or store.dtype != np.float32:
+      raise EncodeError(f"{partial_npy} has shape {store.shape} / {store.dtype}; pass --restart")
+    print(f"resuming {output.name}: {state['rows_done']}/{n} rows already done", file=sys.stderr)
+  else:
+    store = np.lib.format.open_memmap(
+        partial_npy, mode="w+", dtype=np.float32, shape=(n, encoder.dim))
+    store.flush()
+    _write_json_atomic(partial_json, state)
 
-    t0 = time.perf_counter()
-    done_here = 0
-    chunks = 0
-    while state["rows_done"] < n:
-        if stop_after_chunks is not None and chunks >= stop_after_chunks:
-            store.flush()
-            del store
-            return None
-        lo = state["rows_done"]
-        hi = min(n, lo + chunk_size)
-        store[lo:hi] = encoder.encode(prompts[lo:hi], batch_size=batch_size, progress=False)
-        store.flush()
-        state["rows_done"] = hi
-        _write_json_atomic(partial_json, state)
-        chunks += 1
-        done_here += hi - lo
-        if progress:
-            rate = done_here / (time.perf_counter() - t0)
-            print(f"{hi}/{n} rows ({rate:.1f} embeddings/s)", file=sys.stderr, flush=True)
+  t0 = time.perf_counter()
+  done_here = 0
+  chunks = 0
+  while state["rows_done"] < n:
+    if stop_after_chunks is not None and chunks >= stop_after_chunks:
+      store.flush()
+      del store
+      return None
+    lo = state["rows_done"]
+    hi = min(n, lo + chunk_size)
+    store[lo:hi] = encoder.encode(prompts[lo:hi], batch_size=batch_size, progress=False)
+    store.flush()
+    state["rows_done"] = hi
+    _write_json_atomic(partial_json, state)
+    chunks += 1
+    done_here += hi - lo
+    if progress:
+      rate = done_here / (time.perf_counter() - t0)
+      print(f"{hi}/{n} rows ({rate:.1f} embeddings/s)", file=sys.stderr, flush=True)
 
-    result = np.asarray(store)
-    if not np.all(np.isfinite(result)):
-        raise EncodeError("non-finite values in the embeddings; partial files kept for inspection")
-    if dtype == "float32":
-        store.flush()
-        del store, result
-        os.replace(partial_npy, output)
-    else:
-        tmp = output.with_name(output.name + ".tmp.npy")
-        np.save(tmp, result.astype(dtype))
-        del store, result
-        os.replace(tmp, output)
-        partial_npy.unlink(missing_ok=True)
-    partial_json.unlink(missing_ok=True)
-    return output
+  result = np.asarray(store)
+  if not np.all(np.isfinite(result)):
+    raise EncodeError("non-finite values in the embeddings; partial files kept for inspection")
+  if dtype == "float32":
+    store.flush()
+    del store, result
+    os.replace(partial_npy, output)
+  else:
+    tmp = output.with_name(output.name + ".tmp.npy")
+    np.save(tmp, result.astype(dtype))
+    del store, result
+    os.replace(tmp, output)
+    partial_npy.unlink(missing_ok=True)
+  partial_json.unlink(missing_ok=True)
+  return output
 
 
 def main(argv: list[str]) -> None:
-    del argv
-    from irt_jax.encoder import EncoderError
+  del argv
+  from irt_jax.encoder import EncoderError
 
-    try:
-        out = encode_question_order(
-            data_dir=FLAGS.data_dir,
-            model_dir=FLAGS.model_dir,
-            output=FLAGS.output,
-            batch_size=FLAGS.batch_size,
-            max_length=FLAGS.max_length,
-            dtype=FLAGS.dtype,
-            chunk_size=FLAGS.chunk_size,
-            restart=FLAGS.restart,
-            overwrite=FLAGS.overwrite,
-            progress=True,
-        )
-    except (EncodeError, EncoderError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    arr = np.load(out, mmap_mode="r")
-    print(f"wrote {out} ({arr.shape[0]} x {arr.shape[1]}, {arr.dtype})")
+  try:
+    out = encode_question_order(
+        data_dir=FLAGS.data_dir,
+        model_dir=FLAGS.model_dir,
+        output=FLAGS.output,
+        batch_size=FLAGS.batch_size,
+        max_length=FLAGS.max_length,
+        dtype=FLAGS.dtype,
+        chunk_size=FLAGS.chunk_size,
+        restart=FLAGS.restart,
+        overwrite=FLAGS.overwrite,
+        progress=True,
+    )
+  except (EncodeError, EncoderError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  arr = np.load(out, mmap_mode="r")
+  print(f"wrote {out} ({arr.shape[0]} x {arr.shape[1]}, {arr.dtype})")
 
 
 if __name__ == "__main__":
-    from absl import app, flags
+  from absl import app, flags
 
-    flags.DEFINE_string("data_dir", None, "Folder with question_order.csv.", required=True)
-    flags.DEFINE_string("model_dir", None, "Local sentence-transformers model folder.", required=True)
-    flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
-    flags.DEFINE_integer("max_length", None, "Token limit (default: the model's max_seq_length).")
-    flags.DEFINE_enum("dtype", "float32", list(OUTPUT_DTYPES), "dtype of the written array.")
-    flags.DEFINE_string("output", None, "Output .npy (default DATA_DIR/question_embeddings.npy).")
-    flags.DEFINE_integer("chunk_size", 2048, "Rows encoded between two checkpoints of the partial file.")
-    flags.DEFINE_bool("restart", False, "Discard partial work of an earlier run instead of resuming it.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
-    FLAGS = flags.FLAGS
-    app.run(main)
+  flags.DEFINE_string("data_dir", None, "Folder with question_order.csv.", required=True)
+  flags.DEFINE_string("model_dir", None, "Local sentence-transformers model folder.", required=True)
+  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
+  flags.DEFINE_integer("max_length", None, "Token limit (default: the model's max_seq_length).")
+  flags.DEFINE_enum("dtype", "float32", list(OUTPUT_DTYPES), "dtype of the written array.")
+  flags.DEFINE_string("output", None, "Output .npy (default DATA_DIR/question_embeddings.npy).")
+  flags.DEFINE_integer("chunk_size", 2048,
+                       "Rows encoded between two checkpoints of the partial file.")
+  flags.DEFINE_bool("restart", False,
+                    "Discard partial work of an earlier run instead of resuming it.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+  FLAGS = flags.FLAGS
+  app.run(main)
