@@ -319,8 +319,11 @@ def describe(data: ResponseData) -> str:
           + "; ".join(parts))
 
 
-def write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+def write_json(path: str | os.PathLike, obj) -> None:
+  """Writes JSON atomically (temporary file, fsync, rename): a crash leaves the old file."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
     json.dump(obj, f, indent=2)
+    f.flush()
+    os.fsync(f.fileno())
   os.replace(tmp, path)

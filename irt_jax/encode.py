@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irt_jax.data import read_question_order
+from irt_jax.data import read_question_order, write_json
 
 PARTIAL_VERSION = 1
 OUTPUT_DTYPES = ("float32", "float16")
@@ -43,15 +43,6 @@ def file_sha256(path: str | Path) -> str:
     for block in iter(lambda: f.read(1 << 22), b""):
       h.update(block)
   return h.hexdigest()
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def side_files(output: Path) -> tuple[Path, Path]:
@@ -139,7 +130,7 @@ def encode_question_order(
     store = np.lib.format.open_memmap(
         partial_npy, mode="w+", dtype=np.float32, shape=(n, encoder.dim))
     store.flush()
-    _write_json_atomic(partial_json, state)
+    write_json(partial_json, state)
 
   t0 = time.perf_counter()
   done_here = 0
@@ -154,7 +145,7 @@ def encode_question_order(
     store[lo:hi] = encoder.encode(prompts[lo:hi], batch_size=batch_size, progress=False)
     store.flush()
     state["rows_done"] = hi
-    _write_json_atomic(partial_json, state)
+    write_json(partial_json, state)
     chunks += 1
     done_here += hi - lo
     if progress:
