@@ -90,7 +90,8 @@ class ResponseData:
 # ----------------------------------------------------------------------------
 # Reading tables.
 
-def _read_csv(path: str, required: Sequence[str], what: str) -> pd.DataFrame:
+def read_table(path: str, required: Sequence[str], what: str) -> pd.DataFrame:
+  """A CSV as strings; a missing file or column, or no rows, is a DataError naming it."""
   if not os.path.exists(path):
     raise DataError(f"{path}: file not found ({what})")
   try:
@@ -114,7 +115,7 @@ def _unique_index(ids: pd.Series, path: str, column: str) -> dict[str, int]:
 
 def read_model_order(path: str) -> tuple[list[str], list[str]]:
   """Returns (model ids, model names) in row order."""
-  frame = _read_csv(path, ["model_id"], "model index")
+  frame = read_table(path, ["model_id"], "model index")
   names = frame["model_name"] if "model_name" in frame.columns else frame["model_id"]
   _unique_index(frame["model_id"], path, "model_id")
   _unique_index(names, path, "model_name")
@@ -123,7 +124,7 @@ def read_model_order(path: str) -> tuple[list[str], list[str]]:
 
 def read_question_order(path: str) -> tuple[list[str], list[str] | None, list[str] | None]:
   """Returns (prompt ids, prompts or None, categories or None) in row order."""
-  frame = _read_csv(path, ["prompt_id"], "query index")
+  frame = read_table(path, ["prompt_id"], "query index")
   _unique_index(frame["prompt_id"], path, "prompt_id")
   prompts = list(frame["prompt"]) if "prompt" in frame.columns else None
   categories = list(frame["category"]) if "category" in frame.columns else None
@@ -156,7 +157,7 @@ def read_split(path: str, model_index: Mapping[str, int], model_names: Sequence[
                query_index: Mapping[str, int], *, model_file: str,
                query_file: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
   """Reads one split file into (query rows, model columns, labels, frame)."""
-  frame = _read_csv(path, ["prompt_id", "model_id", "label"], "split")
+  frame = read_table(path, ["prompt_id", "model_id", "label"], "split")
   labels = _parse_labels(frame, path)
   models = _lookup(frame["model_id"], model_index, path, "model_id", model_file)
   if "model_name" in frame.columns:

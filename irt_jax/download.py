@@ -40,12 +40,10 @@ def write_index_files(folder: str) -> None:
   need_queries = not os.path.exists(os.path.join(folder, "question_order.csv"))
   if not (need_models or need_queries):
     return
-  frames = [pd.read_csv(os.path.join(folder, f"{s}.csv"), dtype=str, keep_default_na=False)
+  frames = [data_lib.read_table(os.path.join(folder, f"{s}.csv"), ["model_id", "prompt_id"],
+                                "split")
             for s in data_lib.SPLITS if os.path.exists(os.path.join(folder, f"{s}.csv"))]
   rows = pd.concat(frames, ignore_index=True)
-  for col in ("model_id", "prompt_id"):
-    if col not in rows.columns:
-      raise data_lib.DataError(f"{folder}: split files have no {col!r} column")
   if need_models:
     cols = ["model_id"] + (["model_name"] if "model_name" in rows.columns else [])
     models = rows[cols].drop_duplicates("model_id")

@@ -17,8 +17,6 @@ moved into place atomically, and the side files are removed.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import os
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from irt_jax.data import read_question_order, write_json
+from irt_jax.encoder.weights import sha256_of
 
 PARTIAL_VERSION = 1
 OUTPUT_DTYPES = ("float32", "float16")
@@ -35,14 +34,6 @@ OUTPUT_DTYPES = ("float32", "float16")
 
 class EncodeError(RuntimeError):
   """The run cannot go on (bad input, mismatched partial work)."""
-
-
-def file_sha256(path: str | Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def side_files(output: Path) -> tuple[Path, Path]:
@@ -97,7 +88,7 @@ def encode_question_order(
       "model_name": encoder.name,
       "model_fingerprint": encoder.fingerprint,
       "max_length": encoder.max_length,
-      "question_order_sha256": file_sha256(order_file),
+      "question_order_sha256": sha256_of(order_file),
       "rows": n,
       "dim": encoder.dim,
       "rows_done": 0,

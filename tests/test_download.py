@@ -55,3 +55,11 @@ def test_prepare_refuses_a_download_without_splits(tmp_path):
 def test_unknown_dataset_name_is_refused():
   with pytest.raises(ValueError, match="expected one of"):
     download.download("nope", "/tmp/unused")
+
+
+def test_prepare_names_the_split_file_that_lacks_a_column(tmp_path):
+  folder = _snapshot(tmp_path)
+  frame = pd.read_csv(folder / "val.csv").drop(columns=["model_id"])
+  frame.to_csv(folder / "val.csv", index=False)
+  with pytest.raises(data_lib.DataError, match=r"val\.csv: missing column\(s\) \['model_id'\]"):
+    download.prepare(str(tmp_path))

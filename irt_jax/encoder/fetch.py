@@ -29,6 +29,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from irt_jax.encoder.weights import sha256_of
+
 
 class FetchError(RuntimeError):
   pass
@@ -84,14 +86,6 @@ MODELS = {"minilm": MINILM, "mpnet": MPNET}
 # Files of a model folder that are not needed (OS litter, git metadata).
 _SKIP_NAMES = {"desktop.ini", ".gitattributes", ".DS_Store"}
 _REQUIRED = ("config.json", "model.safetensors", "modules.json")
-
-
-def sha256_of(path: Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def is_complete(folder: Path) -> bool:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from irt_jax.encoder import networks
-from irt_jax.encoder.weights import WeightError, build_params, load_safetensors
+from irt_jax.encoder.weights import WeightError, build_params, load_safetensors, update_hash
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +230,7 @@ class SentenceEncoder:
       files = sorted(p for p in self.model_dir.rglob("*") if p.is_file() and p.suffix in suffixes)
       for p in files:
         h.update(str(p.relative_to(self.model_dir)).encode())
-        with open(p, "rb") as f:
-          for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
+        update_hash(h, p)
       self._fingerprint = h.hexdigest()
     return self._fingerprint
 
