@@ -9,10 +9,18 @@ otherwise wedge a collective when devices outnumber cores).
 
 import os
 
-CPU_TEST_FLAGS = ("--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false "
-                  "--xla_cpu_collective_call_terminate_timeout_seconds=300 "
-                  "--xla_cpu_collective_timeout_seconds=300")
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + CPU_TEST_FLAGS).strip()
+
+
+def cpu_test_flags(n_devices: int) -> str:
+  """XLA_FLAGS for n forced CPU devices that are safe to run collectives on two cores;
+  subprocess tests (multi-process jobs) use them too."""
+  return (f"--xla_force_host_platform_device_count={n_devices} "
+          "--xla_cpu_multi_thread_eigen=false "
+          "--xla_cpu_collective_call_terminate_timeout_seconds=300 "
+          "--xla_cpu_collective_timeout_seconds=300")
+
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + cpu_test_flags(4)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402

@@ -22,8 +22,8 @@ import pytest
 
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import runs
+from tests.conftest import REPO, cpu_test_flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The test config (12 models, 480 training queries), identical in every job
 # below: 300 cells -> 25 query rows, padded to 28 for 4 devices, so an epoch is
 # 18 steps whose last block holds 4 real rows (process 1's share of it is all
@@ -45,12 +45,7 @@ def _free_port() -> int:
 
 def _env(devices_per_process: int) -> dict:
   env = dict(os.environ)
-  # Same flags as conftest's (single-threaded devices, generous in-process
-  # collective timeouts), with this job's device count per process.
-  env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices_per_process} "
-                      "--xla_cpu_multi_thread_eigen=false "
-                      "--xla_cpu_collective_call_terminate_timeout_seconds=300 "
-                      "--xla_cpu_collective_timeout_seconds=300")
+  env["XLA_FLAGS"] = cpu_test_flags(devices_per_process)
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONUNBUFFERED"] = "1"
   return env
