@@ -1,28 +1,48 @@
-r"""Evaluates a trained run: correctness and routing on a split -> report.json.
+r"""Evaluates trained runs of any model kind: flags -> evaluation.run / compare.
 
   python eval.py --workdir=runs/routerdc [--split=test] [--output_dir=DIR]
-The checkpoint carries its config, so no training flag is repeated.
+  python eval.py --workdir=runs/irtnet --compare=runs/logreg,runs/knn   # one table
+The checkpoint carries its kind, config and encoder, so no training flag is repeated.
 """
+
+import os
+import sys
 
 from absl import app
 from absl import flags
 
 from irt_jax import checkpoint
+from irt_jax import data as data_lib
 from irt_jax import evaluation
+from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/synthetic", "The training run's workdir.")
+flags.DEFINE_list("compare", [], "More workdirs to evaluate beside --workdir, as one table.")
 flags.DEFINE_string("split", "test", "Split to evaluate: train, val or test.")
 flags.DEFINE_string("output_dir", None, "Where report.json goes (default WORKDIR/eval).")
 flags.DEFINE_string("step", "best", "'best' (by val accuracy), 'latest' or a step number.")
+flags.DEFINE_list("evaluators", [], "Evaluators to run (default: correctness, routing and, "
+                  "on synthetic data, synthetic_truth).")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   checkpoint.quiet_orbax_logs()
-  report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step)
-  print(evaluation.format_report(report))
+  try:
+    if FLAGS.compare:
+      result = evaluation.compare([FLAGS.workdir] + FLAGS.compare, FLAGS.split, FLAGS.step)
+      out = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval")
+      os.makedirs(out, exist_ok=True)
+      data_lib.write_json(os.path.join(out, "compare.json"), result)
+      print(report_lib.format_compare(result["table"], result["dataset"], result["split"]))
+      return
+    report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step,
+                            FLAGS.evaluators or None)
+  except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
+    sys.exit(f"eval.py: {e}")
+  print(report_lib.format_report(report))
 
 
 if __name__ == "__main__":

@@ -3,25 +3,14 @@
 
 import ml_collections
 
+from configs import common
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-
-  config.data = ml_collections.ConfigDict()
-  config.data.dir = ""                  # '' = synthetic data generated in the workdir
-  config.data.benchmarks = ""           # '' = category; 'irtnet' = the paper's 10; or 'a,b,c'
-  config.data.embeddings_file = "question_embeddings.npy"
-  config.data.synthetic = ml_collections.ConfigDict(dict(
-      n_models=24, n_families=4, n_queries=3000, n_benchmarks=5, embed_dim=768,
-      true_dim=6, missing_frac=0.0, seed=0))
-
-  config.encoder = ml_collections.ConfigDict()
-  config.encoder.model_dir = ""         # sentence-encoder folder, used when embeddings are missing
-  config.encoder.batch_size = 64
-  config.encoder.max_length = 0         # 0 = the encoder's own (384 for all-mpnet-base-v2)
+  config = common.get_config()
 
   config.model = ml_collections.ConfigDict()
+  config.model.name = "irtnet"
   config.model.n_experts = 39           # routed experts
   config.model.top_k = 39               # all active (dense softmax gate)
   config.model.n_shared = 1
@@ -42,13 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.plateau_patience = 2
   config.optim.plateau_threshold = 1e-4  # relative, as torch's default
 
-  config.train = ml_collections.ConfigDict()
   config.train.batch_cells = 2048       # (model, query) cells per global batch
   config.train.num_epochs = 30
   config.train.early_stop_patience = 5  # epochs without val-accuracy gain
-  config.train.log_every_steps = 100
-  config.train.eval_rows = 4096         # query rows per evaluation block
-
-  config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every_steps = 0     # 0 = at the end of each epoch only
   return config

@@ -79,3 +79,36 @@ def load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseDat
   return data_lib.load_dataset(folder, benchmarks=config.data.benchmarks,
                                embeddings_file=config.data.embeddings_file,
                                embeddings_cache=cache, require=require)
+
+
+def encoder_record(config, workdir: str) -> dict:
+  """Which encoder made the run's query embeddings, for routing new text.
+
+  With `encoder.model_dir` set (text-only data encoded here), the folder and a
+  fingerprint of its weights; with shipped embeddings, the encoder's name only
+  (a Router must then be given a folder holding that encoder).
+  """
+  folder = data_dir(config, workdir)
+  shipped = os.path.exists(os.path.join(folder, config.data.embeddings_file))
+  if config.encoder.model_dir and not shipped:
+    model_dir = os.path.abspath(config.encoder.model_dir)
+    return {"name": os.path.basename(os.path.normpath(model_dir)), "model_dir": model_dir,
+            "fingerprint": weights_fingerprint(model_dir),
+            "max_length": int(config.encoder.max_length) or None}
+  return {"name": config.encoder.name, "model_dir": None, "fingerprint": None,
+          "max_length": int(config.encoder.max_length) or None,
+          "embeddings": os.path.join(os.path.abspath(folder), config.data.embeddings_file)}
+
+
+def weights_fingerprint(model_dir: str) -> str:
+  """sha256 over an encoder folder's safetensors files (names and bytes)."""
+  import hashlib
+  from irt_jax.encoder.weights import update_hash
+  h = hashlib.sha256()
+  for root, _, files in sorted(os.walk(model_dir)):
+    for name in sorted(files):
+      if name.endswith(".safetensors"):
+        path = os.path.join(root, name)
+        h.update(os.path.relpath(path, model_dir).encode())
+        update_hash(h, path)
+  return h.hexdigest()

@@ -38,13 +38,13 @@ def best_single_order(train: Split) -> np.ndarray:
   return np.lexsort((np.arange(len(acc)), -acc))
 
 
-def route(probabilities: np.ndarray, model_names, candidates=None) -> list[str]:
-  """Best model name per query for predicted P(correct) [n, M]; `candidates`
+def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
+  """Best model name per query for scores [n, M] (logits of P(correct)); `candidates`
   restricts the choice (e.g. to the models a deployment can call)."""
-  allowed = np.ones(probabilities.shape, bool)
+  allowed = np.ones(scores.shape, bool)
   if candidates is not None:
     unknown = sorted(set(candidates) - set(model_names))
     if unknown:
       raise ValueError(f"unknown model name(s) {unknown}; this run knows {list(model_names)}")
     allowed[:] = np.isin(np.asarray(model_names), list(candidates))[None, :]
-  return [model_names[i] for i in choose_by_score(probabilities, allowed)]
+  return [model_names[i] for i in choose_by_score(scores, allowed)]

@@ -27,9 +27,11 @@ from irt_jax import checkpoint as ckpt_lib
 from irt_jax import data as data_lib
 from irt_jax import datasets
 from irt_jax import distributed
+from irt_jax import fitting
 from irt_jax import losses
-from irt_jax import model as model_lib
+from irt_jax import models
 from irt_jax import parallel
+from irt_jax.models import base as kind_lib
 
 # Fields that may change between an interrupted run and its resumption.
 RESUMABLE_FIELDS = ("train.num_epochs", "train.log_every_steps", "train.eval_rows",
@@ -66,26 +68,29 @@ def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransforma
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array
-  params: model_lib.Params
+  params: kind_lib.Params
   opt_state: optax.OptState
 
 
-def init_state(rng: jax.Array, spec: model_lib.ModelSpec,
+def init_state(rng: jax.Array, kind: kind_lib.Kind, spec,
                optimizer: optax.GradientTransformation) -> TrainState:
-  params = model_lib.init_params(rng, spec)
+  params = kind.init(rng, spec)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params))
 
 
-def make_train_step(spec: model_lib.ModelSpec, optimizer: optax.GradientTransformation,
+def make_train_step(kind: kind_lib.Kind, spec, optimizer: optax.GradientTransformation,
                     axis_name: str = parallel.AXIS) -> Callable:
-  """The per-device program of one data-parallel step.
+  """The per-device program of one data-parallel step, for any gradient kind.
 
-  The objective is the mean BCE over every observed cell of the global batch:
+  The objective is the kind's summed loss (BCE unless the kind brings its own)
+  averaged over every observed cell of the global batch:
   each device differentiates its own sum divided by the global cell count, and
   the gradients are summed over `axis_name`. Devices holding more observed cells
   thus weigh more, exactly as in one big batch, whatever the device count.
   """
+
+  loss_sum = kind.objective()
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
@@ -93,9 +98,8 @@ def make_train_step(spec: model_lib.ModelSpec, optimizer: optax.GradientTransfor
     total = jax.lax.psum(mask.sum().astype(jnp.float32), axis_name)
 
     def objective(params):
-      logits = model_lib.predict_logits(params, batch["embeddings"], spec, train=True,
-                                        rng=step_rng, query_index=batch["query_index"])
-      return losses.masked_bce_sum(logits, labels, mask) / jnp.maximum(total, 1.0), logits
+      value, logits = loss_sum(params, batch, spec, step_rng)
+      return value / jnp.maximum(total, 1.0), logits
 
     grads, logits = jax.grad(objective, has_aux=True)(state.params)
     grads = jax.lax.psum(grads, axis_name)
@@ -107,11 +111,12 @@ def make_train_step(spec: model_lib.ModelSpec, optimizer: optax.GradientTransfor
   return train_step
 
 
-def make_eval_step(spec: model_lib.ModelSpec, axis_name: str = parallel.AXIS) -> Callable:
-  """Summed loss / accuracy counts of a block, without noise or dropout."""
+def make_eval_step(kind: kind_lib.Kind, spec, axis_name: str = parallel.AXIS) -> Callable:
+  """Summed BCE / accuracy counts of a block, without noise or dropout (the
+  same yardstick for every kind, whatever it trains on)."""
 
   def eval_step(params, batch):
-    logits = model_lib.predict_logits(params, batch["embeddings"], spec)
+    logits = kind.logits(params, batch["embeddings"], spec)
     return jax.lax.psum(losses.masked_counts(logits, batch["labels"], batch["mask"]),
                         axis_name)
 
@@ -244,28 +249,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Everything a later `eval.py --workdir` needs ends up in `workdir/checkpoints`.
   """
   os.makedirs(workdir, exist_ok=True)
+  kind = models.for_config(config)  # an unknown kind or field fails before data is read
+  kind.spec(config.model, 1, 1)
   # --- Data and layout ------------------------------------------------------
   data = datasets.load(config, workdir)
   logging.info("%s", data_lib.describe(data))
+  index = {**data.index_maps(), "encoder": datasets.encoder_record(config, workdir)}
+  if not kind.trained_by_gradient:
+    return fitting.fit_and_save(config, workdir, kind, data, index)
   n_global = jax.device_count()
-  rows = parallel.queries_per_batch(config.train.batch_cells, data.n_models, n_global)
+  batch_layout = batches.layout(config.train.batching, config.train.batch_cells,
+                                data.n_models, n_global)
+  rows = batch_layout.rows
   eval_rows = math.ceil(config.train.eval_rows / n_global) * n_global
   train_split = data.split("train")
-  steps_per_epoch = batches.n_blocks(train_split, rows)
-  logging.info("%d devices (%d processes); %d query rows x %d models per batch; "
-               "%d steps per epoch", n_global, jax.process_count(), rows, data.n_models,
-               steps_per_epoch)
+  steps_per_epoch = batch_layout.n_batches(train_split)
+  logging.info("%d devices (%d processes); %s of %d rows x %d models per batch; "
+               "%d steps per epoch", n_global, jax.process_count(), batch_layout.name, rows,
+               data.n_models, steps_per_epoch)
 
   # --- Model, optimiser, steps ----------------------------------------------
-  spec = model_lib.ModelSpec.from_config(config.model, data.n_models, data.embed_dim)
+  spec = kind.spec(config.model, data.n_models, data.embed_dim)
   optimizer = make_optimizer(config.optim)
   rng = jax.random.PRNGKey(config.seed)
   init_rng, step_rng = jax.random.split(rng)
-  host_state = jax.device_get(init_state(init_rng, spec, optimizer))
-  logging.info("model: %d parameters", model_lib.count_params(host_state.params))
-  p_train_step = jax.pmap(make_train_step(spec, optimizer), axis_name=parallel.AXIS,
+  host_state = jax.device_get(init_state(init_rng, kind, spec, optimizer))
+  logging.info("model %s: %d parameters", kind.name, kind_lib.count_params(host_state.params))
+  p_train_step = jax.pmap(make_train_step(kind, spec, optimizer), axis_name=parallel.AXIS,
                           in_axes=(0, 0, None), donate_argnums=(0,))
-  p_eval_step = jax.pmap(make_eval_step(spec), axis_name=parallel.AXIS)
+  p_eval_step = jax.pmap(make_eval_step(kind, spec), axis_name=parallel.AXIS)
 
   # --- Resume ----------------------------------------------------------------
   checkpoints = ckpt_lib.Checkpoints(workdir)
@@ -293,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 best={"step": early.best_step, "epoch": early.best_epoch,
                       "val_accuracy": early.best if early.best_step is not None else None})
     checkpoints.save(step, parallel.unreplicate(state), meta=meta, config=config_dict,
-                     index=data.index_maps(), metrics=metrics)
+                     index=index, metrics=metrics)
 
   # --- Epochs -----------------------------------------------------------------
   epoch = start_epoch
@@ -304,8 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     sums = meta.get("epoch_sums") if start_block else None
     pending = []
     preempted = False
-    for i, block in enumerate(batches.iterate(
-        train_split, data.embeddings, rows, seed=config.seed, epoch=epoch, start=start_block,
+    for i, block in enumerate(batch_layout.iterate(
+        train_split, data.embeddings, seed=config.seed, epoch=epoch, start=start_block,
         process_index=jax.process_index(), process_count=jax.process_count()),
         start=start_block):
       state, m = p_train_step(state, parallel.shard(block), step_rng)

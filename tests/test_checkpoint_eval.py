@@ -16,9 +16,11 @@ from configs import test as test_config
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import data as data_lib
 from irt_jax import evaluation
-from irt_jax import model as model_lib
+from irt_jax.evaluation import evaluators
+from irt_jax.evaluation import metrics
+from irt_jax.models import irtnet as model_lib
 from irt_jax import routing
-from irt_jax import runs
+from irt_jax import predictors
 from irt_jax import training
 from tests.conftest import REPO, SHARED_DATA
 
@@ -35,13 +37,12 @@ def trained(tmp_path_factory):
 
 def test_restore_then_evaluate_gives_identical_metrics(trained):
   workdir, summary = trained
-  latest = runs.load_run(workdir, "latest")
-  jax.tree.map(np.testing.assert_array_equal, latest.params, summary["state"].params)
+  latest = predictors.load(workdir, "latest")
+  jax.tree.map(np.testing.assert_array_equal, latest.predictor.params, summary["state"].params)
   # Validation metrics recomputed from restored parameters equal those logged in training.
   data = summary["data"]
-  spec = latest.spec
   val = data.split("val")
-  proba = model_lib.predict_proba(latest.params, data.embeddings[val.queries], spec)
+  proba = latest.predictor.proba(data.embeddings[val.queries])
   p = np.clip(proba[val.mask], 1e-7, 1 - 1e-7).astype(np.float64)
   y = val.labels[val.mask]
   assert ((p > 0.5) == (y == 1)).mean() == pytest.approx(summary["history"][-1]["val_accuracy"])
@@ -62,7 +63,7 @@ def test_best_checkpoint_is_kept_beside_the_latest(trained):
   first_best = next(r for r in history if r["val_accuracy"] == best["val_accuracy"])
   assert best["step"] == first_best["step"]
   assert set(checkpoints.all_steps()) == {best["step"], history[-1]["step"]}
-  assert runs.load_run(workdir).step == best["step"]
+  assert predictors.load(workdir).step == best["step"]
 
 
 def _train_cmd(workdir, *extra):
@@ -96,9 +97,9 @@ def test_kill_9_mid_run_then_rerun_ends_like_an_uninterrupted_run(tmp_path):
   config.model.hidden_dim = 128
   config.checkpoint.every_steps = 7
   training.train_and_evaluate(config, clean)
-  a, b = runs.load_run(interrupted, "latest"), runs.load_run(clean, "latest")
+  a, b = predictors.load(interrupted, "latest"), predictors.load(clean, "latest")
   assert a.step == b.step
-  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+  jax.tree.map(np.testing.assert_array_equal, a.predictor.params, b.predictor.params)
   lines = lambda w: [json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
   strip = lambda rs: [{k: v for k, v in r.items() if k not in ("seconds", "steps_per_second")}
                       for r in rs]
@@ -121,7 +122,7 @@ def test_eval_cli_writes_the_report(trained, tmp_path):
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(ckpt_lib.CheckpointError, match="no checkpoints here"):
-    runs.load_run(str(tmp_path))
+    predictors.load(str(tmp_path))
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={tmp_path}"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
   assert out.returncode != 0 and "no checkpoints here" in out.stderr
@@ -140,7 +141,7 @@ def test_corrupt_checkpoint_is_a_clear_error(trained, tmp_path):
         size = os.path.getsize(path)
         fh.write(b"\x00garbage" * max(1, size // 8))
   with pytest.raises(ckpt_lib.CheckpointError, match=rf"checkpoints/{step}"):
-    runs.load_run(broken, step)
+    predictors.load(broken, step)
 
 
 # --- Evaluation functions ------------------------------------------------------
@@ -151,7 +152,7 @@ def test_auc_matches_pairwise_definition():
   labels = (rng.random(200) < scores).astype(int)
   pos, neg = scores[labels == 1], scores[labels == 0]
   pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
-  assert evaluation.auc(scores, labels) == pytest.approx(pairs)
+  assert metrics.auc(scores, labels) == pytest.approx(pairs)
 
 
 def test_routing_on_a_hand_made_sparse_matrix():
@@ -164,8 +165,9 @@ def test_routing_on_a_hand_made_sparse_matrix():
                     [0.2, 0.3, 0.1],
                     [0.8, 0.75, 0.7],
                     [0.5, 0.5, 0.5]])
-  pred = evaluation.Predictions(proba, labels, np.array([0, 0, 1, 1]), ("a", "b"))
-  r = evaluation.RoutingEvaluator(best_single_order=np.array([0, 2, 1])).run(pred)
+  logits = np.log(proba) - np.log1p(-proba)
+  r = evaluators.routing_summary(logits, labels, np.array([0, 0, 1, 1]), ("a", "b"),
+                                 best_single_order=np.array([0, 2, 1]))
   # Picks: q0 -> m0 (1), q1 -> m1 (0), q2 -> m1 (1; m0 unknown), q3 -> m0 (0).
   assert r["micro"] == pytest.approx(0.5)
   assert r["per_benchmark"] == {"a": 0.5, "b": 0.5}
@@ -194,9 +196,9 @@ def test_route_restricts_to_candidates_and_rejects_unknown_names():
 def test_baselines_agree_with_the_shared_data_readme(name, oracle, best, rand):
   data = data_lib.load_dataset(os.path.join(SHARED_DATA, name))
   test = data.split("test")
-  pred = evaluation.Predictions(np.zeros(test.labels.shape), test.labels,
-                                data.benchmark[test.queries], data.benchmark_names)
-  got = evaluation.RoutingEvaluator(routing.best_single_order(data.split("train"))).run(pred)
+  got = evaluators.routing_summary(np.zeros(test.labels.shape), test.labels,
+                                   data.benchmark[test.queries], data.benchmark_names,
+                                   routing.best_single_order(data.split("train")))
   for key, want in (("oracle", oracle), ("best_single", best), ("random", rand)):
     b = got["baselines"][key]
     assert (round(100 * b["micro"], 2), round(100 * b["macro"], 2)) == want

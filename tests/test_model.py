@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from irt_jax import losses
-from irt_jax import model as model_lib
+from irt_jax import predictors
+from irt_jax.models import irtnet as model_lib
 
 
 def _spec(**kw):
   base = dict(n_models=5, input_dim=12, n_experts=3, n_shared=1, top_k=3, hidden_dim=8,
-              output_dim=6, ability_dim=4, dropout=0.0, input_noise=0.0)
+              output_dim=6, ability_dim=4, dropout=0.0, input_noise=0.0, init="torch")
   base.update(kw)
   return model_lib.ModelSpec(**base)
 
@@ -127,10 +128,16 @@ def test_predict_proba_chunks_agree_with_one_call():
   spec = _spec()
   params = model_lib.init_params(jax.random.PRNGKey(6), spec)
   v = np.random.default_rng(3).normal(size=(11, spec.input_dim)).astype(np.float32)
-  whole = model_lib.predict_proba(params, v, spec, chunk=64)
-  chunked = model_lib.predict_proba(params, v, spec, chunk=4)
-  np.testing.assert_allclose(whole, chunked, rtol=1e-6)
-  assert whole.shape == (11, 5) and ((whole > 0) & (whole < 1)).all()
+  predictor = predictors.Predictor(kind=model_lib.KIND, spec=spec, params=params,
+                                   model_names=tuple("abcde"))
+  whole = predictor.logits(v)  # 11 rows: padded up to a 64-row bucket
+  one_by_one = np.concatenate([predictor.logits(v[i:i + 1]) for i in range(11)])
+  np.testing.assert_allclose(whole, one_by_one, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(whole, model_lib.predict_logits(params, v, spec), rtol=1e-5,
+                             atol=1e-6)
+  assert whole.shape == (11, 5)
+  p = predictor.proba(v)
+  assert ((p > 0) & (p < 1)).all()
 
 
 def test_identified_difficulty_is_shift_invariant():

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax import runs
+from irt_jax import predictors
 from tests.conftest import REPO, cpu_test_flags
 
 # The test config (12 models, 480 training queries), identical in every job
@@ -98,8 +98,8 @@ def _finish(procs, timeout: float = JOB_TIMEOUT_S) -> None:
 
 
 def _params(workdir: str) -> tuple[int, dict]:
-  run = runs.load_run(workdir, "latest")
-  return run.step, run.params
+  run = predictors.load(workdir, "latest")
+  return run.step, run.predictor.params
 
 
 def _assert_same_params(a: dict, b: dict) -> None:
@@ -131,13 +131,13 @@ def test_two_processes_train_the_same_parameters_as_one(reference_runs):
     log0 = f.read()
   with open(os.path.join(multi, "run.process1.log")) as f:
     log1 = f.read()
-  assert "4 devices (2 processes); 28 query rows" in log0 and "epoch 3/3" in log0
+  assert "4 devices (2 processes); blocks of 28 rows" in log0 and "epoch 3/3" in log0
   assert "epoch 3/3" not in log1
   with open(os.path.join(multi, "metrics.jsonl")) as f:
     assert len(f.readlines()) == 3
   # The restored run predicts as a single-process run would.
-  run = runs.load_run(multi, "latest")
-  p = run.predict_proba(np.zeros((2, run.spec.input_dim), np.float32))
+  run = predictors.load(multi, "latest")
+  p = run.predictor.proba(np.zeros((2, run.predictor.spec.input_dim), np.float32))
   assert p.shape == (2, 12) and np.isfinite(p).all()
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from irt_jax import batches
 from irt_jax import data as data_lib
-from irt_jax import evaluation
-from irt_jax import model as model_lib
+from irt_jax.evaluation import metrics
+from irt_jax.models import irtnet as model_lib
 from irt_jax import parallel
-from irt_jax import runs
+from irt_jax import predictors
 from irt_jax import synthetic
 from irt_jax import training
 
@@ -26,19 +26,19 @@ def test_training_recovers_the_synthetic_truth(config, tmp_path):
   config.train.num_epochs = 8
   workdir = str(tmp_path)
   summary = training.train_and_evaluate(config, workdir)
-  run = runs.load_run(workdir, "best")
+  run = predictors.load(workdir, "best")
   truth = synthetic.load_truth(os.path.join(workdir, "synthetic_data"))
   test = summary["data"].split("test")  # held-out queries, never trained on
-  _, difficulty = model_lib.query_difficulty(run.params, summary["data"].embeddings[test.queries],
-                                             run.spec)
-  assert evaluation.spearman(difficulty, truth["difficulty"][test.queries]) >= 0.9
-  proba = run.predict_proba(summary["data"].embeddings[test.queries])
+  _, difficulty = model_lib.query_difficulty(run.predictor.params, summary["data"].embeddings[test.queries],
+                                             run.predictor.spec)
+  assert metrics.spearman(difficulty, truth["difficulty"][test.queries]) >= 0.9
+  proba = run.predictor.proba(summary["data"].embeddings[test.queries])
   labels = test.labels[test.mask]
   accuracy = ((proba[test.mask] > 0.5) == (labels == 1)).mean()
   majority = max(labels.mean(), 1 - labels.mean())
   assert accuracy > majority + 0.15
   # Learned abilities separate the model families the generator drew.
-  theta = np.asarray(run.params["theta"])
+  theta = np.asarray(run.predictor.params["theta"])
   family = truth["family"]
   centroids = np.stack([theta[family == f].mean(0) for f in np.unique(family)])
   nearest = np.argmin(((theta[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
@@ -47,7 +47,7 @@ def test_training_recovers_the_synthetic_truth(config, tmp_path):
 
 def _step_on(n_devices, spec, optimizer, host_state, block, rng):
   devices = jax.local_devices()[:n_devices]
-  step = jax.pmap(training.make_train_step(spec, optimizer), axis_name=parallel.AXIS,
+  step = jax.pmap(training.make_train_step(model_lib.KIND, spec, optimizer), axis_name=parallel.AXIS,
                   in_axes=(0, 0, None), devices=devices)
   state = jax.tree.map(lambda x: np.stack([np.asarray(x)] * n_devices), host_state)
   new_state, metrics = step(state, parallel.shard(block, n_devices), rng)
@@ -59,9 +59,9 @@ def test_four_device_step_equals_one_device_step(synthetic_dir):
   data = data_lib.load_dataset(synthetic_dir)
   spec = model_lib.ModelSpec(n_models=data.n_models, input_dim=data.embed_dim, n_experts=3,
                              top_k=2, hidden_dim=16, output_dim=8, ability_dim=4,
-                             dropout=0.5, input_noise=0.05)
+                             dropout=0.5, input_noise=0.05, init="torch", n_shared=1)
   optimizer = training.make_optimizer(__import__("configs.irtnet", fromlist=["x"]).get_config().optim)
-  host_state = jax.device_get(training.init_state(jax.random.PRNGKey(0), spec, optimizer))
+  host_state = jax.device_get(training.init_state(jax.random.PRNGKey(0), model_lib.KIND, spec, optimizer))
   # 10 rows: uneven masks per device (sparse data) plus padding rows.
   block = next(batches.iterate(data.split("train"), data.embeddings, 12, seed=0))
   block["mask"][10:] = False

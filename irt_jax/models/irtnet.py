@@ -1,4 +1,4 @@
-"""IrtNet as pure functions of an explicit parameter pytree.
+"""IrtNet (the paper's model, kind `irtnet`) as pure functions of an explicit parameter pytree.
 
 A query embedding v goes through a mixture of experts (shared experts plus
 softmax-gated routed experts, each Linear -> ReLU -> Dropout -> Linear) to a
@@ -19,38 +19,36 @@ Parameter layout (E routed + S shared experts; shared ones come first):
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-Params = dict[str, Any]
+from irt_jax.models import base
+
+Params = base.Params
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """Static shape and regularisation settings (hashable, closed over by jit)."""
+  """Static shape and regularisation settings (hashable, closed over by jit).
+
+  No defaults here: configs/irtnet.py is their one home (base.spec_from_config).
+  """
   n_models: int
-  input_dim: int = 768
-  n_experts: int = 39
-  n_shared: int = 1
-  top_k: int = 39
-  hidden_dim: int = 512
-  output_dim: int = 256
-  ability_dim: int = 232
-  dropout: float = 0.5
-  input_noise: float = 0.05
-  init: str = "torch"
+  input_dim: int
+  n_experts: int
+  n_shared: int
+  top_k: int
+  hidden_dim: int
+  output_dim: int
+  ability_dim: int
+  dropout: float
+  input_noise: float
+  init: str
 
   @classmethod
   def from_config(cls, model_config, n_models: int, input_dim: int) -> "ModelSpec":
-    c = model_config
-    return cls(n_models=n_models, input_dim=input_dim, n_experts=c.n_experts,
-               n_shared=c.n_shared, top_k=c.top_k, hidden_dim=c.hidden_dim,
-               output_dim=c.output_dim, ability_dim=c.ability_dim, dropout=c.dropout,
-               input_noise=c.input_noise, init=c.init)
+    return base.spec_from_config(cls, model_config, n_models, input_dim)
 
 
 # ----------------------------------------------------------------------------
@@ -97,8 +95,7 @@ def init_params(key: jax.Array, spec: ModelSpec) -> Params:
   return params
 
 
-def count_params(params: Params) -> int:
-  return sum(x.size for x in jax.tree.leaves(params))
+count_params = base.count_params
 
 
 # ----------------------------------------------------------------------------
@@ -204,20 +201,20 @@ def query_difficulty(params: Params, embeddings: jax.Array, spec: ModelSpec
   return a, b - a @ params["theta"].mean(axis=0)
 
 
-def predict_proba(params: Params, embeddings, spec: ModelSpec, chunk: int = 2048):
-  """P(correct) [N, M] for many queries, in fixed-size jitted chunks (host numpy)."""
-  fn = _jitted_predict(spec)
-  n = embeddings.shape[0]
-  out = []
-  for start in range(0, n, chunk):
-    part = np.asarray(embeddings[start:start + chunk], np.float32)
-    rows = part.shape[0]
-    if rows < chunk and n > chunk:  # pad so every call has the same shape
-      part = np.concatenate([part, np.zeros((chunk - rows,) + part.shape[1:], np.float32)])
-    out.append(np.asarray(fn(params, part))[:rows])
-  return np.concatenate(out) if out else np.zeros((0, spec.n_models), np.float32)
+def _with_abilities(params: Params, theta) -> Params:
+  return {**params, "theta": jnp.asarray(theta, jnp.float32)}
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted_predict(spec: ModelSpec):
-  return jax.jit(lambda params, v: jax.nn.sigmoid(predict_logits(params, v, spec)))
+def _items(params: Params, embeddings: jax.Array, spec: ModelSpec):
+  return query_parameters(params, query_representation(params, embeddings.astype(jnp.float32),
+                                                       spec))
+
+
+KIND = base.Kind(
+    name="irtnet", spec_cls=ModelSpec, init=init_params, logits=predict_logits,
+    irt=base.IrtView(abilities=lambda params: params["theta"], items=_items,
+                     with_abilities=_with_abilities,
+                     gate=lambda params, v, spec: gate_weights(params["gate"],
+                                                               v.astype(jnp.float32),
+                                                               spec.top_k)),
+    description="IrtNet: MoE query network -> (a_q, b_q), free abilities theta_m")

@@ -1,0 +1,64 @@
+"""Evaluation of any trained run: metrics (pure functions), evaluators (small
+classes chosen by name) and report writing, kept apart.
+
+`run(workdir, ...)` restores a run, predicts a split once and hands the same
+context to every chosen evaluator; `compare(workdirs, ...)` does it for several
+runs on the same data and tabulates them side by side.
+"""
+
+from __future__ import annotations
+
+import os
+
+from irt_jax import datasets
+from irt_jax import predictors
+from irt_jax.evaluation import evaluators as evaluators_lib
+from irt_jax.evaluation import report as report_lib
+
+
+def evaluate(run: predictors.Run, data, split: str = "test",
+             names=evaluators_lib.DEFAULT, options: dict | None = None) -> dict:
+  """The report dict for one split: one key per evaluator, plus what was evaluated."""
+  ctx = evaluators_lib.Context(
+      run=run, data=data, split=split,
+      predictions=evaluators_lib.predictions_for(run.predictor, data, split),
+      options=options or {})
+  report = {"dataset": data.name, "split": split, "kind": run.kind.name,
+            "checkpoint_step": int(run.step), "n_models": data.n_models,
+            "n_queries": int(len(ctx.predictions.labels))}
+  for evaluator in evaluators_lib.get(names):
+    report[evaluator.name] = evaluator.run(ctx)
+  return report
+
+
+def default_evaluators(run: predictors.Run) -> tuple[str, ...]:
+  names = list(evaluators_lib.DEFAULT)
+  folder = datasets.data_dir(run.config, run.workdir)
+  from irt_jax import synthetic
+  if os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
+    names.append("synthetic_truth")
+  return tuple(names)
+
+
+def run(workdir: str, split: str = "test", output_dir: str | None = None,
+        step: int | str = "best", names=None, options: dict | None = None) -> dict:
+  """Restores `workdir`'s checkpoint, evaluates a split, writes report.json."""
+  trained = predictors.load(workdir, step)
+  data = datasets.load(trained.config, workdir, require=("train", split))
+  report = evaluate(trained, data, split, names or default_evaluators(trained), options)
+  report_lib.write(report, output_dir or os.path.join(workdir, "eval"))
+  return report
+
+
+def compare(workdirs: list[str], split: str = "test", step: int | str = "best") -> dict:
+  """Evaluates several runs (any kinds) on the first run's data; one table."""
+  runs = [predictors.load(w, step) for w in workdirs]
+  data = datasets.load(runs[0].config, runs[0].workdir, require=("train", split))
+  reports = {}
+  for w, r in zip(workdirs, runs):
+    label = os.path.basename(os.path.normpath(w))
+    if label in reports:
+      label = w
+    reports[label] = evaluate(r, data, split)
+  return {"dataset": data.name, "split": split, "runs": reports,
+          "table": report_lib.compare_rows(reports)}

@@ -1,0 +1,150 @@
+"""Evaluators: small classes with one `run(context) -> dict`, chosen by name.
+
+Every evaluator reads the same `Context` (the restored run, the data, and the
+split's predictions as logits), so a new one is one class plus one registry
+line, and none of them knows which model kind made the predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from irt_jax import data as data_lib
+from irt_jax import predictors
+from irt_jax import routing
+from irt_jax.evaluation import metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+  """Predicted logits of P(correct) for the queries of one split, beside their labels."""
+  logits: np.ndarray       # float32 [n, M]
+  labels: np.ndarray       # int8 [n, M], -1 unknown
+  benchmark: np.ndarray    # int [n]
+  benchmark_names: tuple[str, ...]
+
+  @property
+  def known(self) -> np.ndarray:
+    return self.labels >= 0
+
+  @property
+  def proba(self) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-self.logits.astype(np.float64)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What an evaluator may read."""
+  run: predictors.Run
+  data: data_lib.ResponseData
+  split: str
+  predictions: Predictions
+  options: dict = dataclasses.field(default_factory=dict)  # evaluator options from eval flags
+
+
+def predictions_for(predictor: predictors.Predictor, data: data_lib.ResponseData,
+                    split: str) -> Predictions:
+  part = data.split(split)
+  if tuple(data.model_names) != tuple(predictor.model_names):
+    raise ValueError(f"dataset {data.name!r} lists models {list(data.model_names)[:5]}..., "
+                     f"but the run was trained on {list(predictor.model_names)[:5]}...; "
+                     f"evaluate on the data it was trained on")
+  return Predictions(logits=predictor.logits(data.embeddings[part.queries]),
+                     labels=part.labels, benchmark=data.benchmark[part.queries],
+                     benchmark_names=data.benchmark_names)
+
+
+class CorrectnessEvaluator:
+  """How well P(correct) predicts each known (query, model) label."""
+  name = "correctness"
+
+  def run(self, ctx: Context) -> dict:
+    pred = ctx.predictions
+    return metrics.binary_metrics(pred.proba[pred.known], pred.labels[pred.known])
+
+
+def benchmark_means(success: np.ndarray, benchmark: np.ndarray, names) -> dict[str, float]:
+  return {names[b]: float(success[benchmark == b].mean()) for b in np.unique(benchmark)}
+
+
+def micro_macro(success: np.ndarray, benchmark: np.ndarray, names) -> dict:
+  """micro: mean over queries; macro: mean over benchmarks of per-benchmark means."""
+  per = benchmark_means(success, benchmark, names)
+  return {"micro": float(success.mean()), "macro": float(np.mean(list(per.values()))),
+          "per_benchmark": per}
+
+
+def routing_summary(logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarray,
+                    names, best_single_order: np.ndarray) -> dict:
+  """Routing accuracy of argmax-logit choices among known models, with baselines.
+
+  Baselines: oracle (any known model correct), best_single (highest train
+  accuracy, falling back down that order where its answer is unknown) and
+  random (expected accuracy of a uniform pick among known models).
+  """
+  known = labels >= 0
+  rows = np.flatnonzero(known.any(axis=1))
+  known, labels, bench = known[rows], labels[rows], benchmark[rows]
+  picked = lambda choice: (labels[np.arange(len(rows)), choice] == 1).astype(np.float64)
+  out = micro_macro(picked(routing.choose_by_score(logits[rows], known)), bench, names)
+  baselines = {
+      "oracle": ((labels == 1) & known).any(axis=1).astype(np.float64),
+      "best_single": picked(routing.choose_by_order(best_single_order, known)),
+      "random": np.where(known, labels == 1, 0).sum(1) / known.sum(1),
+  }
+  out["baselines"] = {}
+  for name, success in baselines.items():
+    s = micro_macro(np.asarray(success, np.float64), bench, names)
+    out["baselines"][name] = {"micro": s["micro"], "macro": s["macro"]}
+  return out
+
+
+class RoutingEvaluator:
+  """Share of queries answered correctly by the model each router picks."""
+  name = "routing"
+
+  def run(self, ctx: Context) -> dict:
+    pred = ctx.predictions
+    order = routing.best_single_order(ctx.data.split("train"))
+    return routing_summary(pred.logits, pred.labels, pred.benchmark, pred.benchmark_names,
+                           order)
+
+
+class SyntheticTruthEvaluator:
+  """On synthetic data: how well the learned difficulty tracks the true one."""
+  name = "synthetic_truth"
+
+  def run(self, ctx: Context) -> dict:
+    from irt_jax import datasets, synthetic
+    from irt_jax.models import base
+    folder = datasets.data_dir(ctx.run.config, ctx.run.workdir)
+    predictor = ctx.run.predictor
+    if not os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
+      return {"skipped": "no synthetic truth beside this data"}
+    if predictor.kind.irt is None:
+      return {"skipped": f"kind {predictor.kind.name!r} has no difficulty parameter"}
+    truth = synthetic.load_truth(folder)
+    queries = ctx.data.split(ctx.split).queries
+    _, difficulty = base.identified_items(predictor.kind, predictor.params,
+                                          ctx.data.embeddings[queries], predictor.spec)
+    return {"difficulty_spearman": metrics.spearman(np.asarray(difficulty),
+                                                    truth["difficulty"][queries])}
+
+
+# name -> evaluator class; eval.py's --evaluators picks from these.
+REGISTRY: dict[str, type] = {
+    CorrectnessEvaluator.name: CorrectnessEvaluator,
+    RoutingEvaluator.name: RoutingEvaluator,
+    SyntheticTruthEvaluator.name: SyntheticTruthEvaluator,
+}
+DEFAULT = ("correctness", "routing")
+
+
+def get(names) -> list:
+  unknown = [n for n in names if n not in REGISTRY]
+  if unknown:
+    raise ValueError(f"unknown evaluator(s) {unknown}; valid: {', '.join(sorted(REGISTRY))}")
+  return [REGISTRY[n]() for n in names]

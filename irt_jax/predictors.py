@@ -1,0 +1,119 @@
+"""Any trained run as one predictor: query embeddings -> logits [queries, models].
+
+Evaluation, routing, the Router and the service read runs only through
+`load(workdir)`: the checkpoint says which kind it holds (config.model.name),
+with which models and which query encoder, so no training flag is repeated and
+nothing here branches on kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from irt_jax import checkpoint as ckpt_lib
+from irt_jax import models
+from irt_jax.models import base
+
+# Batches are padded up to one of these row counts (then chunked at the last), so
+# a stream of odd-sized requests compiles a handful of programs, not one each,
+# and a single query does not pay for a 2,048-row batch.
+BUCKETS = (1, 8, 64, 512, 2048)
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+  """A kind, its spec and its params: P(correct) for queries x models."""
+  kind: base.Kind
+  spec: Any
+  params: base.Params           # host numpy (or device arrays)
+  model_names: tuple[str, ...]
+
+  @property
+  def input_dim(self) -> int:
+    return self.spec.input_dim
+
+  def logits(self, embeddings: np.ndarray) -> np.ndarray:
+    """Logits of P(correct) [N, M] (float32) for query embeddings [N, D].
+
+    Route and rank on these: float32 probabilities saturate to 1.0 (and tie)
+    above a logit of about 17.
+    """
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or embeddings.shape[1] != self.input_dim:
+      raise ValueError(f"query embeddings of shape {embeddings.shape} do not fit this run, "
+                       f"which reads {self.input_dim}-d embeddings")
+    fn = _jitted_logits(self.kind, self.spec)
+    n, out = embeddings.shape[0], []
+    chunk = BUCKETS[-1]
+    for start in range(0, n, chunk):
+      part = np.asarray(embeddings[start:start + chunk], np.float32)
+      rows = part.shape[0]
+      size = next(b for b in BUCKETS if b >= rows)
+      if size > rows:
+        part = np.concatenate([part, np.zeros((size - rows, part.shape[1]), np.float32)])
+      out.append(np.asarray(fn(self.params, part))[:rows])
+    if not out:
+      return np.zeros((0, len(self.model_names)), np.float32)
+    return np.concatenate(out)
+
+  def proba(self, embeddings: np.ndarray) -> np.ndarray:
+    """P(correct) [N, M]; for ranking use `logits`."""
+    return 1.0 / (1.0 + np.exp(-self.logits(embeddings).astype(np.float64)))
+
+  def with_params(self, params: base.Params, model_names=None) -> "Predictor":
+    names = tuple(model_names) if model_names is not None else self.model_names
+    spec = self.spec
+    if len(names) != spec.n_models:
+      spec = dataclasses.replace(spec, n_models=len(names))
+    return Predictor(kind=self.kind, spec=spec, params=params, model_names=names)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_logits(kind: base.Kind, spec):
+  return jax.jit(lambda params, v: kind.logits(params, v, spec))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A restored checkpoint: its predictor plus what it was trained on."""
+  workdir: str
+  step: int
+  config: ml_collections.ConfigDict
+  index: dict                 # dataset, model_names, benchmark_names, embed_dim, encoder
+  predictor: Predictor
+
+  @property
+  def model_names(self) -> list[str]:
+    return list(self.predictor.model_names)
+
+  @property
+  def kind(self) -> base.Kind:
+    return self.predictor.kind
+
+  @property
+  def encoder(self) -> dict | None:
+    """The query encoder the run was trained with: name, model_dir, fingerprint."""
+    return self.index.get("encoder")
+
+
+def load(workdir: str, step: int | str = "best") -> Run:
+  """Restores a run; `step` is 'best' (by val accuracy), 'latest' or a number."""
+  checkpoints = ckpt_lib.Checkpoints(workdir, read_only=True)
+  if step == "best":
+    step = checkpoints.best_step()
+  elif step == "latest":
+    step = checkpoints.latest_step()
+  step, _, config_dict, index = checkpoints.restore_json(None if step is None else int(step))
+  state = checkpoints.restore_state(step)
+  config = ml_collections.ConfigDict(config_dict)
+  kind = models.for_config(config)
+  spec = kind.spec(config.model, len(index["model_names"]), int(index["embed_dim"]))
+  predictor = Predictor(kind=kind, spec=spec, params=dict(state["params"]),
+                        model_names=tuple(index["model_names"]))
+  return Run(workdir=workdir, step=step, config=config, index=index, predictor=predictor)
