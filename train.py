@@ -9,6 +9,8 @@ run the same command in every process, plus --distributed (TPU pods, Slurm) or
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
+import sys
+
 import jax
 from absl import app
 from absl import flags
@@ -16,23 +18,59 @@ from absl import logging
 from ml_collections import config_flags
 
 from irt_jax import checkpoint
+from irt_jax import data as data_lib
 from irt_jax import distributed
 from irt_jax import training
+from irt_jax.models import base as kind_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", "runs/synthetic", "Checkpoints, metrics and reports go here.")
-distributed.define_flags()
+# Multi-process jobs (TPU pods, Slurm, or explicit addresses).
+flags.DEFINE_bool("distributed", False,
+                  "Join a multi-process job with JAX's auto-detection (TPU pods, Slurm, "
+                  "Open MPI).")
+flags.DEFINE_string("coordinator_address", None,
+                    "HOST:PORT of process 0 (it runs the coordination service there).")
+flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1.")
+flags.DEFINE_integer("heartbeat_timeout", 60,
+                     "Seconds without a heartbeat after which a process counts as dead "
+                     "and the whole job stops with an error.")
+flags.DEFINE_integer("initialization_timeout", 300,
+                     "Seconds to wait for every process to join the job.")
+flags.DEFINE_integer("shutdown_timeout", 60,
+                     "Seconds a finished process waits for the others at exit.")
+flags.DEFINE_bool("log_all_processes", False,
+                  "Log INFO from every process (default: process 0 only; the others "
+                  "log warnings and errors).")
+flags.DEFINE_enum("cpu_collectives", "gloo", ["gloo", "mpi", "none"],
+                  "Cross-process collectives of the CPU backend in a multi-process job "
+                  "('none' leaves JAX's default, which cannot run them).")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   checkpoint.quiet_orbax_logs()
-  distributed.initialize_from_flags()
+  try:
+    distributed.join(auto_detect=FLAGS.distributed,
+                     coordinator_address=FLAGS.coordinator_address,
+                     num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+                     log_all_processes=FLAGS.log_all_processes,
+                     cpu_collectives=FLAGS.cpu_collectives,
+                     heartbeat_timeout=FLAGS.heartbeat_timeout,
+                     initialization_timeout=FLAGS.initialization_timeout,
+                     shutdown_timeout=FLAGS.shutdown_timeout)
+  except ValueError as e:
+    raise app.UsageError(str(e))
   logging.info("config:\n%s", FLAGS.config)
-  summary = training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    summary = training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (data_lib.DataError, kind_lib.ConfigError, training.TrainingError,
+          checkpoint.CheckpointError) as e:
+    sys.exit(f"train.py: {e}")  # a user's mistake: one line, non-zero exit
   best = summary["best"] or {}
   if jax.process_index() == 0:
     print(f"done: best val accuracy {best.get('val_accuracy')} at step {best.get('step')}; "

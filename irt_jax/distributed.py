@@ -24,31 +24,7 @@ collectives on the CPU backend (JAX has none by default).
 from __future__ import annotations
 
 import jax
-from absl import flags
 from absl import logging
-
-
-def define_flags() -> None:
-  flags.DEFINE_bool("distributed", False,
-                    "Join a multi-process job with JAX's auto-detection (TPU pods, Slurm, "
-                    "Open MPI).")
-  flags.DEFINE_string("coordinator_address", None,
-                      "HOST:PORT of process 0 (it runs the coordination service there).")
-  flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-  flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1.")
-  flags.DEFINE_integer("heartbeat_timeout", 60,
-                       "Seconds without a heartbeat after which a process counts as dead "
-                       "and the whole job stops with an error.")
-  flags.DEFINE_integer("initialization_timeout", 300,
-                       "Seconds to wait for every process to join the job.")
-  flags.DEFINE_integer("shutdown_timeout", 60,
-                       "Seconds a finished process waits for the others at exit.")
-  flags.DEFINE_bool("log_all_processes", False,
-                    "Log INFO from every process (default: process 0 only; the others "
-                    "log warnings and errors).")
-  flags.DEFINE_enum("cpu_collectives", "gloo", ["gloo", "mpi", "none"],
-                    "Cross-process collectives of the CPU backend in a multi-process job "
-                    "('none' leaves JAX's default, which cannot run them).")
 
 
 def configure_cpu_collectives(implementation: str = "gloo") -> None:
@@ -73,25 +49,24 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                              shutdown_timeout_seconds=shutdown_timeout)
 
 
-def initialize_from_flags() -> bool:
-  """Joins the job the flags describe; False (and nothing done) without such flags."""
-  f = flags.FLAGS
-  explicit = [f.coordinator_address, f.num_processes, f.process_id]
-  timeouts = dict(cpu_collectives=f.cpu_collectives, heartbeat_timeout=f.heartbeat_timeout,
-                  initialization_timeout=f.initialization_timeout,
-                  shutdown_timeout=f.shutdown_timeout)
+def join(*, auto_detect: bool = False, coordinator_address: str | None = None,
+         num_processes: int | None = None, process_id: int | None = None,
+         log_all_processes: bool = False, **options) -> bool:
+  """Joins the job described by an explicit address/count/id triple, or by JAX's
+  auto-detection with `auto_detect`; False (and nothing done) when neither.
+  `options`: cpu_collectives and the timeouts of `initialize`."""
+  explicit = [coordinator_address, num_processes, process_id]
   if any(x is not None for x in explicit):
     if any(x is None for x in explicit):
-      raise flags.ValidationError("--coordinator_address, --num_processes and --process_id "
-                                  "go together")
-    initialize(f.coordinator_address, f.num_processes, f.process_id, **timeouts)
-  elif f.distributed:
-    initialize(**timeouts)
+      raise ValueError("--coordinator_address, --num_processes and --process_id go together")
+    initialize(coordinator_address, num_processes, process_id, **options)
+  elif auto_detect:
+    initialize(**options)
   else:
     return False
   logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
-  if jax.process_index() != 0 and not f.log_all_processes:
+  if jax.process_index() != 0 and not log_all_processes:
     logging.set_verbosity(logging.WARNING)
   return True
 
