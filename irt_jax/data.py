@@ -15,7 +15,6 @@ Ids may be integers or strings; they are matched as strings against
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Mapping, Sequence
 
@@ -319,12 +318,3 @@ def describe(data: ResponseData) -> str:
           f"{len(data.benchmark_names)} benchmarks, embeddings {data.embeddings.shape}; "
           + "; ".join(parts))
 
-
-def write_json(path: str | os.PathLike, obj) -> None:
-  """Writes JSON atomically (temporary file, fsync, rename): a crash leaves the old file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)

@@ -17,6 +17,7 @@ from irt_jax import model as model_lib
 from irt_jax import routing
 from irt_jax import runs
 from irt_jax import synthetic
+from irt_jax import utils
 
 EPS = 1e-7
 
@@ -165,5 +166,5 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
                                                synthetic.load_truth(os.path.dirname(truth_file)))
   output_dir = output_dir or os.path.join(workdir, "eval")
   os.makedirs(output_dir, exist_ok=True)
-  data_lib.write_json(os.path.join(output_dir, "report.json"), report)
+  utils.write_json(os.path.join(output_dir, "report.json"), report)
   return report
