@@ -14,6 +14,7 @@ from absl import flags
 from irt_jax import checkpoint
 from irt_jax import data as data_lib
 from irt_jax import evaluation
+from irt_jax import utils
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
@@ -35,7 +36,7 @@ def main(argv):
       result = evaluation.compare([FLAGS.workdir] + FLAGS.compare, FLAGS.split, FLAGS.step)
       out = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval")
       os.makedirs(out, exist_ok=True)
-      data_lib.write_json(os.path.join(out, "compare.json"), result)
+      utils.write_json(os.path.join(out, "compare.json"), result)
       print(report_lib.format_compare(result["table"], result["dataset"], result["split"]))
       return
     report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step,

@@ -5,8 +5,16 @@ three JSON items: `meta` (epoch, seed, schedule and early-stopping state, histor
 best step), `config` (the full training config) and `index` (model names,
 benchmark names, dataset), so evaluation and routing need nothing but the workdir.
 
-Preservation keeps the latest step (for resuming) and the best epoch by
-validation accuracy (earliest on ties), nothing else.
+Which step is best has one source of truth: the `best` record in the meta of
+the latest checkpoint (written by the training loop, restored on resume, so it
+survives any number of restarts). Orbax deletes nothing by itself; after each
+save is finished on disk, `Checkpoints.save` deletes every step that is neither
+that new latest step nor the best step its meta names. So at every instant the
+latest finished step and the best step it records exist on disk: a kill before
+the new step is finalised leaves the previous pair, a kill during the deletions
+leaves extra steps that the next save removes. Orbax writes a step into a
+temporary directory and renames it when complete; temporary directories left by
+a kill during a save are ignored and cleaned when training opens the workdir.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from orbax.checkpoint import checkpoint_managers as cm
 
 ITEMS = ("state", "meta", "config", "index")
 
@@ -27,8 +34,10 @@ class CheckpointError(RuntimeError):
   """A checkpoint that is missing, unreadable or does not fit the run."""
 
 
-def _rank(metrics: dict) -> tuple[float, float]:
-  return (metrics["val_accuracy"], -metrics["epoch"])
+def recorded_best(meta: dict) -> int | None:
+  """The best step a checkpoint's meta records (None before any epoch ended)."""
+  best = (meta.get("best") or {}).get("step")
+  return None if best is None else int(best)
 
 
 class Checkpoints:
@@ -39,12 +48,11 @@ class Checkpoints:
     if read_only and not os.path.isdir(self.directory):
       raise CheckpointError(f"{self.directory}: no checkpoints here (was training run "
                             f"with --workdir={workdir}?)")
-    policy = cm.AnyPreservationPolicy([
-        cm.LatestN(n=1),
-        cm.BestN(get_metric_fn=_rank, n=1, keep_checkpoints_without_metrics=False),
-    ])
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, read_only=read_only,
-                                           create=not read_only)
+    # No Orbax deletion policy (it would rank steps by metrics it only knows for
+    # steps saved by this very manager object); `_prune` deletes from our meta.
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, read_only=read_only,
+                                           create=not read_only,
+                                           cleanup_tmp_directories=not read_only)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
   def latest_step(self) -> int | None:
@@ -53,13 +61,21 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, *, meta: dict, config: dict, index: dict,
-           metrics: dict | None = None) -> None:
-    """Saves host (numpy) state plus JSON items; epoch-end saves pass metrics."""
+  def save(self, step: int, state: Any, *, meta: dict, config: dict, index: dict) -> None:
+    """Saves host (numpy) state plus JSON items, waits until the step is final on
+    disk, then deletes every step but it and the best step `meta` records."""
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta),
-        config=ocp.args.JsonSave(config), index=ocp.args.JsonSave(index)),
-        metrics=metrics, force=True)
+        config=ocp.args.JsonSave(config), index=ocp.args.JsonSave(index)), force=True)
+    self._manager.wait_until_finished()
+    self._prune(keep={step, recorded_best(meta)})
+
+  def _prune(self, keep: set) -> None:
+    """Deletes finished steps outside `keep` (every process calls it: Orbax's
+    delete runs on the primary process and waits for the others)."""
+    for old in self.all_steps():
+      if old not in keep:
+        self._manager.delete(old)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -100,13 +116,18 @@ class Checkpoints:
     return state
 
   def best_step(self) -> int:
-    """The best-by-validation-accuracy step recorded by the latest checkpoint."""
-    _, meta, _, _ = self.restore_json()
-    best = meta.get("best", {}).get("step")
+    """The best-by-validation-accuracy step recorded by the latest checkpoint
+    (the one source of truth that `save` also prunes by)."""
+    latest, meta, _, _ = self.restore_json()
+    best = recorded_best(meta)
     if best is None:
       raise CheckpointError(f"{self.directory}: no epoch has finished yet, so there is no "
                             f"best checkpoint; train longer or pass an explicit step")
-    return self._step_or_latest(int(best))
+    if best not in self.all_steps():
+      raise CheckpointError(f"{self.directory}: step {latest} records step {best} as the best, "
+                            f"but it is not on disk (have {self.all_steps()}); evaluate "
+                            f"another step with --step=latest or --step=N")
+    return best
 
 
 def _check_finite(tree: Any, where: str) -> None:

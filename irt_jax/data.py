@@ -14,8 +14,9 @@ Ids may be integers or strings; they are matched as strings against
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import json
+import hashlib
 import os
 from typing import Mapping, Sequence
 
@@ -90,14 +91,41 @@ class ResponseData:
 # ----------------------------------------------------------------------------
 # Reading tables.
 
+def _check_rows(path: str) -> None:
+  """Every row has as many fields as the header, and header names are unique.
+
+  pandas alone would not say: a file whose rows all carry one field more than
+  the header is read with the first column as the index (every column shifted
+  by one: a silently wrong matrix), and short rows are padded with ''.
+  """
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    rows = csv.reader(f)
+    header = next(rows, None)
+    if not header:
+      raise DataError(f"{path}: is empty (no header row)")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+      raise DataError(f"{path}: header repeats column(s) {repeated}")
+    for row in rows:
+      if row and len(row) != len(header):
+        raise DataError(f"{path}: line {rows.line_num} has {len(row)} field(s) but the header "
+                        f"has {len(header)}")
+
+
 def read_table(path: str, required: Sequence[str], what: str) -> pd.DataFrame:
-  """A CSV as strings; a missing file or column, or no rows, is a DataError naming it."""
+  """A CSV as strings; a missing, unreadable or ragged file, a missing column, or
+  no rows, is a DataError naming the file."""
   if not os.path.exists(path):
     raise DataError(f"{path}: file not found ({what})")
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: not a regular file ({what})")
   try:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-  except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-    raise DataError(f"{path}: cannot be parsed as CSV: {e}") from e
+    _check_rows(path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False,
+                        encoding="utf-8-sig")
+  except (pd.errors.ParserError, UnicodeError, pd.errors.EmptyDataError, csv.Error,
+          OSError) as e:
+    raise DataError(f"{path}: cannot be parsed as UTF-8 CSV ({what}): {e}") from e
   missing = [c for c in required if c not in frame.columns]
   if missing:
     raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
@@ -214,23 +242,34 @@ def map_benchmarks(categories: Sequence[str], benchmarks: str | Sequence[str] | 
 
 
 def load_embeddings(path: str, n_rows: int, index_file: str) -> np.ndarray:
-  """Reads an [N, D] float array, refusing pickles, NaN and a wrong shape."""
+  """Reads an [N, D] float array, refusing pickles, NaN and a wrong shape.
+
+  The file is memory-mapped first, so a header that promises more data than the
+  file holds (truncated, or absurd shapes) is refused before anything is allocated.
+  """
   if not os.path.exists(path):
     raise DataError(f"{path}: file not found (query embeddings)")
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: not a regular file (query embeddings)")
   try:
-    array = np.load(path, allow_pickle=False, mmap_mode=None)
+    mapped = np.load(path, allow_pickle=False, mmap_mode="r")
   except ValueError as e:
     raise DataError(f"{path}: not a plain numeric .npy array (pickled objects are "
                     f"refused): {e}") from e
   except (OSError, EOFError) as e:
     raise DataError(f"{path}: cannot be read as .npy: {e}") from e
-  if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
-    raise DataError(f"{path}: expected a 2-D float array, got shape {array.shape} "
-                    f"dtype {array.dtype}")
-  if array.shape[0] != n_rows:
-    raise DataError(f"{path}: has {array.shape[0]} rows but {index_file} lists "
+  if not isinstance(mapped, np.ndarray):  # an .npz archive under an .npy name
+    getattr(mapped, "close", lambda: None)()
+    raise DataError(f"{path}: not a .npy array file (got {type(mapped).__name__}); save "
+                    f"the embeddings with numpy.save")
+  if mapped.ndim != 2 or not np.issubdtype(mapped.dtype, np.floating) or mapped.shape[1] == 0:
+    raise DataError(f"{path}: expected a 2-D float array with at least one column, got "
+                    f"shape {mapped.shape} dtype {mapped.dtype}")
+  if mapped.shape[0] != n_rows:
+    raise DataError(f"{path}: has {mapped.shape[0]} rows but {index_file} lists "
                     f"{n_rows} queries; they must be aligned row by row")
-  array = array.astype(np.float32)
+  array = np.array(mapped, dtype=np.float32)
+  del mapped
   bad = ~np.isfinite(array).all(axis=1)
   if bad.any():
     raise DataError(f"{path}: {int(bad.sum())} row(s) hold NaN or infinity, "
@@ -313,18 +352,32 @@ def _check_disjoint(splits: Mapping[str, Split], data_dir: str) -> None:
                       data_dir, len(shared), a, b)
 
 
+def _digest(*parts) -> str:
+  h = hashlib.sha256()
+  for part in parts:
+    if isinstance(part, np.ndarray):
+      h.update(f"{part.dtype.str}{part.shape}".encode())
+      h.update(np.ascontiguousarray(part).tobytes())
+    else:
+      h.update(repr(part).encode("utf-8"))
+  return h.hexdigest()[:16]
+
+
+def fingerprint(data: ResponseData) -> dict[str, str]:
+  """sha256 (16 hex digits) of each part of the loaded data a trained run depends
+  on: comparing two fingerprints says which part changed. Taken over the arrays
+  as loaded, so it covers every layout and the generated synthetic data alike."""
+  out = {"models": _digest(data.model_names), "queries": _digest(data.query_ids),
+         "embeddings": _digest(data.embeddings),
+         "benchmarks": _digest(data.benchmark_names, data.benchmark)}
+  for name, split in data.splits.items():
+    out[f"{name} split"] = _digest(split.queries, split.labels)
+  return out
+
+
 def describe(data: ResponseData) -> str:
   parts = [f"{k}: {v.n_cells} cells / {len(v.queries)} queries" for k, v in data.splits.items()]
   return (f"{data.name}: {data.n_models} models x {data.n_queries} queries, "
           f"{len(data.benchmark_names)} benchmarks, embeddings {data.embeddings.shape}; "
           + "; ".join(parts))
 
-
-def write_json(path: str | os.PathLike, obj) -> None:
-  """Writes JSON atomically (temporary file, fsync, rename): a crash leaves the old file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)

@@ -103,7 +103,7 @@ def encoder_record(config, workdir: str) -> dict:
 def weights_fingerprint(model_dir: str) -> str:
   """sha256 over an encoder folder's safetensors files (names and bytes)."""
   import hashlib
-  from irt_jax.encoder.weights import update_hash
+  from irt_jax.utils import update_hash
   h = hashlib.sha256()
   for root, _, files in sorted(os.walk(model_dir)):
     for name in sorted(files):

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from irt_jax.data import read_question_order, write_json
-from irt_jax.encoder.weights import sha256_of
+from irt_jax.data import read_question_order
+from irt_jax.utils import sha256_of, write_json
 
 PARTIAL_VERSION = 1
 OUTPUT_DTYPES = ("float32", "float16")

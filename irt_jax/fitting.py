@@ -64,8 +64,7 @@ def fit_and_save(config: ml_collections.ConfigDict, workdir: str, kind: kind_lib
   meta = {"history": [record], "epoch_sums": None, "stopped": True, "step": FIT_STEP,
           "seed": config.seed, "best": best}
   state = {"step": np.int32(FIT_STEP), "params": params}
-  checkpoints.save(FIT_STEP, state, meta=meta, config=config.to_dict(), index=index,
-                   metrics={"val_accuracy": val["accuracy"], "epoch": 0})
+  checkpoints.save(FIT_STEP, state, meta=meta, config=config.to_dict(), index=index)
   checkpoints.wait()
   checkpoints.close()
   return {"state": state, "history": [record], "best": best, "data": data}

@@ -211,6 +211,36 @@ def _check_same_run(saved: dict, current: dict, directory: str) -> None:
                         f"({details}); use a fresh --workdir or the same config")
 
 
+def run_layout(data: data_lib.ResponseData, rows: int, steps_per_epoch: int) -> dict:
+  """What a resumed run must share with the run that wrote its checkpoints: the
+  device and process counts (the batch blocks and the steps per epoch depend on
+  them) and a fingerprint of the training data."""
+  return {"device_count": jax.device_count(), "process_count": jax.process_count(),
+          "rows_per_batch": rows, "steps_per_epoch": steps_per_epoch,
+          "data": data_lib.fingerprint(data)}
+
+
+def _check_same_layout(saved: dict | None, current: dict, directory: str) -> None:
+  """Refuses to continue a run whose batches or data would differ from its start."""
+  if saved is None:  # checkpoints written before layouts were recorded
+    logging.warning("%s: checkpoints do not record their device count or data "
+                    "fingerprint; resuming without checking them", directory)
+    return
+  devices = lambda l: f"{l['device_count']} device(s) in {l['process_count']} process(es)"
+  if (saved["device_count"], saved["process_count"]) != (current["device_count"],
+                                                         current["process_count"]):
+    raise TrainingError(
+        f"{directory} holds a run trained on {devices(saved)} ({saved['steps_per_epoch']} steps "
+        f"per epoch), but this job has {devices(current)}, which would change its batches; "
+        f"resume with {devices(saved)} or use a fresh --workdir")
+  changed = sorted(k for k in set(saved["data"]) | set(current["data"])
+                   if saved["data"].get(k) != current["data"].get(k))
+  if changed:
+    raise TrainingError(
+        f"{directory} holds a run trained on other data (changed since: {', '.join(changed)}); "
+        f"restore the data it was trained on, or use a fresh --workdir for the new data")
+
+
 class MetricsLog:
   """metrics.jsonl in the workdir, one line per epoch (process 0 only)."""
 
@@ -244,7 +274,8 @@ def _stop_preempted(checkpoints: ckpt_lib.Checkpoints, step: int) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) the run in `workdir`; returns a summary with host state.
+  """Trains (or resumes) the run in `workdir`; returns a summary with host state
+  (`resumed_from_step`: the checkpoint it continued from, None for a fresh run).
 
   Everything a later `eval.py --workdir` needs ends up in `workdir/checkpoints`.
   """
@@ -286,10 +317,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     config.optim.plateau_threshold)
   early = EarlyStopping(config.train.early_stop_patience)
   meta = {"history": [], "epoch_sums": None, "stopped": False}
+  layout = run_layout(data, rows, steps_per_epoch)
   latest = checkpoints.latest_step()
   if latest is not None:
     _, meta, saved_config, _ = checkpoints.restore_json(latest)
     _check_same_run(saved_config, config_dict, checkpoints.directory)
+    _check_same_layout(meta.get("layout"), layout, checkpoints.directory)
     host_state = checkpoints.restore_state(latest, host_state)
     plateau = Plateau(**meta["plateau"])
     early = EarlyStopping(**{**meta["early_stopping"], "patience": early.patience})
@@ -299,13 +332,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = parallel.replicate(host_state)
   metrics_log = MetricsLog(workdir, start_epoch)
 
-  def save(epoch_sums, metrics=None):
-    meta.update(step=step, seed=config.seed, plateau=dataclasses.asdict(plateau),
+  def save(epoch_sums):
+    meta.update(step=step, seed=config.seed, layout=layout, plateau=dataclasses.asdict(plateau),
                 early_stopping=dataclasses.asdict(early), epoch_sums=epoch_sums,
                 best={"step": early.best_step, "epoch": early.best_epoch,
                       "val_accuracy": early.best if early.best_step is not None else None})
     checkpoints.save(step, parallel.unreplicate(state), meta=meta, config=config_dict,
-                     index=index, metrics=metrics)
+                     index=index)
 
   # --- Epochs -----------------------------------------------------------------
   epoch = start_epoch
@@ -363,7 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                  "%.1fs", epoch + 1, config.train.num_epochs, train["loss"],
                  train["accuracy"], val["loss"], val["accuracy"], lr, seconds)
     epoch += 1
-    save(None, metrics={"val_accuracy": val["accuracy"], "epoch": epoch - 1})
+    save(None)
     if preempted:
       _stop_preempted(checkpoints, step)
     if meta["stopped"]:
@@ -374,5 +407,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   logging.info("best val accuracy %.4f at epoch %s (step %s)", early.best,
                None if early.best_epoch is None else early.best_epoch + 1, early.best_step)
   return {"state": parallel.unreplicate(state), "history": meta["history"],
-          "best": meta.get("best"), "steps_per_epoch": steps_per_epoch,
+          "best": meta.get("best"), "resumed_from_step": latest,
+          "steps_per_epoch": steps_per_epoch,
           "rows_per_batch": rows, "data": data}

@@ -167,10 +167,40 @@ def test_bad_input_names_file_and_problem(synthetic_dir, tmp_path, case, match):
     data_lib.load_dataset(d, benchmarks=benchmarks)
 
 
-def test_pickled_embeddings_are_never_unpickled(synthetic_dir, tmp_path, monkeypatch):
+class _Unpickled(BaseException):
+  """Raised by the patched unpickler; a BaseException so no `except Exception`
+  in the loader can swallow it."""
+
+
+def _load_watching_unpickling(d, monkeypatch):
+  """Loads `d` with every pickle entry point numpy can reach replaced by a trap
+  (np.load calls `pickle.load` on the open file, not `pickle.loads`)."""
+  def trap(*args, **kwargs):
+    raise _Unpickled("unpickled a user file")
+  for name in ("load", "loads"):
+    monkeypatch.setattr(pickle, name, trap)
+  monkeypatch.setattr(pickle, "Unpickler", trap)
+  return data_lib.load_dataset(d)
+
+
+def _pickled_embeddings(synthetic_dir, tmp_path):
   d = _copy(synthetic_dir, tmp_path)
   np.save(os.path.join(d, "question_embeddings.npy"), np.array([object()] * 200, dtype=object),
           allow_pickle=True)
-  monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled a user file"))
-  with pytest.raises(data_lib.DataError):
-    data_lib.load_dataset(d)
+  return d
+
+
+def test_pickled_embeddings_are_never_unpickled(synthetic_dir, tmp_path, monkeypatch):
+  d = _pickled_embeddings(synthetic_dir, tmp_path)
+  with pytest.raises(data_lib.DataError, match="question_embeddings.npy: not a plain numeric"):
+    _load_watching_unpickling(d, monkeypatch)
+
+
+def test_the_unpickling_trap_catches_a_loader_that_allows_pickles(synthetic_dir, tmp_path,
+                                                                  monkeypatch):
+  """The test above can fail: with allow_pickle=True in the loader, the trap fires."""
+  d = _pickled_embeddings(synthetic_dir, tmp_path)
+  real_load = np.load  # the loader as it would be written carelessly: np.load(path, allow_pickle=True)
+  monkeypatch.setattr(np, "load", lambda path, *a, **k: real_load(path, allow_pickle=True))
+  with pytest.raises(_Unpickled):
+    _load_watching_unpickling(d, monkeypatch)

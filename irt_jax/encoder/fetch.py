@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from irt_jax.encoder.weights import sha256_of
+from irt_jax.utils import sha256_of
 
 
 class FetchError(RuntimeError):

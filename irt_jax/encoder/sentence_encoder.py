@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from irt_jax.encoder import networks
-from irt_jax.encoder.weights import WeightError, build_params, load_safetensors, update_hash
+from irt_jax.encoder.weights import WeightError, build_params, load_safetensors
+from irt_jax.utils import update_hash
 
 log = logging.getLogger(__name__)
 

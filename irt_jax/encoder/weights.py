@@ -8,25 +8,11 @@ bare encoders and checkpoints saved from a task model load alike.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file
-
-
-def update_hash(h: "hashlib._Hash", path: str | Path) -> None:
-  """Feeds a file to a hashlib object in 4 MiB blocks (weights can be large)."""
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 22), b""):
-      h.update(block)
-
-
-def sha256_of(path: str | Path) -> str:
-  h = hashlib.sha256()
-  update_hash(h, path)
-  return h.hexdigest()
 
 
 class WeightError(ValueError):

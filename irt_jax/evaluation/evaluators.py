@@ -57,13 +57,17 @@ def predictions_for(predictor: predictors.Predictor, data: data_lib.ResponseData
                      benchmark_names=data.benchmark_names)
 
 
+def correctness(pred: Predictions) -> dict:
+  """Accuracy, AUC, log loss and Brier over the known cells only."""
+  return metrics.binary_metrics(pred.proba[pred.known], pred.labels[pred.known])
+
+
 class CorrectnessEvaluator:
   """How well P(correct) predicts each known (query, model) label."""
   name = "correctness"
 
   def run(self, ctx: Context) -> dict:
-    pred = ctx.predictions
-    return metrics.binary_metrics(pred.proba[pred.known], pred.labels[pred.known])
+    return correctness(ctx.predictions)
 
 
 def benchmark_means(success: np.ndarray, benchmark: np.ndarray, names) -> dict[str, float]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from irt_jax import data as data_lib
+from irt_jax import utils
 
 
 def write(report: dict, output_dir: str) -> str:
   os.makedirs(output_dir, exist_ok=True)
   path = os.path.join(output_dir, "report.json")
-  data_lib.write_json(path, report)
+  utils.write_json(path, report)
   return path
 
 

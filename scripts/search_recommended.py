@@ -1,0 +1,85 @@
+r"""Validation-only search for configs/recommended.py (issue: a recommended IrtNet).
+
+  python scripts/search_recommended.py --datasets=llmrouter,routerdc,zeroeval \
+      --grid=NAME:key=value,key=value [--grid=...] --out=runs/search/results.jsonl
+Each grid entry starts from configs/irtnet.py, applies the overrides, trains on
+train (early stopping on val) and evaluates on **val only** (the test split is
+never read here). One JSON line per (entry, dataset, seed) goes to --out, so
+an interrupted search resumes where it stopped.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+from configs import irtnet  # noqa: E402
+from irt_jax import checkpoint, datasets, evaluation, predictors, training  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("datasets", ["llmrouter"], "Folders under --data_root.")
+flags.DEFINE_string("data_root", os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "..", "shared", "data"), "Where the datasets live.")
+flags.DEFINE_multi_string("grid", [], "NAME:key=value,key=value (config overrides).")
+flags.DEFINE_list("seeds", ["0"], "Seeds per entry.")
+flags.DEFINE_string("out", "runs/search/results.jsonl", "Results (JSON lines).")
+
+
+def _parse(value: str):
+  for cast in (int, float):
+    try:
+      return cast(value)
+    except ValueError:
+      pass
+  return {"true": True, "false": False}.get(value.lower(), value)
+
+
+def main(argv):
+  del argv
+  checkpoint.quiet_orbax_logs()
+  done = set()
+  if os.path.exists(FLAGS.out):
+    with open(FLAGS.out) as f:
+      done = {(r["name"], r["dataset"], r["seed"]) for r in map(json.loads, f)}
+  os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
+  for entry in FLAGS.grid:
+    name, _, overrides = entry.partition(":")
+    for dataset in FLAGS.datasets:
+      for seed in map(int, FLAGS.seeds):
+        if (name, dataset, seed) in done:
+          continue
+        config = irtnet.get_config()
+        config.seed = seed
+        config.data.dir = os.path.join(FLAGS.data_root, dataset)
+        for item in filter(None, overrides.split(",")):
+          key, _, value = item.partition("=")
+          node = config
+          *path, leaf = key.split(".")
+          for p in path:
+            node = node[p]
+          node[leaf] = _parse(value)
+        workdir = os.path.join(os.path.dirname(FLAGS.out), f"{name}-{dataset}-s{seed}")
+        t0 = time.time()
+        summary = training.train_and_evaluate(config, workdir)
+        run = predictors.load(workdir, "best")
+        data = datasets.load(run.config, workdir, require=("train", "val"))
+        rep = evaluation.evaluate(run, data, "val")
+        record = {"name": name, "dataset": dataset, "seed": seed, "overrides": overrides,
+                  "val_accuracy": rep["correctness"]["accuracy"],
+                  "val_auc": rep["correctness"]["auc"],
+                  "val_routing_micro": rep["routing"]["micro"],
+                  "val_routing_macro": rep["routing"]["macro"],
+                  "best_epoch": (summary["best"] or {}).get("epoch"),
+                  "epochs": len(summary["history"]), "seconds": round(time.time() - t0, 1)}
+        logging.info("%s", record)
+        print(json.dumps(record), flush=True)
+        with open(FLAGS.out, "a") as f:
+          f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
