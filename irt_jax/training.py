@@ -361,7 +361,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           every_ckpt and step % every_ckpt == 0):
         fetched = [parallel.unreplicate(p) for p in pending]
         pending = []
-        part = {k: float(sum(f[k] for f in fetched)) for k in fetched[0]}
+        # fsum in float64: the epoch's sums must not depend on where they were
+        # flushed (a preemption flushes at another step than an uninterrupted run).
+        part = {k: math.fsum(float(f[k]) for f in fetched) for k in fetched[0]}
         sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
         _check_finite(losses.summarise(part), "training")
         running = losses.summarise(sums)

@@ -10,6 +10,7 @@ timeout, so a hang fails the test instead of stalling CI.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -178,7 +179,8 @@ def test_a_lost_process_fails_the_job_and_a_restart_resumes(reference_runs, tmp_
   _assert_same_params(params, _params(multi)[1])
 
 
-def test_sigterm_checkpoints_at_an_agreed_step_and_stops_every_process(tmp_path):
+def test_sigterm_checkpoints_at_an_agreed_step_and_a_rerun_ends_as_if_uninterrupted(
+    reference_runs, tmp_path):
   workdir = str(tmp_path / "preempted")
   procs = _start(workdir, 2, 2, "first")
   try:
@@ -199,3 +201,15 @@ def test_sigterm_checkpoints_at_an_agreed_step_and_stops_every_process(tmp_path)
   stopped = int(log0.split("Preempted: stopped at step ")[1].split()[0])
   assert 10 < stopped < TOTAL_STEPS
   assert ckpt_lib.Checkpoints(workdir, read_only=True).latest_step() == stopped
+
+  procs = _start(workdir, 2, 2, "restart")  # the same command again finishes the run
+  _finish(procs)
+  with open(procs[0][1]) as f:
+    assert f"Resumed from step {stopped} " in f.read()
+  step, params = _params(workdir)
+  assert step == TOTAL_STEPS
+  _assert_same_params(params, _params(reference_runs[1])[1])
+  with open(os.path.join(workdir, "metrics.jsonl")) as f, \
+       open(os.path.join(reference_runs[1], "metrics.jsonl")) as g:
+    drop = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "steps_per_second")}
+    assert [drop(json.loads(l)) for l in f] == [drop(json.loads(l)) for l in g]
