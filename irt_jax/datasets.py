@@ -84,13 +84,15 @@ def load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseDat
 def encoder_record(config, workdir: str) -> dict:
   """Which encoder made the run's query embeddings, for routing new text.
 
-  With `encoder.model_dir` set (text-only data encoded here), the folder and a
-  fingerprint of its weights; with shipped embeddings, the encoder's name only
-  (a Router must then be given a folder holding that encoder).
+  With `encoder.model_dir` set, the folder and a fingerprint of its weights: it
+  is the folder that encodes a text-only folder's prompts, and the embeddings it
+  caches beside the data must not turn the record into 'shipped' on the next
+  start (training reads the data, hence encodes, before it records this).
+  Without it, the encoder's name only (a Router must then be given a folder
+  holding that encoder).
   """
   folder = data_dir(config, workdir)
-  shipped = os.path.exists(os.path.join(folder, config.data.embeddings_file))
-  if config.encoder.model_dir and not shipped:
+  if config.encoder.model_dir:
     model_dir = os.path.abspath(config.encoder.model_dir)
     return {"name": os.path.basename(os.path.normpath(model_dir)), "model_dir": model_dir,
             "fingerprint": weights_fingerprint(model_dir),

@@ -1,0 +1,81 @@
+r"""Routes queries given on the command line or in a JSONL file: flags -> Router.
+
+  python -m irt_jax.route --workdir=runs/routerdc --encoder_dir=.models/all-mpnet-base-v2 \
+      "What is 17 * 23?" "Write a haiku about rain."
+  python -m irt_jax.route --workdir=DIR --input=queries.jsonl --json   # {"query": ...} per line
+
+Prints one chosen model name per line (with --json, one JSON record per line:
+query, model, p_correct, logit, expected_cost, runner_up, runner_up_p).
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The trained run's workdir.")
+flags.DEFINE_string("encoder_dir", None, "Query encoder folder (default: the one the run "
+                    "recorded).")
+flags.DEFINE_string("step", "best", "'best' (by val accuracy), 'latest' or a step number.")
+flags.DEFINE_string("input", None, "JSONL file, one object per line with a \"query\" or "
+                    "\"prompt\" string ('-' = stdin).")
+flags.DEFINE_bool("json", False, "Print one JSON record per query instead of the model name.")
+flags.DEFINE_float("cost_weight", 0.0, "Route on P(correct) - cost_weight * cost (needs --costs).")
+flags.DEFINE_float("budget", None, "Cap on the mean cost over the queries given (needs --costs).")
+flags.DEFINE_list("candidates", None, "Only route among these model names.")
+flags.DEFINE_string("costs", None, "JSON file: model name -> cost per query.")
+
+
+def read_queries(path: str) -> list[str]:
+  """Queries from a JSONL file; a bad line raises ValueError naming its number."""
+  queries = []
+  stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+  with stream:
+    for number, line in enumerate(stream, start=1):
+      if not line.strip():
+        continue
+      try:
+        obj = json.loads(line)
+      except ValueError as e:
+        raise ValueError(f"{path} line {number}: not JSON ({e})") from None
+      text = obj.get("query", obj.get("prompt")) if isinstance(obj, dict) else None
+      if not isinstance(text, str):
+        raise ValueError(f'{path} line {number}: needs a "query" or "prompt" string field')
+      queries.append(text)
+  return queries
+
+
+def main(argv):
+  from irt_jax import checkpoint
+  from irt_jax import data as data_lib
+  from irt_jax import router as router_lib
+  from irt_jax.encoder import EncoderError
+
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required")
+  queries = list(argv[1:])
+  if FLAGS.input and queries:
+    raise app.UsageError("give queries as arguments or --input, not both")
+  checkpoint.quiet_orbax_logs()
+  try:
+    if FLAGS.input:
+      try:
+        queries = read_queries(FLAGS.input)
+      except OSError as e:
+        raise ValueError(f"{FLAGS.input}: {e.strerror}") from None
+    if not queries:
+      raise app.UsageError('no queries: pass them as arguments or --input=FILE.jsonl')
+    step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
+    costs = router_lib.read_costs_json(FLAGS.costs) if FLAGS.costs else None
+    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step, costs)
+    routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
+  except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
+    sys.exit(f"route: {e}")
+  for query, r in zip(queries, routes):
+    print(json.dumps({"query": query, **r.to_dict()}) if FLAGS.json else r.model)
+
+
+if __name__ == "__main__":
+  app.run(main)

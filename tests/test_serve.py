@@ -1,0 +1,378 @@
+"""The routing service end to end: uvicorn on 127.0.0.1, the official openai client, stub
+upstreams that record what they received, bad input, and a bounded burst."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import uvicorn
+
+from irt_jax import predictors
+from irt_jax import serving
+from irt_jax.router import Router
+from tests.conftest import REPO
+from tests.test_router import HashEncoder, run, text_router, text_run  # noqa: F401 (shared)
+
+LIMITS = serving.Limits(max_queries=8, max_query_chars=200, max_body_bytes=4000,
+                        upstream_timeout_s=0.5, max_batch_queries=64)
+SLOW_S = 3.0   # the slow stub's delay: well past LIMITS.upstream_timeout_s
+
+
+class Stub(BaseHTTPRequestHandler):
+  """An OpenAI-compatible upstream: answers 'answer from <model>', as JSON or SSE.
+
+  The model id `slow` sleeps, `broken` answers 500; every request is recorded.
+  """
+  received: list = []
+
+  def log_message(self, *args):
+    pass
+
+  def do_POST(self):
+    body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+    Stub.received.append({"path": self.path, "auth": self.headers.get("authorization"),
+                          "body": body})
+    model = body["model"]
+    if model == "slow":
+      time.sleep(SLOW_S)
+    if model == "broken":
+      self._send(500, b'{"error": "boom"}', "application/json")
+      return
+    text = f"answer from {model}"
+    if not body.get("stream"):
+      reply = {"id": "c1", "object": "chat.completion", "created": 1, "model": model,
+               "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text}}],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}
+      self._send(200, json.dumps(reply).encode(), "application/json")
+      return
+    events = []
+    for i, piece in enumerate(text.split(" ")):
+      chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+               "choices": [{"index": 0, "delta": {"content": (" " if i else "") + piece},
+                            "finish_reason": None}]}
+      events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append("data: [DONE]\n\n")
+    self._send(200, "".join(events).encode(), "text/event-stream")
+
+  def _send(self, status, payload, ctype):
+    self.send_response(status)
+    self.send_header("content-type", ctype)
+    self.send_header("content-length", str(len(payload)))
+    self.end_headers()
+    self.wfile.write(payload)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stub():
+  server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+  server.shutdown()
+  server.server_close()
+
+
+class Service:
+  """create_app under uvicorn in a thread, on a free loopback port."""
+
+  def __init__(self, app):
+    self.sock = socket.socket()
+    self.sock.bind(("127.0.0.1", 0))
+    self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                   daemon=True)
+    self.thread.start()
+    for _ in range(600):                       # bounded wait for startup (warm-up included)
+      if self.server.started or not self.thread.is_alive():
+        break
+      time.sleep(0.05)
+    assert self.server.started, "the service did not start"
+
+  def close(self):
+    self.server.should_exit = True
+    self.thread.join(timeout=30)
+    self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def setup(run, stub, monkeypatch_module):  # noqa: F811
+  predictor = predictors.load(run).predictor
+  names = list(predictor.model_names)
+  costs = np.linspace(1.0, 0.1, len(names))          # names[-1] is the cheapest
+  router = Router.from_predictor(predictor, HashEncoder(predictor.input_dim), costs=costs)
+  monkeypatch_module.setenv("STUB_KEY", "sk-test")
+  routable = names[:4] + names[-1:]
+  upstreams = {n: {"base_url": stub} for n in routable}
+  upstreams[names[0]] = {"base_url": stub, "api_key_env": "STUB_KEY", "model": "upstream-id-0"}
+  upstreams["external-llm"] = {"base_url": stub}
+  upstreams["slow-llm"] = {"base_url": stub, "model": "slow"}
+  upstreams["broken-llm"] = {"base_url": stub, "model": "broken"}
+  upstreams["down-llm"] = {"base_url": f"http://127.0.0.1:{_free_port()}/v1"}
+  app = serving.create_app(router, serving.parse_upstreams(upstreams), LIMITS)
+  service = Service(app)
+  yield {"router": router, "url": service.url, "routable": routable, "app": app,
+         "client": openai.OpenAI(base_url=service.url + "/v1", api_key="unused", max_retries=0,
+                                 timeout=30)}
+  service.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+  mp = pytest.MonkeyPatch()
+  yield mp
+  mp.undo()
+
+
+def _kind(setup):
+  return f"router-{setup['router'].name}"
+
+
+def test_models_and_health(setup):
+  ids = [m.id for m in setup["client"].models.list().data]
+  assert ids[0] == _kind(setup)
+  assert set(setup["router"].model_names) | {"external-llm", "slow-llm"} <= set(ids)
+  health = httpx.get(setup["url"] + "/health").json()
+  assert health["status"] == "ok" and health["routable"] == len(setup["routable"])
+
+
+def test_route_endpoint_matches_the_router(setup):
+  router = setup["router"]
+  queries = ["What is 2 + 2?", "Summarise the French revolution.", "Sort a list in C."]
+  r = httpx.post(setup["url"] + "/route", json={"queries": queries}).json()
+  assert r["models"] == [x.model for x in router.route(queries)]
+  assert r["model_names"] == list(router.model_names)
+  np.testing.assert_allclose(r["p_correct"], router.predict(queries), atol=1e-6)
+  r = httpx.post(setup["url"] + "/route", json={"queries": queries, "cost_weight": 0.2,
+                                                "candidates": setup["routable"]}).json()
+  expected = router.route(queries, cost_weight=0.2, candidates=setup["routable"])
+  assert r["models"] == [x.model for x in expected]
+  assert r["expected_cost"] == pytest.approx([x.expected_cost for x in expected])
+  r = httpx.post(setup["url"] + "/route", json={"queries": queries, "budget": 0.3}).json()
+  assert np.mean(r["expected_cost"]) <= 0.3
+  assert r["models"] == [x.model for x in router.route(queries, budget=0.3)]
+
+
+def test_chat_completion_is_routed_and_forwarded(setup):
+  client, router = setup["client"], setup["router"]
+  question = "Which planet has the most moons?"
+  expected = router.route([question], candidates=setup["routable"])[0].model
+  Stub.received.clear()
+  raw = client.chat.completions.with_raw_response.create(
+      model=_kind(setup), temperature=0.1,
+      messages=[{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "earlier question"},
+                {"role": "assistant", "content": "earlier answer"},
+                {"role": "user", "content": question}])
+  reply = raw.parse()
+  assert raw.headers[serving.ROUTED_HEADER] == expected == reply.model
+  (got,) = Stub.received
+  upstream_id = "upstream-id-0" if expected == router.model_names[0] else expected
+  assert reply.choices[0].message.content == f"answer from {upstream_id}"
+  assert got["path"] == "/v1/chat/completions" and got["body"]["model"] == upstream_id
+  assert got["body"]["messages"][-1]["content"] == question and got["body"]["temperature"] == 0.1
+  # A large cost weight sends it to the cheapest routable model (the last name).
+  reply = client.chat.completions.create(model=f"{_kind(setup)}-100",
+                                         messages=[{"role": "user", "content": question}])
+  assert reply.model == router.model_names[-1]
+  # The first model's upstream has its own id and API key.
+  Stub.received.clear()
+  reply = client.chat.completions.create(model=router.model_names[0],
+                                         messages=[{"role": "user", "content": "hi"}])
+  assert reply.model == router.model_names[0]
+  assert Stub.received[0]["body"]["model"] == "upstream-id-0"
+  assert Stub.received[0]["auth"] == "Bearer sk-test"
+
+
+def test_streaming_passes_through(setup):
+  client, router = setup["client"], setup["router"]
+  question = "Explain recursion with an example."
+  expected = router.route([question], candidates=setup["routable"])[0].model
+  Stub.received.clear()
+  chunks = list(client.chat.completions.create(
+      model=_kind(setup), stream=True, messages=[{"role": "user", "content": question}]))
+  upstream_id = "upstream-id-0" if expected == router.model_names[0] else expected
+  assert "".join(c.choices[0].delta.content for c in chunks) == f"answer from {upstream_id}"
+  assert {c.model for c in chunks} == {expected}
+  assert Stub.received[0]["body"]["stream"] is True
+  # A plain name not in the run passes straight through, streamed too.
+  chunks = list(client.chat.completions.create(
+      model="external-llm", stream=True, messages=[{"role": "user", "content": "hi"}]))
+  assert "".join(c.choices[0].delta.content for c in chunks) == "answer from external-llm"
+
+
+def _post(setup, path, **kwargs):
+  r = httpx.post(setup["url"] + path, timeout=30, **kwargs)
+  body = r.json()
+  assert set(body) == {"error"} and isinstance(body["error"]["message"], str), body
+  return r.status_code, body["error"]["message"]
+
+
+@pytest.mark.parametrize("content, status, message", [
+    (b"{not json", 400, "not valid JSON"),
+    (b"", 400, "empty"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"queries": "one string"}', 400, "non-empty list"),
+    (b'{"queries": []}', 400, "non-empty list"),
+    (b'{"queries": [""]}', 400, "queries[0] is empty"),
+    (b'{"queries": ["ok", 3]}', 400, "queries[1] must be a string"),
+    (b'{"queries": ["' + b"x" * 201 + b'"]}', 400, "201 characters; the limit is 200"),
+    (json.dumps({"queries": ["q"] * 9}).encode(), 400, "9 queries in one request; the limit is 8"),
+    (b'{"queries": ["q"], "cost_weight": "high"}', 400, "'cost_weight' must be a number"),
+    (b'{"queries": ["q"], "cost_weight": NaN}', 400, "not valid JSON"),
+    (b'{"queries": ["q"], "candidates": ["nobody"]}', 400, "unknown candidate model(s) ['nobody']"),
+    (b'{"queries": ["q"], "budget": 0.0001}', 400, "below the cheapest"),
+    (b'{"query": ["q"]}', 400, "unknown field(s) ['query']"),
+    (b'{"queries": ["' + b"x" * 5000 + b'"]}', 413, "exceeds the limit of 4000"),
+])
+def test_bad_route_requests_get_clear_errors(setup, content, status, message):
+  got_status, got_message = _post(setup, "/route", content=content,
+                                  headers={"content-type": "application/json"})
+  assert (got_status, message in got_message) == (status, True), got_message
+
+
+def test_bad_chat_requests_and_failing_upstreams(setup):
+  client, kind = setup["client"], _kind(setup)
+  user = [{"role": "user", "content": "hello"}]
+  with pytest.raises(openai.NotFoundError, match="model 'gpt-nope' not found; offered: router-"):
+    client.chat.completions.create(model="gpt-nope", messages=user)
+  with pytest.raises(openai.NotFoundError, match="not found"):
+    client.chat.completions.create(model="router-otherkind", messages=user)
+  with pytest.raises(openai.BadRequestError, match="cost weight after"):
+    client.chat.completions.create(model=f"{kind}-cheap", messages=user)
+  with pytest.raises(openai.BadRequestError, match="no user message"):
+    client.chat.completions.create(model=kind, messages=[{"role": "system", "content": "x"}])
+  with pytest.raises(openai.BadRequestError, match="messages"):
+    client.chat.completions.create(model=kind, messages=[])
+  with pytest.raises(openai.BadRequestError, match="200"):
+    client.chat.completions.create(model=kind, messages=[{"role": "user", "content": "y" * 300}])
+  status, message = _post(setup, "/v1/chat/completions", json={"model": 7, "messages": user})
+  assert status == 400 and "'model' must be" in message
+  # Upstreams that are down, failing or too slow: 502 / 502 / 504, each in bounded time.
+  status, message = _post(setup, "/v1/chat/completions", json={"model": "down-llm",
+                                                               "messages": user})
+  assert status == 502 and "unreachable" in message
+  status, message = _post(setup, "/v1/chat/completions", json={"model": "broken-llm",
+                                                               "messages": user})
+  assert status == 502 and "answered 500" in message
+  start = time.monotonic()
+  status, message = _post(setup, "/v1/chat/completions", json={"model": "slow-llm",
+                                                               "messages": user})
+  assert status == 504 and "did not answer within 0.5 s" in message
+  assert time.monotonic() - start < SLOW_S   # did not wait for the slow answer
+  with pytest.raises(openai.APIStatusError, match="did not answer") as e:
+    client.chat.completions.create(model="slow-llm", messages=user, stream=True)
+  assert e.value.status_code == 504
+  # Still serving.
+  assert httpx.get(setup["url"] + "/health").json()["status"] == "ok"
+
+
+def test_burst_of_concurrent_requests(setup):
+  router = setup["router"]
+  queries = [f"burst question number {i % 40}" for i in range(500)]
+  expected = {q: r.model for q, r in zip(queries[:40], router.route(queries[:40]))}
+
+  async def burst():
+    limit = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(base_url=setup["url"], timeout=60) as client:
+      async def one(i):
+        async with limit:
+          if i % 10 == 0:
+            r = await client.post("/v1/chat/completions", json={
+                "model": _kind(setup), "messages": [{"role": "user", "content": queries[i]}]})
+            return r.status_code, r.headers.get(serving.ROUTED_HEADER), i
+          r = await client.post("/route", json={"queries": [queries[i]]})
+          return r.status_code, r.json()["models"][0] if r.status_code == 200 else r.text, i
+      return await asyncio.gather(*(one(i) for i in range(len(queries))))
+
+  batches = setup["app"].state.batcher.batches
+  results = asyncio.run(burst())
+  assert [s for s, _, _ in results] == [200] * 500
+  for _, model, i in results:
+    if i % 10:
+      assert model == expected[queries[i]]
+    else:
+      assert model in setup["routable"]
+  assert setup["app"].state.batcher.batches - batches <= 500
+
+
+def test_batcher_joins_concurrent_requests():
+  calls = []
+
+  def fn(texts):
+    calls.append(list(texts))
+    return np.asarray([[float(t)] for t in texts])
+
+  async def main():
+    batcher = serving.Batcher(fn, max_rows=4)
+    batcher.start()
+    items = [[str(2 * i), str(2 * i + 1)] for i in range(5)]
+    out = await asyncio.gather(*(batcher.submit(x) for x in items))
+    await batcher.stop()
+    return items, out
+
+  items, out = asyncio.run(main())
+  for x, logits in zip(items, out):
+    np.testing.assert_array_equal(logits[:, 0], [float(t) for t in x])
+  # Queued together, cut at 4 rows per call without splitting a request.
+  assert [len(c) for c in calls] == [4, 4, 2]
+
+
+def test_upstreams_file_errors(tmp_path, monkeypatch):
+  monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+  path = tmp_path / "up.json"
+  for obj, message in [([], "must be a JSON object"),
+                       ({"m": {"base_url": "ftp://x"}}, "needs base_url"),
+                       ({"m": {"base_url": "http://x", "key": 1}}, "unknown field(s) ['key']"),
+                       ({"m": {"base_url": "http://x", "api_key_env": "NO_SUCH_KEY_VAR"}},
+                        "$NO_SUCH_KEY_VAR, which is not set")]:
+    path.write_text(json.dumps(obj))
+    with pytest.raises(serving.UpstreamsError, match=None) as e:
+      serving.load_upstreams(str(path))
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):  # noqa: F811
+  workdir, _ = text_run
+  router = text_router
+  upstreams = tmp_path / "upstreams.json"
+  upstreams.write_text(json.dumps({n: {"base_url": stub} for n in router.model_names}))
+  port = _free_port()
+  proc = subprocess.Popen([sys.executable, "-m", "irt_jax.serve", f"--workdir={workdir}",
+                           f"--port={port}", f"--upstreams={upstreams}", "--log_level=warning"],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    for _ in range(1200):                    # bounded: up to ~120 s for start-up on CI
+      try:
+        if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+          break
+      except httpx.HTTPError:
+        pass
+      assert proc.poll() is None, proc.stdout.read()
+      time.sleep(0.1)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+    question = "How many legs does a spider have?"
+    reply = client.chat.completions.create(model=f"router-{router.name}",
+                                           messages=[{"role": "user", "content": question}])
+    assert reply.model == router.route([question])[0].model
+    assert reply.choices[0].message.content == f"answer from {reply.model}"
+  finally:
+    proc.terminate()
+    proc.wait(timeout=30)
