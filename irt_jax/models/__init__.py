@@ -14,6 +14,11 @@ from irt_jax.models.base import ConfigError, Kind
 # need not load for an IrtNet run).
 _MODULES = {
     "irtnet": "irt_jax.models.irtnet",
+    "irtnet_linear": "irt_jax.models.irtnet_linear",
+    "mf": "irt_jax.models.mf",
+    "knn": "irt_jax.models.knn",
+    "logreg": "irt_jax.models.logreg",
+    "routerdc": "irt_jax.models.routerdc",
 }
 
 

@@ -48,6 +48,8 @@ def spec_from_config(spec_cls, model_config, n_models: int, input_dim: int):
   if missing:
     raise ConfigError(f"model kind {name!r} needs config.model.{missing[0]} (fields: "
                       f"{', '.join(fields)}); start from configs/{name}.py")
+  # Lists (a grid read back from a checkpoint's JSON) become tuples: specs are hashed.
+  given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
   return spec_cls(n_models=n_models, input_dim=input_dim, **given)
 
 
