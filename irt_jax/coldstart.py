@@ -22,7 +22,8 @@ queries greedily by the D-optimal criterion, each maximising
 log det(Lambda + p(1 - p) a a^T) = log det Lambda + log(1 + p(1 - p) a^T
 Lambda^-1 a), updating Lambda^-1 by Sherman-Morrison after each pick (p at the
 current estimate of theta). `adaptive_rounds` is the propose -> answer ->
-update loop.
+update loop. criterion='trace' instead picks the query that most reduces the
+mean variance of the predicted logits over the pool (I-optimality).
 """
 
 from __future__ import annotations
@@ -125,20 +126,36 @@ def fit_ability(a: np.ndarray, b: np.ndarray, labels: np.ndarray,
 
 
 def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarray,
-            k: int, exclude=None) -> np.ndarray:
-  """Indices of the K queries (rows of a [P, d], b [P]) that greedily maximise
-  log det(precision + sum p(1 - p) a a^T) (D-optimal), best first."""
+            k: int, exclude=None, criterion: str = "d", target: np.ndarray | None = None
+            ) -> np.ndarray:
+  """Indices of K queries (rows of a [P, d], b [P]) chosen greedily, best first.
+
+  criterion 'd' (D-optimal): each pick maximises log det(precision + sum
+  p(1 - p) a a^T). criterion 'trace' (I-optimal): each pick most reduces
+  tr(target @ posterior covariance), by default with target = the pool's mean
+  p(1 - p) a a^T, i.e. the mean variance of the predicted logits over the pool
+  (what routing and accuracy estimates rest on).
+  """
+  if criterion not in ("d", "trace"):
+    raise ValueError(f"criterion must be 'd' or 'trace', got {criterion!r}")
   a = np.asarray(a, np.float64)
   p = 1.0 / (1.0 + np.exp(-(a @ np.asarray(theta, np.float64) - np.asarray(b, np.float64))))
   w = p * (1 - p)
   cov = np.linalg.inv(np.asarray(precision, np.float64))
+  if criterion == "trace" and target is None:
+    target = (a * w[:, None]).T @ a / max(len(a), 1)
   allowed = np.ones(len(a), bool)
   if exclude is not None:
     allowed[np.asarray(list(exclude), np.int64)] = False
   picked = []
   for _ in range(min(k, int(allowed.sum()))):
     spread = np.einsum("pd,de,pe->p", a, cov, a)
-    gain = np.where(allowed, np.log1p(w * spread), -np.inf)
+    if criterion == "d":
+      gain = np.log1p(w * spread)
+    else:
+      reach = cov @ target @ cov
+      gain = w * np.einsum("pd,de,pe->p", a, reach, a) / (1.0 + w * spread)
+    gain = np.where(allowed, gain, -np.inf)
     q = int(np.argmax(gain))
     picked.append(q)
     allowed[q] = False
@@ -149,7 +166,7 @@ def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarr
 
 def adaptive_rounds(a: np.ndarray, b: np.ndarray, answer: Callable[[np.ndarray], np.ndarray],
                     prior: Prior, batch: int = 8, rounds: int | None = None,
-                    asked=(), labels=()) -> Iterator[dict]:
+                    asked=(), labels=(), criterion: str = "d") -> Iterator[dict]:
   """The propose -> answer -> update loop over a pool of queries (a [P, d], b [P]).
 
   `answer(indices) -> 0/1 labels` runs the new LLM (or looks its answers up).
@@ -163,7 +180,7 @@ def adaptive_rounds(a: np.ndarray, b: np.ndarray, answer: Callable[[np.ndarray],
   theta, precision = fit_ability(a[asked], b[asked], np.array(labels), prior)
   done = 0
   while len(asked) < len(a) and (rounds is None or done < rounds):
-    new = propose(a, b, theta, precision, batch, exclude=asked)
+    new = propose(a, b, theta, precision, batch, exclude=asked, criterion=criterion)
     got = np.asarray(answer(new)).astype(int).reshape(-1)
     asked += new.tolist()
     labels += got.tolist()

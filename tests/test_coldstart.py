@@ -101,6 +101,19 @@ def test_propose_hand_case():
   assert set(best) == {1, 2}
 
 
+def test_propose_trace_criterion_hand_case():
+  # Only the first ability dimension matters (target diag(1, 0)); weights 1/4, cov I.
+  # Gains w a'Ta / (1 + w|a|^2): [0, 3] -> 0, [1, 0] -> 0.2, [2, 0] -> 0.5.
+  a = np.array([[0.0, 3], [1, 0], [2, 0]])
+  b = np.zeros(3)
+  target = np.diag([1.0, 0.0])
+  picks = coldstart.propose(a, b, np.zeros(2), np.eye(2), 1, criterion="trace", target=target)
+  np.testing.assert_array_equal(picks, [2])
+  np.testing.assert_array_equal(coldstart.propose(a, b, np.zeros(2), np.eye(2), 1), [0])
+  with pytest.raises(ValueError, match="criterion"):
+    coldstart.propose(a, b, np.zeros(2), np.eye(2), 1, criterion="e")
+
+
 def test_adaptive_loop_beats_random_answers():
   rng = np.random.default_rng(3)
   d = 3

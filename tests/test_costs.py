@@ -231,3 +231,48 @@ def test_frontier_baselines_and_summary():
   assert out["aiq"] == pytest.approx((2.5 + 6) / 9)
   assert out["pair"]["strong"] == 0 and out["pair"]["weak"] == 1
   assert out["apgr"] is None  # both are 2/3 accurate: no gap to recover
+
+
+def test_evaluator_on_a_folder_with_prices(synthetic_dir, tmp_path):
+  """The evaluator prices a data folder by tokens, reports every summary key and
+  draws the plot; default_evaluators picks it up only when prices exist."""
+  import shutil
+  import types
+
+  import ml_collections
+
+  from irt_jax import data as data_lib
+  from irt_jax.evaluation import evaluators
+
+  folder = str(tmp_path / "data")
+  shutil.copytree(synthetic_dir, folder)
+  data = data_lib.load_dataset(folder, require=())
+  rows = ["model_name,input_price_per_mtok,output_price_per_mtok"] + [
+      f"{m},{1 + i},{2 * (1 + i)}" for i, m in enumerate(data.model_names)]
+  (tmp_path / "data" / "model_prices.csv").write_text("\n".join(rows) + "\n")
+  config = ml_collections.ConfigDict({"data": {"dir": folder}})
+  run = types.SimpleNamespace(config=config, workdir=str(tmp_path))
+  test = data.split("test")
+  rng = np.random.default_rng(0)
+  logits = np.where(test.labels == 1, 1.0, -1.0) + rng.normal(size=test.labels.shape)
+  pred = evaluators.Predictions(logits=logits.astype(np.float32), labels=test.labels,
+                                benchmark=data.benchmark[test.queries],
+                                benchmark_names=data.benchmark_names)
+  ctx = evaluators.Context(run=run, data=data, split="test", predictions=pred,
+                           options={"plot_dir": str(tmp_path / "eval"), "tokenizer_dir": None,
+                                    "output_tokens": 0})
+  out = evaluators.get(["cost_frontier"])[0].run(ctx)
+  assert {"points", "aiq", "cost_to_match_best_single", "peak_accuracy", "apgr",
+          "cpt50"} <= set(out)
+  assert out["cost_source"] == "model_prices.csv" and os.path.exists(out["plot"])
+  # w = 0 routes like the plain router; inf always picks model 0 (the cheapest).
+  known = test.labels >= 0
+  rows_known = known.any(1)
+  plain = routing.choose_by_score(logits, known)[rows_known]
+  acc0 = (test.labels[rows_known][np.arange(rows_known.sum()), plain] == 1).mean()
+  assert out["points"][0]["accuracy"] == pytest.approx(acc0)
+  assert out["points"][-1]["cost_weight"] is None
+  assert 0 <= out["aiq"] <= out["peak_accuracy"] <= out["baselines"]["oracle"]["accuracy"]
+  strong = out["pair"]["strong"]
+  assert strong == data.model_names[routing.best_single_order(data.split("train"))[0]]
+  assert out["pair"]["weak"] == data.model_names[1 if strong == data.model_names[0] else 0]
