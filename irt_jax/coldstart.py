@@ -126,8 +126,8 @@ def fit_ability(a: np.ndarray, b: np.ndarray, labels: np.ndarray,
 
 
 def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarray,
-            k: int, exclude=None, criterion: str = "d", target: np.ndarray | None = None
-            ) -> np.ndarray:
+            k: int, exclude=None, criterion: str = "d", target: np.ndarray | None = None,
+            strata: np.ndarray | None = None) -> np.ndarray:
   """Indices of K queries (rows of a [P, d], b [P]) chosen greedily, best first.
 
   criterion 'd' (D-optimal): each pick maximises log det(precision + sum
@@ -135,6 +135,11 @@ def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarr
   tr(target @ posterior covariance), by default with target = the pool's mean
   p(1 - p) a a^T, i.e. the mean variance of the predicted logits over the pool
   (what routing and accuracy estimates rest on).
+
+  `strata` (e.g. each query's benchmark) keeps the picks representative:
+  each pick comes from the stratum furthest below its share of the pool, so
+  the most informative queries of one benchmark cannot crowd out the rest
+  (per-benchmark accuracy is then never pure extrapolation).
   """
   if criterion not in ("d", "trace"):
     raise ValueError(f"criterion must be 'd' or 'trace', got {criterion!r}")
@@ -147,18 +152,30 @@ def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarr
   allowed = np.ones(len(a), bool)
   if exclude is not None:
     allowed[np.asarray(list(exclude), np.int64)] = False
+  if strata is not None:
+    strata = np.asarray(strata)
+    labels, strata = np.unique(strata, return_inverse=True)
+    share = np.bincount(strata[allowed], minlength=len(labels)) / max(int(allowed.sum()), 1)
+    counts = np.zeros(len(labels))
   picked = []
-  for _ in range(min(k, int(allowed.sum()))):
+  for t in range(min(k, int(allowed.sum()))):
+    candidates = allowed
+    if strata is not None:
+      open_ = np.bincount(strata[allowed], minlength=len(labels)) > 0
+      deficit = np.where(open_, share * (t + 1) - counts, -np.inf)
+      candidates = allowed & (strata == int(np.argmax(deficit)))
     spread = np.einsum("pd,de,pe->p", a, cov, a)
     if criterion == "d":
       gain = np.log1p(w * spread)
     else:
       reach = cov @ target @ cov
       gain = w * np.einsum("pd,de,pe->p", a, reach, a) / (1.0 + w * spread)
-    gain = np.where(allowed, gain, -np.inf)
+    gain = np.where(candidates, gain, -np.inf)
     q = int(np.argmax(gain))
     picked.append(q)
     allowed[q] = False
+    if strata is not None:
+      counts[strata[q]] += 1
     ca = cov @ a[q]
     cov = cov - np.outer(ca, ca) * (w[q] / (1.0 + w[q] * a[q] @ ca))
   return np.array(picked, np.int64)
@@ -166,7 +183,8 @@ def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarr
 
 def adaptive_rounds(a: np.ndarray, b: np.ndarray, answer: Callable[[np.ndarray], np.ndarray],
                     prior: Prior, batch: int = 8, rounds: int | None = None,
-                    asked=(), labels=(), criterion: str = "d") -> Iterator[dict]:
+                    asked=(), labels=(), criterion: str = "d",
+                    strata: np.ndarray | None = None) -> Iterator[dict]:
   """The propose -> answer -> update loop over a pool of queries (a [P, d], b [P]).
 
   `answer(indices) -> 0/1 labels` runs the new LLM (or looks its answers up).
@@ -180,7 +198,8 @@ def adaptive_rounds(a: np.ndarray, b: np.ndarray, answer: Callable[[np.ndarray],
   theta, precision = fit_ability(a[asked], b[asked], np.array(labels), prior)
   done = 0
   while len(asked) < len(a) and (rounds is None or done < rounds):
-    new = propose(a, b, theta, precision, batch, exclude=asked, criterion=criterion)
+    new = propose(a, b, theta, precision, batch, exclude=asked, criterion=criterion,
+                  strata=strata)
     got = np.asarray(answer(new)).astype(int).reshape(-1)
     asked += new.tolist()
     labels += got.tolist()

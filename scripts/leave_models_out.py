@@ -4,7 +4,8 @@ r"""Leave-models-out evaluation of cold start (adding an LLM from k answers).
 
 Holds out a third of the LLMs (seeded), trains on the rest, then adds each
 held-out LLM from k of its train-split answers (k in --ks), chosen at random or
-adaptively (8 proposals per round, by the D-optimal or the trace criterion), and compares on the test split
+adaptively (8 proposals per round: D-optimal, trace, or D-optimal taking
+each benchmark in turn by its share of the pool), and compares on the test split
 with a model trained with every LLM (same config):
   * MAE (points) of each held-out LLM's predicted per-benchmark accuracy
     (mean predicted P(correct) over its known test cells of the benchmark vs
@@ -46,8 +47,11 @@ flags.DEFINE_integer("seed", 0, "Seed of the held-out draw and the random answer
 flags.DEFINE_list("ks", ["8", "16", "32", "64", "128", "256"], "Answers per new LLM.")
 flags.DEFINE_integer("batch", 8, "Queries proposed per adaptive round.")
 
-# Adaptive strategies: name -> coldstart.propose criterion.
-STRATEGIES = {"adaptive_d": "d", "adaptive_trace": "trace"}
+# Adaptive strategies: name -> (coldstart.propose criterion, stratify by benchmark).
+STRATEGIES = {"adaptive_d": ("d", False), "adaptive_trace": ("trace", False),
+              "adaptive_d_bench": ("d", True)}
+LABELS = {"random": "random", "adaptive_d": "D-opt", "adaptive_trace": "trace",
+          "adaptive_d_bench": "D-opt by benchmark"}
 
 
 def write_without_models(data_dir: str, out: str, drop: list[str]) -> str:
@@ -142,11 +146,12 @@ def main(argv):
     for k in ks:
       pick = perm[:k]
       thetas[("random", k)].append(coldstart.fit_ability(a[pick], b[pick], pool_y[pick], prior)[0])
-    for strategy, criterion in STRATEGIES.items():
+    for strategy, (criterion, stratify) in STRATEGIES.items():
       got = {}
       for r in coldstart.adaptive_rounds(a, b, lambda idx: pool_y[idx], prior, batch=FLAGS.batch,
                                          rounds=-(-min(max(ks), len(rows)) // FLAGS.batch),
-                                         criterion=criterion):
+                                         criterion=criterion,
+                                         strata=data.benchmark[pool_q] if stratify else None):
         n = len(r["asked"])
         for k in ks:
           if k not in got and n >= min(k, len(rows)):
@@ -181,18 +186,19 @@ def main(argv):
 
 def markdown(result: dict) -> str:
   full, prior = result["trained_with_all"], result["prior_mean_only"]
+  names = ["random", *STRATEGIES]
   lines = [f"{result['dataset']}: {len(result['held_out'])} of {result['n_models']} LLMs held out; "
            f"MAE of per-benchmark accuracy (points), routing accuracy among all LLMs (micro, %)",
-           "", "| k | MAE random | MAE D-opt | MAE trace | routing random | routing D-opt | "
-           "routing trace |", "|---|---|---|---|---|---|---|"]
+           "", "| k | " + " | ".join(f"MAE {LABELS[n]}" for n in names) + " | "
+           + " | ".join(f"routing {LABELS[n]}" for n in names) + " |",
+           "|---" * (1 + 2 * len(names)) + "|"]
   by = {(r["strategy"], r["k"]): r for r in result["rows"]}
   for k in sorted({r["k"] for r in result["rows"]}):
-    r, d, t = by[("random", k)], by[("adaptive_d", k)], by[("adaptive_trace", k)]
-    lines.append(f"| {k} | {r['mae']:.2f} | {d['mae']:.2f} | {t['mae']:.2f} | "
-                 f"{r['routing_micro']:.2f} | {d['routing_micro']:.2f} | "
-                 f"{t['routing_micro']:.2f} |")
-  lines.append(f"| 0 (prior mean) | {prior['mae']:.2f} | | | {prior['routing_micro']:.2f} | | |")
-  lines.append(f"| trained with all | {full['mae']:.2f} | | | {full['routing_micro']:.2f} | | |")
+    lines.append(f"| {k} | " + " | ".join(f"{by[(n, k)]['mae']:.2f}" for n in names) + " | "
+                 + " | ".join(f"{by[(n, k)]['routing_micro']:.2f}" for n in names) + " |")
+  blank = " |" * (len(names) - 1)
+  for label, r in (("0 (prior mean)", prior), ("trained with all", full)):
+    lines.append(f"| {label} | {r['mae']:.2f} |{blank} {r['routing_micro']:.2f} |{blank}")
   return "\n".join(lines)
 
 
@@ -201,12 +207,13 @@ def plot(result: dict, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-  for strategy, color in (("random", "tab:orange"), ("adaptive_d", "tab:blue"),
-                          ("adaptive_trace", "tab:green")):
+  for strategy, color in zip(["random", *STRATEGIES],
+                             ("tab:orange", "tab:blue", "tab:green", "tab:purple")):
     rows = sorted((r for r in result["rows"] if r["strategy"] == strategy), key=lambda r: r["k"])
     ks = [r["k"] for r in rows]
-    axes[0].plot(ks, [r["mae"] for r in rows], "o-", color=color, label=strategy)
-    axes[1].plot(ks, [r["routing_micro"] for r in rows], "o-", color=color, label=strategy)
+    axes[0].plot(ks, [r["mae"] for r in rows], "o-", color=color, label=LABELS[strategy])
+    axes[1].plot(ks, [r["routing_micro"] for r in rows], "o-", color=color,
+                 label=LABELS[strategy])
   full = result["trained_with_all"]
   axes[0].axhline(full["mae"], color="k", ls="--", label="trained with it")
   axes[1].axhline(full["routing_micro"], color="k", ls="--", label="trained with it")

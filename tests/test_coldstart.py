@@ -110,6 +110,13 @@ def test_propose_trace_criterion_hand_case():
   picks = coldstart.propose(a, b, np.zeros(2), np.eye(2), 1, criterion="trace", target=target)
   np.testing.assert_array_equal(picks, [2])
   np.testing.assert_array_equal(coldstart.propose(a, b, np.zeros(2), np.eye(2), 1), [0])
+  # Strata (benchmarks) take turns by their share of the pool: stratum 1's weak
+  # queries are picked although stratum 0's are all more informative ([0, .4] over
+  # [.5, 0], whose direction the first pick already informs).
+  a2 = np.array([[3.0, 0], [0, 3], [2.5, 0], [0, 2.5], [0.5, 0], [0, 0.4]])
+  strata = np.array([0, 0, 0, 0, 1, 1])
+  np.testing.assert_array_equal(coldstart.propose(a2, np.zeros(6), np.zeros(2), np.eye(2), 3,
+                                                  strata=strata), [0, 5, 1])
   with pytest.raises(ValueError, match="criterion"):
     coldstart.propose(a, b, np.zeros(2), np.eye(2), 1, criterion="e")
 
