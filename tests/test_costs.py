@@ -229,6 +229,8 @@ def test_frontier_baselines_and_summary():
   assert out["cost_to_match_best_single"] == pytest.approx(1.0)
   # Hull (1, 2/3) -> (4, 1), flat to 10: (3 * (2/3 + 1) / 2 + 6) / 9.
   assert out["aiq"] == pytest.approx((2.5 + 6) / 9)
+  # Zero router: hull of the single models (1, 2/3) and (10, 2/3): flat at 2/3.
+  assert out["aiq_zero_router"] == pytest.approx(2 / 3)
   assert out["pair"]["strong"] == 0 and out["pair"]["weak"] == 1
   assert out["apgr"] is None  # both are 2/3 accurate: no gap to recover
 

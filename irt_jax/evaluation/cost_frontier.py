@@ -23,6 +23,9 @@ Sweeping `cost_weight` w in argmax_m P(m correct) - w * cost_m gives one
     area under PGR over c in [0, 1] (computed exactly over every threshold,
     where RouteLLM samples ten), CPT(50%) the least share c with PGR >= 0.5.
 
+The same AIQ over the single models' points is RouterBench's "zero router"
+(choosing a model at random in fixed proportions): `aiq_zero_router`.
+
 Baselines on the same axes: Random (uniform among known models), Best single
 (the train-best model, falling back down the train order where unknown) and
 Oracle (the cheapest model that answers correctly, else the cheapest).
@@ -185,6 +188,9 @@ def frontier(proba: np.ndarray, labels: np.ndarray, cost: np.ndarray,
                        "oracle": {"cost": oc, "accuracy": oq}},
          "single_models": singles,
          "aiq": aiq(pc, pq, c_max=c_max),
+         # RouterBench's zero router: random mixtures of single models (their hull).
+         "aiq_zero_router": aiq([s["cost"] for s in singles], [s["accuracy"] for s in singles],
+                                c_max=c_max),
          "cost_range": [float(pc.min()), float(c_max)],
          "cost_to_match_best_single": cost_to_reach(pc, pq, bq),
          "peak_accuracy": float(pq.max())}
