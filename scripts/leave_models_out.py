@@ -107,7 +107,16 @@ def score(predictor, data, held: list[str], order_train: np.ndarray) -> dict:
   maes = [benchmark_mae(proba[:, j], test.labels[:, j], bench) for j in held_idx]
   route = evaluators.routing_summary(logits, test.labels, bench, data.benchmark_names,
                                      order_train)
+  # Routing among the held-out LLMs only: does each new LLM's column rank the
+  # queries it is good at (all-LLM routing is dominated by the trained ones).
+  held_route = evaluators.routing_summary(
+      logits[:, held_idx], test.labels[:, held_idx], bench, data.benchmark_names,
+      np.array([held_idx.index(m) for m in order_train if m in held_idx]))
   return {"mae": 100 * float(np.mean(maes)), "routing_micro": 100 * route["micro"],
+          "routing_held_micro": 100 * held_route["micro"],
+          "held_oracle": 100 * held_route["baselines"]["oracle"]["micro"],
+          "held_best_single": 100 * held_route["baselines"]["best_single"]["micro"],
+          "held_random": 100 * held_route["baselines"]["random"]["micro"],
           "routing_macro": 100 * route["macro"],
           "oracle": 100 * route["baselines"]["oracle"]["micro"],
           "best_single": 100 * route["baselines"]["best_single"]["micro"]}
@@ -199,6 +208,15 @@ def markdown(result: dict) -> str:
   blank = " |" * (len(names) - 1)
   for label, r in (("0 (prior mean)", prior), ("trained with all", full)):
     lines.append(f"| {label} | {r['mae']:.2f} |{blank} {r['routing_micro']:.2f} |{blank}")
+  lines += ["", f"Routing among the {len(result['held_out'])} held-out LLMs only (micro, %): "
+            f"oracle {full['held_oracle']:.2f}, best single {full['held_best_single']:.2f}, "
+            f"random {full['held_random']:.2f}", "",
+            "| k | " + " | ".join(LABELS[n] for n in names) + " |", "|---" * (1 + len(names)) + "|"]
+  for k in sorted({r["k"] for r in result["rows"]}):
+    lines.append(f"| {k} | " + " | ".join(f"{by[(n, k)]['routing_held_micro']:.2f}"
+                                          for n in names) + " |")
+  for label, r in (("0 (prior mean)", prior), ("trained with all", full)):
+    lines.append(f"| {label} | {r['routing_held_micro']:.2f} |" + " |" * (len(names) - 1))
   return "\n".join(lines)
 
 
