@@ -95,10 +95,11 @@ def test_propose_hand_case():
   np.testing.assert_array_equal(picks, [1, 2])
   np.testing.assert_array_equal(coldstart.propose(a, b, np.zeros(2), np.eye(2), 1, exclude=[1]),
                                 [4])
-  # A trace-free check of the D-optimal greedy: brute force over pairs.
-  best = max(((i, j) for i in range(5) for j in range(5) if i < j), key=lambda ij: np.linalg.slogdet(
-      np.eye(2) + sum(0.25 * np.outer(a[k], a[k]) * (b[k] == 0) for k in ij))[1])
-  assert set(best) == {1, 2}
+  # Here greedy is also the best pair by brute force (weights 1/4, ~0 at b = -40).
+  pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
+  logdet = lambda ij: np.linalg.slogdet(
+      np.eye(2) + sum(0.25 * (b[k] == 0) * np.outer(a[k], a[k]) for k in ij))[1]
+  assert set(max(pairs, key=logdet)) == {1, 2}
 
 
 def test_propose_trace_criterion_hand_case():

@@ -254,7 +254,12 @@ class CostFrontierEvaluator:
                          f"folder (pass the option cost_source=params for a size proxy)"}
     pred = ctx.predictions
     order = routing.best_single_order(ctx.data.split("train"))
-    out = frontier(pred.proba, pred.labels, table.values, order)
+    try:
+      out = frontier(pred.proba, pred.labels, table.values, order)
+    except ValueError as e:
+      folder = datasets.data_dir(ctx.run.config, ctx.run.workdir)
+      raise costs_lib.DataError(f"{os.path.join(folder, table.source)}: {e} (every known "
+                                f"{ctx.split} cell needs a cost)") from e
     names = list(ctx.data.model_names)
     for s in out["single_models"]:
       s["model"] = names[s["model"]]
