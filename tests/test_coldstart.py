@@ -149,7 +149,7 @@ def test_adaptive_loop_beats_random_answers():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   config = test_config.get_config()
-  config.train.num_epochs = 2
+  config.train.num_epochs = 1
   workdir = str(tmp_path_factory.mktemp("base"))
   training.train_and_evaluate(config, workdir)
   return workdir
@@ -204,7 +204,9 @@ def test_add_model_cli_end_to_end(run_dir, tmp_path):
   prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
   theta, _ = coldstart.fit_ability(a, b, labels, prior)
   a50, b50 = coldstart.item_parameters(run.predictor, emb)
-  np.testing.assert_allclose(new_logits[:, -1], a50 @ theta - b50, rtol=1e-4, atol=1e-4)
+  # (float32 Newton in another process, with other XLA flags: 1e-3 apart at most)
+  np.testing.assert_allclose(new_logits[:, -1], a50 @ theta - b50, rtol=1e-3, atol=2e-3)
+  assert np.abs(theta - prior.mean).max() > 0.05  # the answers moved it off the prior
   # It routes among the old models plus the new one.
   assert "newcomer" in new.model_names and new.predictor.proba(emb).shape == (50, 13)
 
