@@ -37,6 +37,9 @@ def default_evaluators(run: predictors.Run) -> tuple[str, ...]:
   from irt_jax import synthetic
   if os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
     names.append("synthetic_truth")
+  from irt_jax import costs
+  if costs.available(folder):
+    names.append("cost_frontier")
   return tuple(names)
 
 
@@ -45,8 +48,10 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   """Restores `workdir`'s checkpoint, evaluates a split, writes report.json."""
   trained = predictors.load(workdir, step)
   data = datasets.load(trained.config, workdir, require=("train", split))
+  output_dir = output_dir or os.path.join(workdir, "eval")
+  options = {"plot_dir": output_dir, **(options or {})}  # evaluators' figures go beside the report
   report = evaluate(trained, data, split, names or default_evaluators(trained), options)
-  report_lib.write(report, output_dir or os.path.join(workdir, "eval"))
+  report_lib.write(report, output_dir)
   return report
 
 

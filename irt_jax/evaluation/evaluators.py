@@ -15,6 +15,7 @@ import numpy as np
 from irt_jax import data as data_lib
 from irt_jax import predictors
 from irt_jax import routing
+from irt_jax.evaluation import cost_frontier
 from irt_jax.evaluation import metrics
 
 
@@ -143,6 +144,7 @@ REGISTRY: dict[str, type] = {
     CorrectnessEvaluator.name: CorrectnessEvaluator,
     RoutingEvaluator.name: RoutingEvaluator,
     SyntheticTruthEvaluator.name: SyntheticTruthEvaluator,
+    cost_frontier.CostFrontierEvaluator.name: cost_frontier.CostFrontierEvaluator,
 }
 DEFAULT = ("correctness", "routing")
 

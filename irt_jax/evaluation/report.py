@@ -35,6 +35,14 @@ def format_report(report: dict) -> str:
   if "difficulty_spearman" in truth:
     lines.append(f"  synthetic truth: Spearman(learned, true difficulty) = "
                  f"{truth['difficulty_spearman']:.4f}")
+  cf = report.get("cost_frontier", {})
+  if "aiq" in cf:
+    match = cf["cost_to_match_best_single"]
+    lines.append(f"  cost frontier ({cf['cost_source']}, {cf['cost_unit']}): AIQ {_pct(cf['aiq'])}  "
+                 f"peak {_pct(cf['peak_accuracy'])}  cost to match best single "
+                 f"{'never' if match is None else format(match, '.4g')}  APGR "
+                 f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
+                 f"{_pct(cf['cpt50'])}")
   return "\n".join(lines)
 
 
