@@ -133,6 +133,23 @@ def test_predict_proba_chunks_agree_with_one_call():
   assert whole.shape == (11, 5) and ((whole > 0) & (whole < 1)).all()
 
 
+def test_predict_proba_buckets_batch_sizes():
+  """Any batch size runs through one of a few padded programs (powers of two up to the
+  chunk), and a row's probabilities do not depend on the batch it came in."""
+  spec = _spec(n_models=7)  # a spec no other test uses: its jit cache starts empty
+  params = model_lib.init_params(jax.random.PRNGKey(8), spec)
+  v = np.random.default_rng(5).normal(size=(20, spec.input_dim)).astype(np.float32)
+  singles = np.concatenate([model_lib.predict_proba(params, v[i:i + 1], spec, chunk=8)
+                            for i in range(20)])
+  for n in range(1, 21):
+    got = model_lib.predict_proba(params, v[:n], spec, chunk=8)
+    assert got.shape == (n, 7)
+    np.testing.assert_allclose(got, singles[:n], rtol=1e-5, atol=1e-6)
+  # 1..20 rows in chunks of 8: parts of 1..8 rows, padded to 1, 2, 4 or 8.
+  assert model_lib._jitted_predict(spec)._cache_size() == 4
+  assert model_lib.predict_proba(params, v[:0], spec).shape == (0, 7)
+
+
 def test_identified_difficulty_is_shift_invariant():
   """Shifting every ability and compensating b leaves predictions and difficulty alone."""
   spec = _spec()
