@@ -105,6 +105,14 @@ def rss_peak_mb() -> float | None:
     return None
 
 
+def rss_now_mb() -> float | None:
+  try:
+    with open("/proc/self/status") as f:
+      return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+  except (OSError, AttributeError):
+    return None
+
+
 def rss_reset() -> bool:
   """Resets the kernel's peak-RSS mark (Linux clear_refs 5), so each item's peak is its own."""
   try:
@@ -606,6 +614,7 @@ def main() -> None:
   start = time.perf_counter()
   for name in (n for n in ITEMS if n in only):
     reset = rss_reset()
+    rss_start = rss_now_mb()
     print(f"[{time.perf_counter() - start:6.0f}s] {name} ...", flush=True)
     t = time.perf_counter()
     try:
@@ -615,6 +624,7 @@ def main() -> None:
       print(f"  {name} failed: {out['error']}", flush=True)
     out["seconds"] = time.perf_counter() - t
     out["peak_rss_mb"] = rss_peak_mb() if reset else None
+    out["rss_at_start_mb"] = rss_start  # what earlier items left resident is in the peak too
     results["items"][name] = out
   results["total_s"] = time.perf_counter() - start
   results["machine"]["loadavg_at_end"] = os.getloadavg()
