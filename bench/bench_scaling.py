@@ -43,7 +43,7 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   import numpy as np
 
   from configs import irtnet
-  from irt_jax import model as model_lib
+  from irt_jax.models import irtnet as model_lib
   from irt_jax import parallel
   from irt_jax import training
 
@@ -54,7 +54,7 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   spec = model_lib.ModelSpec.from_config(config.model, N_MODELS, INPUT_DIM)
   optimizer = training.make_optimizer(config.optim)
   init_rng, step_rng = jax.random.split(jax.random.PRNGKey(0))
-  host_state = jax.device_get(training.init_state(init_rng, spec, optimizer))
+  host_state = jax.device_get(training.init_state(init_rng, model_lib.KIND, spec, optimizer))
 
   rng = np.random.default_rng(0)
   batch = {  # one fixed global batch; 10% of the cells unobserved
@@ -67,7 +67,7 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   sharding = NamedSharding(Mesh(np.array(devices), (parallel.AXIS,)),
                            PartitionSpec(parallel.AXIS))
   sharded = jax.device_put(parallel.shard(batch, n_devices), sharding)  # [n, rows/n, ...]
-  p_step = jax.pmap(training.make_train_step(spec, optimizer), axis_name=parallel.AXIS,
+  p_step = jax.pmap(training.make_train_step(model_lib.KIND, spec, optimizer), axis_name=parallel.AXIS,
                     in_axes=(0, 0, None), devices=devices)
 
   def fresh_state():

@@ -112,9 +112,14 @@ def _check_rows(path: str) -> None:
                         f"has {len(header)}")
 
 
-def read_table(path: str, required: Sequence[str], what: str) -> pd.DataFrame:
+def read_table(path: str, required: Sequence[str], what: str, *,
+               columns: Sequence[str] | None = None) -> pd.DataFrame:
   """A CSV as strings; a missing, unreadable or ragged file, a missing column, or
-  no rows, is a DataError naming the file."""
+  no rows, is a DataError naming the file.
+
+  `columns`, if given, are the only ones kept (others, such as a split's prompt
+  text, are stepped over by the parser without making a string per row).
+  """
   if not os.path.exists(path):
     raise DataError(f"{path}: file not found ({what})")
   if not os.path.isfile(path):
@@ -122,7 +127,8 @@ def read_table(path: str, required: Sequence[str], what: str) -> pd.DataFrame:
   try:
     _check_rows(path)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False,
-                        encoding="utf-8-sig")
+                        encoding="utf-8-sig",
+                        usecols=(lambda c: c in columns) if columns is not None else None)
   except (pd.errors.ParserError, UnicodeError, pd.errors.EmptyDataError, csv.Error,
           OSError) as e:
     raise DataError(f"{path}: cannot be parsed as UTF-8 CSV ({what}): {e}") from e
@@ -159,45 +165,76 @@ def read_question_order(path: str) -> tuple[list[str], list[str] | None, list[st
   return list(frame["prompt_id"]), prompts, categories
 
 
+def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+  """(per-row codes, distinct strings) of a column: lookups and checks then run once
+  per distinct value (a paper-sized split has 4M rows but 112 model ids)."""
+  codes, values = pd.factorize(column.to_numpy(dtype=object))
+  return codes, values
+
+
 def _parse_labels(frame: pd.DataFrame, path: str) -> np.ndarray:
-  raw = frame["label"].str.strip().str.lower().replace({"true": "1", "false": "0"})
-  values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-  bad = ~np.isfinite(values) | ((values != 0) & (values != 1))
+  codes, values = _codes(frame["label"])
+  raw = pd.Series(values, dtype=str).str.strip().str.lower().replace({"true": "1", "false": "0"})
+  parsed = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+  bad_value = ~np.isfinite(parsed) | ((parsed != 0) & (parsed != 1))
+  bad = bad_value[codes]
   if bad.any():
     first = int(np.flatnonzero(bad)[0])
     raise DataError(f"{path}: label must be 0 or 1; row {first + 2} has "
-                    f"{frame['label'].iloc[first]!r} ({int(bad.sum())} bad row(s))")
-  return values.astype(np.int8)
+                    f"{values[codes[first]]!r} ({int(bad.sum())} bad row(s))")
+  return np.nan_to_num(parsed).astype(np.int8)[codes]
 
 
 def _lookup(ids: pd.Series, index: Mapping[str, int], path: str, column: str,
             index_file: str) -> np.ndarray:
-  rows = ids.map(index)
-  unknown = rows.isna()
+  codes, values = _codes(ids)
+  rows_of_value = np.array([index.get(v, -1) for v in values], np.int64)
+  rows = rows_of_value[codes]
+  unknown = rows < 0
   if unknown.any():
-    examples = list(dict.fromkeys(ids[unknown]))[:5]
+    examples = list(dict.fromkeys(values[codes[unknown]]))[:5]
     raise DataError(f"{path}: {int(unknown.sum())} row(s) name a {column} that is not in "
                     f"{index_file}, e.g. {examples}")
-  return rows.to_numpy(dtype=np.int64)
+  return rows
+
+
+def _last_per_query(queries: np.ndarray, column: pd.Series) -> dict[int, str]:
+  """{query row: the column's value on its last split row} (one value per query)."""
+  uniq, first_from_end = np.unique(queries[::-1], return_index=True)
+  last = len(queries) - 1 - first_from_end
+  return dict(zip(uniq.tolist(), column.iloc[last].astype(str).tolist()))
 
 
 def read_split(path: str, model_index: Mapping[str, int], model_names: Sequence[str],
                query_index: Mapping[str, int], *, model_file: str,
-               query_file: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
-  """Reads one split file into (query rows, model columns, labels, frame)."""
-  frame = read_table(path, ["prompt_id", "model_id", "label"], "split")
+               query_file: str, need_text: bool = True
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+  """Reads one split file into (query rows, model columns, labels, frame).
+
+  Only the columns this reader uses are kept: `prompt` and `category` only when
+  `need_text` (question_order.csv lacks them); `score` never.
+  """
+  wanted = ["prompt_id", "model_id", "label", "model_name"]
+  frame = read_table(path, wanted[:3], "split",
+                     columns=wanted + (["category", "prompt"] if need_text else []))
   labels = _parse_labels(frame, path)
   models = _lookup(frame["model_id"], model_index, path, "model_id", model_file)
   if "model_name" in frame.columns:
-    expected = np.asarray(model_names, dtype=object)[models]
-    wrong = frame["model_name"].to_numpy(dtype=object) != expected
+    name_index = {n: i for i, n in enumerate(model_names)}
+    named = _lookup_or_missing(frame["model_name"], name_index)
+    wrong = named != models
     if wrong.any():
       i = int(np.flatnonzero(wrong)[0])
       raise DataError(f"{path}: row {i + 2} gives model_id {frame['model_id'].iloc[i]!r} the "
                       f"name {frame['model_name'].iloc[i]!r}, but {model_file} calls it "
-                      f"{expected[i]!r}")
+                      f"{model_names[models[i]]!r}")
   queries = _lookup(frame["prompt_id"], query_index, path, "prompt_id", query_file)
   return queries, models, labels, frame
+
+
+def _lookup_or_missing(ids: pd.Series, index: Mapping[str, int]) -> np.ndarray:
+  codes, values = _codes(ids)
+  return np.array([index.get(v, -1) for v in values], np.int64)[codes]
 
 
 def merge_cells(queries: np.ndarray, models: np.ndarray, labels: np.ndarray,
@@ -300,12 +337,13 @@ def load_dataset(data_dir: str, *, benchmarks: str | Sequence[str] | None = "",
     if not os.path.exists(path) and name not in require:
       continue
     q, m, y, frame = read_split(path, model_index, model_names, query_index,
-                                model_file=model_file, query_file=query_file)
+                                model_file=model_file, query_file=query_file,
+                                need_text=prompts is None or categories is None)
     result[name] = merge_cells(q, m, y, len(model_ids))
     if categories is None and "category" in frame.columns:
-      row_categories.update(zip(q.tolist(), frame["category"]))
+      row_categories.update(_last_per_query(q, frame["category"]))
     if prompts is None and "prompt" in frame.columns:
-      row_prompts.update(zip(q.tolist(), frame["prompt"]))
+      row_prompts.update(_last_per_query(q, frame["prompt"]))
   _check_disjoint(result, data_dir)
 
   if categories is None:

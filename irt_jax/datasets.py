@@ -15,6 +15,7 @@ import jax
 from absl import logging
 
 from irt_jax import data as data_lib
+from irt_jax import data_cache
 from irt_jax import synthetic
 
 
@@ -76,9 +77,12 @@ def encode_if_needed(config, workdir: str, folder: str) -> str | None:
 def load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
   folder = data_dir(config, workdir)
   cache = encode_if_needed(config, workdir, folder)
-  return data_lib.load_dataset(folder, benchmarks=config.data.benchmarks,
-                               embeddings_file=config.data.embeddings_file,
-                               embeddings_cache=cache, require=require)
+  # The parsed data is kept in the workdir (a run's resume and its eval.py read
+  # the same folder again); never beside shared or read-only data.
+  return data_cache.load(folder, os.path.join(workdir, "data_cache"),
+                         benchmarks=config.data.benchmarks,
+                         embeddings_file=config.data.embeddings_file,
+                         embeddings_cache=cache, require=require)
 
 
 def encoder_record(config, workdir: str) -> dict:

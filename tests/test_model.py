@@ -140,6 +140,25 @@ def test_predict_proba_chunks_agree_with_one_call():
   assert ((p > 0) & (p < 1)).all()
 
 
+def test_predictor_buckets_batch_sizes():
+  """Any batch size runs through one of a few padded programs (powers of two up to the
+  chunk), and a row's logits do not depend on the batch it came in."""
+  spec = _spec(n_models=7)  # a spec no other test uses: its jit cache starts empty
+  params = model_lib.init_params(jax.random.PRNGKey(8), spec)
+  predictor = predictors.Predictor(kind=model_lib.KIND, spec=spec, params=params,
+                                   model_names=tuple("abcdefg"))
+  v = np.random.default_rng(5).normal(size=(20, spec.input_dim)).astype(np.float32)
+  singles = np.concatenate([predictor.logits(v[i:i + 1], chunk=8) for i in range(20)])
+  for n in range(1, 21):
+    got = predictor.logits(v[:n], chunk=8)
+    assert got.shape == (n, 7)
+    np.testing.assert_allclose(got, singles[:n], rtol=1e-5, atol=1e-5)
+  # 1..20 rows in chunks of 8: parts of 1..8 rows, padded to 1, 2, 4 or 8.
+  assert predictors._jitted_logits(model_lib.KIND, spec)._cache_size() == 4
+  assert [predictors.bucket(r, 8) for r in (1, 2, 3, 5, 8)] == [1, 2, 4, 8, 8]
+  assert predictor.logits(v[:0]).shape == (0, 7)
+
+
 def test_identified_difficulty_is_shift_invariant():
   """Shifting every ability and compensating b leaves predictions and difficulty alone."""
   spec = _spec()

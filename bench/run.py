@@ -1,0 +1,649 @@
+r"""irt_jax's benchmark suite: every figure in one process, each beside the machine's own limit.
+
+  .venv/bin/python bench/run.py [--quick] [--only=peak,steps,...] [--out=bench/results.json]
+
+Items (run in this order; --only picks some):
+  peak     peak_matmul_gflops (large float32 GEMM) and peak_memory_gbps (large axpy);
+  steps    one training step at the paper's shape (112 LLMs, 768-d, d=232, 39+1 experts,
+           hidden 512, output 256, 2048 cells) and at llmrouter's (9 LLMs, 228 queries
+           per block), blocks vs pairs layouts: step ms, cells/s, FLOPs and bytes from
+           XLA's cost analysis, roofline time max(FLOPs/peak, bytes/bandwidth) and
+           step_fraction_of_roofline = roofline / measured; a blocks step fed from
+           host data (block building included); epoch_speedup_vs_per_pair;
+  route    route_queries_per_s from embeddings at batch 1/64/4096, route_latency_ms,
+           and from text with the MiniLM encoder (.models/all-MiniLM-L6-v2);
+  load     csv_load_s / cached_load_s on a generated paper-sized dataset (bench/paper_data.py)
+           plus building one epoch of training blocks;
+  encoder  JAX encoder embeddings/s (short and max-length inputs); encoder_speed_vs_torch
+           when torch and sentence-transformers are importable, else null with the reason;
+  train    time_to_train_llmrouter_s: the paper config on ../shared/data/llmrouter end to
+           end (load, train, best checkpoint), beside the released code's 6,224 s.
+Each item's peak resident memory (VmHWM, reset before the item) is recorded as
+`<item>.peak_rss_mb`. --quick uses fewer steps, a 1/10-size load dataset and
+skips the end-to-end training (recorded as null with an estimate from the
+measured llmrouter step); the full run measures everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+# ---------------------------------------------------------------------------
+# Adapter: every project function the suite uses, in one place. When modules
+# move (e.g. the model into irt_jax/models/irtnet.py), only these lines change.
+from configs import irtnet as paper_config
+from irt_jax import batches
+from irt_jax import data as data_lib
+from irt_jax import data_cache
+from irt_jax import losses
+from irt_jax import predictors
+from irt_jax.models import irtnet as model_lib
+from irt_jax import parallel
+from irt_jax import routing
+from irt_jax import training
+
+ModelSpec = model_lib.ModelSpec
+init_params = model_lib.init_params
+count_params = model_lib.count_params
+
+
+def predict_proba(params, embeddings, spec):
+  """The production prediction path (predictors.Predictor: bucketed jit, logits)."""
+  names = tuple(str(i) for i in range(spec.n_models))
+  return predictors.Predictor(model_lib.KIND, spec, params, names).logits(embeddings)
+
+
+query_representation = model_lib.query_representation
+query_parameters = model_lib.query_parameters
+regularisation_noise = model_lib.regularisation_noise
+make_optimizer = training.make_optimizer
+make_train_step = lambda spec, optimizer: training.make_train_step(model_lib.KIND, spec, optimizer)
+init_state = lambda rng, spec, optimizer: training.init_state(rng, model_lib.KIND, spec, optimizer)
+train_and_evaluate = training.train_and_evaluate
+load_dataset = data_lib.load_dataset
+load_dataset_cached = data_cache.load
+queries_per_batch = parallel.queries_per_batch
+replicate = parallel.replicate                   # host pytree -> one copy per local device
+shard = parallel.shard                           # [Q, ...] -> [devices, Q / devices, ...]
+route_names = routing.route
+# ---------------------------------------------------------------------------
+
+SHARED = REPO.parent / "shared" / "data"
+LLMROUTER = SHARED / "llmrouter"
+MINILM = REPO / ".models" / "all-MiniLM-L6-v2"
+MPNET = REPO / ".models" / "all-mpnet-base-v2"
+RELEASED_CODE_LLMROUTER_S = 6224.0  # the paper's PyTorch code, same data, same machine class
+SHAPES = {"paper": dict(n_models=112, n_queries=35_673), "llmrouter": dict(n_models=9, n_queries=5_989)}
+GOALS = {  # key: (goal, comparison) as the issue states them
+    "step_fraction_of_roofline": (0.5, ">="),
+    "time_to_train_llmrouter_s": (RELEASED_CODE_LLMROUTER_S / 30, "<="),
+    "epoch_speedup_vs_per_pair": (20.0, ">="),
+    "route_queries_per_s[64]": (2000.0, ">="),
+    "route_latency_ms": (15.0, "<"),
+    "csv_load_and_blocks_s": (10.0, "<"),
+    "cached_load_s": (2.0, "<"),
+}
+
+
+# ---------------------------------------------------------------------------
+# Measuring.
+
+def rss_peak_mb() -> float | None:
+  try:
+    with open("/proc/self/status") as f:
+      return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) / 1024
+  except (OSError, AttributeError):
+    return None
+
+
+def rss_now_mb() -> float | None:
+  try:
+    with open("/proc/self/status") as f:
+      return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+  except (OSError, AttributeError):
+    return None
+
+
+def rss_reset() -> bool:
+  """Resets the kernel's peak-RSS mark (Linux clear_refs 5), so each item's peak is its own."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def best_time(fn, *, min_s: float, min_reps: int = 1, max_reps: int = 50) -> tuple[float, float]:
+  """(best, median) seconds of fn() over repeats lasting at least min_s in all."""
+  times, start = [], time.perf_counter()
+  while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_s):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return float(np.min(times)), float(np.median(times))
+
+
+def cost(compiled) -> tuple[float | None, float | None]:
+  """(FLOPs, bytes accessed) of a compiled program from XLA's cost analysis."""
+  try:
+    c = compiled.cost_analysis()
+  except Exception:  # not every backend implements it
+    return None, None
+  if isinstance(c, (list, tuple)):
+    c = c[0] if c else {}
+  return c.get("flops"), c.get("bytes accessed")
+
+
+def roofline(flops, nbytes, peaks) -> dict:
+  if flops is None or nbytes is None or not peaks:
+    return {"roofline_ms": None, "bound": None}
+  t_flop = flops / (peaks["peak_matmul_gflops"] * 1e9)
+  t_mem = nbytes / (peaks["peak_memory_gbps"] * 1e9)
+  return {"roofline_ms": 1e3 * max(t_flop, t_mem), "bound": "compute" if t_flop >= t_mem else "memory"}
+
+
+# ---------------------------------------------------------------------------
+# Items. Each returns a dict of results; `ctx` carries figures between items.
+
+def item_peak(args, ctx) -> dict:
+  n = 2048
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  mm = jax.jit(lambda a, b: a @ b)
+  mm(a, b).block_until_ready()
+  t_mm, _ = best_time(lambda: mm(a, b).block_until_ready(), min_s=1.0 if args.quick else 3.0,
+                      min_reps=3)
+  size = 32 * 2**20  # 32M floats = 128 MiB per array, far beyond any cache
+  x = jnp.ones((size,), jnp.float32)
+  y = jnp.ones((size,), jnp.float32)
+  axpy = jax.jit(lambda x, y: 1.0001 * x + y, donate_argnums=(1,))  # in place: no page faults
+  holder = [axpy(x, y)]
+
+  def run_axpy():
+    holder[0] = axpy(x, holder[0])
+    holder[0].block_until_ready()
+
+  t_ax, _ = best_time(run_axpy, min_s=1.0 if args.quick else 3.0, min_reps=3)
+  out = {"peak_matmul_gflops": 2 * n**3 / t_mm / 1e9,
+         "peak_memory_gbps": 3 * 4 * size / t_ax / 1e9,  # read x, read y, write the result
+         "peak_method": f"best of repeated float32 {n}x{n} GEMM; axpy over 2 x 128 MiB arrays "
+                        "(3 x 128 MiB moved)"}
+  ctx["peaks"] = out
+  return out
+
+
+def _pair_step(spec, optimizer, pairs: int):
+  """The paper code's formulation: one MoE evaluation per (model, query) pair, with its own
+  input noise and dropout, the same masked BCE and Adam update."""
+
+  def step(params, opt_state, v, model_index, y, rng):
+    noise, keep = regularisation_noise(rng, jnp.arange(pairs), spec)
+
+    def loss(p):
+      h = query_representation(p, v + noise, spec, keep if spec.dropout > 0 else None)
+      a, b = query_parameters(p, h)
+      logits = jnp.einsum("pd,pd->p", a, p["theta"][model_index]) - b
+      return optax.sigmoid_binary_cross_entropy(logits, y).mean()
+
+    grads = jax.grad(loss)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+def _one_shape(name, n_models, args, ctx) -> dict:
+  config = paper_config.get_config()
+  spec = ModelSpec.from_config(config.model, n_models, 768)
+  optimizer = make_optimizer(config.optim)
+  rng = np.random.default_rng(0)
+  rows = queries_per_batch(config.train.batch_cells, n_models, 1)
+  out = {"n_models": n_models, "rows_per_block": rows, "params": None}
+  peaks = ctx.get("peaks")
+
+  # Blocks: the production step (training.make_train_step), pmapped over one device
+  # with the state donated, exactly as train_and_evaluate runs it.
+  state = replicate(jax.device_get(init_state(jax.random.PRNGKey(0), spec, optimizer)))
+  out["params"] = count_params(jax.tree.map(lambda x: x[0], state.params))
+  batch = {"query_index": np.arange(rows, dtype=np.int32)[None],
+           "embeddings": rng.normal(size=(1, rows, 768)).astype(np.float32),
+           "labels": (rng.random((1, rows, n_models)) < 0.6).astype(np.float32),
+           "mask": np.ones((1, rows, n_models), bool)}
+  batch = jax.device_put(batch, parallel.local_sharding())
+  step_rng = jax.random.PRNGKey(1)
+  p_step = jax.pmap(make_train_step(spec, optimizer), axis_name=parallel.AXIS,
+                    in_axes=(0, 0, None), donate_argnums=(0,))
+  t = time.perf_counter()
+  compiled = p_step.lower(state, batch, step_rng).compile()
+  compile_s = time.perf_counter() - t
+  flops, nbytes = cost(compiled)
+  state, _ = p_step(state, batch, step_rng)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(args.block_steps):
+    t = time.perf_counter()
+    state, m = p_step(state, batch, step_rng)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - t)
+  cells = rows * n_models
+  step_s = float(np.median(times))
+  blocks = {"step_ms": 1e3 * step_s, "step_ms_min": 1e3 * min(times), "cells": cells,
+            "cells_per_s": cells / step_s, "flops": flops, "bytes": nbytes,
+            "compile_s": compile_s, "steps_timed": len(times)}
+  blocks.update(roofline(flops, nbytes, peaks))
+  blocks["step_fraction_of_roofline"] = (blocks["roofline_ms"] / blocks["step_ms"]
+                                         if blocks["roofline_ms"] else None)
+  out["blocks"] = blocks
+
+  # The same step fed from host data as the epoch loop does it: a fresh block built
+  # by batches.iterate from a split, sharded and sent each step.
+  n_q = 64 * rows
+  split = data_lib.Split(queries=np.arange(n_q, dtype=np.int32),
+                         labels=(rng.random((n_q, n_models)) < 0.6).astype(np.int8))
+  emb = rng.normal(size=(n_q, 768)).astype(np.float32)
+  it = batches.iterate(split, emb, rows, seed=0, epoch=0)
+  times = []
+  for _ in range(args.block_steps):
+    t = time.perf_counter()
+    state, m = p_step(state, shard(next(it), 1), step_rng)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - t)
+  out["blocks_from_host_step_ms"] = 1e3 * float(np.median(times))
+  del state
+
+  # Pairs: the paper code's layout, 2048 (model, query) pairs per step. --quick times
+  # 128 and 256 pairs and extrapolates linearly in the pair count (a 2048-pair step
+  # takes 10-40 s on a shared 2-core CPU); the full run times 2048 pairs.
+  full_pairs = config.train.batch_cells
+  sizes = [128, 256] if args.quick else [full_pairs]
+  timed = {}
+  for pairs in sizes:
+    params = init_params(jax.random.PRNGKey(0), spec)
+    opt_state = optimizer.init(params)
+    v = jnp.asarray(rng.normal(size=(pairs, 768)).astype(np.float32))
+    mi = jnp.asarray(rng.integers(0, n_models, size=pairs))
+    y = jnp.asarray((rng.random(pairs) < 0.6).astype(np.float32))
+    pair_step = _pair_step(spec, optimizer, pairs)
+    t = time.perf_counter()
+    compiled = pair_step.lower(params, opt_state, v, mi, y, step_rng).compile()
+    p_compile = time.perf_counter() - t
+    pflops, pbytes = cost(compiled)
+    params, opt_state = pair_step(params, opt_state, v, mi, y, step_rng)
+    jax.block_until_ready(params)
+    times = []
+    for _ in range(args.pair_steps):
+      t = time.perf_counter()
+      params, opt_state = pair_step(params, opt_state, v, mi, y, step_rng)
+      jax.block_until_ready(params)
+      times.append(time.perf_counter() - t)
+    timed[pairs] = (float(np.median(times)), pflops, pbytes, p_compile)
+  if len(sizes) == 1:
+    step_s, pflops, pbytes, p_compile = timed[full_pairs]
+    method = f"measured at {full_pairs} pairs"
+  else:
+    (p0, (t0, f0, b0, c0)), (p1, (t1, f1, b1, _)) = sorted(timed.items())
+    lin = lambda a0, a1: None if a0 is None else a0 + (a1 - a0) * (full_pairs - p0) / (p1 - p0)
+    step_s, pflops, pbytes, p_compile = lin(t0, t1), lin(f0, f1), lin(b0, b1), c0
+    method = (f"--quick: extrapolated linearly from {p0} pairs ({1e3 * t0:.0f} ms) and "
+              f"{p1} pairs ({1e3 * t1:.0f} ms) to {full_pairs}")
+  pair = {"step_ms": 1e3 * step_s, "cells": full_pairs, "cells_per_s": full_pairs / step_s,
+          "flops": pflops, "bytes": pbytes, "compile_s": p_compile,
+          "steps_timed": args.pair_steps, "method": method}
+  pair.update(roofline(pflops, pbytes, peaks))
+  pair["step_fraction_of_roofline"] = (pair["roofline_ms"] / pair["step_ms"]
+                                       if pair["roofline_ms"] else None)
+  out["pairs"] = pair
+  out["cells_per_s_blocks_vs_pairs"] = blocks["cells_per_s"] / pair["cells_per_s"]
+
+  # A full epoch over the train split (80% of the queries, every model answered):
+  # steps per epoch x measured step (a paper-shape pairs epoch takes over an hour here).
+  train_q = int(0.8 * SHAPES[name]["n_queries"])
+  epoch_blocks = math.ceil(train_q / rows) * out["blocks_from_host_step_ms"] / 1e3
+  epoch_pairs = math.ceil(train_q * n_models / full_pairs) * pair["step_ms"] / 1e3
+  out["epoch"] = {"train_queries": train_q, "blocks_s": epoch_blocks, "pairs_s": epoch_pairs,
+                  "method": "steps per epoch x median measured step (blocks: fed from host)"}
+  out["epoch_speedup_vs_per_pair"] = epoch_pairs / epoch_blocks
+  return out
+
+
+def item_steps(args, ctx) -> dict:
+  out = {}
+  for name, shape in SHAPES.items():
+    out[name] = _one_shape(name, shape["n_models"], args, ctx)
+    print(f"  steps[{name}]: blocks {out[name]['blocks']['step_ms']:.1f} ms, "
+          f"pairs {out[name]['pairs']['step_ms']:.1f} ms", flush=True)
+  out["epoch_speedup_vs_per_pair"] = out["paper"]["epoch_speedup_vs_per_pair"]
+  ctx["steps"] = out
+  return out
+
+
+def _route_rate(params, spec, names, batch: int, min_s: float) -> dict:
+  rng = np.random.default_rng(batch)
+  v = rng.normal(size=(batch, spec.input_dim)).astype(np.float32)
+  fn = lambda: route_names(predict_proba(params, v, spec), names)
+  predict_proba(params, v[:256], spec)  # compiles the buckets this batch size uses
+  best, median = best_time(fn, min_s=min_s, min_reps=1 if batch > 1000 else 5)
+  return {"queries_per_s": batch / median, "median_ms": 1e3 * median, "best_ms": 1e3 * best}
+
+
+def item_route(args, ctx) -> dict:
+  config = paper_config.get_config()
+  spec = ModelSpec.from_config(config.model, 112, 768)
+  params = jax.device_put(init_params(jax.random.PRNGKey(0), spec))
+  names = [f"llm-{i}" for i in range(112)]
+  min_s = 0.5 if args.quick else 3.0
+  rates = {b: _route_rate(params, spec, names, b, min_s) for b in (1, 64, 4096)}
+  flops_per_query = 2 * (768 * 40 * 512 + 40 * 512 * 256 + 768 * 39 + 256 * 233 + 233 * 112)
+  peaks = ctx.get("peaks")
+  out = {"route_queries_per_s": {str(b): r["queries_per_s"] for b, r in rates.items()},
+         "route_latency_ms": rates[1]["median_ms"], "detail": {str(b): r for b, r in rates.items()},
+         "flops_per_query": flops_per_query, "shape": "paper: 112 LLMs, 768-d, 39+1 experts"}
+  if peaks:
+    out["route_queries_per_s_compute_limit"] = peaks["peak_matmul_gflops"] * 1e9 / flops_per_query
+    out["route_latency_ms_memory_limit"] = (1e3 * 4 * count_params(params)
+                                            / (peaks["peak_memory_gbps"] * 1e9))
+  out["route_http_latency_ms"] = None
+  out["route_http_note"] = "no HTTP routing service in this tree yet"
+
+  # From text: MiniLM (384-d) embeddings into a router of the paper's size on 384-d input.
+  if not (MINILM / "config.json").exists():
+    out["route_text"] = None
+    out["route_text_note"] = f"{MINILM} missing (python -m irt_jax.encoder.fetch --model=minilm)"
+    return out
+  from irt_jax.encoder import load_encoder
+  enc = load_encoder(str(MINILM))
+  _, prompts, _ = data_lib.read_question_order(str(LLMROUTER / "question_order.csv"))
+  texts = [p for p in prompts if p][:256]
+  tspec = ModelSpec.from_config(config.model, 112, 384)
+  tparams = jax.device_put(init_params(jax.random.PRNGKey(0), tspec))
+  route_text = lambda batch: route_names(
+      predict_proba(tparams, enc.encode(batch, batch_size=64), tspec), names)
+  text = {}
+  for b in ((1, 8) if args.quick else (1, 64)):
+    batch = texts[:b]
+    route_text(batch)
+    route_text(texts[64:64 + b])  # second compile pass: other lengths' buckets
+    best, median = best_time(lambda: route_text(texts[64:64 + b]), min_s=min_s, min_reps=2)
+    text[str(b)] = {"queries_per_s": b / median, "median_ms": 1e3 * median}
+  out["route_text"] = {"encoder": "all-MiniLM-L6-v2 (JAX)", "queries_per_s":
+                       {k: v["queries_per_s"] for k, v in text.items()},
+                       "latency_ms": text["1"]["median_ms"], "detail": text}
+  return out
+
+
+def item_load(args, ctx) -> dict:
+  sys.path.insert(0, str(REPO / "bench"))
+  import paper_data
+  scale = 0.1 if args.quick else 1.0
+  folder = os.path.join(args.scratch, f"paper_data_{scale:g}")
+  t = time.perf_counter()
+  spec = paper_data.write(folder, scale=scale)
+  generate_s = time.perf_counter() - t
+  csv_bytes = sum(os.path.getsize(os.path.join(folder, f"{s}.csv")) for s in data_lib.SPLITS)
+  with tempfile.TemporaryDirectory(dir=args.scratch) as cache:
+    t = time.perf_counter()
+    data = load_dataset_cached(folder, cache)
+    csv_s = time.perf_counter() - t
+    csv_peak = rss_peak_mb()
+    config = paper_config.get_config()
+    rows = queries_per_batch(config.train.batch_cells, data.n_models, 1)
+    t = time.perf_counter()
+    n_blocks = sum(1 for _ in batches.iterate(data.split("train"), data.embeddings, rows,
+                                              seed=0, epoch=0))
+    blocks_s = time.perf_counter() - t
+    del data
+    t = time.perf_counter()
+    again = load_dataset_cached(folder, cache)
+    cached_s = time.perf_counter() - t
+    cached_bytes = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
+  return {"csv_load_s": csv_s, "blocks_build_s": blocks_s, "csv_load_and_blocks_s": csv_s + blocks_s,
+          "cached_load_s": cached_s, "dataset": f"{spec['n_models']} x {spec['n_queries']} "
+          f"(scale {scale:g} of the paper's 35,673 queries), full layout with prompt text",
+          "csv_bytes": csv_bytes, "cached_bytes": cached_bytes, "train_blocks": n_blocks,
+          "cells": int(sum(s.n_cells for s in again.splits.values())),
+          "peak_rss_after_csv_load_mb": csv_peak, "generate_s_if_not_cached": generate_s,
+          "note": "csv_load_s is the first parse (the OS page cache may already hold the files); "
+                  "cached_load_s reads the .npz written by that first load"}
+
+
+def item_encoder(args, ctx) -> dict:
+  from irt_jax.encoder import load_encoder
+  _, prompts, _ = data_lib.read_question_order(str(LLMROUTER / "question_order.csv"))
+  rng = np.random.default_rng(0)
+  n = 64 if args.quick else 300
+  short = [prompts[i] for i in rng.choice(len(prompts), size=n, replace=False)]
+  out = {"n_texts": n, "jax_emb_per_s": {}, "encoder_speed_vs_torch": None}
+  for model_dir in (MINILM, MPNET):
+    if not (model_dir / "config.json").exists():
+      out["jax_emb_per_s"][model_dir.name] = None
+      out.setdefault("missing", []).append(f"{model_dir} (python -m irt_jax.encoder.fetch)")
+      continue
+    enc = load_encoder(str(model_dir))
+    long = [" ".join(["word"] * (2 * enc.max_length))] * (8 if args.quick else 32)  # truncated to max_length
+    res = {}
+    for label, texts in (("short", short), (f"max_length_{enc.max_length}", long)):
+      t = time.perf_counter()
+      enc.encode(texts, batch_size=64)
+      cold = time.perf_counter() - t
+      t = time.perf_counter()
+      enc.encode(texts, batch_size=64)
+      warm = time.perf_counter() - t
+      res[label] = {"warm": len(texts) / warm, "cold_incl_compile": len(texts) / cold}
+    out["jax_emb_per_s"][model_dir.name] = res
+  try:
+    import torch  # noqa: F401
+    import sentence_transformers  # noqa: F401
+  except ImportError as e:
+    out["encoder_speed_vs_torch_note"] = (f"not measured: {e.name} is not installed in this venv "
+                                          "(torch is not a dependency of irt_jax)")
+    return out
+  ratios = {}
+  for model_dir in (MINILM, MPNET):
+    if (model_dir / "config.json").exists():
+      ratios[model_dir.name] = _torch_ratio(model_dir, short)
+  out["encoder_speed_vs_torch"] = ratios
+  return out
+
+
+def _torch_ratio(model_dir: Path, texts: list[str]) -> dict:
+  """JAX / sentence-transformers embeddings per second, warm, same texts and batch, one process."""
+  import torch
+  from sentence_transformers import SentenceTransformer
+  from irt_jax.encoder import load_encoder
+  enc = load_encoder(str(model_dir))
+  enc.encode(texts, batch_size=64)
+  t = time.perf_counter()
+  jax_vecs = enc.encode(texts, batch_size=64)
+  jax_s = time.perf_counter() - t
+  st = SentenceTransformer(str(model_dir), device="cpu")
+  st.max_seq_length = enc.max_length
+  st.encode(texts[:64], batch_size=64)
+  with torch.inference_mode():
+    t = time.perf_counter()
+    st_vecs = st.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+    st_s = time.perf_counter() - t
+  return {"torch_emb_per_s": len(texts) / st_s, "jax_emb_per_s": len(texts) / jax_s,
+          "ratio": st_s / jax_s, "torch_threads": torch.get_num_threads(),
+          "max_abs_diff": float(np.abs(np.asarray(st_vecs, np.float32) - jax_vecs).max())}
+
+
+def item_train(args, ctx) -> dict:
+  out = {"released_code_s": RELEASED_CODE_LLMROUTER_S, "goal_s": RELEASED_CODE_LLMROUTER_S / 30}
+  steps = ctx.get("steps", {}).get("llmrouter")
+  if steps:  # an estimate from the measured llmrouter step; the full run measures it
+    train_q = int(0.8 * SHAPES["llmrouter"]["n_queries"])
+    per_epoch = math.ceil(train_q / steps["rows_per_block"]) * steps["blocks_from_host_step_ms"] / 1e3
+    out["estimate_s_per_epoch"] = per_epoch
+    out["estimate_s_20_epochs"] = 20 * per_epoch
+  if args.quick:
+    out["time_to_train_llmrouter_s"] = None
+    out["note"] = ("skipped in --quick (run without it to measure); estimate_s_20_epochs = 20 "
+                   "epochs (where the paper config stopped on llmrouter) x train blocks per epoch x "
+                   "measured llmrouter blocks step, without evaluation and checkpoints")
+    return out
+  config = paper_config.get_config()
+  config.data.dir = str(LLMROUTER)
+  with tempfile.TemporaryDirectory(dir=args.scratch) as workdir:
+    t = time.perf_counter()
+    summary = train_and_evaluate(config, workdir)
+    out["time_to_train_llmrouter_s"] = time.perf_counter() - t
+  best = summary.get("best") or {}
+  out.update(epochs=len(summary["history"]), best_epoch=best.get("epoch"),
+             best_val_accuracy=best.get("val_accuracy"),
+             fraction_of_released_code=out["time_to_train_llmrouter_s"] / RELEASED_CODE_LLMROUTER_S)
+  return out
+
+
+ITEMS = {"peak": item_peak, "steps": item_steps, "route": item_route, "load": item_load,
+         "encoder": item_encoder, "train": item_train}
+
+
+# ---------------------------------------------------------------------------
+# Summary.
+
+def headline(results: dict) -> dict:
+  """The issue's keys, flat, from the items' results."""
+  r = results["items"]
+  get = lambda *path: _dig(r, path)
+  flat = {
+      "peak_matmul_gflops": get("peak", "peak_matmul_gflops"),
+      "peak_memory_gbps": get("peak", "peak_memory_gbps"),
+      "epoch_speedup_vs_per_pair": get("steps", "epoch_speedup_vs_per_pair"),
+      "time_to_train_llmrouter_s": get("train", "time_to_train_llmrouter_s"),
+      "route_queries_per_s": get("route", "route_queries_per_s"),
+      "route_latency_ms": get("route", "route_latency_ms"),
+      "route_text_queries_per_s": get("route", "route_text", "queries_per_s"),
+      "route_text_latency_ms": get("route", "route_text", "latency_ms"),
+      "route_http_latency_ms": get("route", "route_http_latency_ms"),
+      "csv_load_s": get("load", "csv_load_s"),
+      "csv_load_and_blocks_s": get("load", "csv_load_and_blocks_s"),
+      "cached_load_s": get("load", "cached_load_s"),
+      "encoder_speed_vs_torch": get("encoder", "encoder_speed_vs_torch"),
+  }
+  for shape in SHAPES:
+    for layout in ("blocks", "pairs"):
+      for key in ("step_ms", "cells_per_s", "flops", "bytes", "roofline_ms",
+                  "step_fraction_of_roofline"):
+        flat[f"{shape}.{layout}.{key}"] = get("steps", shape, layout, key)
+  flat["peak_rss_mb"] = {k: v.get("peak_rss_mb") for k, v in r.items() if isinstance(v, dict)}
+  return flat
+
+
+def _dig(d, path):
+  for p in path:
+    if not isinstance(d, dict) or p not in d:
+      return None
+    d = d[p]
+  return d
+
+
+def _fmt(v) -> str:
+  if v is None:
+    return "null"
+  if isinstance(v, float):
+    return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+  if isinstance(v, dict):
+    return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+  return str(v)
+
+
+def print_table(flat: dict) -> None:
+  goals = {"paper.blocks.step_fraction_of_roofline": GOALS["step_fraction_of_roofline"],
+           "llmrouter.blocks.step_fraction_of_roofline": GOALS["step_fraction_of_roofline"],
+           **{k: v for k, v in GOALS.items() if k != "step_fraction_of_roofline"}}
+  rows = []
+  for k, v in flat.items():
+    goal = ""
+    if k in goals:
+      g, op = goals[k]
+      goal = f"{op} {g:g}"
+    if k == "route_queries_per_s":
+      g, op = goals["route_queries_per_s[64]"]
+      goal = f"[64] {op} {g:g}"
+    rows.append((k, _fmt(v), goal))
+  width = max(len(r[0]) for r in rows)
+  print(f"\n{'key':<{width}}  {'value':<60}  goal")
+  for k, v, g in rows:
+    print(f"{k:<{width}}  {v:<60}  {g}")
+
+
+def machine() -> dict:
+  cpu = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
+  except (OSError, AttributeError):
+    pass
+  dev = jax.devices()[0]
+  return {"cpu": cpu, "cpus": os.cpu_count(), "platform": dev.platform,
+          "device_kind": dev.device_kind, "jax": jax.__version__, "python": platform.python_version(),
+          "loadavg_at_start": os.getloadavg()}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--quick", action="store_true", help="CI-sized: fewer steps, 1/10 load data, "
+                      "no end-to-end training")
+  parser.add_argument("--only", default="", help=f"comma-separated items of {list(ITEMS)}")
+  parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+  parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "irt_jax_bench"),
+                      help="generated data and temporary workdirs (kept between runs)")
+  args = parser.parse_args()
+  only = [s.strip() for s in args.only.split(",") if s.strip()] or list(ITEMS)
+  unknown = sorted(set(only) - set(ITEMS))
+  if unknown:
+    parser.error(f"unknown item(s) {unknown}; known: {list(ITEMS)}")
+  args.block_steps = 3 if args.quick else 10
+  args.pair_steps = 2 if args.quick else 3
+  os.makedirs(args.scratch, exist_ok=True)
+
+  results = {"quick": args.quick, "machine": machine(), "command": " ".join(sys.argv),
+             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "items": {}}
+  ctx: dict = {}
+  start = time.perf_counter()
+  for name in (n for n in ITEMS if n in only):
+    reset = rss_reset()
+    rss_start = rss_now_mb()
+    print(f"[{time.perf_counter() - start:6.0f}s] {name} ...", flush=True)
+    t = time.perf_counter()
+    try:
+      out = ITEMS[name](args, ctx)
+    except Exception as e:  # one failing item must not lose the others' figures
+      out = {"error": f"{type(e).__name__}: {e}"}
+      print(f"  {name} failed: {out['error']}", flush=True)
+    out["seconds"] = time.perf_counter() - t
+    out["peak_rss_mb"] = rss_peak_mb() if reset else None
+    out["rss_at_start_mb"] = rss_start  # what earlier items left resident is in the peak too
+    results["items"][name] = out
+  results["total_s"] = time.perf_counter() - start
+  results["machine"]["loadavg_at_end"] = os.getloadavg()
+  results["summary"] = headline(results)
+  with open(args.out, "w") as f:
+    json.dump(results, f, indent=1, default=float)
+  print_table(results["summary"])
+  print(f"\n{results['machine']['cpu']}, {results['machine']['cpus']} CPUs, "
+        f"{results['machine']['platform']}; load average {results['machine']['loadavg_at_start']} -> "
+        f"{results['machine']['loadavg_at_end']}; {results['total_s']:.0f} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()
