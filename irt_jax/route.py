@@ -9,6 +9,7 @@ query, model, p_correct, logit, expected_cost, runner_up, runner_up_p).
 """
 
 import json
+import os
 import sys
 
 from absl import app
@@ -48,25 +49,30 @@ def read_queries(path: str) -> list[str]:
 
 
 def main(argv):
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required")
+  if not os.path.isdir(FLAGS.workdir):
+    sys.exit(f"route: --workdir {FLAGS.workdir} does not exist")
+  queries = list(argv[1:])
+  if FLAGS.input and queries:
+    raise app.UsageError("give queries as arguments or --input, not both")
+  if FLAGS.input:               # read (and fail on a bad line) before the heavy imports
+    try:
+      queries = read_queries(FLAGS.input)
+    except OSError as e:
+      sys.exit(f"route: {FLAGS.input}: {e.strerror}")
+    except ValueError as e:
+      sys.exit(f"route: {e}")
+  if not queries:
+    raise app.UsageError("no queries: pass them as arguments or --input=FILE.jsonl")
+
   from irt_jax import checkpoint
   from irt_jax import data as data_lib
   from irt_jax import router as router_lib
   from irt_jax.encoder import EncoderError
 
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required")
-  queries = list(argv[1:])
-  if FLAGS.input and queries:
-    raise app.UsageError("give queries as arguments or --input, not both")
   checkpoint.quiet_orbax_logs()
   try:
-    if FLAGS.input:
-      try:
-        queries = read_queries(FLAGS.input)
-      except OSError as e:
-        raise ValueError(f"{FLAGS.input}: {e.strerror}") from None
-    if not queries:
-      raise app.UsageError('no queries: pass them as arguments or --input=FILE.jsonl')
     step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
     costs = router_lib.read_costs_json(FLAGS.costs) if FLAGS.costs else None
     router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step, costs)

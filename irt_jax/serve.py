@@ -7,6 +7,7 @@ r"""Serves a trained run as an OpenAI-compatible router: flags -> serving.create
 The encoder loads (and compiles) once, before the port opens.
 """
 
+import os
 import sys
 
 from absl import app
@@ -42,6 +43,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required")
+  if not os.path.isdir(FLAGS.workdir):
+    sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
   from irt_jax import checkpoint
   from irt_jax import data as data_lib
   from irt_jax import router as router_lib

@@ -1,0 +1,133 @@
+"""Latency and throughput of the routing service's POST /route (prints figures; not a test).
+
+Starts the service (serving.create_app under uvicorn, in this process, on a free
+127.0.0.1 port, no upstreams), warms it up, then sends --requests single-query
+/route requests from --concurrency concurrent clients, twice (cold: the encoder compiles
+each new (rows, token length) shape; warm: the same traffic again), and reports p50/p99
+latency, routes/s and how many queries each encoder call took (micro-batching). Run once per
+--max_batch_queries to see what batching buys (1 = no batching):
+
+    PYTHONPATH=. .venv/bin/python bench/bench_serve.py --workdir=runs/routerdc \
+        --encoder_dir=.models/all-mpnet-base-v2 --requests=2000 --concurrency=32
+    PYTHONPATH=. .venv/bin/python bench/bench_serve.py --workdir=runs/routerdc \
+        --encoder_dir=.models/all-mpnet-base-v2 --max_batch_queries=1
+
+Queries are drawn (seed 0) from --queries (a question_order.csv) or made up.
+--fake_encoder replaces the encoder by a hash of the text, to measure the service
+and the predictor alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from irt_jax import serving  # noqa: E402
+from irt_jax.router import Router  # noqa: E402
+
+
+class HashEncoder:
+  def __init__(self, dim):
+    self.dim = dim
+
+  def encode(self, texts, batch_size=64, progress=False):
+    out = np.empty((len(texts), self.dim), np.float32)
+    for i, t in enumerate(texts):
+      seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+      out[i] = np.random.default_rng(seed).normal(size=self.dim)
+    return out
+
+
+def queries(path: str | None, n: int) -> list[str]:
+  rng = np.random.default_rng(0)
+  if path:
+    from irt_jax.data import read_question_order
+    prompts = read_question_order(path)[1]
+    return [prompts[i] for i in rng.integers(0, len(prompts), n)]
+  words = "what is the capital sum of prove that write a poem about rain sort list in python".split()
+  return [" ".join(rng.choice(words, rng.integers(5, 40))) for _ in range(n)]
+
+
+async def load(url: str, texts: list[str], concurrency: int) -> tuple[list[float], float, int]:
+  import httpx
+  limit = asyncio.Semaphore(concurrency)
+  latencies, errors = [], 0
+
+  async with httpx.AsyncClient(base_url=url, timeout=120,
+                               limits=httpx.Limits(max_connections=concurrency)) as client:
+    async def one(text):
+      nonlocal errors
+      async with limit:
+        t = time.perf_counter()
+        r = await client.post("/route", json={"queries": [text]})
+        latencies.append(time.perf_counter() - t)
+        errors += r.status_code != 200
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(t) for t in texts))
+    return latencies, time.perf_counter() - start, errors
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--workdir", required=True)
+  ap.add_argument("--encoder_dir", default=None)
+  ap.add_argument("--fake_encoder", action="store_true")
+  ap.add_argument("--queries", default=None, help="question_order.csv to draw queries from")
+  ap.add_argument("--requests", type=int, default=1000)
+  ap.add_argument("--concurrency", type=int, default=16)
+  ap.add_argument("--max_batch_queries", type=int, default=serving.Limits().max_batch_queries)
+  args = ap.parse_args()
+
+  import uvicorn
+  if args.fake_encoder:
+    from irt_jax import predictors
+    predictor = predictors.load(args.workdir).predictor
+    router = Router.from_predictor(predictor, HashEncoder(predictor.input_dim))
+  else:
+    router = Router.from_checkpoint(args.workdir, args.encoder_dir)
+  app = serving.create_app(router, {}, serving.Limits(max_batch_queries=args.max_batch_queries))
+  sock = socket.socket()
+  sock.bind(("127.0.0.1", 0))
+  server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+  thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+  thread.start()
+  for _ in range(6000):
+    if server.started:
+      break
+    time.sleep(0.05)
+  url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+  texts = queries(args.queries, args.requests)
+  batcher = app.state.batcher
+  import jax
+  print(f"device={jax.devices()[0].platform} "
+        f"encoder={'hash' if args.fake_encoder else router.encoder.name} "
+        f"requests={args.requests} concurrency={args.concurrency} "
+        f"max_batch_queries={args.max_batch_queries}")
+  # Pass 1 (cold): compiles each (rows, token length) shape the traffic meets.
+  # Pass 2 (warm): the same queries again, in batches mostly of shapes seen.
+  for label in ("cold", "warm"):
+    b0, r0 = batcher.batches, batcher.rows
+    latencies, elapsed, errors = asyncio.run(load(url, texts, args.concurrency))
+    ms = np.asarray(latencies) * 1e3
+    print(f"{label}: p50={np.percentile(ms, 50):.1f} ms  p99={np.percentile(ms, 99):.1f} ms  "
+          f"routes/s={args.requests / elapsed:.1f}  errors={errors}  "
+          f"queries/encoder call={(batcher.rows - r0) / max(batcher.batches - b0, 1):.1f}")
+  server.should_exit = True
+  thread.join(timeout=30)
+
+
+if __name__ == "__main__":
+  main()
