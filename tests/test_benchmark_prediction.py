@@ -178,6 +178,15 @@ def test_leave_out_never_puts_the_held_out_benchmark_in_training(small_data, tmp
       assert bench_name not in set(pd.read_csv(os.path.join(out, f"{name}.csv"))["category"])
 
 
+def test_other_benchmarks_accuracy_baseline_reads_only_other_benchmarks_train_cells(small_data):
+  _, data = small_data
+  train = data.split("train")
+  for b in range(3):
+    rows = train.labels[data.benchmark[train.queries] != b]
+    expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
+    np.testing.assert_allclose(bp.other_benchmarks_accuracy(data, b), expected)
+
+
 def test_leave_out_rejects_unknown_protocol_and_index(small_data):
   _, data = small_data
   with pytest.raises(ValueError, match="protocol"):
@@ -269,6 +278,7 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
     assert {"random", "adaptive", "naive"} <= set(table["5"])
     assert {"mae", "bias", "spearman", "kendall"} <= set(table["10"]["naive"])
   assert 0 <= saved["per_benchmark"]["bench1"]["0"]["zero_shot"]["cell_accuracy"] <= 1
+  assert set(saved["per_benchmark"]["bench1"]["0"]) == {"zero_shot", "train_mean"}
   # The held-out run trained without its benchmark's labels.
   sub = os.path.join(workdir, "heldout", "bench1", "data")
   for split in ("train", "val"):

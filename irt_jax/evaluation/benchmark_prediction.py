@@ -222,12 +222,13 @@ def _mean_metrics(draws: list[dict | None]) -> dict | None:
 def benchmark_metrics(scores: dict, ks=KS) -> dict:
   """The stable per-benchmark layout: k -> selection -> {mae, bias, spearman, kendall}.
 
-  k = "0" holds `zero_shot` (the model alone, plus cell accuracy when given);
+  k = "0" holds `zero_shot` (the model alone, plus cell accuracy when given) and
+  `train_mean` (the LLM's accuracy on the other benchmarks' training cells);
   few-shot k holds `random` and `adaptive` (combined estimator) and `naive`
   (plain mean of the k random labels) and `naive_adaptive` (of the adaptive ones).
   """
   true = scores["true"]
-  out = {"0": {"zero_shot": _metrics_over_llms(scores["0"]["zero_shot"], true)}}
+  out = {"0": {sel: _metrics_over_llms(pred, true) for sel, pred in scores["0"].items()}}
   for k in ks:
     cell = scores[str(k)]
     out[str(k)] = {
@@ -253,6 +254,15 @@ def mean_over_benchmarks(per_benchmark: dict) -> dict:
   return {k: {sel: {key: float(np.mean(v)) for key, v in m.items()} |
               {"n_benchmarks": max(len(v) for v in m.values())}
               for sel, m in sels.items()} for k, sels in out.items()}
+
+
+def other_benchmarks_accuracy(data: data_lib.ResponseData, b: int) -> np.ndarray:
+  """Each LLM's accuracy on the training cells of every other benchmark: the
+  baseline that guesses B's score from how good the LLM is in general."""
+  part = data_splits.without_benchmark(data.split("train"), data.benchmark, b)
+  known = part.mask
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return (np.where(known, part.labels == 1, 0).sum(0) / known.sum(0)).astype(np.float64)
 
 
 def cell_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -354,6 +364,7 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
     pred = train_held_out(config, workdir, data, b, protocol)
     s = benchmark_scores(pred["logits"], pred["a_sq"], pred["labels"], ks, repeats,
                          seed=config.seed + b, prior_sd=prior_sd)
+    s["0"]["train_mean"] = other_benchmarks_accuracy(data, b)
     per_benchmark[name] = benchmark_metrics(s, ks)
     zs = per_benchmark[name]["0"]["zero_shot"]
     if zs is not None:
@@ -400,7 +411,7 @@ def _json_scores(s: dict, model_names) -> dict:
   """Per-LLM true and predicted accuracies (random averaged over draws), JSON-ready."""
   f = lambda v: [None if not np.isfinite(x) else float(x) for x in v]
   out = {"models": list(model_names), "true": f(s["true"]), "n": [int(x) for x in s["n"]],
-         "0": {"zero_shot": f(s["0"]["zero_shot"])}}
+         "0": {sel: f(v) for sel, v in s["0"].items()}}
   for k, cell in s.items():
     if k in ("true", "n", "0"):
       continue

@@ -62,10 +62,20 @@ def ability_scatter(coords, share, names, path: str, title: str = "LLM abilities
   if accuracy is not None:
     fig.colorbar(sc, ax=ax, label="mean accuracy on the split")
   fontsize = 8 if len(names) <= 20 else 6
+  span = np.ptp(coords, axis=0) + 1e-12
+  mid_x = coords[:, 0].min() + span[0] / 2
+  placed = []
   for (x, y), name in zip(coords, names):
-    ax.annotate(_short(name), (x, y), fontsize=fontsize, xytext=(3, 3),
-                textcoords="offset points")
-  ax.margins(0.15)
+    # Labels point away from the centre line; a label near an earlier one goes below it.
+    close = [py for px, py in placed if abs(px - x) < 0.15 * span[0]
+             and abs(py - y) < 0.05 * span[1]]
+    placed.append((x, y))
+    right = x <= mid_x
+    shift = 0 if not close else (9 if y >= np.mean(close) else -12) * len(close)
+    ax.annotate(_short(name), (x, y), fontsize=fontsize,
+                xytext=(4 if right else -4, 2 + shift), textcoords="offset points",
+                ha="left" if right else "right")
+  ax.margins(0.12)
   ax.set_xlabel(f"ability PC1 ({100 * share[0]:.0f}% of variance)")
   ax.set_ylabel(f"ability PC2 ({100 * share[1]:.0f}% of variance)")
   ax.set_title(title)

@@ -80,7 +80,8 @@ BP_COLUMNS = (("zero_shot", "model, k=0"), ("random", "random + model"),
 
 
 def _bp_rows(mean: dict) -> list[tuple[str, str, dict]]:
-  rows = [("0", "zero_shot", mean.get("0", {}).get("zero_shot"))]
+  rows = [("0", "zero_shot", mean.get("0", {}).get("zero_shot")),
+          ("0", "train_mean", mean.get("0", {}).get("train_mean"))]
   for k in sorted((k for k in mean if k != "0"), key=int):
     for sel in ("random", "adaptive", "naive", "naive_adaptive"):
       rows.append((k, sel, mean[k].get(sel)))
@@ -250,4 +251,23 @@ def compare_markdown(result: dict, plot_files: dict | None = None,
                f"{_f(r['log_loss'])} | {_f(r['brier'])} | {pct(r['routing_micro'])} | "
                f"{pct(r['routing_macro'])} |")
   out += _plot_links(plot_files, relative_to)
+  return "\n".join(out) + "\n"
+
+
+def benchmark_prediction_summary(results: list[dict]) -> str:
+  """One markdown table for several datasets: per k, MAE / bias (points) / Spearman of
+  each estimator, mean over held-out benchmarks."""
+  cell = lambda m: "" if not m else (f"{100 * m['mae']:.1f} / {100 * m['bias']:+.1f} / "
+                                     f"{_num(m.get('spearman'), '.2f')}")
+  out = ["| dataset (kind) | k | model alone | LLM's accuracy on the other benchmarks | "
+         "model + random k | model + adaptive k | naive: mean of k random | "
+         "naive: mean of k adaptive |", "|---|---|---|---|---|---|---|---|"]
+  for r in results:
+    mean, label = r["mean"], f"{r['dataset']} ({r['setup']['kind']})"
+    out.append(f"| {label} | 0 | {cell(mean['0'].get('zero_shot'))} | "
+               f"{cell(mean['0'].get('train_mean'))} | | | | |")
+    for k in sorted((k for k in mean if k != "0"), key=int):
+      m = mean[k]
+      out.append(f"| {label} | {k} | | | {cell(m.get('random'))} | {cell(m.get('adaptive'))} | "
+                 f"{cell(m.get('naive'))} | {cell(m.get('naive_adaptive'))} |")
   return "\n".join(out) + "\n"
