@@ -147,3 +147,21 @@ def test_report_markdown_and_plots_from_the_default_evaluators(context, tmp_path
   assert "Temperature fitted on val" in md
   for name in ctx.data.model_names:
     assert name in md  # nearest neighbours listed per model
+  text = report_lib.format_report(report)
+  assert "calibration: ECE (15 bins)" in text and "after temperature" in text
+  assert "interpretability: Pearson" in text
+
+
+def test_write_compare_adds_markdown_and_a_routing_plot(tmp_path):
+  from irt_jax import evaluation
+  runs = {name: {"kind": kind, "correctness": {"accuracy": acc, "auc": 0.7, "log_loss": 0.5,
+                                               "brier": 0.2},
+                 "routing": {"micro": acc, "macro": acc, "per_benchmark": {"x": acc, "y": 0.5},
+                             "baselines": {"oracle": {"micro": 0.9, "macro": 0.9}}}}
+          for name, kind, acc in (("a", "irtnet", 0.6), ("b", "knn", 0.55))}
+  result = {"dataset": "toy", "split": "test", "runs": runs,
+            "table": report_lib.compare_rows(runs)}
+  md = open(evaluation.write_compare(result, str(tmp_path))).read()
+  assert "| a | irtnet | 0.6000 |" in md and "| oracle | - |" in md
+  assert os.path.getsize(tmp_path / "plots" / "compare_routing_per_benchmark.png") > 5000
+  assert os.path.exists(tmp_path / "compare.json")

@@ -301,6 +301,7 @@ def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
 def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
                    protocol: str) -> dict:
   """Trains (or resumes, or reuses) the model without benchmark b; its predictions for b."""
+  from irt_jax import checkpoint as ckpt_lib
   from irt_jax import predictors
   from irt_jax import training
   name = data.benchmark_names[b]
@@ -315,10 +316,15 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
     data_splits.write_folder(train_data, folder, datasets.data_dir(config, workdir),
                              config.data.embeddings_file)
   training.train_and_evaluate(_sub_config(config, folder, protocol), subdir)
-  run = predictors.load(subdir, "best")
+  try:
+    run = predictors.load(subdir, "best")
+  except ckpt_lib.CheckpointError as e:  # the best step was not kept: say so, use the latest
+    logging.warning("%s: %s; predicting with the latest checkpoint instead", subdir, e)
+    run = predictors.load(subdir, "latest")
   emb = data.embeddings[target.queries]
   result = {"queries": target.queries, "labels": target.labels,
-            "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb)}
+            "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb),
+            "checkpoint_step": np.int64(run.step)}
   np.savez(f"{path}.tmp.npz", **result)
   os.replace(f"{path}.tmp.npz", path)
   return result

@@ -35,6 +35,21 @@ def format_report(report: dict) -> str:
   if "difficulty_spearman" in truth:
     lines.append(f"  synthetic truth: Spearman(learned, true difficulty) = "
                  f"{truth['difficulty_spearman']:.4f}")
+  interp = report.get("interpretability", {})
+  if "difficulty" in interp:
+    d = interp["difficulty"]
+    lines.append(f"  interpretability: Pearson(benchmark mean difficulty, mean accuracy) = "
+                 f"{_num(d['benchmark_vs_accuracy']['pearson'], '.3f')} (identified "
+                 f"{_num(d['identified_benchmark_vs_accuracy']['pearson'], '.3f')}); per query "
+                 f"{_num(d['query_vs_fraction_correct']['pearson'], '.3f')}")
+  elif "skipped" in interp:
+    lines.append(f"  interpretability: skipped ({interp['skipped']})")
+  cal = report.get("calibration", {})
+  if "ece" in cal:
+    t = cal.get("temperature", {})
+    after = (f"; after temperature {t['value']:.3f} (fitted on val): {t['ece_after']:.4f}"
+             if "value" in t else "")
+    lines.append(f"  calibration: ECE (15 bins) {cal['ece']:.4f}{after}")
   return "\n".join(lines)
 
 
