@@ -23,8 +23,13 @@ flags.DEFINE_list("compare", [], "More workdirs to evaluate beside --workdir, as
 flags.DEFINE_string("split", "test", "Split to evaluate: train, val or test.")
 flags.DEFINE_string("output_dir", None, "Where report.json goes (default WORKDIR/eval).")
 flags.DEFINE_string("step", "best", "'best' (by val accuracy), 'latest' or a step number.")
-flags.DEFINE_list("evaluators", [], "Evaluators to run (default: correctness, routing and, "
-                  "on synthetic data, synthetic_truth).")
+flags.DEFINE_list("evaluators", [], "Evaluators to run (default: correctness, routing, "
+                  "interpretability, calibration and, on synthetic data, synthetic_truth; "
+                  "benchmark_prediction where WORKDIR/benchmark_prediction.json exists).")
+flags.DEFINE_bool("calibration_temperature", False, "Also fit a temperature on val and "
+                  "report calibration after it.")
+flags.DEFINE_string("benchmark_prediction", None, "A benchmark_prediction.json (or its "
+                    "folder) to include in the report.")
 
 
 def main(argv):
@@ -35,12 +40,14 @@ def main(argv):
     if FLAGS.compare:
       result = evaluation.compare([FLAGS.workdir] + FLAGS.compare, FLAGS.split, FLAGS.step)
       out = FLAGS.output_dir or os.path.join(FLAGS.workdir, "eval")
-      os.makedirs(out, exist_ok=True)
-      utils.write_json(os.path.join(out, "compare.json"), result)
+      evaluation.write_compare(result, out)
       print(report_lib.format_compare(result["table"], result["dataset"], result["split"]))
       return
+    options = {"temperature": FLAGS.calibration_temperature}
+    if FLAGS.benchmark_prediction:
+      options["benchmark_prediction"] = FLAGS.benchmark_prediction
     report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step,
-                            FLAGS.evaluators or None)
+                            FLAGS.evaluators or None, options)
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
     sys.exit(f"eval.py: {e}")
   print(report_lib.format_report(report))

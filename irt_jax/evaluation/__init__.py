@@ -12,6 +12,7 @@ import os
 
 from irt_jax import datasets
 from irt_jax import predictors
+from irt_jax import utils
 from irt_jax.evaluation import evaluators as evaluators_lib
 from irt_jax.evaluation import report as report_lib
 
@@ -31,8 +32,12 @@ def evaluate(run: predictors.Run, data, split: str = "test",
   return report
 
 
-def default_evaluators(run: predictors.Run) -> tuple[str, ...]:
+def default_evaluators(run: predictors.Run, options: dict | None = None) -> tuple[str, ...]:
   names = list(evaluators_lib.DEFAULT)
+  from irt_jax.evaluation import benchmark_prediction
+  if (options or {}).get("benchmark_prediction") or os.path.exists(
+      os.path.join(run.workdir, benchmark_prediction.RESULT_FILE)):
+    names.append("benchmark_prediction")
   folder = datasets.data_dir(run.config, run.workdir)
   from irt_jax import synthetic
   if os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
@@ -45,13 +50,17 @@ def default_evaluators(run: predictors.Run) -> tuple[str, ...]:
 
 def run(workdir: str, split: str = "test", output_dir: str | None = None,
         step: int | str = "best", names=None, options: dict | None = None) -> dict:
-  """Restores `workdir`'s checkpoint, evaluates a split, writes report.json."""
+  """Restores `workdir`'s checkpoint, evaluates a split, writes report.json and
+  report.md (with PNG plots in plots/) in `output_dir` (default WORKDIR/eval)."""
   trained = predictors.load(workdir, step)
   data = datasets.load(trained.config, workdir, require=("train", split))
-  output_dir = output_dir or os.path.join(workdir, "eval")
-  options = {"plot_dir": output_dir, **(options or {})}  # evaluators' figures go beside the report
-  report = evaluate(trained, data, split, names or default_evaluators(trained), options)
-  report_lib.write(report, output_dir)
+  out = output_dir or os.path.join(workdir, "eval")
+  options = {"plot_dir": out, **(options or {})}  # evaluators' figures go beside the report
+  report = evaluate(trained, data, split, names or default_evaluators(trained, options),
+                    options)
+  report_lib.write(report, out)
+  from irt_jax.evaluation import plots
+  report_lib.write_markdown(report, out, plots.report_plots(report, os.path.join(out, "plots")))
   return report
 
 
@@ -67,3 +76,17 @@ def compare(workdirs: list[str], split: str = "test", step: int | str = "best") 
     reports[label] = evaluate(r, data, split)
   return {"dataset": data.name, "split": split, "runs": reports,
           "table": report_lib.compare_rows(reports)}
+
+
+def write_compare(result: dict, output_dir: str) -> str:
+  """compare.json, compare.md and the routing-per-benchmark plot of compared runs."""
+  from irt_jax.evaluation import plots
+  os.makedirs(output_dir, exist_ok=True)
+  utils.write_json(os.path.join(output_dir, "compare.json"), result)
+  files = {"routing accuracy per benchmark": plots.routing_per_benchmark(
+      result["runs"], os.path.join(output_dir, "plots", "compare_routing_per_benchmark.png"),
+      f"Routing accuracy per benchmark: {result['dataset']} / {result['split']}")}
+  path = os.path.join(output_dir, "compare.md")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(report_lib.compare_markdown(result, files, output_dir))
+  return path

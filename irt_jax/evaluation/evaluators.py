@@ -17,6 +17,9 @@ from irt_jax import predictors
 from irt_jax import routing
 from irt_jax.evaluation import cost_frontier
 from irt_jax.evaluation import metrics
+from irt_jax.evaluation import benchmark_prediction
+from irt_jax.evaluation import calibration
+from irt_jax.evaluation import interpretability
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,8 +148,13 @@ REGISTRY: dict[str, type] = {
     RoutingEvaluator.name: RoutingEvaluator,
     SyntheticTruthEvaluator.name: SyntheticTruthEvaluator,
     cost_frontier.CostFrontierEvaluator.name: cost_frontier.CostFrontierEvaluator,
+    interpretability.InterpretabilityEvaluator.name: interpretability.InterpretabilityEvaluator,
+    calibration.CalibrationEvaluator.name: calibration.CalibrationEvaluator,
+    benchmark_prediction.BenchmarkPredictionEvaluator.name:
+        benchmark_prediction.BenchmarkPredictionEvaluator,
 }
 DEFAULT = ("correctness", "routing")
+DEFAULT += ("interpretability", "calibration")  # cheap: one pass over the split
 
 
 def get(names) -> list:

@@ -43,6 +43,21 @@ def format_report(report: dict) -> str:
                  f"{'never' if match is None else format(match, '.4g')}  APGR "
                  f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
                  f"{_pct(cf['cpt50'])}")
+  interp = report.get("interpretability", {})
+  if "difficulty" in interp:
+    d = interp["difficulty"]
+    lines.append(f"  interpretability: Pearson(benchmark mean difficulty, mean accuracy) = "
+                 f"{_num(d['benchmark_vs_accuracy']['pearson'], '.3f')} (identified "
+                 f"{_num(d['identified_benchmark_vs_accuracy']['pearson'], '.3f')}); per query "
+                 f"{_num(d['query_vs_fraction_correct']['pearson'], '.3f')}")
+  elif "skipped" in interp:
+    lines.append(f"  interpretability: skipped ({interp['skipped']})")
+  cal = report.get("calibration", {})
+  if "ece" in cal:
+    t = cal.get("temperature", {})
+    after = (f"; after temperature {t['value']:.3f} (fitted on val): {t['ece_after']:.4f}"
+             if "value" in t else "")
+    lines.append(f"  calibration: ECE (15 bins) {cal['ece']:.4f}{after}")
   return "\n".join(lines)
 
 
@@ -78,3 +93,204 @@ def format_compare(rows: list[dict], dataset: str, split: str) -> str:
                  f"{f(None if r['routing_micro'] is None else 100 * r['routing_micro'], 11, '.2f')} "
                  f"{f(None if r['routing_macro'] is None else 100 * r['routing_macro'], 7, '.2f')}")
   return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# Benchmark-score prediction tables (text and markdown).
+
+BP_COLUMNS = (("zero_shot", "model, k=0"), ("random", "random + model"),
+              ("adaptive", "adaptive + model"), ("naive", "naive mean"))
+
+
+def _bp_rows(mean: dict) -> list[tuple[str, str, dict]]:
+  rows = [("0", "zero_shot", mean.get("0", {}).get("zero_shot")),
+          ("0", "train_mean", mean.get("0", {}).get("train_mean"))]
+  for k in sorted((k for k in mean if k != "0"), key=int):
+    for sel in ("random", "adaptive", "naive", "naive_adaptive"):
+      rows.append((k, sel, mean[k].get(sel)))
+  return rows
+
+
+def _num(x, fmt: str) -> str:
+  return "n/a" if x is None else format(x, fmt)
+
+
+def format_benchmark_prediction(result: dict) -> str:
+  """The mean-over-benchmarks table for the terminal (MAE and bias in points)."""
+  lines = [f"{result['dataset']}: leave-one-benchmark-out, {result['setup']['kind']} "
+           f"({result['setup']['protocol']} protocol), mean over {len(result['per_benchmark'])} "
+           f"benchmarks", f"{'k':>4s} {'selection':15s} {'MAE pts':>8s} {'bias pts':>9s} "
+           f"{'Spearman':>9s} {'Kendall':>8s}"]
+  for k, sel, m in _bp_rows(result["mean"]):
+    if m is None:
+      continue
+    lines.append(f"{k:>4s} {sel:15s} {100 * m['mae']:8.2f} {100 * m['bias']:+9.2f} "
+                 f"{_num(m.get('spearman'), '9.3f'):>9s} {_num(m.get('kendall'), '8.3f'):>8s}")
+  return "\n".join(lines)
+
+
+def benchmark_prediction_markdown(result: dict, plot_files: dict | None = None,
+                                  relative_to: str | None = None) -> str:
+  """Markdown: the mean table, the zero-shot table per benchmark, plot links."""
+  mean = result["mean"]
+  out = [f"### {result['dataset']}: benchmark-score prediction ({result['setup']['kind']}, "
+         f"{result['setup']['protocol']} protocol)", "",
+         "Mean over held-out benchmarks. MAE and bias in accuracy points (predicted - true); "
+         "rank correlations over LLMs. `random`/`adaptive` = k labels chosen that way, "
+         "combined with the model's refitted predictions for the rest; `naive` = mean of k "
+         "random labels; `naive_adaptive` = mean of the k adaptive labels.", "",
+         "| k | selection | MAE | bias | Spearman | Kendall |", "|---|---|---|---|---|---|"]
+  for k, sel, m in _bp_rows(mean):
+    if m is None:
+      continue
+    out.append(f"| {k} | {sel} | {100 * m['mae']:.2f} | {100 * m['bias']:+.2f} | "
+               f"{_num(m.get('spearman'), '.3f')} | {_num(m.get('kendall'), '.3f')} |")
+  out += ["", "Zero-shot per held-out benchmark:", "",
+          "| benchmark | MAE | bias | Spearman | Kendall | cell accuracy |",
+          "|---|---|---|---|---|---|"]
+  for name, bench in result["per_benchmark"].items():
+    m = bench["0"]["zero_shot"]
+    if m is None:
+      out.append(f"| {name} | n/a | n/a | n/a | n/a | n/a |")
+      continue
+    out.append(f"| {name} | {100 * m['mae']:.2f} | {100 * m['bias']:+.2f} | "
+               f"{_num(m.get('spearman'), '.3f')} | {_num(m.get('kendall'), '.3f')} | "
+               f"{_num(m.get('cell_accuracy'), '.4f')} |")
+  out += _plot_links(plot_files, relative_to)
+  return "\n".join(out) + "\n"
+
+
+def _plot_links(plot_files: dict | None, relative_to: str | None) -> list[str]:
+  if not plot_files:
+    return []
+  lines = [""]
+  for title, path in plot_files.items():
+    rel = os.path.relpath(path, relative_to) if relative_to else path
+    lines.append(f"![{title}]({rel})")
+  return lines
+
+
+def write_benchmark_prediction_md(result: dict, plot_files: dict, workdir: str) -> str:
+  path = os.path.join(workdir, "benchmark_prediction.md")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(benchmark_prediction_markdown(result, plot_files, workdir))
+  return path
+
+
+# ----------------------------------------------------------------------------
+# report.md: one run's tables and plot links.
+
+def _f(x, fmt=".4f") -> str:
+  return "n/a" if x is None else format(x, fmt)
+
+
+def markdown(report: dict, plot_files: dict | None = None,
+             relative_to: str | None = None) -> str:
+  """The report as markdown: correctness, routing, interpretability, calibration,
+  benchmark prediction (each where present), then the plots."""
+  out = [f"# {report['dataset']} / {report['split']}: {report.get('kind', '?')} "
+         f"(checkpoint step {report['checkpoint_step']})", "",
+         f"{report['n_models']} LLMs x {report['n_queries']} queries.", ""]
+  c = report.get("correctness")
+  if c:
+    out += ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
+            f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
+            f"{_f(c['brier'])} |", ""]
+  r = report.get("routing")
+  if r:
+    out += ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
+            "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
+    out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
+            for n, b in r["baselines"].items()]
+    out += ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
+                                              for k, v in r["per_benchmark"].items()), ""]
+  i = report.get("interpretability")
+  if i:
+    out += ["## Interpretability", ""]
+    if "skipped" in i:
+      out += [f"Skipped: {i['skipped']}", ""]
+    else:
+      d = i["difficulty"]
+      out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
+      for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
+                         ("identified_benchmark_vs_accuracy",
+                          "benchmark mean identified difficulty vs mean accuracy"),
+                         ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
+                         ("identified_query_vs_fraction_correct",
+                          "query identified difficulty vs fraction correct")):
+        v = d[key]
+        out.append(f"| {label} | {_f(v['pearson'], '.3f')} | {_f(v['spearman'], '.3f')} | "
+                   f"{v['n']} |")
+      out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
+      for model, nbrs in i["abilities"]["nearest_neighbours"].items():
+        out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
+      g = i.get("gate", {})
+      if "per_benchmark" in g:
+        out += ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
+                f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
+                "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
+        for name, v in g["per_benchmark"].items():
+          top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
+          out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
+                     ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
+      elif g:
+        out += ["", f"Gate: {g.get('skipped')}"]
+      out.append("")
+  cal = report.get("calibration")
+  if cal:
+    out += ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
+            f"{cal['n_cells']} cells."]
+    t = cal.get("temperature", {})
+    if "value" in t:
+      out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
+                 f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
+    out.append("")
+  bp = report.get("benchmark_prediction")
+  if bp and "mean" in bp:
+    out += ["## Benchmark-score prediction (leave one benchmark out)", "",
+            benchmark_prediction_markdown(
+                {"dataset": bp["dataset"], "setup": bp["setup"], "mean": bp["mean"],
+                 "per_benchmark": bp["per_benchmark"]})]
+  out += _plot_links(plot_files, relative_to)
+  return "\n".join(out) + "\n"
+
+
+def write_markdown(report: dict, output_dir: str, plot_files: dict | None = None) -> str:
+  path = os.path.join(output_dir, "report.md")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(markdown(report, plot_files, output_dir))
+  return path
+
+
+def compare_markdown(result: dict, plot_files: dict | None = None,
+                     relative_to: str | None = None) -> str:
+  rows = result["table"]
+  out = [f"# {result['dataset']} / {result['split']}: compared runs", "",
+         "| run | kind | accuracy | AUC | log loss | Brier | routing micro | macro |",
+         "|---|---|---|---|---|---|---|---|"]
+  pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}"
+  for r in rows:
+    out.append(f"| {r['run']} | {r['kind'] or '-'} | {_f(r['accuracy'])} | {_f(r['auc'])} | "
+               f"{_f(r['log_loss'])} | {_f(r['brier'])} | {pct(r['routing_micro'])} | "
+               f"{pct(r['routing_macro'])} |")
+  out += _plot_links(plot_files, relative_to)
+  return "\n".join(out) + "\n"
+
+
+def benchmark_prediction_summary(results: list[dict]) -> str:
+  """One markdown table for several datasets: per k, MAE / bias (points) / Spearman of
+  each estimator, mean over held-out benchmarks."""
+  cell = lambda m: "" if not m else (f"{100 * m['mae']:.1f} / {100 * m['bias']:+.1f} / "
+                                     f"{_num(m.get('spearman'), '.2f')}")
+  out = ["| dataset (kind) | k | model alone | LLM's accuracy on the other benchmarks | "
+         "model + random k | model + adaptive k | naive: mean of k random | "
+         "naive: mean of k adaptive |", "|---|---|---|---|---|---|---|---|"]
+  for r in results:
+    mean, label = r["mean"], f"{r['dataset']} ({r['setup']['kind']})"
+    out.append(f"| {label} | 0 | {cell(mean['0'].get('zero_shot'))} | "
+               f"{cell(mean['0'].get('train_mean'))} | | | | |")
+    for k in sorted((k for k in mean if k != "0"), key=int):
+      m = mean[k]
+      out.append(f"| {label} | {k} | | | {cell(m.get('random'))} | {cell(m.get('adaptive'))} | "
+                 f"{cell(m.get('naive'))} | {cell(m.get('naive_adaptive'))} |")
+  return "\n".join(out) + "\n"

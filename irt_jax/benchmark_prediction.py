@@ -1,0 +1,58 @@
+r"""Leave-one-benchmark-out benchmark-score prediction for one dataset and model kind.
+
+  python -m irt_jax.benchmark_prediction --config=configs/bench_predict.py \
+      --config.data.dir=../shared/data/llmrouter --workdir=runs/bp/llmrouter
+One model is trained per held-out benchmark (WORKDIR/heldout/<B>/); rerunning the
+same command skips finished benchmarks and resumes an interrupted one. Writes
+WORKDIR/benchmark_prediction.json, WORKDIR/benchmark_prediction.md and plots/.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from irt_jax import checkpoint
+from irt_jax import data as data_lib
+from irt_jax.evaluation import benchmark_prediction as bp
+from irt_jax.evaluation import report as report_lib
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.", required=True)
+flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
+                  "ours: train/val = the other benchmarks' own train/val splits; paper: "
+                  "IrtNet's benchmark_prediction.py (all splits pooled, 90/10 cell split, "
+                  "10 epochs, no LR scheduler).")
+flags.DEFINE_list("ks", [str(k) for k in bp.KS], "Few-shot label budgets per LLM.")
+flags.DEFINE_integer("random_repeats", bp.RANDOM_REPEATS, "Random draws per LLM and k.")
+flags.DEFINE_float("prior_sd", bp.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
+flags.DEFINE_list("benchmarks", [], "Only these held-out benchmarks (default: all).")
+flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  checkpoint.quiet_orbax_logs()
+  try:
+    ks = sorted({int(k) for k in FLAGS.ks})
+  except ValueError:
+    raise app.UsageError(f"--ks must be integers, got {FLAGS.ks}")
+  if any(k <= 0 for k in ks):
+    raise app.UsageError(f"--ks must be positive (k = 0 is always reported), got {ks}")
+  try:
+    result = bp.run(FLAGS.config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
+                    repeats=FLAGS.random_repeats, benchmarks=FLAGS.benchmarks or None,
+                    prior_sd=FLAGS.prior_sd, plots=FLAGS.plots)
+  except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
+    sys.exit(f"benchmark_prediction: {e}")
+  logging.info("wrote %s/%s", FLAGS.workdir, bp.RESULT_FILE)
+  print(report_lib.format_benchmark_prediction(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,435 @@
+"""Benchmark-score prediction on a benchmark the model has never seen.
+
+For each benchmark B one model is trained without any of B's labels
+(data_splits.leave_out), then every LLM's accuracy on B is predicted:
+
+* zero-shot (k = 0): the mean predicted P over B's queries the LLM answered;
+* few-shot: k of B's queries per LLM are labelled, chosen at random or
+  adaptively (largest Fisher information p(1-p)|a_q|^2 of the 2PL, where a_q is
+  the kind's discrimination and p includes the LLM's current offset; kinds
+  without an IRT view use |a|^2 = 1). The combined estimator refits logit
+  offsets by MAP, hierarchically: one benchmark-wide offset delta_B on every
+  LLM's k labels pooled (prior N(0, SHARED_PRIOR_SD^2)), then one per LLM,
+  delta_m ~ N(delta_B, PRIOR_SD^2), on its own k labels; it averages the k
+  observed labels with sigmoid(logit + delta_m) on the LLM's other queries.
+  The naive estimator, the plain mean of the k labels, is reported beside it.
+
+Metrics over LLMs per benchmark (then averaged over benchmarks): MAE and signed
+bias of the predicted accuracy (fractions), Spearman and Kendall (tau-b) rank
+correlations; and the zero-shot correctness accuracy on B's cells.
+
+Each held-out run lives in WORKDIR/heldout/<B>/ (a normal training workdir, so
+an interrupted one resumes) and ends in predictions.npz; a benchmark with that
+file is skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+from absl import logging
+from scipy import stats
+
+from irt_jax import data as data_lib
+from irt_jax import data_splits
+from irt_jax import datasets
+from irt_jax import utils
+
+KS = (10, 25, 50, 100)
+PRIOR_SD = 1.0        # prior sd of each LLM's logit offset around the benchmark's
+SHARED_PRIOR_SD = 3.0  # prior sd of the benchmark-wide offset (pooled over LLMs)
+RANDOM_REPEATS = 5    # random draws per LLM; metrics averaged over them
+SELECTIONS = ("random", "adaptive", "naive")
+RESULT_FILE = "benchmark_prediction.json"
+PREDICTIONS_FILE = "predictions.npz"
+
+
+# ----------------------------------------------------------------------------
+# Metrics of predicted vs true scores over LLMs.
+
+def kendall(x, y) -> float:
+  """Kendall's tau-b (ties in either variable corrected); NaN if undefined."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    return float("nan")
+  return float(stats.kendalltau(x, y, variant="b").statistic)
+
+
+def spearman(x, y) -> float:
+  """Spearman's rho on average ranks (ties shared); NaN if a side is constant."""
+  from irt_jax.evaluation import metrics
+  return metrics.spearman(x, y)
+
+
+def score_metrics(predicted, true) -> dict[str, float]:
+  """MAE and signed bias (predicted - true, fractions), Spearman, Kendall."""
+  p, t = np.asarray(predicted, np.float64), np.asarray(true, np.float64)
+  return {"mae": float(np.abs(p - t).mean()), "bias": float((p - t).mean()),
+          "spearman": spearman(p, t), "kendall": kendall(p, t)}
+
+
+# ----------------------------------------------------------------------------
+# Estimators and query selection for one LLM on one benchmark.
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0.0,
+               iters: int = 50) -> float:
+  """MAP logit offset: max sum log Bernoulli(y | sigmoid(l + delta)) - (delta - mu)^2/(2 sd^2).
+
+  Newton's method on a strictly concave objective (converges from the prior mean).
+  """
+  logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
+  delta = float(prior_mean)
+  for _ in range(iters):
+    p = _sigmoid(logits + delta)
+    grad = (labels - p).sum() - (delta - prior_mean) / prior_sd ** 2
+    hess = -(p * (1 - p)).sum() - 1.0 / prior_sd ** 2
+    step = grad / hess
+    delta -= step
+    if abs(step) < 1e-10:
+      break
+  return float(delta)
+
+
+def combined_estimate(logits, labels, observed, prior_sd: float = PRIOR_SD,
+                      prior_mean: float = 0.0) -> float:
+  """Accuracy over all queries: observed labels where labelled, refitted P elsewhere.
+
+  The refitted P is sigmoid(logit + delta), delta the MAP offset on the observed
+  labels under the prior N(prior_mean, prior_sd^2).
+  """
+  logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
+  observed = np.asarray(observed, np.int64)
+  if len(observed) == 0:
+    return float(_sigmoid(logits + prior_mean).mean())
+  delta = fit_offset(logits[observed], labels[observed], prior_sd, prior_mean)
+  rest = np.ones(len(logits), bool)
+  rest[observed] = False
+  return float((labels[observed].sum() + _sigmoid(logits[rest] + delta).sum()) / len(logits))
+
+
+def shared_offset(pieces, prior_sd: float = SHARED_PRIOR_SD) -> float:
+  """One benchmark-wide logit offset from every LLM's labelled queries pooled:
+  the held-out benchmark's difficulty level, which no training label could teach.
+  pieces: [(logits, labels)] per LLM."""
+  pieces = [(l, y) for l, y in pieces if len(l)]
+  if not pieces:
+    return 0.0
+  return fit_offset(np.concatenate([l for l, _ in pieces]),
+                    np.concatenate([y for _, y in pieces]), prior_sd)
+
+
+def information(logits, a_sq, delta: float = 0.0) -> np.ndarray:
+  """Fisher information of each query about the LLM: p(1-p)|a|^2 (trace of p(1-p) a a^T)."""
+  p = _sigmoid(np.asarray(logits, np.float64) + delta)
+  return p * (1 - p) * np.asarray(a_sq, np.float64)
+
+
+def adaptive_order(logits, a_sq, labels, k_max: int, prior_sd: float = PRIOR_SD) -> np.ndarray:
+  """Queries in the order an adaptive test asks them: each time the most informative
+  unasked one given the offset refitted on the answers so far (nested prefixes)."""
+  logits = np.asarray(logits, np.float64)
+  asked: list[int] = []
+  free = np.ones(len(logits), bool)
+  delta = 0.0
+  for _ in range(min(k_max, len(logits))):
+    info = np.where(free, information(logits, a_sq, delta), -np.inf)
+    q = int(np.argmax(info))
+    asked.append(q)
+    free[q] = False
+    delta = fit_offset(logits[asked], np.asarray(labels)[asked], prior_sd)
+  return np.asarray(asked, np.int64)
+
+
+# ----------------------------------------------------------------------------
+# One held-out benchmark: every LLM, every k and selection.
+
+def benchmark_scores(logits: np.ndarray, a_sq: np.ndarray, labels: np.ndarray,
+                     ks=KS, repeats: int = RANDOM_REPEATS, seed: int = 0,
+                     prior_sd: float = PRIOR_SD) -> dict:
+  """Per-LLM true and predicted accuracies on one benchmark.
+
+  logits [n, M] (zero-shot model), a_sq [n], labels [n, M] int8 (-1 unknown).
+  Returns {"true": [M], "n": [M], "0": {"zero_shot": [M]}, "k": {"random":
+  [R, M], "adaptive": [M], "naive_random": [R, M], "naive_adaptive": [M]}};
+  NaN where an LLM has no more than k known answers.
+  """
+  n_models = labels.shape[1]
+  rng = np.random.default_rng(seed)
+  out = {"true": np.full(n_models, np.nan), "n": np.zeros(n_models, np.int64),
+         "0": {"zero_shot": np.full(n_models, np.nan)}}
+  for k in ks:
+    out[str(k)] = {"random": np.full((repeats, n_models), np.nan),
+                   "naive_random": np.full((repeats, n_models), np.nan),
+                   "adaptive": np.full(n_models, np.nan),
+                   "naive_adaptive": np.full(n_models, np.nan)}
+  k_max = max(ks) if ks else 0
+  per_llm = []  # (rows' logits, labels, random orders, adaptive order) per LLM
+  for m in range(n_models):
+    rows = np.flatnonzero(labels[:, m] >= 0)
+    if not len(rows):
+      per_llm.append(None)
+      continue
+    lm, ym = logits[rows, m].astype(np.float64), labels[rows, m].astype(np.float64)
+    out["true"][m], out["n"][m] = ym.mean(), len(rows)
+    out["0"]["zero_shot"][m] = _sigmoid(lm).mean()
+    orders = [rng.permutation(len(rows))[:k_max] for _ in range(repeats)]
+    adaptive = adaptive_order(lm, a_sq[rows], ym, min(k_max, len(rows) - 1), prior_sd)
+    per_llm.append((lm, ym, orders, adaptive))
+  for k in ks:
+    cell = out[str(k)]
+    usable = [m for m, x in enumerate(per_llm) if x is not None and k < len(x[0])]
+    for r in range(repeats):
+      picks = {m: per_llm[m][2][r][:k] for m in usable}
+      mu = shared_offset([(per_llm[m][0][picks[m]], per_llm[m][1][picks[m]]) for m in usable])
+      for m in usable:
+        lm, ym = per_llm[m][0], per_llm[m][1]
+        cell["random"][r, m] = combined_estimate(lm, ym, picks[m], prior_sd, mu)
+        cell["naive_random"][r, m] = ym[picks[m]].mean()
+    picks = {m: per_llm[m][3][:k] for m in usable}
+    mu = shared_offset([(per_llm[m][0][picks[m]], per_llm[m][1][picks[m]]) for m in usable])
+    for m in usable:
+      lm, ym = per_llm[m][0], per_llm[m][1]
+      cell["adaptive"][m] = combined_estimate(lm, ym, picks[m], prior_sd, mu)
+      cell["naive_adaptive"][m] = ym[picks[m]].mean()
+  return out
+
+
+def _metrics_over_llms(predicted, true) -> dict | None:
+  ok = np.isfinite(predicted) & np.isfinite(true)
+  if ok.sum() < 2:
+    return None
+  m = score_metrics(predicted[ok], true[ok])
+  return {**{k: (v if math.isfinite(v) else None) for k, v in m.items()}, "n_llms": int(ok.sum())}
+
+
+def _mean_metrics(draws: list[dict | None]) -> dict | None:
+  draws = [d for d in draws if d is not None]
+  if not draws:
+    return None
+  out = {}
+  for key in draws[0]:
+    values = [d[key] for d in draws if d[key] is not None]
+    out[key] = draws[0][key] if key == "n_llms" else (float(np.mean(values)) if values else None)
+  return out
+
+
+def benchmark_metrics(scores: dict, ks=KS) -> dict:
+  """The stable per-benchmark layout: k -> selection -> {mae, bias, spearman, kendall}.
+
+  k = "0" holds `zero_shot` (the model alone, plus cell accuracy when given) and
+  `train_mean` (the LLM's accuracy on the other benchmarks' training cells);
+  few-shot k holds `random` and `adaptive` (combined estimator) and `naive`
+  (plain mean of the k random labels) and `naive_adaptive` (of the adaptive ones).
+  """
+  true = scores["true"]
+  out = {"0": {sel: _metrics_over_llms(pred, true) for sel, pred in scores["0"].items()}}
+  for k in ks:
+    cell = scores[str(k)]
+    out[str(k)] = {
+        "random": _mean_metrics([_metrics_over_llms(r, true) for r in cell["random"]]),
+        "adaptive": _metrics_over_llms(cell["adaptive"], true),
+        "naive": _mean_metrics([_metrics_over_llms(r, true) for r in cell["naive_random"]]),
+        "naive_adaptive": _metrics_over_llms(cell["naive_adaptive"], true)}
+  return out
+
+
+def mean_over_benchmarks(per_benchmark: dict) -> dict:
+  """Each metric averaged over the benchmarks where it is defined."""
+  out: dict = {}
+  for bench in per_benchmark.values():
+    for k, selections in bench.items():
+      for sel, m in selections.items():
+        if m is None:
+          continue
+        slot = out.setdefault(k, {}).setdefault(sel, {})
+        for key, v in m.items():
+          if key != "n_llms" and v is not None and math.isfinite(v):
+            slot.setdefault(key, []).append(v)
+  return {k: {sel: {key: float(np.mean(v)) for key, v in m.items()} |
+              {"n_benchmarks": max(len(v) for v in m.values())}
+              for sel, m in sels.items()} for k, sels in out.items()}
+
+
+def other_benchmarks_accuracy(data: data_lib.ResponseData, b: int) -> np.ndarray:
+  """Each LLM's accuracy on the training cells of every other benchmark: the
+  baseline that guesses B's score from how good the LLM is in general."""
+  part = data_splits.without_benchmark(data.split("train"), data.benchmark, b)
+  known = part.mask
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return (np.where(known, part.labels == 1, 0).sum(0) / known.sum(0)).astype(np.float64)
+
+
+def cell_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+  """Share of B's known cells where P > 0.5 agrees with the label."""
+  known = labels >= 0
+  return float(((logits[known] > 0) == (labels[known] == 1)).mean())
+
+
+# ----------------------------------------------------------------------------
+# The whole protocol: one training per held-out benchmark.
+
+def _sub_config(config, folder: str, protocol: str):
+  sub = config.copy_and_resolve_references()
+  with sub.unlocked():
+    sub.data.dir = folder
+    if protocol == "paper":  # IrtNet's benchmark_prediction.py: 10 epochs, no scheduler
+      sub.train.num_epochs = 10
+      sub.optim.plateau_factor = 1.0
+      sub.train.early_stop_patience = sub.train.num_epochs + 1
+  return sub
+
+
+def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
+  """|a_q|^2 for kinds with an IRT view; ones otherwise."""
+  kind, predictor = run.kind, run.predictor
+  if kind.irt is None:
+    return np.ones(len(embeddings))
+  out = []
+  for start in range(0, len(embeddings), 2048):
+    a, _ = kind.irt.items(predictor.params, np.asarray(embeddings[start:start + 2048],
+                                                       np.float32), predictor.spec)
+    out.append((np.asarray(a, np.float64) ** 2).sum(axis=1))
+  return np.concatenate(out) if out else np.zeros(0)
+
+
+def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
+                   protocol: str) -> dict:
+  """Trains (or resumes, or reuses) the model without benchmark b; its predictions for b."""
+  from irt_jax import checkpoint as ckpt_lib
+  from irt_jax import predictors
+  from irt_jax import training
+  name = data.benchmark_names[b]
+  subdir = os.path.join(workdir, "heldout", _safe(name))
+  path = os.path.join(subdir, PREDICTIONS_FILE)
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k] for k in f.files}
+  train_data, target = data_splits.leave_out(data, b, protocol, seed=config.seed)
+  folder = os.path.join(subdir, "data")
+  if not os.path.exists(os.path.join(folder, "train.csv")):
+    data_splits.write_folder(train_data, folder, datasets.data_dir(config, workdir),
+                             config.data.embeddings_file)
+  training.train_and_evaluate(_sub_config(config, folder, protocol), subdir)
+  try:
+    run = predictors.load(subdir, "best")
+  except ckpt_lib.CheckpointError as e:  # the best step was not kept: say so, use the latest
+    logging.warning("%s: %s; predicting with the latest checkpoint instead", subdir, e)
+    run = predictors.load(subdir, "latest")
+  emb = data.embeddings[target.queries]
+  result = {"queries": target.queries, "labels": target.labels,
+            "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb),
+            "checkpoint_step": np.int64(run.step)}
+  np.savez(f"{path}.tmp.npz", **result)
+  os.replace(f"{path}.tmp.npz", path)
+  return result
+
+
+def _safe(name: str) -> str:
+  return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
+        repeats: int = RANDOM_REPEATS, benchmarks=None, prior_sd: float = PRIOR_SD,
+        plots: bool = True) -> dict:
+  """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json."""
+  from tqdm import tqdm
+  os.makedirs(workdir, exist_ok=True)
+  setup = {"protocol": protocol, "kind": config.model.name, "ks": [int(k) for k in ks],
+           "random_repeats": int(repeats), "prior_sd": float(prior_sd), "seed": int(config.seed),
+           "shared_prior_sd": SHARED_PRIOR_SD,
+           "estimator": "MAP logit offsets: benchmark-wide on all LLMs' k labels (prior "
+                        "N(0, shared_prior_sd^2)), then per LLM around it (prior sd "
+                        "prior_sd); observed labels + refitted P on the rest",
+           "adaptive": "sequential max p(1-p)|a_q|^2 given the refitted offset"}
+  setup_path = os.path.join(workdir, "benchmark_prediction_setup.json")
+  if os.path.exists(setup_path):
+    with open(setup_path) as f:
+      saved = json.load(f)
+    if saved["protocol"] != protocol or saved["kind"] != setup["kind"]:
+      raise ValueError(f"{workdir} holds a {saved['kind']}/{saved['protocol']} benchmark-"
+                       f"prediction run; use another --workdir for {setup['kind']}/{protocol}")
+  utils.write_json(setup_path, setup)
+  data = datasets.load(config, workdir, require=("train", "val"))
+  names = list(data.benchmark_names)
+  chosen = names if not benchmarks else list(benchmarks)
+  unknown = [b for b in chosen if b not in names]
+  if unknown:
+    raise ValueError(f"benchmark(s) {unknown} not in {data.name!r}; it has {names}")
+  per_benchmark, scores = {}, {}
+  bar = tqdm(chosen, desc="held-out benchmarks", unit="benchmark")
+  for i, name in enumerate(bar):
+    bar.set_postfix_str(name)
+    logging.info("[%d/%d] leaving out %s", i + 1, len(chosen), name)
+    b = names.index(name)
+    pred = train_held_out(config, workdir, data, b, protocol)
+    s = benchmark_scores(pred["logits"], pred["a_sq"], pred["labels"], ks, repeats,
+                         seed=config.seed + b, prior_sd=prior_sd)
+    s["0"]["train_mean"] = other_benchmarks_accuracy(data, b)
+    per_benchmark[name] = benchmark_metrics(s, ks)
+    zs = per_benchmark[name]["0"]["zero_shot"]
+    if zs is not None:
+      zs["cell_accuracy"] = cell_accuracy(pred["logits"], pred["labels"])
+      logging.info("[%d/%d] %s zero-shot: MAE %.4f bias %+.4f Spearman %.3f", i + 1,
+                   len(chosen), name, zs["mae"], zs["bias"], zs["spearman"])
+    scores[name] = _json_scores(s, data.model_names)
+  result = {"dataset": data.name, "setup": setup, "benchmarks": chosen,
+            "per_benchmark": per_benchmark, "mean": mean_over_benchmarks(per_benchmark),
+            "scores": scores}
+  utils.write_json(os.path.join(workdir, RESULT_FILE), result)
+  if plots:
+    from irt_jax.evaluation import plots as plots_lib
+    from irt_jax.evaluation import report as report_lib
+    files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
+    report_lib.write_benchmark_prediction_md(result, files, workdir)
+  return result
+
+
+class BenchmarkPredictionEvaluator:
+  """The mean table of a finished leave-one-benchmark-out run, into report.json.
+
+  It reads option `benchmark_prediction` (a folder or a JSON file) or, by
+  default, WORKDIR/benchmark_prediction.json; it trains nothing (that is one
+  training per benchmark: python -m irt_jax.benchmark_prediction).
+  """
+  name = "benchmark_prediction"
+
+  def run(self, ctx) -> dict:
+    path = ctx.options.get("benchmark_prediction") or ctx.run.workdir
+    if os.path.isdir(path):
+      path = os.path.join(path, RESULT_FILE)
+    if not os.path.exists(path):
+      return {"skipped": f"{path} not found; run python -m irt_jax.benchmark_prediction "
+                         f"--workdir=... first"}
+    with open(path) as f:
+      result = json.load(f)
+    return {"source": os.path.abspath(path), "dataset": result["dataset"],
+            "setup": result["setup"], "mean": result["mean"],
+            "per_benchmark": result["per_benchmark"]}
+
+
+def _json_scores(s: dict, model_names) -> dict:
+  """Per-LLM true and predicted accuracies (random averaged over draws), JSON-ready."""
+  f = lambda v: [None if not np.isfinite(x) else float(x) for x in v]
+  out = {"models": list(model_names), "true": f(s["true"]), "n": [int(x) for x in s["n"]],
+         "0": {sel: f(v) for sel, v in s["0"].items()}}
+  for k, cell in s.items():
+    if k in ("true", "n", "0"):
+      continue
+    out[k] = {"random": f(_mean_rows(cell["random"])), "adaptive": f(cell["adaptive"]),
+              "naive": f(_mean_rows(cell["naive_random"]))}
+  return out
+
+
+def _mean_rows(x: np.ndarray) -> np.ndarray:
+  """Column means over finite entries; NaN where a column has none (no warning)."""
+  ok = np.isfinite(x)
+  count = ok.sum(axis=0)
+  total = np.where(ok, x, 0.0).sum(axis=0)
+  return np.where(count > 0, total / np.maximum(count, 1), np.nan)
