@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from irt_jax import models
 from irt_jax.models import base
 
 NEWTON_STEPS = 25
@@ -215,7 +216,8 @@ def adaptive_rounds(a: np.ndarray, b: np.ndarray, answer: Callable[[np.ndarray],
 def irt_view(kind: base.Kind) -> base.IrtView:
   if kind.irt is None:
     raise ColdStartError(f"model kind {kind.name!r} has no item-response view (abilities), so "
-                         f"a new LLM cannot be added from answers; kinds with one: irtnet")
+                         f"a new LLM cannot be added from answers; kinds with one: "
+                         f"{', '.join(n for n in models.names() if models.get(n).irt)}")
   return kind.irt
 
 

@@ -140,3 +140,26 @@ def test_every_registered_kind_has_a_config_with_its_name():
     config = importlib.import_module(f"configs.{kind}").get_config()
     assert config.model.name == kind
     models.get(kind).spec(config.model, 3, 8)  # every field the kind takes, no other
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if models.get(k).irt is not None])
+def test_cold_start_adds_a_model_to_every_kind_with_abilities(trained, kind):
+  """An existing model re-added from its own train answers predicts like itself."""
+  from irt_jax import coldstart
+  workdir, summary = trained[kind]
+  run = predictors.load(workdir)
+  data = summary["data"]
+  train, test = data.split("train"), data.split("test")
+  a, b = coldstart.item_parameters(run.predictor, data.embeddings[train.queries])
+  prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
+  known = train.mask[:, 0]
+  theta, _ = coldstart.fit_ability(a[known], b[known], train.labels[known, 0], prior)
+  bigger = coldstart.with_new_models(run.predictor, ["copy-of-0"], theta[None])
+  logits = bigger.logits(data.embeddings[test.queries])
+  assert logits.shape[1] == len(run.model_names) + 1
+  np.testing.assert_allclose(logits[:, :-1], run.predictor.logits(data.embeddings[test.queries]),
+                             rtol=1e-4, atol=1e-4)  # the old models are untouched
+  mask = test.mask[:, 0]
+  copy = metrics.auc(logits[mask, -1], test.labels[mask, 0])
+  original = metrics.auc(logits[mask, 0], test.labels[mask, 0])
+  assert copy > original - 0.1 and copy > 0.6
