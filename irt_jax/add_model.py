@@ -37,14 +37,19 @@ from irt_jax import datasets
 from irt_jax import predictors
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "The trained run to add a model to.")
-flags.DEFINE_string("name", None, "The new LLM's name (must not be in the run).")
-flags.DEFINE_string("responses", None, "CSV prompt_id,label[,prompt] of the new LLM's answers.")
-flags.DEFINE_string("out", None, "Where the new run goes (default: WORKDIR+NAME).")
-flags.DEFINE_integer("propose", 0, "Print the K most informative queries to ask next.")
-flags.DEFINE_string("encoder_dir", None, "Sentence-encoder folder for queries the run has not "
-                    "seen (default: the run's recorded encoder folder).")
-flags.DEFINE_string("step", "best", "Checkpoint of --workdir: 'best', 'latest' or a number.")
+
+
+def define_flags() -> None:
+  """The command line's flags, defined only when this module runs as the entry
+  point (tests import the library functions here beside other entry modules)."""
+  flags.DEFINE_string("workdir", None, "The trained run to add a model to.")
+  flags.DEFINE_string("name", None, "The new LLM's name (must not be in the run).")
+  flags.DEFINE_string("responses", None, "CSV prompt_id,label[,prompt] of the new LLM's answers.")
+  flags.DEFINE_string("out", None, "Where the new run goes (default: WORKDIR+NAME).")
+  flags.DEFINE_integer("propose", 0, "Print the K most informative queries to ask next.")
+  flags.DEFINE_string("encoder_dir", None, "Sentence-encoder folder for queries the run has not "
+                      "seen (default: the run's recorded encoder folder).")
+  flags.DEFINE_string("step", "best", "Checkpoint of --workdir: 'best', 'latest' or a number.")
 
 
 def read_responses(path: str) -> tuple[list[str], np.ndarray, list[str] | None]:
@@ -190,4 +195,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
