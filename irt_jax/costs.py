@@ -24,6 +24,7 @@ with no price) is a DataError naming the file, the row and the problem.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -108,13 +109,18 @@ def token_counts(texts: Sequence[str], tokenizer_dir: str | None = None) -> np.n
   truncation), or ceil(chars / 4) when `tokenizer_dir` is None."""
   if tokenizer_dir is None:
     return np.array([math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts], np.int64)
+  ids = _tokenizer(str(tokenizer_dir))(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+  return np.array([len(x) for x in ids], np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(tokenizer_dir: str):
+  """A local tokenizer, loaded once per folder (a router prices every call)."""
   from transformers import AutoTokenizer
   try:
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
   except Exception as e:  # transformers raises OSError/ValueError/... for a bad folder
     raise DataError(f"{tokenizer_dir}: cannot load a tokenizer ({type(e).__name__}: {e})") from e
-  ids = tok(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-  return np.array([len(x) for x in ids], np.int64)
 
 
 def token_costs(prices: Prices, input_tokens: np.ndarray,
@@ -175,6 +181,54 @@ def parameter_costs(model_names: Sequence[str], sizes: np.ndarray | None = None)
                     f"({len(missing)} of {len(model_names)}); give {PRICES_FILE} or "
                     f"{COSTS_FILE} instead")
   return parsed
+
+
+def default_tokenizer() -> str | None:
+  """DEFAULT_TOKENIZER when that folder exists here, else None (chars/4)."""
+  return DEFAULT_TOKENIZER if os.path.isdir(DEFAULT_TOKENIZER) else None
+
+
+def read_json_costs(path: str, model_names: Sequence[str]) -> np.ndarray:
+  """[M] from a JSON object model name -> cost per query (every model, no other)."""
+  import json
+  try:
+    with open(path, encoding="utf-8") as f:
+      obj = json.load(f)
+  except (OSError, ValueError) as e:
+    raise DataError(f"{path}: cannot read costs: {e}") from None
+  if not isinstance(obj, dict):
+    raise DataError(f"{path}: costs must be a JSON object model name -> number")
+  for name, value in obj.items():
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value >= 0):
+      raise DataError(f"{path}: cost of {name!r} must be a finite number >= 0, got {value!r}")
+  unknown = sorted(set(obj) - set(model_names))
+  if unknown:
+    raise DataError(f"{path}: unknown model(s) {unknown[:5]}; the run's models are "
+                    f"{', '.join(model_names)}")
+  missing = [m for m in model_names if m not in obj]
+  if missing:
+    raise DataError(f"{path}: no cost for model(s) {missing[:5]}; every one of the run's "
+                    f"{len(model_names)} models needs one")
+  return np.array([float(obj[m]) for m in model_names])
+
+
+def for_routing(path: str, model_names: Sequence[str], *, tokenizer_dir: str | None = None,
+                output_tokens: float = OUTPUT_TOKENS):
+  """Costs for routing new text, from a file given by the user:
+
+  * `*.json`: model name -> cost per query, any unit -> [M];
+  * a `model_prices.csv` layout: a function texts -> [N, M] USD, each text
+    priced by its input tokens (`tokenizer_dir`, else chars/4) plus
+    `output_tokens` assumed per answer, as evaluation prices the data.
+  """
+  if path.lower().endswith(".json"):
+    return read_json_costs(path, model_names)
+  prices = read_prices(path, model_names)
+
+  def price(texts: Sequence[str]) -> np.ndarray:
+    return token_costs(prices, token_counts(texts, tokenizer_dir), output_tokens)
+  return price
 
 
 def available(data_dir: str) -> str | None:

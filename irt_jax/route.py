@@ -26,7 +26,8 @@ flags.DEFINE_bool("json", False, "Print one JSON record per query instead of the
 flags.DEFINE_float("cost_weight", 0.0, "Route on P(correct) - cost_weight * cost (needs --costs).")
 flags.DEFINE_float("budget", None, "Cap on the mean cost over the queries given (needs --costs).")
 flags.DEFINE_list("candidates", None, "Only route among these model names.")
-flags.DEFINE_string("costs", None, "JSON file: model name -> cost per query.")
+flags.DEFINE_string("costs", None, "Costs: a JSON file model name -> cost per query, or a "
+                    "model_prices.csv (USD per million tokens; each query priced by its tokens).")
 
 
 def read_queries(path: str) -> list[str]:
@@ -67,6 +68,7 @@ def main(argv):
     raise app.UsageError("no queries: pass them as arguments or --input=FILE.jsonl")
 
   from irt_jax import checkpoint
+  from irt_jax import costs as costs_lib
   from irt_jax import data as data_lib
   from irt_jax import router as router_lib
   from irt_jax.encoder import EncoderError
@@ -74,8 +76,10 @@ def main(argv):
   checkpoint.quiet_orbax_logs()
   try:
     step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
-    costs = router_lib.read_costs_json(FLAGS.costs) if FLAGS.costs else None
-    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step, costs)
+    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step)
+    if FLAGS.costs:
+      router = router.with_costs(costs_lib.for_routing(
+          FLAGS.costs, router.model_names, tokenizer_dir=costs_lib.default_tokenizer()))
     routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
     sys.exit(f"route: {e}")

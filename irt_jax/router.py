@@ -13,19 +13,24 @@ P(correct) - cost_weight * cost, ties broken by logit.
 Costs are per query and model, in whatever unit the caller uses (dollars, tokens):
 a vector [M] (one price per model), a matrix [N, M] (one per query routed, in
 the order given) or a callable texts -> [N, M]. `budget` caps the mean cost over
-the queries of one call; see `choose_within_budget` for how.
+the queries of one call. The choice rules themselves live in `routing`
+(`choose_with_cost`, `choose_under_budget`), shared with evaluation.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import heapq
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from irt_jax import costs as costs_lib
+from irt_jax import routing
+from irt_jax.routing import sigmoid
 
 
 class RouterError(ValueError):
@@ -44,116 +49,6 @@ class Route:
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-  """P(correct) from logits, in float64 (float32 saturates to 1.0 near logit 17)."""
-  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
-
-
-def _best_two(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per row, the index of the highest and second-highest allowed `score`
-  (ties broken by `tie`, then by lower index); -1 where there is none."""
-  n, m = score.shape
-  s = np.where(allowed, score, -np.inf)
-  t = np.where(allowed, tie, -np.inf)
-  idx = np.broadcast_to(-np.arange(m), (n, m))
-  order = np.lexsort((idx, t, s), axis=-1)  # ascending: the best is last
-  counts = allowed.sum(1)
-  first = np.where(counts >= 1, order[:, -1], -1)
-  second = np.where(counts >= 2, order[:, -2] if m >= 2 else -1, -1)
-  return first, second
-
-
-def choose(logits: np.ndarray, costs: np.ndarray | None = None, cost_weight: float = 0.0,
-           allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """(chosen, runner-up) model indices per query for logits [N, M].
-
-  cost_weight == 0: argmax of the logits (never of probabilities). Otherwise
-  argmax of P(correct) - cost_weight * cost, ties broken by logit.
-  """
-  logits = np.asarray(logits, np.float64)
-  allowed = np.ones(logits.shape, bool) if allowed is None else np.broadcast_to(allowed, logits.shape)
-  if cost_weight == 0:
-    return _best_two(logits, logits, allowed)
-  if costs is None:
-    raise RouterError("cost_weight > 0 needs costs; give the Router costs=")
-  score = sigmoid(logits) - float(cost_weight) * np.broadcast_to(costs, logits.shape)
-  return _best_two(score, logits, allowed)
-
-
-def choose_within_budget(logits: np.ndarray, costs: np.ndarray, budget: float,
-                         allowed: np.ndarray | None = None) -> np.ndarray:
-  """Per query a model index maximising the summed P(correct) with mean cost <= budget.
-
-  Greedy upgrade by marginal gain per cost: every query starts at its cheapest
-  allowed model (the likeliest among equally cheap ones); the only upgrades
-  worth considering lie on the upper convex hull of its (cost, P) points, whose
-  successive gain/cost ratios fall. All queries' hull steps are taken in one
-  order of falling ratio while the total cost fits. Stopping at the first step
-  that does not fit is exactly the Lagrangian sweep of cost_weight (each query
-  at argmax P - lambda * cost for the ratio lambda reached); the greedy then goes
-  on with the steps of other queries that still fit, so leftover budget is used.
-  The result is within one step's gain of the optimum.
-
-  Raises RouterError when even the cheapest choices exceed the budget.
-  """
-  logits = np.asarray(logits, np.float64)
-  n, m = logits.shape
-  costs = np.broadcast_to(np.asarray(costs, np.float64), (n, m))
-  allowed = np.ones((n, m), bool) if allowed is None else np.broadcast_to(allowed, (n, m))
-  p = sigmoid(logits)
-  if n == 0:
-    return np.zeros(0, np.int64)
-  chosen = np.empty(n, np.int64)
-  hulls: list[list[int]] = []
-  for q in range(n):
-    idx = np.flatnonzero(allowed[q])
-    # Cheapest first; among equal costs the likeliest (by logit) first.
-    idx = idx[np.lexsort((-logits[q, idx], costs[q, idx]))]
-    hull: list[int] = []
-    for j in idx:
-      if hull and costs[q, j] == costs[q, hull[-1]]:
-        continue                      # same cost, less likely
-      if hull and logits[q, j] <= logits[q, hull[-1]]:
-        continue                      # dearer and no more likely: dominated
-      while len(hull) >= 2:           # keep the upper hull concave
-        a, b = hull[-2], hull[-1]
-        left = (p[q, b] - p[q, a]) * (costs[q, j] - costs[q, b])
-        right = (p[q, j] - p[q, b]) * (costs[q, b] - costs[q, a])
-        if left <= right:
-          hull.pop()
-        else:
-          break
-      hull.append(int(j))
-    hulls.append(hull)
-    chosen[q] = hull[0]
-  total = float(costs[np.arange(n), chosen].sum())
-  limit = float(budget) * n
-  if total > limit * (1 + 1e-12) + 1e-12:
-    raise RouterError(f"budget {budget:g} is below the cheapest routing's mean cost "
-                      f"{total / n:g} for these queries")
-  heap = []
-  for q, hull in enumerate(hulls):
-    if len(hull) > 1:
-      heapq.heappush(heap, (-_ratio(p, costs, q, hull[0], hull[1]), q, 1))
-  while heap:
-    neg_ratio, q, step = heapq.heappop(heap)
-    if neg_ratio >= 0:
-      break                           # no step left that raises P
-    hull = hulls[q]
-    extra = costs[q, hull[step]] - costs[q, hull[step - 1]]
-    if total + extra > limit * (1 + 1e-12) + 1e-12:
-      continue                        # this query stays; later steps build on this one
-    total += extra
-    chosen[q] = hull[step]
-    if step + 1 < len(hull):
-      heapq.heappush(heap, (-_ratio(p, costs, q, hull[step], hull[step + 1]), q, step + 1))
-  return chosen
-
-
-def _ratio(p, costs, q, a, b) -> float:
-  return float((p[q, b] - p[q, a]) / (costs[q, b] - costs[q, a]))
 
 
 class Router:
@@ -222,6 +117,14 @@ class Router:
 
     return cls(run.predictor, load, costs=costs, name=run.kind.name, workdir=workdir)
 
+  def with_costs(self, costs) -> "Router":
+    """This Router (same predictor, same encoder, loaded once) with other costs:
+    [M], [N, M], a mapping model name -> cost, a `costs.Costs`, a callable
+    texts -> [N, M] (e.g. `costs.for_routing(path, router.model_names)`) or None."""
+    other = copy.copy(self)
+    other.costs = self._check_costs(costs)
+    return other
+
   @property
   def encoder(self):
     """The query encoder, loaded on first use (once, also under threads)."""
@@ -235,6 +138,8 @@ class Router:
   def _check_costs(self, costs, n: int | None = None) -> Any:
     """Costs as float64 [M] or [N, M] (a name -> cost mapping becomes [M]);
     callables are checked when called."""
+    if isinstance(costs, costs_lib.Costs):
+      costs = costs.values
     if costs is None or callable(costs):
       return costs
     m = len(self.model_names)
@@ -317,7 +222,7 @@ class Router:
     cost_weight == 0 and no budget: the model with the highest logit.
     cost_weight > 0: argmax P - cost_weight * cost. budget: the routing with the
     highest summed P whose mean cost over these queries is <= budget
-    (`choose_within_budget`); the runner-up is then the argmax of P among the rest.
+    (`routing.choose_under_budget`); the runner-up is then the argmax of P among the rest.
     """
     self.allowed(candidates)          # a bad name fails before any encoding
     return self.route_logits(self.logits(texts), cost_weight, budget, candidates, costs,
@@ -348,12 +253,16 @@ class Router:
         raise RouterError(f"budget must be a number, got {budget!r}") from None
       if not np.isfinite(budget) or budget < 0:
         raise RouterError(f"budget must be finite and >= 0, got {budget}")
-      first = choose_within_budget(logits, cost, budget, allowed)
+      try:
+        first = routing.choose_under_budget(logits, cost, budget, allowed)
+      except ValueError as e:
+        raise RouterError(str(e)) from None
       rest = allowed.copy()
       rest[np.arange(n), first] = False
-      second, _ = _best_two(logits, logits, rest)
+      second, _ = routing.best_two(logits, logits, rest)
     else:
-      first, second = choose(logits, cost, cost_weight, allowed)
+      first, second = routing.choose_with_cost(logits, cost, cost_weight, allowed,
+                                               runner_up=True)
     p = sigmoid(logits)
     out = []
     for q in range(n):
@@ -365,16 +274,3 @@ class Router:
           runner_up_p=float(p[q, j]) if j >= 0 else None))
     return out
 
-
-def read_costs_json(path: str) -> dict:
-  """A JSON object model name -> cost per query, from `path` (the Router checks the names)."""
-  import json
-  try:
-    with open(path, encoding="utf-8") as f:
-      obj = json.load(f)
-  except (OSError, ValueError) as e:
-    raise RouterError(f"{path}: cannot read costs: {e}") from None
-  if not isinstance(obj, dict) or not all(
-      isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj.values()):
-    raise RouterError(f"{path}: costs must be a JSON object model name -> number")
-  return obj

@@ -6,6 +6,8 @@ data not every model ran every query); unknown cells are never chosen.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from irt_jax.data import Split
@@ -51,11 +53,19 @@ def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
 
 
 # ----------------------------------------------------------------------------
-# Cost-aware choices. `proba` are probabilities of a correct answer (not
-# logits: quality and cost are traded on the probability scale), `cost` is
-# [M] (per model) or [n, M] (per query and model), in any one unit.
+# Cost-aware choices: the one home of the rules that the Router, the command
+# line, the service and the cost-frontier evaluator all use. They take logits
+# (quality and cost are traded on the probability scale, computed here in
+# float64; ties are broken by logit, so saturated probabilities never tie) and
+# a cost [M] (per model) or [n, M] (per query and model), in any one unit.
 
-def _cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+  """P(correct) from logits, in float64 (float32 saturates to 1.0 near logit 17)."""
+  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+  """`cost` broadcast to [n, M], or a ValueError saying which shapes fit."""
   cost = np.asarray(cost, np.float64)
   if cost.shape not in ((shape[1],), shape):
     raise ValueError(f"cost of shape {cost.shape} does not fit {shape[0]} queries x "
@@ -63,83 +73,114 @@ def _cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
   return np.broadcast_to(cost, shape)
 
 
-def choose_with_cost(proba: np.ndarray, cost: np.ndarray, cost_weight: float,
-                     known: np.ndarray) -> np.ndarray:
+def best_two(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per row, the index of the highest and second-highest allowed `score`
+  (ties broken by `tie`, then by lower index); -1 where there is none."""
+  n, m = score.shape
+  allowed = np.broadcast_to(allowed, (n, m))
+  s = np.where(allowed, score, -np.inf)
+  t = np.where(allowed, tie, -np.inf)
+  idx = np.broadcast_to(-np.arange(m), (n, m))
+  order = np.lexsort((idx, t, s), axis=-1)  # ascending: the best is last
+  counts = allowed.sum(1)
+  first = np.where(counts >= 1, order[:, -1], -1)
+  second = np.where(counts >= 2, order[:, -2] if m >= 2 else -1, -1)
+  return first, second
+
+
+def choose_with_cost(logits: np.ndarray, cost: np.ndarray | None, cost_weight: float,
+                     known: np.ndarray, runner_up: bool = False):
   """Per query, the known model maximising P(correct) - cost_weight * cost
-  (-1 if none); cost_weight = 0 is plain routing, inf the cheapest known model
-  (ties broken by P, then by model index)."""
-  proba = np.asarray(proba, np.float64)
-  cost = _cost_table(cost, proba.shape)
-  if np.isinf(cost_weight):
-    # Cheapest first, then most likely correct: lexicographic by a rank score.
-    c = np.where(known, cost, np.inf)
-    cheapest = c == c.min(axis=1, keepdims=True)
-    return choose_by_score(proba, known & cheapest)
-  return choose_by_score(proba - float(cost_weight) * cost, known)
+  (-1 if none), ties broken by logit, then by lower index. cost_weight = 0 is
+  plain routing (argmax of the logits; cost may be None), inf the cheapest
+  known model (the likeliest among equally cheap ones). With `runner_up`,
+  returns (chosen, runner-up)."""
+  logits = np.asarray(logits, np.float64)
+  known = np.broadcast_to(known, logits.shape)
+  if cost_weight == 0:
+    score = logits
+  elif cost is None:
+    raise ValueError("cost_weight > 0 needs costs")
+  else:
+    cost = cost_table(cost, logits.shape)
+    if np.isinf(cost_weight):
+      c = np.where(known, cost, np.inf)
+      score = -c                       # cheapest first; equal costs: by logit
+    else:
+      score = sigmoid(logits) - float(cost_weight) * cost
+  first, second = best_two(score, logits, known)
+  return (first, second) if runner_up else first
 
 
-def _mean_cost(choice: np.ndarray, cost: np.ndarray) -> float:
-  rows = np.flatnonzero(choice >= 0)
-  return float(cost[rows, choice[rows]].sum() / max(len(choice), 1))
+def choose_under_budget(logits: np.ndarray, cost: np.ndarray, budget: float,
+                        known: np.ndarray) -> np.ndarray:
+  """Per query a known model (-1 if none) maximising the summed P(correct) with
+  mean cost over the queries <= `budget`.
 
-
-def choose_under_budget(proba: np.ndarray, cost: np.ndarray, budget: float,
-                        known: np.ndarray, iterations: int = 60) -> np.ndarray:
-  """The routing with the highest expected accuracy whose mean cost per query
-  stays within `budget`.
-
-  Method: the Lagrangian relaxation. For a price w on cost, the per-query
-  choice argmax P - w * cost is optimal for its own mean cost, and that cost
-  falls as w grows; bisection finds the smallest w whose routing fits the
-  budget. The budget left over is then spent greedily: queries are switched to
-  a costlier model in order of accuracy gained per unit of extra cost, while
-  the mean stays within budget. This is exact at the Lagrangian breakpoints and
-  otherwise short of the optimum by at most one query's gain (the problem is a
+  Greedy upgrade by marginal gain per cost: every query starts at its cheapest
+  known model (the likeliest among equally cheap ones); the only upgrades worth
+  considering lie on the upper convex hull of its (cost, P) points, whose
+  successive gain/cost ratios fall. All queries' hull steps are taken in one
+  order of falling ratio while the total cost fits. Stopping at the first step
+  that does not fit is exactly the Lagrangian sweep of cost_weight (each query
+  at argmax P - lambda * cost for the ratio lambda reached); the greedy then
+  goes on with the steps of other queries that still fit, so leftover budget is
+  used. The result is within one step's gain of the optimum (the problem is a
   multiple-choice knapsack). A budget below the cheapest routing's mean cost is
   a ValueError.
   """
-  proba = np.asarray(proba, np.float64)
-  cost = _cost_table(cost, proba.shape)
-  n = len(proba)
-  cheapest = choose_with_cost(proba, cost, np.inf, known)
-  floor = _mean_cost(cheapest, cost)
-  if budget < floor - 1e-12:
-    raise ValueError(f"budget {budget:g} is below the mean cost of always choosing the "
-                     f"cheapest model, {floor:g}")
-  best = choose_by_score(proba, known)
-  if _mean_cost(best, cost) <= budget:
-    return best
-  # Bisection on w: w_hi fits the budget, w_lo does not.
-  spread = np.ptp(np.where(known, cost, 0.0)) or 1.0
-  w_lo, w_hi = 0.0, 1.0 / spread
-  while _mean_cost(choose_with_cost(proba, cost, w_hi, known), cost) > budget:
-    w_lo, w_hi = w_hi, w_hi * 4
-    if w_hi > 1e300:
-      w_hi = np.inf
-      break
-  for _ in range(iterations):
-    if np.isinf(w_hi):
-      break
-    mid = 0.5 * (w_lo + w_hi)
-    if _mean_cost(choose_with_cost(proba, cost, mid, known), cost) <= budget:
-      w_hi = mid
-    else:
-      w_lo = mid
-  choice = choose_with_cost(proba, cost, w_hi, known)
-  # Greedy fill: best single-query upgrades by gain per extra cost.
-  spent = _mean_cost(choice, cost) * n
-  rows = np.flatnonzero(choice >= 0)
-  while True:
-    cur_p = proba[rows, choice[rows]][:, None]
-    cur_c = cost[rows, choice[rows]][:, None]
-    gain = np.where(known[rows], proba[rows] - cur_p, -np.inf)
-    extra = cost[rows] - cur_c
-    fits = known[rows] & (gain > 0) & (spent + extra <= budget * n + 1e-12)
-    if not fits.any():
-      break
-    ratio = np.where(fits, gain / np.maximum(extra, 1e-300), -np.inf)
-    ratio = np.where(fits & (extra <= 0), np.inf, ratio)  # free gains first
-    i, j = np.unravel_index(np.argmax(ratio), ratio.shape)
-    spent += extra[i, j]
-    choice[rows[i]] = j
-  return choice
+  logits = np.asarray(logits, np.float64)
+  n, m = logits.shape
+  cost = cost_table(cost, (n, m))
+  known = np.broadcast_to(known, (n, m))
+  p = sigmoid(logits)
+  chosen = np.full(n, -1, np.int64)
+  hulls: list[list[int]] = []
+  for q in range(n):
+    idx = np.flatnonzero(known[q])
+    # Cheapest first; among equal costs the likeliest (by logit) first.
+    idx = idx[np.lexsort((-logits[q, idx], cost[q, idx]))]
+    hull: list[int] = []
+    for j in idx:
+      if hull and cost[q, j] == cost[q, hull[-1]]:
+        continue                      # same cost, less likely
+      if hull and logits[q, j] <= logits[q, hull[-1]]:
+        continue                      # dearer and no more likely: dominated
+      while len(hull) >= 2:           # keep the upper hull concave
+        a, b = hull[-2], hull[-1]
+        left = (p[q, b] - p[q, a]) * (cost[q, j] - cost[q, b])
+        right = (p[q, j] - p[q, b]) * (cost[q, b] - cost[q, a])
+        if left <= right:
+          hull.pop()
+        else:
+          break
+      hull.append(int(j))
+    hulls.append(hull)
+    if hull:
+      chosen[q] = hull[0]
+  rows = np.flatnonzero(chosen >= 0)
+  total = float(cost[rows, chosen[rows]].sum())
+  limit = float(budget) * n
+  slack = 1e-12 * (1 + abs(limit))
+  if total > limit + slack:
+    raise ValueError(f"budget {budget:g} is below the mean cost of the cheapest routing, "
+                     f"{total / max(n, 1):g}, for these queries")
+
+  def ratio(q, a, b):
+    return float((p[q, b] - p[q, a]) / (cost[q, b] - cost[q, a]))
+
+  heap = [(-ratio(q, h[0], h[1]), q, 1) for q, h in enumerate(hulls) if len(h) > 1]
+  heapq.heapify(heap)
+  while heap:
+    neg_ratio, q, step = heapq.heappop(heap)
+    if neg_ratio >= 0:
+      break                           # no step left that raises P
+    hull = hulls[q]
+    extra = cost[q, hull[step]] - cost[q, hull[step - 1]]
+    if total + extra > limit + slack:
+      continue                        # this query stays; later steps build on this one
+    total += extra
+    chosen[q] = hull[step]
+    if step + 1 < len(hull):
+      heapq.heappush(heap, (-ratio(q, hull[step], hull[step + 1]), q, step + 1))
+  return chosen

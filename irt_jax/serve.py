@@ -26,8 +26,9 @@ flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0 exposes 
 flags.DEFINE_integer("port", 8000, "Port to listen on.")
 flags.DEFINE_string("upstreams", None, 'JSON file: {"<model>": {"base_url": "http://.../v1", '
                     '"api_key_env": "VAR", "model": "<upstream model id>"}}.')
-flags.DEFINE_string("costs", None, "JSON file: model name -> cost per query (enables "
-                    "router-<kind>-<cost_weight> and /route's cost_weight, budget).")
+flags.DEFINE_string("costs", None, "Costs: a JSON file model name -> cost per query, or a "
+                    "model_prices.csv (USD per million tokens; each query priced by its tokens). "
+                    "Enables router-<kind>-<cost_weight> and /route's cost_weight, budget.")
 flags.DEFINE_integer("max_queries", _DEFAULTS.max_queries, "Queries per /route request.")
 flags.DEFINE_integer("max_query_chars", _DEFAULTS.max_query_chars, "Characters per query.")
 flags.DEFINE_integer("max_body_bytes", _DEFAULTS.max_body_bytes, "Request body size.")
@@ -46,6 +47,7 @@ def main(argv):
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
   from irt_jax import checkpoint
+  from irt_jax import costs as costs_lib
   from irt_jax import data as data_lib
   from irt_jax import router as router_lib
   from irt_jax.encoder import EncoderError
@@ -57,9 +59,11 @@ def main(argv):
                           max_batch_queries=FLAGS.max_batch_queries)
   try:
     upstreams = serving.load_upstreams(FLAGS.upstreams) if FLAGS.upstreams else {}
-    costs = router_lib.read_costs_json(FLAGS.costs) if FLAGS.costs else None
     step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
-    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step, costs)
+    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step)
+    if FLAGS.costs:
+      router = router.with_costs(costs_lib.for_routing(
+          FLAGS.costs, router.model_names, tokenizer_dir=costs_lib.default_tokenizer()))
     router.logits(["warm up"])      # the encoder loads here, once; errors end here
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
     sys.exit(f"serve: {e}")

@@ -15,6 +15,11 @@ from irt_jax.evaluation import cost_frontier as cf
 MINILM = os.path.join(os.path.dirname(__file__), "..", ".models", "all-MiniLM-L6-v2")
 
 
+def _logit(p):
+  p = np.asarray(p, np.float64)
+  return np.log(p) - np.log1p(-p)
+
+
 def _write(path, text):
   path.write_text(text)
   return str(path)
@@ -111,18 +116,58 @@ def test_choose_with_cost_hand_case():
   proba = np.array([[0.9, 0.6, 0.5], [0.9, 0.6, 0.5]])
   cost = np.array([10.0, 1.0, 0.0])
   known = np.array([[True, True, True], [True, True, False]])
-  np.testing.assert_array_equal(routing.choose_with_cost(proba, cost, 0.0, known), [0, 0])
+  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, 0.0, known), [0, 0])
   # w = 0.05: 0.9 - 0.5 = 0.4, 0.6 - 0.05 = 0.55, 0.5 -> model 1 (both rows).
-  np.testing.assert_array_equal(routing.choose_with_cost(proba, cost, 0.05, known), [1, 1])
+  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, 0.05, known), [1, 1])
   # w = 1: model 2 where known; row 1 lacks it -> model 1.
-  np.testing.assert_array_equal(routing.choose_with_cost(proba, cost, 1.0, known), [2, 1])
-  np.testing.assert_array_equal(routing.choose_with_cost(proba, cost, np.inf, known), [2, 1])
+  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, 1.0, known), [2, 1])
+  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, np.inf, known), [2, 1])
   # Per-query costs [n, M].
   per_query = np.array([[0.0, 5.0, 5.0], [5.0, 0.0, 5.0]])
   np.testing.assert_array_equal(
-      routing.choose_with_cost(proba, per_query, np.inf, known), [0, 1])
+      routing.choose_with_cost(_logit(proba), per_query, np.inf, known), [0, 1])
   with pytest.raises(ValueError, match="cost of shape"):
-    routing.choose_with_cost(proba, np.ones(2), 1.0, known)
+    routing.choose_with_cost(_logit(proba), np.ones(2), 1.0, known)
+
+
+def test_choices_break_probability_ties_by_logit():
+  # Logits 40 and 45 both round to P = 1.0 in float64: P - w * cost ties, and an
+  # index tie-break would pick model 0; the logit says model 1.
+  logits = np.array([[40.0, 45.0, -1.0]])
+  known = np.ones((1, 3), bool)
+  assert routing.sigmoid(logits)[0, 0] == routing.sigmoid(logits)[0, 1] == 1.0
+  cost = np.array([1.0, 1.0, 5.0])
+  assert routing.choose_with_cost(logits, cost, 0.1, known).tolist() == [1]
+  assert routing.choose_with_cost(logits, cost, np.inf, known).tolist() == [1]
+  first, second = routing.choose_with_cost(logits, cost, 0.1, known, runner_up=True)
+  assert (first.tolist(), second.tolist()) == ([1], [0])
+  # A query with no known model gets -1 from every rule.
+  none = np.zeros((1, 3), bool)
+  assert routing.choose_with_cost(logits, cost, 0.1, none).tolist() == [-1]
+  assert routing.choose_under_budget(logits, cost, 1.0, none).tolist() == [-1]
+  both = np.vstack([known, none])
+  np.testing.assert_array_equal(
+      routing.choose_under_budget(np.vstack([logits, logits]), cost, 1.0, both), [1, -1])
+
+
+def test_costs_for_routing_from_json_and_prices(tmp_path):
+  path = _write(tmp_path / "c.json", '{"b": 2, "a": 0.5}')
+  np.testing.assert_array_equal(costs.for_routing(path, ["a", "b"]), [0.5, 2.0])
+  with pytest.raises(DataError, match=r"c.json: unknown model\(s\) \['zz'\]"):
+    costs.for_routing(_write(tmp_path / "c.json", '{"a": 1, "b": 1, "zz": 1}'), ["a", "b"])
+  with pytest.raises(DataError, match=r"c.json: no cost for model\(s\) \['b'\]"):
+    costs.for_routing(_write(tmp_path / "c.json", '{"a": 1}'), ["a", "b"])
+  with pytest.raises(DataError, match="cost of 'a' must be a finite number >= 0"):
+    costs.for_routing(_write(tmp_path / "c.json", '{"a": -1, "b": 1}'), ["a", "b"])
+  with pytest.raises(DataError, match="c.json: cannot read costs"):
+    costs.for_routing(_write(tmp_path / "c.json", '{"a": '), ["a", "b"])
+  # Prices: a function of the texts, by chars/4 without a tokenizer.
+  prices = _write(tmp_path / "model_prices.csv",
+                  "model_name,input_price_per_mtok,output_price_per_mtok\na,1,2\nb,10,20\n")
+  price = costs.for_routing(prices, ["b", "a"], output_tokens=100)
+  got = price(["abcdefgh", "abc"])                  # 2 and 1 tokens
+  np.testing.assert_allclose(got, [[(2 * 10 + 100 * 20) / 1e6, (2 + 200) / 1e6],
+                                   [(10 + 2000) / 1e6, (1 + 200) / 1e6]])
 
 
 def _brute_force(proba, cost, budget, known):
@@ -145,12 +190,12 @@ def test_budget_exact_on_hand_case():
   proba = np.array([[0.2, 0.7, 0.8], [0.3, 0.6, 0.9]])
   cost = np.array([0.0, 1.0, 3.0])
   known = np.ones_like(proba, bool)
-  choice = routing.choose_under_budget(proba, cost, 1.0, known)
+  choice = routing.choose_under_budget(_logit(proba), cost, 1.0, known)
   np.testing.assert_array_equal(choice, [1, 1])
   # Budget 2: model 2 for query 1 (0.9, cost 3) and model 1 for query 0 (cost 1).
-  np.testing.assert_array_equal(routing.choose_under_budget(proba, cost, 2.0, known), [1, 2])
+  np.testing.assert_array_equal(routing.choose_under_budget(_logit(proba), cost, 2.0, known), [1, 2])
   with pytest.raises(ValueError, match="below the mean cost"):
-    routing.choose_under_budget(proba, cost + 1, 0.5, known)
+    routing.choose_under_budget(_logit(proba), cost + 1, 0.5, known)
 
 
 def test_budget_against_brute_force():
@@ -162,9 +207,9 @@ def test_budget_against_brute_force():
     cost = rng.uniform(size=(n, m)) * rng.integers(1, 4, size=m)
     known = rng.uniform(size=(n, m)) < 0.85
     known[:, 0] = True
-    floor = cost[np.arange(n), routing.choose_with_cost(proba, cost, np.inf, known)].mean()
+    floor = cost[np.arange(n), routing.choose_with_cost(_logit(proba), cost, np.inf, known)].mean()
     budget = floor + rng.uniform() * (cost.max() - floor)
-    choice = routing.choose_under_budget(proba, cost, budget, known)
+    choice = routing.choose_under_budget(_logit(proba), cost, budget, known)
     assert known[np.arange(n), choice].all()
     assert cost[np.arange(n), choice].mean() <= budget + 1e-9
     _, best = _brute_force(proba, cost, budget, known)
@@ -214,7 +259,7 @@ def test_frontier_baselines_and_summary():
   labels = np.array([[1, 0], [1, 1], [0, 1]], np.int8)
   proba = np.array([[0.9, 0.2], [0.8, 0.7], [0.4, 0.6]])
   cost = np.array([10.0, 1.0])
-  out = cf.frontier(proba, labels, cost, train_order=np.array([0, 1]),
+  out = cf.frontier(_logit(proba), labels, cost, train_order=np.array([0, 1]),
                     weights=[0.0, 0.02, np.inf])
   # w=0: [0, 0, 1] -> all correct at (10+10+1)/3; w=.02: 0.9-.2 > .2-.02; .8-.2 < .7-.02
   # -> [0, 1, 1], all correct at 4; inf: all model 1, acc 2/3 at 1.

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from irt_jax import router as router_lib
+from irt_jax import costs
+from irt_jax import routing
 from irt_jax import training
 from irt_jax.router import Router, RouterError
 from tests.conftest import REPO
@@ -147,7 +148,7 @@ def test_budget_by_hand():
   routes = router.route(["q0", "q1"], budget=2.0)
   assert [r.model for r in routes] == ["m1", "m2"]
   assert [r.expected_cost for r in routes] == [1.0, 3.0]
-  with pytest.raises(RouterError, match="below the cheapest"):
+  with pytest.raises(RouterError, match="below the mean cost of the cheapest routing"):
     fixed_router(table, costs=[1.0, 2.0, 3.0]).route(["q0", "q1"], budget=0.5)
 
 
@@ -159,12 +160,12 @@ def test_budget_is_respected_and_beats_every_feasible_cost_weight():
     costs = rng.uniform(0, 1, size=m).round(2)
     p = 1 / (1 + np.exp(-logits))
     budget = float(rng.uniform(costs.min(), costs.max()))
-    chosen = router_lib.choose_within_budget(logits, costs, budget)
+    chosen = routing.choose_under_budget(logits, costs, budget, np.ones((n, m), bool))
     assert costs[chosen].mean() <= budget + 1e-12
     value = p[np.arange(n), chosen].sum()
     # At least as good as any cost_weight whose routing fits the budget ...
     for w in np.linspace(0, 5, 101):
-      first, _ = router_lib.choose(logits, costs, w)
+      first = routing.choose_with_cost(logits, costs, w, np.ones((n, m), bool))
       if costs[first].mean() <= budget:
         assert value >= p[np.arange(n), first].sum() - 1e-12
     # ... and no better than the best of all m ** n routings that fit.
@@ -247,10 +248,24 @@ def test_cli_routes_jsonl(text_run, text_router, tmp_path):
   assert [r["query"] for r in records] == TEXTS
   assert records[0]["runner_up"] == expected[0].runner_up
   assert records[0]["p_correct"] == pytest.approx(expected[0].p_correct)
-  # Queries as arguments: one name per line.
-  out = _cli(f"--workdir={workdir}", *TEXTS[:3])
+  # Queries as arguments, priced by tokens from a model_prices.csv: the CLI routes
+  # as the Python Router does with `costs.for_routing`, and reports each cost.
+  names = router.model_names
+  prices = tmp_path / "model_prices.csv"
+  prices.write_text("model_name,input_price_per_mtok,output_price_per_mtok\n" + "".join(
+      f"{m},{0 if j == 0 else 1000 * j},{0 if j == 0 else 2000 * j}\n" for j, m in enumerate(names)))
+  tokenizer = os.path.join(REPO, costs.DEFAULT_TOKENIZER)
+  tokenizer = tokenizer if os.path.isdir(tokenizer) else None
+  priced = router.with_costs(costs.for_routing(str(prices), names, tokenizer_dir=tokenizer))
+  expected = priced.route(TEXTS[:3], cost_weight=2.0)
+  out = _cli(f"--workdir={workdir}", f"--costs={prices}", "--cost_weight=2", "--json", *TEXTS[:3])
   assert out.returncode == 0, out.stderr
-  assert out.stdout.splitlines() == [r.model for r in text_router.route(TEXTS[:3])]
+  records = [json.loads(line) for line in out.stdout.splitlines()]
+  assert [r["model"] for r in records] == [r.model for r in expected]
+  tokens = costs.token_counts(TEXTS[:3], tokenizer)
+  for r, n_tok in zip(records, tokens):
+    j = names.index(r["model"])
+    assert r["expected_cost"] == pytest.approx((n_tok * 1000 * j + 256 * 2000 * j) / 1e6)
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):

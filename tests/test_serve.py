@@ -240,7 +240,7 @@ def _post(setup, path, **kwargs):
     (b'{"queries": ["q"], "cost_weight": "high"}', 400, "'cost_weight' must be a number"),
     (b'{"queries": ["q"], "cost_weight": NaN}', 400, "not valid JSON"),
     (b'{"queries": ["q"], "candidates": ["nobody"]}', 400, "unknown candidate model(s) ['nobody']"),
-    (b'{"queries": ["q"], "budget": 0.0001}', 400, "below the cheapest"),
+    (b'{"queries": ["q"], "budget": 0.0001}', 400, "below the mean cost of the cheapest routing"),
     (b'{"query": ["q"]}', 400, "unknown field(s) ['query']"),
     (b'{"queries": ["' + b"x" * 5000 + b'"]}', 413, "exceeds the limit of 4000"),
 ])

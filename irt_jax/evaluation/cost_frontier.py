@@ -145,20 +145,21 @@ def routed(choice: np.ndarray, labels: np.ndarray, cost: np.ndarray) -> tuple[fl
   return float(cost[rows, choice].mean()), float((labels[rows, choice] == 1).mean())
 
 
-def frontier(proba: np.ndarray, labels: np.ndarray, cost: np.ndarray,
+def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
              train_order: np.ndarray, weights=None) -> dict:
-  """Points, baselines and summaries for test probabilities [n, M], labels
-  [n, M] (-1 unknown), cost [M] or [n, M] and the train best-first order."""
+  """Points, baselines and summaries for test logits [n, M], labels [n, M]
+  (-1 unknown), cost [M] or [n, M] and the train best-first order."""
   known = labels >= 0
   rows = np.flatnonzero(known.any(axis=1))
-  proba, labels, known = proba[rows], labels[rows], known[rows]
-  cost = np.array(np.broadcast_to(np.asarray(cost, np.float64), proba.shape))
+  logits, labels, known = np.asarray(logits, np.float64)[rows], labels[rows], known[rows]
+  proba = routing.sigmoid(logits)
+  cost = np.array(np.broadcast_to(np.asarray(cost, np.float64), logits.shape))
   if (np.isnan(cost) & known).any():
     raise ValueError("a known (query, model) cell has no cost")
   weights = default_weights(cost, known) if weights is None else np.asarray(weights)
   points = []
   for w in weights:
-    c, q = routed(routing.choose_with_cost(proba, cost, w, known), labels, cost)
+    c, q = routed(routing.choose_with_cost(logits, cost, w, known), labels, cost)
     points.append({"cost_weight": None if np.isinf(w) else float(w), "cost": c,
                    "accuracy": q})
   pc = np.array([p["cost"] for p in points])
@@ -171,8 +172,8 @@ def frontier(proba: np.ndarray, labels: np.ndarray, cost: np.ndarray,
   bc, bq = routed(best, labels, cost)
   correct = known & (labels == 1)
   # Oracle: the cheapest model that answers correctly, else the cheapest known.
-  oracle = np.where(correct.any(1), routing.choose_with_cost(proba, cost, np.inf, correct),
-                    routing.choose_with_cost(proba, cost, np.inf, known))
+  oracle = np.where(correct.any(1), routing.choose_with_cost(logits, cost, np.inf, correct),
+                    routing.choose_with_cost(logits, cost, np.inf, known))
   oc, oq = routed(oracle, labels, cost)
   singles = []
   for m in range(labels.shape[1]):
@@ -224,7 +225,7 @@ def strong_weak(proba, labels, known, cost, train_order) -> dict:
 def run_costs(ctx) -> costs_lib.Costs | None:
   """The costs of the run's data folder, [n_split, M] for the split's queries.
   Options: cost_source ('auto' | 'params'), tokenizer_dir, output_tokens."""
-  folder = datasets.data_dir(ctx.run.config, ctx.run.workdir)
+  folder = datasets.folder(ctx.run.config, ctx.run.workdir)
   opts = ctx.options or {}
   queries = ctx.data.split(ctx.split).queries
   names = list(ctx.data.model_names)
@@ -235,8 +236,7 @@ def run_costs(ctx) -> costs_lib.Costs | None:
     texts = None if ctx.data.prompts is None else list(ctx.data.prompts)
     table = costs_lib.for_data_dir(
         folder, names, list(ctx.data.query_ids), texts,
-        tokenizer_dir=opts.get("tokenizer_dir") or (
-            costs_lib.DEFAULT_TOKENIZER if os.path.isdir(costs_lib.DEFAULT_TOKENIZER) else None),
+        tokenizer_dir=opts.get("tokenizer_dir") or costs_lib.default_tokenizer(),
         output_tokens=float(opts.get("output_tokens", costs_lib.OUTPUT_TOKENS)))
     if table is not None:
       table = costs_lib.Costs(table.values[queries], table.source, table.unit, table.note)
@@ -255,9 +255,9 @@ class CostFrontierEvaluator:
     pred = ctx.predictions
     order = routing.best_single_order(ctx.data.split("train"))
     try:
-      out = frontier(pred.proba, pred.labels, table.values, order)
+      out = frontier(pred.logits, pred.labels, table.values, order)
     except ValueError as e:
-      folder = datasets.data_dir(ctx.run.config, ctx.run.workdir)
+      folder = datasets.folder(ctx.run.config, ctx.run.workdir)
       raise costs_lib.DataError(f"{os.path.join(folder, table.source)}: {e} (every known "
                                 f"{ctx.split} cell needs a cost)") from e
     names = list(ctx.data.model_names)
