@@ -150,8 +150,8 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
     raise coldstart.ColdStartError("--out must differ from --workdir (the old run is kept)")
   if responses and os.path.exists(os.path.join(out, "checkpoints")):
     raise coldstart.ColdStartError(f"{out}: already holds a run; choose another --out")
-  folder = datasets.data_dir(run.config, workdir)
-  data = datasets.load(run.config, workdir, require=())
+  folder = datasets.folder(run.config, workdir)
+  data = datasets.prepare_and_load(run.config, workdir, require=())
   prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
   ids, labels, prompts = [], np.zeros(0, np.int8), None
   a = np.zeros((0, len(prior.mean)))

@@ -2,7 +2,7 @@
 
 Parsing a paper-sized folder (4M split rows with prompt text, ~1.8 GB) takes
 seconds to tens of seconds; the parsed `ResponseData` is ~150 MB of arrays.
-`load` keeps it as one uncompressed .npz (plain arrays only; strings as UTF-8
+`load_and_cache` keeps it as one uncompressed .npz (plain arrays only; strings as UTF-8
 bytes plus offsets; read back with allow_pickle=False) under `cache_dir`,
 named by a key over the loader's arguments and, per source file, its size,
 mtime and a SHA-256 of its first and last MiB. Any change to a source file
@@ -94,7 +94,7 @@ def from_arrays(z) -> data_lib.ResponseData:
       benchmark_names=strings("benchmark_names"), splits=splits)
 
 
-def load(data_dir: str, cache_dir: str, *, benchmarks="", embeddings_file: str = "question_embeddings.npy",
+def load_and_cache(data_dir: str, cache_dir: str, *, benchmarks="", embeddings_file: str = "question_embeddings.npy",
          embeddings_cache: str | None = None, splits: Sequence[str] = data_lib.SPLITS,
          require: Sequence[str] = ("train", "val")) -> data_lib.ResponseData:
   """`data_lib.load_dataset` with its result kept in `cache_dir` for the next call.

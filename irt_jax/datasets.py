@@ -23,11 +23,16 @@ def synthetic_spec(config) -> synthetic.SyntheticSpec:
   return synthetic.SyntheticSpec(**dict(config.data.synthetic))
 
 
-def data_dir(config, workdir: str) -> str:
-  """The folder the run reads (the synthetic one is generated if absent)."""
+def folder(config, workdir: str) -> str:
+  """The folder the run reads (for the synthetic data, where it is generated)."""
+  return config.data.dir or os.path.join(workdir, "synthetic_data")
+
+
+def prepare_folder(config, workdir: str) -> str:
+  """`folder`, generating the synthetic data there first if it is absent."""
+  out = folder(config, workdir)
   if config.data.dir:
-    return config.data.dir
-  out = os.path.join(workdir, "synthetic_data")
+    return out
   if not os.path.exists(os.path.join(out, "test.csv")):
     # Written aside then renamed into place: processes of a multi-process job
     # sharing the workdir all generate the same data; the first rename wins and
@@ -74,12 +79,14 @@ def encode_if_needed(config, workdir: str, folder: str) -> str | None:
   return out
 
 
-def load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
-  folder = data_dir(config, workdir)
-  cache = encode_if_needed(config, workdir, folder)
-  # The parsed data is kept in the workdir (a run's resume and its eval.py read
-  # the same folder again); never beside shared or read-only data.
-  return data_cache.load(folder, os.path.join(workdir, "data_cache"),
+def prepare_and_load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
+  """The run's data. First prepares what is missing, once: generates the
+  synthetic data, encodes a text-only folder's prompts, keeps a parsed copy in
+  `workdir/data_cache` (a run's resume and its eval.py read the same folder
+  again; never written beside shared or read-only data)."""
+  path = prepare_folder(config, workdir)
+  cache = encode_if_needed(config, workdir, path)
+  return data_cache.load_and_cache(path, os.path.join(workdir, "data_cache"),
                          benchmarks=config.data.benchmarks,
                          embeddings_file=config.data.embeddings_file,
                          embeddings_cache=cache, require=require)
@@ -95,7 +102,7 @@ def encoder_record(config, workdir: str) -> dict:
   Without it, the encoder's name only (a Router must then be given a folder
   holding that encoder).
   """
-  folder = data_dir(config, workdir)
+  path = folder(config, workdir)
   if config.encoder.model_dir:
     model_dir = os.path.abspath(config.encoder.model_dir)
     return {"name": os.path.basename(os.path.normpath(model_dir)), "model_dir": model_dir,
@@ -103,7 +110,7 @@ def encoder_record(config, workdir: str) -> dict:
             "max_length": int(config.encoder.max_length) or None}
   return {"name": config.encoder.name, "model_dir": None, "fingerprint": None,
           "max_length": int(config.encoder.max_length) or None,
-          "embeddings": os.path.join(os.path.abspath(folder), config.data.embeddings_file)}
+          "embeddings": os.path.join(os.path.abspath(path), config.data.embeddings_file)}
 
 
 def weights_fingerprint(model_dir: str) -> str:

@@ -19,14 +19,16 @@ TRUTH_FILE = "truth.npz"
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-  n_models: int = 24
-  n_families: int = 4
-  n_queries: int = 3000
-  n_benchmarks: int = 5
-  embed_dim: int = 768
-  true_dim: int = 6
-  missing_frac: float = 0.0
-  seed: int = 0
+  """The generator's shape. No defaults here: `configs/common.py`
+  (`data.synthetic`) is their one home."""
+  n_models: int
+  n_families: int
+  n_queries: int
+  n_benchmarks: int
+  embed_dim: int
+  true_dim: int
+  missing_frac: float
+  seed: int
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

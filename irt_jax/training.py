@@ -283,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   kind = models.for_config(config)  # an unknown kind or field fails before data is read
   kind.spec(config.model, 1, 1)
   # --- Data and layout ------------------------------------------------------
-  data = datasets.load(config, workdir)
+  data = datasets.prepare_and_load(config, workdir)
   logging.info("%s", data_lib.describe(data))
   index = {**data.index_maps(), "encoder": datasets.encoder_record(config, workdir)}
   if not kind.trained_by_gradient:

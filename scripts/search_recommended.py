@@ -66,7 +66,7 @@ def main(argv):
         t0 = time.time()
         summary = training.train_and_evaluate(config, workdir)
         run = predictors.load(workdir, "best")
-        data = datasets.load(run.config, workdir, require=("train", "val"))
+        data = datasets.prepare_and_load(run.config, workdir, require=("train", "val"))
         rep = evaluation.evaluate(run, data, "val")
         record = {"name": name, "dataset": dataset, "seed": seed, "overrides": overrides,
                   "val_accuracy": rep["correctness"]["accuracy"],

@@ -37,9 +37,15 @@ def config():
   return test_config.get_config()
 
 
+def synthetic_spec(**overrides) -> synthetic.SyntheticSpec:
+  """The configs' synthetic-data settings (their one home), with `overrides`."""
+  from configs import common
+  return synthetic.SyntheticSpec(**{**dict(common.get_config().data.synthetic), **overrides})
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
   """A small synthetic dataset in the compact layout (shared, read-only)."""
-  spec = synthetic.SyntheticSpec(n_models=8, n_queries=200, embed_dim=16, n_benchmarks=3,
-                                 true_dim=3, missing_frac=0.2, seed=3)
+  spec = synthetic_spec(n_models=8, n_queries=200, embed_dim=16, n_benchmarks=3,
+                        true_dim=3, missing_frac=0.2, seed=3)
   return synthetic.write(str(tmp_path_factory.mktemp("synthetic")), spec)

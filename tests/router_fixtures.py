@@ -9,6 +9,7 @@ from configs import test as test_config
 from irt_jax import training
 from irt_jax.router import Router
 from tests.test_encoder import make_tiny_model
+from tests.conftest import synthetic_spec
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def text_run(tmp_path_factory):
   """A run trained from prompts alone, with a tiny encoder recorded in its checkpoint."""
   from irt_jax import synthetic
   base = tmp_path_factory.mktemp("text_run")
-  folder = synthetic.write(str(base / "data"), synthetic.SyntheticSpec(
+  folder = synthetic.write(str(base / "data"), synthetic_spec(
       n_models=6, n_queries=100, embed_dim=16, n_benchmarks=2, true_dim=2, seed=5))
   os.remove(os.path.join(folder, "question_embeddings.npy"))
   encoder_dir = str(make_tiny_model(base / "tiny-encoder", "bert"))

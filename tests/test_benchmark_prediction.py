@@ -18,6 +18,7 @@ from irt_jax.evaluation import benchmark_prediction as bp
 from irt_jax.evaluation import calibration
 from irt_jax.evaluation import plots
 from tests.conftest import REPO
+from tests.conftest import synthetic_spec
 
 
 # ----------------------------------------------------------------------------
@@ -135,8 +136,8 @@ def test_cell_accuracy():
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-  spec = synthetic.SyntheticSpec(n_models=6, n_queries=240, embed_dim=8, n_benchmarks=3,
-                                 true_dim=2, missing_frac=0.1, seed=5)
+  spec = synthetic_spec(n_models=6, n_queries=240, embed_dim=8, n_benchmarks=3,
+                        true_dim=2, missing_frac=0.1, seed=5)
   folder = synthetic.write(str(tmp_path_factory.mktemp("bp_data")), spec)
   return folder, data_lib.load_dataset(folder)
 

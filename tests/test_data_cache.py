@@ -42,7 +42,7 @@ def _assert_same(a: data_lib.ResponseData, b: data_lib.ResponseData):
 def test_cached_copy_round_trips_and_is_used(tmp_path, monkeypatch):
   folder = _folder(tmp_path / "data")
   cache = str(tmp_path / "cache")
-  first = data_cache.load(folder, cache)
+  first = data_cache.load_and_cache(folder, cache)
   _assert_same(first, data_lib.load_dataset(folder))
   assert first.prompts == ("Café, ☕ \"quoted\"", "", "line\nbreak")
   (path,) = [os.path.join(cache, f) for f in os.listdir(cache)]
@@ -53,13 +53,13 @@ def test_cached_copy_round_trips_and_is_used(tmp_path, monkeypatch):
     raise AssertionError("the CSV files were parsed again")
 
   monkeypatch.setattr(data_lib, "load_dataset", no_parse)
-  _assert_same(data_cache.load(folder, cache), first)
+  _assert_same(data_cache.load_and_cache(folder, cache), first)
 
 
 def test_changed_source_file_is_read_again(tmp_path):
   folder = _folder(tmp_path / "data")
   cache = str(tmp_path / "cache")
-  before = data_cache.load(folder, cache)
+  before = data_cache.load_and_cache(folder, cache)
   assert before.split("val").labels.tolist() == [[-1, 1]]
   path = os.path.join(folder, "val.csv")
   stat = os.stat(path)
@@ -68,21 +68,21 @@ def test_changed_source_file_is_read_again(tmp_path):
   with open(path, "w") as f:  # same size, same mtime: only the content differs
     f.write(text.replace("m-b,q3,1", "m-b,q3,0"))
   os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-  after = data_cache.load(folder, cache)
+  after = data_cache.load_and_cache(folder, cache)
   assert after.split("val").labels.tolist() == [[-1, 0]]
   assert len(os.listdir(cache)) == 2
   # Other loader arguments are other entries too.
-  assert data_cache.load(folder, cache, benchmarks="irtnet").benchmark_names != after.benchmark_names
+  assert data_cache.load_and_cache(folder, cache, benchmarks="irtnet").benchmark_names != after.benchmark_names
 
 
 def test_unreadable_cached_copy_is_replaced(tmp_path):
   folder = _folder(tmp_path / "data")
   cache = str(tmp_path / "cache")
-  data_cache.load(folder, cache)
+  data_cache.load_and_cache(folder, cache)
   (name,) = os.listdir(cache)
   with open(os.path.join(cache, name), "wb") as f:
     f.write(b"not an npz")
-  _assert_same(data_cache.load(folder, cache), data_lib.load_dataset(folder))
+  _assert_same(data_cache.load_and_cache(folder, cache), data_lib.load_dataset(folder))
   with np.load(os.path.join(cache, name), allow_pickle=False) as z:
     assert "embeddings" in z.files
 
@@ -91,5 +91,5 @@ def test_errors_are_not_cached(tmp_path):
   folder = _folder(tmp_path / "data")
   os.remove(os.path.join(folder, "val.csv"))
   with pytest.raises(data_lib.DataError, match="val.csv: file not found"):
-    data_cache.load(folder, str(tmp_path / "cache"))
+    data_cache.load_and_cache(folder, str(tmp_path / "cache"))
   assert not os.path.exists(tmp_path / "cache") or not os.listdir(tmp_path / "cache")

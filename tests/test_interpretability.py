@@ -18,6 +18,7 @@ from irt_jax.evaluation import interpretability as interp
 from irt_jax.evaluation import plots
 from irt_jax.evaluation import report as report_lib
 from irt_jax.models import base
+from tests.conftest import synthetic_spec
 
 
 def test_per_query_and_benchmark_accuracy_skip_unknown_answers():
@@ -63,7 +64,7 @@ def test_gate_usage_mean_weights_and_entropies():
 def context(tmp_path_factory):
   """A context over synthetic data with an untrained IrtNet (statistics, not quality)."""
   from irt_jax import synthetic
-  folder = synthetic.write(str(tmp_path_factory.mktemp("interp")), synthetic.SyntheticSpec(
+  folder = synthetic.write(str(tmp_path_factory.mktemp("interp")), synthetic_spec(
       n_models=6, n_queries=150, embed_dim=16, n_benchmarks=3, true_dim=2, missing_frac=0.1,
       seed=2))
   data = data_lib.load_dataset(folder)

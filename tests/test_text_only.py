@@ -27,7 +27,7 @@ def test_missing_embeddings_without_an_encoder_is_a_clear_error(config, text_onl
   config.data.dir = folder
   with pytest.raises(data_lib.DataError, match=r"question_embeddings\.npy: file not found .* "
                                                r"`python -m irt_jax\.encode"):
-    datasets.load(config, str(tmp_path / "w"))
+    datasets.prepare_and_load(config, str(tmp_path / "w"))
 
 
 def test_training_from_text_alone_encodes_once_and_routes(config, text_only, tmp_path):
@@ -58,7 +58,7 @@ def test_read_only_text_folder_caches_in_the_workdir(config, text_only, tmp_path
   real_access = os.access
   monkeypatch.setattr(datasets.os, "access",  # as for a user who may not write there
                       lambda path, mode: False if path == folder else real_access(path, mode))
-  data = datasets.load(config, workdir)
+  data = datasets.prepare_and_load(config, workdir)
   assert os.path.exists(os.path.join(workdir, "question_embeddings.npy"))
   assert not os.path.exists(os.path.join(folder, "question_embeddings.npy"))
   assert data.embeddings.shape[0] == data.n_queries

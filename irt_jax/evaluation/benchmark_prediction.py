@@ -314,7 +314,7 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
   train_data, target = data_splits.leave_out(data, b, protocol, seed=config.seed)
   folder = os.path.join(subdir, "data")
   if not os.path.exists(os.path.join(folder, "train.csv")):
-    data_splits.write_folder(train_data, folder, datasets.data_dir(config, workdir),
+    data_splits.write_folder(train_data, folder, datasets.folder(config, workdir),
                              config.data.embeddings_file)
   training.train_and_evaluate(_sub_config(config, folder, protocol), subdir)
   try:
@@ -356,7 +356,7 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
       raise ValueError(f"{workdir} holds a {saved['kind']}/{saved['protocol']} benchmark-"
                        f"prediction run; use another --workdir for {setup['kind']}/{protocol}")
   utils.write_json(setup_path, setup)
-  data = datasets.load(config, workdir, require=("train", "val"))
+  data = datasets.prepare_and_load(config, workdir, require=("train", "val"))
   names = list(data.benchmark_names)
   chosen = names if not benchmarks else list(benchmarks)
   unknown = [b for b in chosen if b not in names]

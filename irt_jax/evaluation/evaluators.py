@@ -128,7 +128,7 @@ class SyntheticTruthEvaluator:
   def run(self, ctx: Context) -> dict:
     from irt_jax import datasets, synthetic
     from irt_jax.models import base
-    folder = datasets.data_dir(ctx.run.config, ctx.run.workdir)
+    folder = datasets.folder(ctx.run.config, ctx.run.workdir)
     predictor = ctx.run.predictor
     if not os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
       return {"skipped": "no synthetic truth beside this data"}
