@@ -2,7 +2,11 @@
 and matches hand or reference computations."""
 
 import importlib
+import json
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +21,7 @@ from irt_jax import routing
 from irt_jax import training
 from irt_jax.evaluation import metrics
 from irt_jax.models import knn, logreg, mf, routerdc
+from tests.conftest import REPO
 
 KINDS = ("irtnet", "irtnet_linear", "mf", "knn", "logreg", "routerdc")
 
@@ -68,6 +73,31 @@ def test_compare_tabulates_runs_of_every_kind(trained):
   for k in KINDS:  # each row is that run's own report, not a copy of the first
     assert rows[k]["auc"] == pytest.approx(result["runs"][k]["correctness"]["auc"])
   assert len({rows[k]["log_loss"] for k in KINDS}) == len(KINDS)
+
+
+def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, tmp_path):
+  a, b, c = (trained[k][0] for k in ("irtnet", "knn", "mf"))
+  out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={b},{c}",
+                        f"--output_dir={tmp_path / 'cmp'}"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  for name in ("irtnet", "knn", "mf", "oracle", "best_single", "random"):
+    assert name in out.stdout
+  written = json.load(open(tmp_path / "cmp" / "compare.json"))
+  assert [r["run"] for r in written["table"][:3]] == ["irtnet", "knn", "mf"]
+  assert written["runs"]["knn"]["routing"]["micro"] == pytest.approx(
+      evaluation.compare([b], "test")["runs"]["knn"]["routing"]["micro"])
+  assert os.path.getsize(tmp_path / "cmp" / "plots" / "compare_routing_per_benchmark.png") > 5000
+  # A run of other LLMs (a different dataset) is refused in one line, not scored
+  # on columns that mean other models.
+  other = tmp_path / "other"
+  config = tiny_config("knn")
+  config.data.synthetic.n_models = 5
+  training.train_and_evaluate(config, str(other))
+  out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={other}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0 and "Traceback" not in out.stderr
+  assert out.stderr.strip().splitlines()[-1].startswith(f"eval.py: {other}: trained on other LLMs")
 
 
 def test_knn_votes_over_the_k_nearest_known_answers():

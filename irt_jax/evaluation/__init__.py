@@ -38,7 +38,7 @@ def default_evaluators(run: predictors.Run, options: dict | None = None) -> tupl
   if (options or {}).get("benchmark_prediction") or os.path.exists(
       os.path.join(run.workdir, benchmark_prediction.RESULT_FILE)):
     names.append("benchmark_prediction")
-  folder = datasets.data_dir(run.config, run.workdir)
+  folder = datasets.folder(run.config, run.workdir)
   from irt_jax import synthetic
   if os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
     names.append("synthetic_truth")
@@ -53,7 +53,7 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   """Restores `workdir`'s checkpoint, evaluates a split, writes report.json and
   report.md (with PNG plots in plots/) in `output_dir` (default WORKDIR/eval)."""
   trained = predictors.load(workdir, step)
-  data = datasets.load(trained.config, workdir, require=("train", split))
+  data = datasets.prepare_and_load(trained.config, workdir, require=("train", split))
   out = output_dir or os.path.join(workdir, "eval")
   options = {"plot_dir": out, **(options or {})}  # evaluators' figures go beside the report
   report = evaluate(trained, data, split, names or default_evaluators(trained, options),
@@ -67,7 +67,18 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
 def compare(workdirs: list[str], split: str = "test", step: int | str = "best") -> dict:
   """Evaluates several runs (any kinds) on the first run's data; one table."""
   runs = [predictors.load(w, step) for w in workdirs]
-  data = datasets.load(runs[0].config, runs[0].workdir, require=("train", split))
+  for w, r in zip(workdirs[1:], runs[1:]):
+    # Every run is scored on the first run's data: its columns must be the same
+    # LLMs in the same order, and it must read the same embeddings.
+    if list(r.model_names) != list(runs[0].model_names):
+      raise ValueError(f"{w}: trained on other LLMs than {workdirs[0]} ({len(r.model_names)} "
+                       f"vs {len(runs[0].model_names)}; first difference: "
+                       f"{_first_difference(r.model_names, runs[0].model_names)}); compare "
+                       f"runs of one dataset")
+    if r.predictor.input_dim != runs[0].predictor.input_dim:
+      raise ValueError(f"{w}: reads {r.predictor.input_dim}-d embeddings, {workdirs[0]} "
+                       f"{runs[0].predictor.input_dim}-d; compare runs of one dataset")
+  data = datasets.prepare_and_load(runs[0].config, runs[0].workdir, require=("train", split))
   reports = {}
   for w, r in zip(workdirs, runs):
     label = os.path.basename(os.path.normpath(w))
@@ -76,6 +87,13 @@ def compare(workdirs: list[str], split: str = "test", step: int | str = "best") 
     reports[label] = evaluate(r, data, split)
   return {"dataset": data.name, "split": split, "runs": reports,
           "table": report_lib.compare_rows(reports)}
+
+
+def _first_difference(a, b) -> str:
+  for i, (x, y) in enumerate(zip(a, b)):
+    if x != y:
+      return f"position {i}: {x!r} vs {y!r}"
+  return f"position {min(len(a), len(b))}: one list ends"
 
 
 def write_compare(result: dict, output_dir: str) -> str:
