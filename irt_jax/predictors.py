@@ -57,7 +57,7 @@ class Predictor:
                        f"which reads {self.input_dim}-d embeddings")
     fn = _jitted_logits(self.kind, self.spec)
     n, out = embeddings.shape[0], []
-    params = jax.device_put(self.params)  # host weights cross to the device once per call
+    params = self._prepared
     for start in range(0, n, chunk):
       part = np.asarray(embeddings[start:start + chunk], np.float32)
       rows = part.shape[0]
@@ -68,6 +68,15 @@ class Predictor:
     if not out:
       return np.zeros((0, len(self.model_names)), np.float32)
     return np.concatenate(out)
+
+  @functools.cached_property
+  def _prepared(self):
+    """The params on the device, in the kind's prediction form (`Kind.prepare`),
+    made once per predictor: a call then moves only its queries, not the weights."""
+    params = jax.device_put(self.params)
+    if self.kind.prepare is not None:
+      params = jax.jit(self.kind.prepare, static_argnums=1)(params, self.spec)
+    return jax.block_until_ready(params)
 
   def proba(self, embeddings: np.ndarray) -> np.ndarray:
     """P(correct) [N, M]; for ranking use `logits`."""
@@ -83,6 +92,8 @@ class Predictor:
 
 @functools.lru_cache(maxsize=32)
 def _jitted_logits(kind: base.Kind, spec):
+  if kind.prepared_logits is not None:
+    return jax.jit(lambda prepared, v: kind.prepared_logits(prepared, v, spec))
   return jax.jit(lambda params, v: kind.logits(params, v, spec))
 
 

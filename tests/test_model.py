@@ -53,6 +53,12 @@ def test_logits_match_numpy_reference(kw):
   got = np.asarray(model_lib.predict_logits(params, v, spec))
   want = _numpy_logits(params, v.astype(np.float64), spec)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # The prediction form (heads and abilities folded into the second expert layer)
+  # is the same function.
+  folded = model_lib.fold_for_prediction(params, spec)
+  assert folded["w2"].shape == (spec.n_shared + spec.n_experts, spec.hidden_dim, spec.n_models + 1)
+  np.testing.assert_allclose(np.asarray(model_lib.folded_logits(folded, v, spec)), want,
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_torch_default_init_ranges():

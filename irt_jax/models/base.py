@@ -91,6 +91,11 @@ class Kind:
   loss_sum(params, batch, spec, rng) -> (sum over observed cells, logits)
       (gradient kinds; default: masked BCE of `logits`)
   fit(spec, data, config, rng) -> params          (fitted kinds; may read val)
+  prepare(params, spec) -> prepared; prepared_logits(prepared, embeddings, spec) -> [B, M]
+      (optional, together): prediction-only re-association of the same function
+      (e.g. folding every linear map after the last nonlinearity into one
+      matrix), computed once per loaded predictor. Must equal `logits` without
+      `train` up to float rounding; routing and evaluation then use it.
   """
   name: str
   spec_cls: type
@@ -99,11 +104,15 @@ class Kind:
   fit: Optional[Callable[..., Params]] = None
   loss_sum: Optional[Callable[..., tuple[jax.Array, jax.Array]]] = None
   irt: Optional[IrtView] = None
+  prepare: Optional[Callable[[Params, Any], Any]] = None
+  prepared_logits: Optional[Callable[..., jax.Array]] = None
   description: str = ""
 
   def __post_init__(self):
     if (self.init is None) == (self.fit is None):
       raise TypeError(f"kind {self.name!r}: give exactly one of init (gradient) or fit")
+    if (self.prepare is None) != (self.prepared_logits is None):
+      raise TypeError(f"kind {self.name!r}: give prepare and prepared_logits together")
 
   @property
   def trained_by_gradient(self) -> bool:

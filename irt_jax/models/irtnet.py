@@ -188,6 +188,35 @@ def predict_logits(params: Params, embeddings: jax.Array, spec: ModelSpec, *,
   return irt_logits(params["theta"], a, b)
 
 
+def fold_for_prediction(params: Params, spec: ModelSpec) -> Params:
+  """Everything after the experts' ReLU folded into one matrix, for prediction.
+
+  Without dropout the map from the gated hidden activations to the logits is
+  linear: h = sum_e c_e (hidden_e W2_e + b2_e) with c_e = 1 (shared) or the
+  gate weight, a = h A + a_b, b = h w_b + b_b, logit_m = a . theta_m - b. So
+  with C = [A theta^T, -w_b] ([O, M+1]), the second expert layer becomes
+  W2_e C ([H, M+1] instead of [H, O]), and the heads and theta disappear: at
+  M + 1 < O that is fewer FLOPs and fewer weight bytes per query.
+  """
+  experts, heads, theta = params["experts"], params["heads"], params["theta"]
+  cols = jnp.concatenate([heads["a_w"] @ theta.T, -heads["b_w"][:, None]], axis=1)
+  return {"w1": experts["w1"], "b1": experts["b1"], "gate": params["gate"],
+          "w2": jnp.einsum("eho,om->ehm", experts["w2"], cols),
+          "b2": experts["b2"] @ cols,
+          "const": jnp.concatenate([heads["a_b"] @ theta.T, -heads["b_b"][None]])}
+
+
+def folded_logits(folded: Params, embeddings: jax.Array, spec: ModelSpec) -> jax.Array:
+  """`predict_logits` (no dropout, no noise) from `fold_for_prediction`'s output."""
+  v = embeddings.astype(jnp.float32)
+  hidden = jax.nn.relu(jnp.einsum("bd,deh->beh", v, folded["w1"]) + folded["b1"])
+  gates = gate_weights(folded["gate"], v, spec.top_k)
+  c = jnp.concatenate([jnp.ones((v.shape[0], spec.n_shared), jnp.float32), gates], axis=1)
+  out = jnp.einsum("beh,ehm->bm", hidden * c[:, :, None], folded["w2"])
+  out = out + c @ folded["b2"] + folded["const"]
+  return out[:, :-1] + out[:, -1:]
+
+
 def query_difficulty(params: Params, embeddings: jax.Array, spec: ModelSpec
                      ) -> tuple[jax.Array, jax.Array]:
   """Interpretable (a_q, difficulty_q) with abilities centred at zero.
@@ -217,4 +246,5 @@ KIND = base.Kind(
                      gate=lambda params, v, spec: gate_weights(params["gate"],
                                                                v.astype(jnp.float32),
                                                                spec.top_k)),
+    prepare=fold_for_prediction, prepared_logits=folded_logits,
     description="IrtNet: MoE query network -> (a_q, b_q), free abilities theta_m")
