@@ -79,6 +79,41 @@ async def load(url: str, texts: list[str], concurrency: int) -> tuple[list[float
     return latencies, time.perf_counter() - start, errors
 
 
+def measure(router, texts: list[str], concurrency: int, max_batch_queries: int,
+            passes=("cold", "warm")) -> dict:
+  """Serves `router` (no upstreams) on a free 127.0.0.1 port and sends each text
+  as one single-query POST /route, `concurrency` at a time, once per pass.
+  Per pass: p50/p99 latency (ms), routes/s, errors, queries per encoder call."""
+  import uvicorn
+  app = serving.create_app(router, {}, serving.Limits(max_batch_queries=max_batch_queries))
+  sock = socket.socket()
+  sock.bind(("127.0.0.1", 0))
+  server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+  thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+  thread.start()
+  for _ in range(6000):
+    if server.started:
+      break
+    time.sleep(0.05)
+  url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+  batcher = app.state.batcher
+  out = {}
+  try:
+    # Pass 1 (cold): compiles each (rows, token length) shape the traffic meets.
+    # Pass 2 (warm): the same queries again, in batches mostly of shapes seen.
+    for label in passes:
+      b0, r0 = batcher.batches, batcher.rows
+      latencies, elapsed, errors = asyncio.run(load(url, texts, concurrency))
+      ms = np.asarray(latencies) * 1e3
+      out[label] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                    "routes_per_s": len(texts) / elapsed, "errors": int(errors),
+                    "queries_per_encoder_call": (batcher.rows - r0) / max(batcher.batches - b0, 1)}
+  finally:
+    server.should_exit = True
+    thread.join(timeout=30)
+  return out
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -91,42 +126,23 @@ def main() -> None:
   ap.add_argument("--max_batch_queries", type=int, default=serving.Limits().max_batch_queries)
   args = ap.parse_args()
 
-  import uvicorn
   if args.fake_encoder:
     from irt_jax import predictors
     predictor = predictors.load(args.workdir).predictor
     router = Router.from_predictor(predictor, HashEncoder(predictor.input_dim))
   else:
     router = Router.from_checkpoint(args.workdir, args.encoder_dir)
-  app = serving.create_app(router, {}, serving.Limits(max_batch_queries=args.max_batch_queries))
-  sock = socket.socket()
-  sock.bind(("127.0.0.1", 0))
-  server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-  thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-  thread.start()
-  for _ in range(6000):
-    if server.started:
-      break
-    time.sleep(0.05)
-  url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-  texts = queries(args.queries, args.requests)
-  batcher = app.state.batcher
   import jax
   print(f"device={jax.devices()[0].platform} "
         f"encoder={'hash' if args.fake_encoder else router.encoder.name} "
         f"requests={args.requests} concurrency={args.concurrency} "
         f"max_batch_queries={args.max_batch_queries}")
-  # Pass 1 (cold): compiles each (rows, token length) shape the traffic meets.
-  # Pass 2 (warm): the same queries again, in batches mostly of shapes seen.
-  for label in ("cold", "warm"):
-    b0, r0 = batcher.batches, batcher.rows
-    latencies, elapsed, errors = asyncio.run(load(url, texts, args.concurrency))
-    ms = np.asarray(latencies) * 1e3
-    print(f"{label}: p50={np.percentile(ms, 50):.1f} ms  p99={np.percentile(ms, 99):.1f} ms  "
-          f"routes/s={args.requests / elapsed:.1f}  errors={errors}  "
-          f"queries/encoder call={(batcher.rows - r0) / max(batcher.batches - b0, 1):.1f}")
-  server.should_exit = True
-  thread.join(timeout=30)
+  result = measure(router, queries(args.queries, args.requests), args.concurrency,
+                   args.max_batch_queries)
+  for label, r in result.items():
+    print(f"{label}: p50={r['p50_ms']:.1f} ms  p99={r['p99_ms']:.1f} ms  "
+          f"routes/s={r['routes_per_s']:.1f}  errors={r['errors']}  "
+          f"queries/encoder call={r['queries_per_encoder_call']:.1f}")
 
 
 if __name__ == "__main__":

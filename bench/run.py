@@ -57,6 +57,7 @@ from irt_jax import predictors
 from irt_jax.models import irtnet as model_lib
 from irt_jax import parallel
 from irt_jax import routing
+from irt_jax import serving
 from irt_jax import training
 
 ModelSpec = model_lib.ModelSpec
@@ -64,10 +65,11 @@ init_params = model_lib.init_params
 count_params = model_lib.count_params
 
 
-def predict_proba(params, embeddings, spec):
-  """The production prediction path (predictors.Predictor: bucketed jit, logits)."""
+def make_predictor(params, spec) -> predictors.Predictor:
+  """The production prediction path: one Predictor, as a Router holds (its
+  weights are moved and folded into their prediction form once)."""
   names = tuple(str(i) for i in range(spec.n_models))
-  return predictors.Predictor(model_lib.KIND, spec, params, names).logits(embeddings)
+  return predictors.Predictor(model_lib.KIND, spec, params, names)
 
 
 query_representation = model_lib.query_representation
@@ -335,11 +337,11 @@ def item_steps(args, ctx) -> dict:
   return out
 
 
-def _route_rate(params, spec, names, batch: int, min_s: float) -> dict:
+def _route_rate(predictor, names, batch: int, min_s: float) -> dict:
   rng = np.random.default_rng(batch)
-  v = rng.normal(size=(batch, spec.input_dim)).astype(np.float32)
-  fn = lambda: route_names(predict_proba(params, v, spec), names)
-  predict_proba(params, v[:256], spec)  # compiles the buckets this batch size uses
+  v = rng.normal(size=(batch, predictor.input_dim)).astype(np.float32)
+  fn = lambda: route_names(predictor.logits(v), names)
+  predictor.logits(v[:256])  # compiles the buckets this batch size uses
   best, median = best_time(fn, min_s=min_s, min_reps=1 if batch > 1000 else 5)
   return {"queries_per_s": batch / median, "median_ms": 1e3 * median, "best_ms": 1e3 * best}
 
@@ -350,18 +352,40 @@ def item_route(args, ctx) -> dict:
   params = jax.device_put(init_params(jax.random.PRNGKey(0), spec))
   names = [f"llm-{i}" for i in range(112)]
   min_s = 0.5 if args.quick else 3.0
-  rates = {b: _route_rate(params, spec, names, b, min_s) for b in (1, 64, 4096)}
-  flops_per_query = 2 * (768 * 40 * 512 + 40 * 512 * 256 + 768 * 39 + 256 * 233 + 233 * 112)
+  predictor = make_predictor(params, spec)
+  rates = {b: _route_rate(predictor, names, b, min_s) for b in (1, 64, 4096)}
+  # The same weights without the folded prediction form, in the same run.
+  import dataclasses
+  unfolded = dataclasses.replace(predictor, kind=dataclasses.replace(
+      model_lib.KIND, prepare=None, prepared_logits=None))
+  plain = {b: _route_rate(unfolded, names, b, min_s) for b in (1, 64, 4096)}
+  # Per query in the prediction form (predictors.Predictor): first expert layers,
+  # the gate, and the second layers folded with the heads and abilities (113 columns).
+  flops_per_query = 2 * (768 * 40 * 512 + 768 * 39 + 40 * 512 * 113 + 40 * 113)
   peaks = ctx.get("peaks")
   out = {"route_queries_per_s": {str(b): r["queries_per_s"] for b, r in rates.items()},
          "route_latency_ms": rates[1]["median_ms"], "detail": {str(b): r for b, r in rates.items()},
-         "flops_per_query": flops_per_query, "shape": "paper: 112 LLMs, 768-d, 39+1 experts"}
+         "flops_per_query": flops_per_query, "shape": "paper: 112 LLMs, 768-d, 39+1 experts",
+         "unfolded_queries_per_s": {str(b): r["queries_per_s"] for b, r in plain.items()},
+         "unfolded_latency_ms": plain[1]["median_ms"]}
   if peaks:
     out["route_queries_per_s_compute_limit"] = peaks["peak_matmul_gflops"] * 1e9 / flops_per_query
-    out["route_latency_ms_memory_limit"] = (1e3 * 4 * count_params(params)
+    out["route_latency_ms_memory_limit"] = (1e3 * 4 * count_params(predictor._prepared)
                                             / (peaks["peak_memory_gbps"] * 1e9))
-  out["route_http_latency_ms"] = None
-  out["route_http_note"] = "no HTTP routing service in this tree yet"
+  # POST /route over HTTP (irt_jax.serving under uvicorn, in this process), one
+  # query per request, the same predictor behind a hash "encoder": the service's
+  # own cost. Sequential requests give the latency; 16 concurrent, the rate.
+  sys.path.insert(0, str(REPO / "bench"))
+  import bench_serve
+  from irt_jax.router import Router
+  router = Router.from_predictor(predictor, bench_serve.HashEncoder(spec.input_dim))
+  texts = bench_serve.queries(None, 200 if args.quick else 1000)
+  batch = serving.Limits().max_batch_queries
+  one = bench_serve.measure(router, texts, 1, batch)["warm"]
+  many = bench_serve.measure(router, texts, 16, batch)["warm"]
+  out["route_http_latency_ms"] = {"p50": one["p50_ms"], "p99": one["p99_ms"]}
+  out["route_http"] = {"sequential": one, "concurrency_16": many,
+                       "note": "warm pass; hash encoder (the service and predictor alone)"}
 
   # From text: MiniLM (384-d) embeddings into a router of the paper's size on 384-d input.
   if not (MINILM / "config.json").exists():
@@ -374,8 +398,8 @@ def item_route(args, ctx) -> dict:
   texts = [p for p in prompts if p][:256]
   tspec = ModelSpec.from_config(config.model, 112, 384)
   tparams = jax.device_put(init_params(jax.random.PRNGKey(0), tspec))
-  route_text = lambda batch: route_names(
-      predict_proba(tparams, enc.encode(batch, batch_size=64), tspec), names)
+  tpredictor = make_predictor(tparams, tspec)
+  route_text = lambda batch: route_names(tpredictor.logits(enc.encode(batch, batch_size=64)), names)
   text = {}
   for b in ((1, 8) if args.quick else (1, 64)):
     batch = texts[:b]
