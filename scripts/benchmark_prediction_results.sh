@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Leave-one-benchmark-out benchmark-score prediction on each real dataset, then one
-# summary table. Resumable: rerun the same command after an interruption.
+# Leave-one-benchmark-out benchmark-score prediction on each real dataset, for each
+# model kind, then the summary tables. Resumable: rerun the same command after an
+# interruption (finished held-out benchmarks are skipped).
 # Usage: bash scripts/benchmark_prediction_results.sh [datasets...]
-#        (default: llmrouter routerdc zeroeval; PROTOCOL=paper for IrtNet's protocol)
+#   (default: llmrouter routerdc zeroeval)
+#   CONFIGS="bench_predict irtnet_linear knn logreg"  configs/<name>.py to run (default: all four;
+#                                                     bench_predict is IrtNet at small sizes)
+#   PROTOCOL=paper                                    IrtNet's own protocol instead of ours
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 PROTOCOL=${PROTOCOL:-ours}
+CONFIGS=${CONFIGS:-bench_predict irtnet_linear knn logreg}
 DATASETS=${*:-llmrouter routerdc zeroeval}
-for d in $DATASETS; do
-  $PY -m irt_jax.benchmark_prediction --config=configs/bench_predict.py \
-    --config.data.dir=../shared/data/$d --workdir=runs/bp_${PROTOCOL}_$d --protocol=$PROTOCOL
+suffix() { [ "$PROTOCOL" = ours ] && echo "" || echo "_$PROTOCOL"; }
+for c in $CONFIGS; do
+  for d in $DATASETS; do
+    $PY -m irt_jax.benchmark_prediction --config=configs/$c.py \
+      --config.data.dir=../shared/data/$d --workdir=runs/bp_${c}_${d}$(suffix) --protocol=$PROTOCOL
+  done
 done
-$PY - "$PROTOCOL" $DATASETS <<'PY'
+$PY - "$(suffix)" "$CONFIGS" $DATASETS <<'PY'
 import json, sys
 from irt_jax.evaluation import report
-protocol, names = sys.argv[1], sys.argv[2:]
-print(report.benchmark_prediction_summary(
-    [json.load(open(f"runs/bp_{protocol}_{d}/benchmark_prediction.json")) for d in names]))
+suffix, configs, names = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+results = [json.load(open(f"runs/bp_{c}_{d}{suffix}/benchmark_prediction.json"))
+           for d in names for c in configs]
+print(report.benchmark_prediction_kinds_table(results))
+print(report.benchmark_prediction_summary(results))
 PY

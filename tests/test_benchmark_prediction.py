@@ -327,3 +327,17 @@ def splits_union(data):
   for s in data.splits.values():
     labels[s.queries] = np.where(s.mask, s.labels, labels[s.queries])
   return labels
+
+
+def test_kinds_table_puts_kinds_side_by_side_in_points():
+  from irt_jax.evaluation import report
+  m = lambda mae, bias, rho: {"mae": mae, "bias": bias, "spearman": rho, "kendall": 0.0}
+  results = [{"dataset": "d", "setup": {"kind": kind}, "mean": {
+      "0": {"zero_shot": m(0.2, -0.031, 0.7)},
+      "10": {"random": m(0.073, 0.001, 0.81), "adaptive": m(0.11, 0.004, 0.8),
+             "naive": m(0.09, 0.002, 0.77)}}} for kind in ("irtnet", "knn")]
+  lines = report.benchmark_prediction_kinds_table(results, ks=("10",)).splitlines()
+  assert lines[0].count("|") == 7 and len(lines) == 4
+  assert lines[2] == ("| d | irtnet | 20.0 / -3.1 / 0.70 | 7.3 / +0.1 / 0.81 | 11.0 / +0.4 / 0.80 | "
+                      "9.0 / +0.2 / 0.77 |")
+  assert lines[3].startswith("| d | knn |")

@@ -294,3 +294,23 @@ def benchmark_prediction_summary(results: list[dict]) -> str:
       out.append(f"| {label} | {k} | | | {cell(m.get('random'))} | {cell(m.get('adaptive'))} | "
                  f"{cell(m.get('naive'))} | {cell(m.get('naive_adaptive'))} |")
   return "\n".join(out) + "\n"
+
+
+def benchmark_prediction_kinds_table(results: list[dict], ks=("10", "25", "100")) -> str:
+  """Kinds side by side: one row per (dataset, kind), MAE / bias (points) /
+  Spearman of the model alone (k = 0) and, per k, the model plus k random
+  labels, plus k adaptive ones, and the naive mean of k random labels."""
+  cell = lambda m: "" if not m else (f"{100 * m['mae']:.1f} / {100 * m['bias']:+.1f} / "
+                                     f"{_num(m.get('spearman'), '.2f')}")
+  head = ["dataset", "kind", "k = 0: model alone"]
+  for k in ks:
+    head += [f"k = {k}: + random", "+ adaptive", "naive mean"]
+  out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in results:
+    mean = r["mean"]
+    row = [r["dataset"], r["setup"]["kind"], cell(mean["0"].get("zero_shot"))]
+    for k in ks:
+      m = mean.get(k, {})
+      row += [cell(m.get("random")), cell(m.get("adaptive")), cell(m.get("naive"))]
+    out.append("| " + " | ".join(row) + " |")
+  return "\n".join(out) + "\n"
