@@ -22,6 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from absl import logging
 
 SPLITS = ("train", "val", "test")
@@ -91,50 +93,69 @@ class ResponseData:
 # ----------------------------------------------------------------------------
 # Reading tables.
 
-def _check_rows(path: str) -> None:
-  """Every row has as many fields as the header, and header names are unique.
+def _header(path: str) -> list[str]:
+  """The header row (a UTF-8 BOM skipped); [] for an empty file."""
+  with open(path, newline="", encoding="utf-8-sig") as f:
+    return next(csv.reader(f), [])
 
-  pandas alone would not say: a file whose rows all carry one field more than
-  the header is read with the first column as the index (every column shifted
-  by one: a silently wrong matrix), and short rows are padded with ''.
-  """
+
+def _ragged_line(path: str) -> str | None:
+  """The first row whose field count differs from the header's, as a message
+  (None if every row fits). Slow (Python's csv): only to explain a failed read."""
   with open(path, newline="", encoding="utf-8-sig") as f:
     rows = csv.reader(f)
-    header = next(rows, None)
-    if not header:
-      raise DataError(f"{path}: is empty (no header row)")
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-      raise DataError(f"{path}: header repeats column(s) {repeated}")
+    header = next(rows, [])
     for row in rows:
       if row and len(row) != len(header):
-        raise DataError(f"{path}: line {rows.line_num} has {len(row)} field(s) but the header "
-                        f"has {len(header)}")
+        return f"line {rows.line_num} has {len(row)} field(s) but the header has {len(header)}"
+  return None
 
 
 def read_table(path: str, required: Sequence[str], what: str, *,
                columns: Sequence[str] | None = None) -> pd.DataFrame:
-  """A CSV as strings; a missing, unreadable or ragged file, a missing column, or
-  no rows, is a DataError naming the file.
+  """A CSV as strings; a missing, unreadable or ragged file, a repeated or
+  missing column, or no rows, is a DataError naming the file.
 
-  `columns`, if given, are the only ones kept (others, such as a split's prompt
-  text, are stepped over by the parser without making a string per row).
+  Read with pyarrow's CSV reader (multi-threaded, quoted newlines allowed),
+  which is strict where pandas is not: a row with more or fewer fields than the
+  header is an error, where pandas would shift every column by one (rows one
+  field longer become an index) or pad short rows with ''. `columns`, if given,
+  are the only ones converted (others, such as a split's prompt text, are
+  skipped without making a string per row).
   """
   if not os.path.exists(path):
     raise DataError(f"{path}: file not found ({what})")
   if not os.path.isfile(path):
     raise DataError(f"{path}: not a regular file ({what})")
   try:
-    _check_rows(path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False,
-                        encoding="utf-8-sig",
-                        usecols=(lambda c: c in columns) if columns is not None else None)
-  except (pd.errors.ParserError, UnicodeError, pd.errors.EmptyDataError, csv.Error,
-          OSError) as e:
+    header = _header(path)
+  except (UnicodeError, csv.Error, OSError) as e:
     raise DataError(f"{path}: cannot be parsed as UTF-8 CSV ({what}): {e}") from e
-  missing = [c for c in required if c not in frame.columns]
+  if not header:
+    raise DataError(f"{path}: is empty (no header row)")
+  repeated = sorted({c for c in header if header.count(c) > 1})
+  if repeated:
+    raise DataError(f"{path}: header repeats column(s) {repeated}")
+  missing = [c for c in required if c not in header]
   if missing:
-    raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    raise DataError(f"{path}: missing column(s) {missing}; found {header}")
+  keep = [c for c in header if columns is None or c in columns]
+  if not keep:
+    raise DataError(f"{path}: none of the columns {list(columns)} is in its header {header}")
+  try:
+    table = pacsv.read_csv(
+        path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=keep, column_types={c: pa.string() for c in keep},
+            strings_can_be_null=False, quoted_strings_can_be_null=False))
+  except (pa.ArrowInvalid, OSError) as e:
+    try:
+      reason = _ragged_line(path)
+    except (UnicodeError, csv.Error, OSError):
+      reason = None
+    detail = reason or str(e).splitlines()[0][:200]
+    raise DataError(f"{path}: cannot be parsed as UTF-8 CSV ({what}): {detail}") from e
+  frame = table.to_pandas()
   if frame.empty:
     raise DataError(f"{path}: has a header but no rows ({what} is empty)")
   return frame

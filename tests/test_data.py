@@ -122,6 +122,13 @@ def _rewrite_csv(path, fn):
     ("cell_in_two_splits", r"cell\(s\) appear in both train\.csv and val\.csv"),
     ("duplicate_model", r"model_order\.csv: column 'model_id' repeats"),
     ("unmatched_benchmark", r"categories .* match none of the benchmark names"),
+    # Every row one field longer than the header: pandas would read the first
+    # column as an index and shift every other column by one.
+    ("every_row_one_field_longer", r"train\.csv: cannot be parsed .*line 2 has \d+ field\(s\) but "
+                                   r"the header has \d+"),
+    ("short_row", r"val\.csv: cannot be parsed .*line 4 has 2 field\(s\)"),
+    ("repeated_header", r"test\.csv: header repeats column\(s\) \['label'\]"),
+    ("not_utf8", r"model_order\.csv: cannot be parsed as UTF-8 CSV"),
 ])
 def test_bad_input_names_file_and_problem(synthetic_dir, tmp_path, case, match):
   d = _copy(synthetic_dir, tmp_path)
@@ -163,6 +170,20 @@ def test_bad_input_names_file_and_problem(synthetic_dir, tmp_path, case, match):
     _rewrite_csv(p("model_order.csv"), lambda f: f.assign(model_id=["0"] + list(f["model_id"][1:-1]) + ["0"]))
   elif case == "unmatched_benchmark":
     benchmarks = "bench0,bench1"
+  elif case == "every_row_one_field_longer":
+    lines = open(p("train.csv")).read().splitlines()
+    open(p("train.csv"), "w").write("\n".join([lines[0]] + [l + ",x" for l in lines[1:]]) + "\n")
+  elif case == "short_row":
+    lines = open(p("val.csv")).read().splitlines()
+    lines[3] = "a,b"
+    open(p("val.csv"), "w").write("\n".join(lines) + "\n")
+  elif case == "repeated_header":
+    lines = open(p("test.csv")).read().splitlines()
+    lines = [lines[0] + ",label"] + [l + ",1" for l in lines[1:]]
+    open(p("test.csv"), "w").write("\n".join(lines) + "\n")
+  elif case == "not_utf8":
+    with open(p("model_order.csv"), "ab") as f:
+      f.write(b"\xff\xfe,\xff\n")
   with pytest.raises(data_lib.DataError, match=match):
     data_lib.load_dataset(d, benchmarks=benchmarks)
 
