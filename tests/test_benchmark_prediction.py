@@ -341,3 +341,7 @@ def test_kinds_table_puts_kinds_side_by_side_in_points():
   assert lines[2] == ("| d | irtnet | 20.0 / -3.1 / 0.70 | 7.3 / +0.1 / 0.81 | 11.0 / +0.4 / 0.80 | "
                       "9.0 / +0.2 / 0.77 |")
   assert lines[3].startswith("| d | knn |")
+  named = report.benchmark_prediction_kinds_table(results, ks=("10",), labels=["irtnet (small)", "knn"])
+  assert named.splitlines()[2].startswith("| d | irtnet (small) | 20.0 / -3.1 / 0.70 |")
+  with pytest.raises(ValueError, match="1 labels for 2 results"):
+    report.benchmark_prediction_kinds_table(results, labels=["x"])

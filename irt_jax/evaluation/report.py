@@ -296,19 +296,25 @@ def benchmark_prediction_summary(results: list[dict]) -> str:
   return "\n".join(out) + "\n"
 
 
-def benchmark_prediction_kinds_table(results: list[dict], ks=("10", "25", "100")) -> str:
+def benchmark_prediction_kinds_table(results: list[dict], ks=("10", "25", "100"),
+                                     labels: list[str] | None = None) -> str:
   """Kinds side by side: one row per (dataset, kind), MAE / bias (points) /
   Spearman of the model alone (k = 0) and, per k, the model plus k random
-  labels, plus k adaptive ones, and the naive mean of k random labels."""
+  labels, plus k adaptive ones, and the naive mean of k random labels.
+  `labels` (one per result) names the rows instead of the kind, e.g. when two
+  configs of one kind are compared."""
+  if labels is not None and len(labels) != len(results):
+    raise ValueError(f"{len(labels)} labels for {len(results)} results")
   cell = lambda m: "" if not m else (f"{100 * m['mae']:.1f} / {100 * m['bias']:+.1f} / "
                                      f"{_num(m.get('spearman'), '.2f')}")
   head = ["dataset", "kind", "k = 0: model alone"]
   for k in ks:
     head += [f"k = {k}: + random", "+ adaptive", "naive mean"]
   out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for r in results:
+  for i, r in enumerate(results):
     mean = r["mean"]
-    row = [r["dataset"], r["setup"]["kind"], cell(mean["0"].get("zero_shot"))]
+    label = labels[i] if labels is not None else r["setup"]["kind"]
+    row = [r["dataset"], label, cell(mean["0"].get("zero_shot"))]
     for k in ks:
       m = mean.get(k, {})
       row += [cell(m.get("random")), cell(m.get("adaptive")), cell(m.get("naive"))]
