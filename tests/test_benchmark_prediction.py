@@ -85,6 +85,21 @@ def test_offset_refit_and_combined_estimate_on_a_hand_case():
   assert bp.combined_estimate([0.0, np.log(3)], [0, 0], []) == pytest.approx((0.5 + 0.75) / 2)
 
 
+def test_fit_offset_reaches_the_map_when_p_saturates():
+  """Many pooled labels far from the logits (a benchmark-wide offset over 60 LLMs x
+  25 labels): plain Newton from the prior mean oscillated and returned the prior
+  mean itself here, biasing a held-out benchmark's estimate by +58 points."""
+  cases = [(np.full(1500, -8.0), np.ones(1500), 3.0), (np.full(1500, 9.0), np.zeros(1500), 3.0),
+           (np.r_[np.full(700, -12.0), np.full(800, 4.0)], np.r_[np.ones(700), np.zeros(800)], 1.0)]
+  for logits, labels, sd in cases:
+    delta = bp.fit_offset(logits, labels, prior_sd=sd)
+    p = 1 / (1 + np.exp(-(logits + delta)))
+    assert abs((labels - p).sum() - delta / sd ** 2) < 1e-6, (delta, sd)
+  # The first case by hand: 1500 (1 - sigmoid(delta - 8)) = delta / 9, i.e.
+  # exp(8 - delta) ~ delta / 13500, so delta - 8 ~ log(13500 / delta) and delta ~ 14.81.
+  assert bp.fit_offset(cases[0][0], cases[0][1], prior_sd=3.0) == pytest.approx(14.81, abs=0.01)
+
+
 def test_adaptive_selection_picks_the_most_informative_query():
   logits = np.array([0.0, 2.0, -1.0, 5.0])
   a_sq = np.array([1.0, 4.0, 1.0, 9.0])

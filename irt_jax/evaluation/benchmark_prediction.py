@@ -79,21 +79,43 @@ def _sigmoid(x):
 
 
 def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0.0,
-               iters: int = 50) -> float:
+               iters: int = 100) -> float:
   """MAP logit offset: max sum log Bernoulli(y | sigmoid(l + delta)) - (delta - mu)^2/(2 sd^2).
 
-  Newton's method on a strictly concave objective (converges from the prior mean).
+  The objective is strictly concave, so its gradient g(delta) is strictly
+  decreasing and the MAP is its one root. Plain Newton from the prior mean can
+  oscillate without converging when P saturates (many pooled labels against
+  logits far from them: the step jumps by about n * sd^2 and back), so the root
+  is first bracketed, then found by Newton steps that fall back to bisection
+  whenever a step leaves the bracket.
   """
   logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
-  delta = float(prior_mean)
+  mu, inv_var = float(prior_mean), 1.0 / prior_sd ** 2
+
+  def grad_hess(d):
+    p = _sigmoid(logits + d)
+    return (labels - p).sum() - (d - mu) * inv_var, -(p * (1 - p)).sum() - inv_var
+
+  g0, _ = grad_hess(mu)
+  if g0 == 0.0:
+    return mu
+  # |g(delta)| <= n + |delta - mu| / sd^2, so the root lies within n * sd^2 of mu.
+  width = max(len(labels), 1) / inv_var + 1.0
+  lo, hi = (mu, mu + width) if g0 > 0 else (mu - width, mu)
+  delta = mu
   for _ in range(iters):
-    p = _sigmoid(logits + delta)
-    grad = (labels - p).sum() - (delta - prior_mean) / prior_sd ** 2
-    hess = -(p * (1 - p)).sum() - 1.0 / prior_sd ** 2
-    step = grad / hess
-    delta -= step
-    if abs(step) < 1e-10:
-      break
+    g, h = grad_hess(delta)
+    if g > 0:
+      lo = max(lo, delta)
+    else:
+      hi = min(hi, delta)
+    step = g / h
+    candidate = delta - step
+    if not lo < candidate < hi:  # Newton left the bracket: bisect instead
+      candidate = 0.5 * (lo + hi)
+    if abs(candidate - delta) < 1e-10:
+      return float(candidate)
+    delta = candidate
   return float(delta)
 
 
