@@ -2,6 +2,9 @@
 # Leave-one-benchmark-out benchmark-score prediction on each real dataset, for each
 # model kind, then the summary tables. Resumable: rerun the same command after an
 # interruption (finished held-out benchmarks are skipped).
+# Then, for each dataset, one model of the bench_predict config trained on all
+# benchmarks and evaluated with the interpretability and calibration evaluators
+# and the benchmark-prediction table (runs/small_<dataset>/eval/report.md and plots/).
 # Usage: bash scripts/benchmark_prediction_results.sh [datasets...]
 #   (default: llmrouter routerdc zeroeval)
 #   CONFIGS="bench_predict irtnet_linear knn logreg"  configs/<name>.py to run (default: all four;
@@ -20,6 +23,16 @@ for c in $CONFIGS; do
       --config.data.dir=../shared/data/$d --workdir=runs/bp_${c}_${d}$(suffix) --protocol=$PROTOCOL
   done
 done
+if [ "$PROTOCOL" = ours ]; then
+  for d in $DATASETS; do
+    $PY train.py --config=configs/bench_predict.py --config.data.dir=../shared/data/$d \
+      --workdir=runs/small_$d
+    bp=runs/bp_bench_predict_$d
+    $PY eval.py --workdir=runs/small_$d --calibration_temperature \
+      $([ -f $bp/benchmark_prediction.json ] && echo --benchmark_prediction=$bp) > /dev/null
+    echo "runs/small_$d/eval/report.md: interpretability, calibration and benchmark prediction"
+  done
+fi
 $PY - "$(suffix)" "$CONFIGS" $DATASETS <<'PY'
 import json, sys
 from irt_jax.evaluation import report
