@@ -4,6 +4,7 @@
 
 At the paper's shape (112 LLMs) and llmrouter's (9), on one device:
   * `pmap`: the production step (training.py), state donated;
+  * `pmap_keep`: the same without donation (the old state stays allocated);
   * `jit_mesh`: the same per-device program as jit(shard_map) over a one-axis
     mesh, state donated: XLA's cost analysis shows how many bytes the
     donation copies of the pmapped program add;
@@ -54,6 +55,9 @@ def one_shape(n_models: int, reps: int = 6) -> None:
       "pmap": [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None), donate_argnums=(0,)),
                parallel.replicate(host_state),
                jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())],
+      "pmap_keep": [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None)),
+                    parallel.replicate(host_state),
+                    jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())],
       "jit_mesh": [jax.jit(jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(parallel.AXIS), P()),
                                          out_specs=(P(), P()), check_vma=False),
                            donate_argnums=(0,)),
