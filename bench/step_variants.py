@@ -5,9 +5,9 @@
 At the paper's shape (112 LLMs) and llmrouter's (9), on one device:
   * `pmap`: the production step (training.py), state donated;
   * `pmap_keep`: the same without donation (the old state stays allocated);
-  * `jit_mesh`: the same per-device program as jit(shard_map) over a one-axis
-    mesh, state donated: XLA's cost analysis shows how many bytes the
-    donation copies of the pmapped program add;
+  * `jit_mesh`: the same per-device step function as jit(shard_map) over a
+    one-axis mesh, state donated;
+with XLA's cost analysis of each (FLOPs, bytes moved),
 and the share of a step spent drawing the dropout masks and input noise
 (`models.irtnet.regularisation_noise`). Six interleaved steps each; medians.
 """
@@ -29,12 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 from configs import irtnet as paper_config  # noqa: E402
 from irt_jax import parallel, training  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
-
-
-def cost(compiled):
-  c = compiled.cost_analysis()
-  c = c[0] if isinstance(c, (list, tuple)) else c
-  return c.get("flops", 0.0), c.get("bytes accessed", 0.0)
+from run import cost  # noqa: E402  (bench/run.py, the suite: this script's directory is on sys.path)
 
 
 def one_shape(n_models: int, reps: int = 6) -> None:
@@ -51,13 +46,15 @@ def one_shape(n_models: int, reps: int = 6) -> None:
            "mask": np.ones((rows, n_models), bool)}
   key = jax.random.PRNGKey(1)
   mesh = Mesh(np.array(jax.devices()[:1]), (parallel.AXIS,))
+  pmap_batch = jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())
+
+  def pmapped(donate: tuple) -> list:  # [step, its own replicated state, the batch]
+    return [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None), donate_argnums=donate),
+            parallel.replicate(host_state), pmap_batch]
+
   variants = {
-      "pmap": [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None), donate_argnums=(0,)),
-               parallel.replicate(host_state),
-               jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())],
-      "pmap_keep": [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None)),
-                    parallel.replicate(host_state),
-                    jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())],
+      "pmap": pmapped((0,)),
+      "pmap_keep": pmapped(()),
       "jit_mesh": [jax.jit(jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(parallel.AXIS), P()),
                                          out_specs=(P(), P()), check_vma=False),
                            donate_argnums=(0,)),
@@ -78,8 +75,10 @@ def one_shape(n_models: int, reps: int = 6) -> None:
       times[name].append(time.perf_counter() - t)
   for name, v in variants.items():
     flops, nbytes = v[3]
+    counted = ("no cost analysis on this backend" if flops is None else
+               f"{flops / 1e9:6.2f} GFLOP  {nbytes / 1e9:5.2f} GB moved")
     print(f"{n_models:4d} LLMs, {rows:3d} rows  {name:9s} step {1e3 * np.median(times[name]):7.1f} ms  "
-          f"{flops / 1e9:6.2f} GFLOP  {nbytes / 1e9:5.2f} GB moved", flush=True)
+          f"{counted}", flush=True)
   idx = jnp.arange(rows, dtype=jnp.int32)
   noise = jax.jit(lambda k: model_lib.regularisation_noise(k, idx, spec))
   jax.block_until_ready(noise(key))
