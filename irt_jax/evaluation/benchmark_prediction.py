@@ -86,7 +86,7 @@ def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0
   decreasing and the MAP is its one root. Plain Newton from the prior mean can
   oscillate without converging when P saturates (many pooled labels against
   logits far from them: the step jumps by about n * sd^2 and back), so the root
-  is first bracketed, then found by Newton steps that fall back to bisection
+  is bracketed, then found by Newton steps that fall back to bisection
   whenever a step leaves the bracket.
   """
   logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
@@ -96,21 +96,19 @@ def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0
     p = _sigmoid(logits + d)
     return (labels - p).sum() - (d - mu) * inv_var, -(p * (1 - p)).sum() - inv_var
 
-  g0, _ = grad_hess(mu)
-  if g0 == 0.0:
-    return mu
-  # |g(delta)| <= n + |delta - mu| / sd^2, so the root lies within n * sd^2 of mu.
-  width = max(len(labels), 1) / inv_var + 1.0
-  lo, hi = (mu, mu + width) if g0 > 0 else (mu - width, mu)
+  # g(delta) = S - (delta - mu) / sd^2 with |S| <= n, so the root lies within n * sd^2 of mu.
+  width = len(labels) / inv_var + 1.0
+  lo, hi = mu - width, mu + width
   delta = mu
   for _ in range(iters):
     g, h = grad_hess(delta)
-    if g > 0:
-      lo = max(lo, delta)
+    if g == 0.0:
+      return float(delta)
+    if g > 0:  # the root is above delta
+      lo = delta
     else:
-      hi = min(hi, delta)
-    step = g / h
-    candidate = delta - step
+      hi = delta
+    candidate = delta - g / h
     if not lo < candidate < hi:  # Newton left the bracket: bisect instead
       candidate = 0.5 * (lo + hi)
     if abs(candidate - delta) < 1e-10:
