@@ -332,6 +332,13 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   with open(path) as f:
     assert json.load(f)["per_benchmark"] == saved["per_benchmark"]
 
+  # A prior sd or repeat count the estimators cannot use: one line, exit 1, before any training.
+  for flag, message in (("--prior_sd=0", "prior_sd must be positive, got 0.0"),
+                        ("--random_repeats=0", "random_repeats must be at least 1, got 0")):
+    bad = subprocess.run(cmd[:5] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"benchmark_prediction: {message}"
+    assert "Traceback" not in bad.stderr
+
   # A workdir of another protocol is refused (the entry turns it into one line and exit 1).
   with pytest.raises(ValueError, match="another --workdir"):
     bp.run(config, workdir, protocol="paper", benchmarks=["bench1"])

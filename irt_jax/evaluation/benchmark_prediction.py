@@ -360,6 +360,11 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
         plots: bool = True) -> dict:
   """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json."""
   from tqdm import tqdm
+  # Checked before any training: the estimators divide by prior_sd^2 and average the draws.
+  if not prior_sd > 0:
+    raise ValueError(f"prior_sd must be positive, got {prior_sd}")
+  if repeats < 1:
+    raise ValueError(f"random_repeats must be at least 1, got {repeats}")
   os.makedirs(workdir, exist_ok=True)
   setup = {"protocol": protocol, "kind": config.model.name, "ks": [int(k) for k in ks],
            "random_repeats": int(repeats), "prior_sd": float(prior_sd), "seed": int(config.seed),
