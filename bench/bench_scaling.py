@@ -67,22 +67,17 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   sharding = NamedSharding(Mesh(np.array(devices), (parallel.AXIS,)),
                            PartitionSpec(parallel.AXIS))
   sharded = jax.device_put(parallel.shard(batch, n_devices), sharding)  # [n, rows/n, ...]
-  p_step = jax.pmap(training.make_train_step(model_lib.KIND, spec, optimizer), axis_name=parallel.AXIS,
-                    in_axes=(0, 0, None), devices=devices)
-
-  def fresh_state():
-    return jax.tree.map(lambda x: jax.device_put(
-        np.broadcast_to(np.asarray(x), (n_devices,) + np.shape(x)), sharding), host_state)
+  p_step = training.pmap_train_step(model_lib.KIND, spec, optimizer, devices=devices)
 
   # Equality check: a few steps from the same start on the same global batch.
-  state = fresh_state()
+  state = parallel.replicate(host_state, devices)
   t0 = time.perf_counter()
   state, _ = p_step(state, sharded, step_rng)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t0
   for _ in range(check_steps - 1):
     state, _ = p_step(state, sharded, step_rng)
-  params = jax.device_get(jax.tree.map(lambda x: x[0], state.params))
+  params = parallel.unreplicate(state.params)
   np.savez(out + ".npz", **{jax.tree_util.keystr(p): v for p, v in
                             jax.tree_util.tree_leaves_with_path(params)})
   np.savez(out + ".init.npz", **{jax.tree_util.keystr(p): np.asarray(v) for p, v in

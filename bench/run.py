@@ -76,13 +76,13 @@ query_representation = model_lib.query_representation
 query_parameters = model_lib.query_parameters
 regularisation_noise = model_lib.regularisation_noise
 make_optimizer = training.make_optimizer
-make_train_step = lambda spec, optimizer: training.make_train_step(model_lib.KIND, spec, optimizer)
+pmap_train_step = lambda spec, optimizer: training.pmap_train_step(model_lib.KIND, spec, optimizer)
 init_state = lambda rng, spec, optimizer: training.init_state(rng, model_lib.KIND, spec, optimizer)
 train_and_evaluate = training.train_and_evaluate
 load_dataset = data_lib.load_dataset
 load_dataset_cached = data_cache.load_and_cache
 queries_per_batch = parallel.queries_per_batch
-replicate = parallel.replicate                   # host pytree -> one copy per local device
+replicate = parallel.replicate                   # host pytree -> one copy on each local device
 shard = parallel.shard                           # [Q, ...] -> [devices, Q / devices, ...]
 route_names = routing.route
 # ---------------------------------------------------------------------------
@@ -221,18 +221,17 @@ def _one_shape(name, n_models, args, ctx) -> dict:
   out = {"n_models": n_models, "rows_per_block": rows, "params": None}
   peaks = ctx.get("peaks")
 
-  # Blocks: the production step (training.make_train_step), pmapped over one device
+  # Blocks: the production step (training.pmap_train_step) over one device
   # with the state donated, exactly as train_and_evaluate runs it.
   state = replicate(jax.device_get(init_state(jax.random.PRNGKey(0), spec, optimizer)))
-  out["params"] = count_params(jax.tree.map(lambda x: x[0], state.params))
+  out["params"] = count_params(parallel.unreplicate(state.params))
   batch = {"query_index": np.arange(rows, dtype=np.int32)[None],
            "embeddings": rng.normal(size=(1, rows, 768)).astype(np.float32),
            "labels": (rng.random((1, rows, n_models)) < 0.6).astype(np.float32),
            "mask": np.ones((1, rows, n_models), bool)}
   batch = jax.device_put(batch, parallel.local_sharding())
   step_rng = jax.random.PRNGKey(1)
-  p_step = jax.pmap(make_train_step(spec, optimizer), axis_name=parallel.AXIS,
-                    in_axes=(0, 0, None), donate_argnums=(0,))
+  p_step = pmap_train_step(spec, optimizer)
   t = time.perf_counter()
   compiled = p_step.lower(state, batch, step_rng).compile()
   compile_s = time.perf_counter() - t

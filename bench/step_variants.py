@@ -3,8 +3,11 @@
     .venv/bin/python bench/step_variants.py
 
 At the paper's shape (112 LLMs) and llmrouter's (9), on one device:
-  * `pmap`: the production step (training.py), state donated;
+  * `pmap`: the production step (training.pmap_train_step): state replicated
+    with no device axis (in_axes / out_axes None), donated;
   * `pmap_keep`: the same without donation (the old state stays allocated);
+  * `pmap_stacked`: the state stacked on a leading device axis (in_axes 0), the
+    usual pmap idiom and this project's layout before; donated;
   * `jit_mesh`: the same per-device step function as jit(shard_map) over a
     one-axis mesh, state donated;
 with XLA's cost analysis of each (FLOPs, bytes moved),
@@ -48,13 +51,18 @@ def one_shape(n_models: int, reps: int = 6) -> None:
   mesh = Mesh(np.array(jax.devices()[:1]), (parallel.AXIS,))
   pmap_batch = jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())
 
-  def pmapped(donate: tuple) -> list:  # [step, its own replicated state, the batch]
-    return [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None), donate_argnums=donate),
-            parallel.replicate(host_state), pmap_batch]
+  def stacked() -> list:  # the state stacked [devices, ...], pmap's usual idiom
+    stacked_state = jax.tree.map(lambda x: jax.device_put(np.asarray(x)[None], parallel.local_sharding()),
+                                 host_state)
+    return [jax.pmap(step_fn, axis_name=parallel.AXIS, in_axes=(0, 0, None), donate_argnums=(0,)),
+            stacked_state, pmap_batch]
 
-  variants = {
-      "pmap": pmapped((0,)),
-      "pmap_keep": pmapped(()),
+  variants = {  # name: [step, its own state, the batch]
+      "pmap": [training.pmap_train_step(model_lib.KIND, spec, opt), parallel.replicate(host_state),
+               pmap_batch],
+      "pmap_keep": [training.pmap_train_step(model_lib.KIND, spec, opt, donate=False),
+                    parallel.replicate(host_state), pmap_batch],
+      "pmap_stacked": stacked(),
       "jit_mesh": [jax.jit(jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(parallel.AXIS), P()),
                                          out_specs=(P(), P()), check_vma=False),
                            donate_argnums=(0,)),
@@ -77,7 +85,7 @@ def one_shape(n_models: int, reps: int = 6) -> None:
     flops, nbytes = v[3]
     counted = ("no cost analysis on this backend" if flops is None else
                f"{flops / 1e9:6.2f} GFLOP  {nbytes / 1e9:5.2f} GB moved")
-    print(f"{n_models:4d} LLMs, {rows:3d} rows  {name:9s} step {1e3 * np.median(times[name]):7.1f} ms  "
+    print(f"{n_models:4d} LLMs, {rows:3d} rows  {name:12s} step {1e3 * np.median(times[name]):7.1f} ms  "
           f"{counted}", flush=True)
   idx = jnp.arange(rows, dtype=jnp.int32)
   noise = jax.jit(lambda k: model_lib.regularisation_noise(k, idx, spec))

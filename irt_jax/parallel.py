@@ -2,6 +2,8 @@
 
 A global batch of query rows is split evenly over processes, then over each
 process's local devices: arrays go from [Q, ...] to [local_devices, Q_dev, ...].
+The training state is not stacked that way: it is one replicated array per
+leaf (same shape as on the host), which the pmapped step updates in place.
 """
 
 from __future__ import annotations
@@ -32,27 +34,27 @@ def queries_per_batch(batch_cells: int, n_models: int, n_devices: int) -> int:
 
 
 def local_sharding() -> NamedSharding:
-  """Leading axis split over this process's devices, as pmap lays its arguments out."""
+  """Leading axis split over this process's devices, as pmap lays its batches out."""
   return NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), PartitionSpec(AXIS))
 
 
-def replicate(tree: Any) -> Any:
-  """Host pytree -> one copy per local device (leading axis = local devices)."""
-  n = local_device_count()
-  sharding = local_sharding()
-  return jax.tree.map(
-      lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), sharding),
-      tree)
+def replicate(tree: Any, devices: list | None = None) -> Any:
+  """Host pytree -> one copy on each of `devices` (default: this process's),
+  with no leading device axis: the layout the pmapped step takes and returns
+  its state in (`in_axes=None`, `out_axes=None`; see training.pmap_train_step)."""
+  mesh = Mesh(np.array(devices or jax.local_devices()), (AXIS,))
+  sharding = NamedSharding(mesh, PartitionSpec())
+  return jax.tree.map(lambda x: jax.device_put(np.asarray(x), sharding), tree)
 
 
 def unreplicate(tree: Any) -> Any:
-  """This process's first device's copy, fetched to host numpy.
+  """This process's first device's copy of a replicated pytree, as host numpy.
 
-  Reads the device buffer directly: indexing the replicated array instead
-  would launch a multi-device program, whose collectives can interleave
-  badly with the pmapped steps still queued on the devices.
+  Reads the device buffer directly: a gather over the replicated array instead
+  would launch a multi-device program, whose collectives can interleave badly
+  with the pmapped steps still queued on the devices.
   """
-  return jax.device_get(jax.tree.map(lambda x: x.addressable_shards[0].data[0], tree))
+  return jax.device_get(jax.tree.map(lambda x: x.addressable_shards[0].data, tree))
 
 
 def like(value: Any, reference: jax.Array) -> jax.Array:

@@ -47,10 +47,9 @@ def test_training_recovers_the_synthetic_truth(config, tmp_path):
 
 def _step_on(n_devices, spec, optimizer, host_state, block, rng):
   devices = jax.local_devices()[:n_devices]
-  step = jax.pmap(training.make_train_step(model_lib.KIND, spec, optimizer), axis_name=parallel.AXIS,
-                  in_axes=(0, 0, None), devices=devices)
-  state = jax.tree.map(lambda x: np.stack([np.asarray(x)] * n_devices), host_state)
-  new_state, metrics = step(state, parallel.shard(block, n_devices), rng)
+  step = training.pmap_train_step(model_lib.KIND, spec, optimizer, devices=devices, donate=False)
+  new_state, metrics = step(parallel.replicate(host_state, devices), parallel.shard(block, n_devices),
+                            rng)
   return parallel.unreplicate(new_state), parallel.unreplicate(metrics)
 
 
