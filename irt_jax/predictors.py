@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from scipy import special
 
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import models
@@ -80,7 +81,7 @@ class Predictor:
 
   def proba(self, embeddings: np.ndarray) -> np.ndarray:
     """P(correct) [N, M]; for ranking use `logits`."""
-    return 1.0 / (1.0 + np.exp(-self.logits(embeddings).astype(np.float64)))
+    return special.expit(self.logits(embeddings).astype(np.float64))
 
   def with_params(self, params: base.Params, model_names=None) -> "Predictor":
     names = tuple(model_names) if model_names is not None else self.model_names

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
+from scipy import special
 
 from irt_jax.data import Split
 
@@ -61,7 +62,7 @@ def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
   """P(correct) from logits, in float64 (float32 saturates to 1.0 near logit 17)."""
-  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+  return special.expit(np.asarray(logits, np.float64))
 
 
 def cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

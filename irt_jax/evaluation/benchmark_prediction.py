@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 from absl import logging
+from scipy import special
 from scipy import stats
 
 from irt_jax import data as data_lib
@@ -75,7 +76,7 @@ def score_metrics(predicted, true) -> dict[str, float]:
 # Estimators and query selection for one LLM on one benchmark.
 
 def _sigmoid(x):
-  return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+  return special.expit(np.asarray(x, np.float64))
 
 
 def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0.0,

@@ -11,6 +11,7 @@ import dataclasses
 import os
 
 import numpy as np
+from scipy import special
 
 from irt_jax import data as data_lib
 from irt_jax import predictors
@@ -36,7 +37,7 @@ class Predictions:
 
   @property
   def proba(self) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-self.logits.astype(np.float64)))
+    return special.expit(self.logits.astype(np.float64))
 
 
 @dataclasses.dataclass(frozen=True)
