@@ -59,6 +59,7 @@ from irt_jax import parallel
 from irt_jax import routing
 from irt_jax import serving
 from irt_jax import training
+from irt_jax import utils
 
 ModelSpec = model_lib.ModelSpec
 init_params = model_lib.init_params
@@ -635,6 +636,7 @@ def main() -> None:
   unknown = sorted(set(only) - set(ITEMS))
   if unknown:
     parser.error(f"unknown item(s) {unknown}; known: {list(ITEMS)}")
+  utils.retain_freed_memory()  # as train_and_evaluate does: the steps are timed as they train
   args.block_steps = 3 if args.quick else 10
   args.pair_steps = 2 if args.quick else 3
   os.makedirs(args.scratch, exist_ok=True)

@@ -13,10 +13,15 @@ At the paper's shape (112 LLMs) and llmrouter's (9), on one device:
 with XLA's cost analysis of each (FLOPs, bytes moved),
 and the share of a step spent drawing the dropout masks and input noise
 (`models.irtnet.regularisation_noise`). Six interleaved steps each; medians.
+The process keeps freed memory for reuse as training does
+(`utils.retain_freed_memory`); a second process times `pmap` with glibc's
+default allocator (`--system_malloc`) for comparison.
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,12 +35,12 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from configs import irtnet as paper_config  # noqa: E402
-from irt_jax import parallel, training  # noqa: E402
+from irt_jax import parallel, training, utils  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
 from run import cost  # noqa: E402  (bench/run.py, the suite: this script's directory is on sys.path)
 
 
-def one_shape(n_models: int, reps: int = 6) -> None:
+def one_shape(n_models: int, names: list[str], reps: int = 6, label: str = "") -> None:
   config = paper_config.get_config()
   spec = model_lib.ModelSpec.from_config(config.model, n_models, 768)
   opt = training.make_optimizer(config.optim)
@@ -69,6 +74,7 @@ def one_shape(n_models: int, reps: int = 6) -> None:
                    jax.device_put(host_state, NamedSharding(mesh, P())),
                    jax.device_put(batch, NamedSharding(mesh, P(parallel.AXIS)))],
   }
+  variants = {name: v for name, v in variants.items() if name in names}
   for name, v in variants.items():
     flops, nbytes = cost(v[0].lower(v[1], v[2], key).compile())
     v[1], _ = v[0](v[1], v[2], key)
@@ -85,8 +91,10 @@ def one_shape(n_models: int, reps: int = 6) -> None:
     flops, nbytes = v[3]
     counted = ("no cost analysis on this backend" if flops is None else
                f"{flops / 1e9:6.2f} GFLOP  {nbytes / 1e9:5.2f} GB moved")
-    print(f"{n_models:4d} LLMs, {rows:3d} rows  {name:12s} step {1e3 * np.median(times[name]):7.1f} ms  "
+    print(f"{n_models:4d} LLMs, {rows:3d} rows  {name + label:27s} step {1e3 * np.median(times[name]):7.1f} ms  "
           f"{counted}", flush=True)
+  if label:
+    return
   idx = jnp.arange(rows, dtype=jnp.int32)
   noise = jax.jit(lambda k: model_lib.regularisation_noise(k, idx, spec))
   jax.block_until_ready(noise(key))
@@ -96,11 +104,23 @@ def one_shape(n_models: int, reps: int = 6) -> None:
     jax.block_until_ready(noise(jax.random.fold_in(key, i)))
     t_noise.append(time.perf_counter() - t)
   share = np.median(t_noise) / np.median(times["pmap"])
-  print(f"{n_models:4d} LLMs, {rows:3d} rows  dropout masks + input noise alone "
+  print(f"{n_models:4d} LLMs, {rows:3d} rows  dropout masks + input noise alone    "
         f"{1e3 * np.median(t_noise):6.1f} ms ({100 * share:.0f}% of the pmap step)", flush=True)
 
 
+VARIANTS = ["pmap", "pmap_keep", "pmap_stacked", "jit_mesh"]
+
 if __name__ == "__main__":
-  print(f"{jax.devices()[0].platform}, {jax.device_count()} device(s)")
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--system_malloc", action="store_true",
+                      help="time the production step only, with glibc's default allocator")
+  args = parser.parse_args()
+  if args.system_malloc:
+    for n in (112, 9):
+      one_shape(n, ["pmap"], label=" (system malloc)")
+    sys.exit(0)
+  print(f"{jax.devices()[0].platform}, {jax.device_count()} device(s)", flush=True)
+  utils.retain_freed_memory()
   for n in (112, 9):
-    one_shape(n)
+    one_shape(n, VARIANTS)
+  subprocess.run([sys.executable, __file__, "--system_malloc"], check=True)

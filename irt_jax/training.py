@@ -31,6 +31,7 @@ from irt_jax import fitting
 from irt_jax import losses
 from irt_jax import models
 from irt_jax import parallel
+from irt_jax import utils
 from irt_jax.models import base as kind_lib
 
 # Fields that may change between an interrupted run and its resumption.
@@ -95,17 +96,17 @@ def make_train_step(kind: kind_lib.Kind, spec, optimizer: optax.GradientTransfor
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     step_rng = jax.random.fold_in(rng, state.step)
     mask, labels = batch["mask"], batch["labels"]
-    total = jax.lax.psum(mask.sum().astype(jnp.float32), axis_name)
+    total = parallel.psum(mask.sum().astype(jnp.float32), axis_name)
 
     def objective(params):
       value, logits = loss_sum(params, batch, spec, step_rng)
       return value / jnp.maximum(total, 1.0), logits
 
     grads, logits = jax.grad(objective, has_aux=True)(state.params)
-    grads = jax.lax.psum(grads, axis_name)
+    grads = parallel.psum(grads, axis_name)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = jax.lax.psum(losses.masked_counts(logits, labels, mask), axis_name)
+    metrics = parallel.psum(losses.masked_counts(logits, labels, mask), axis_name)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
@@ -141,8 +142,8 @@ def make_eval_step(kind: kind_lib.Kind, spec, axis_name: str = parallel.AXIS) ->
 
   def eval_step(params, batch):
     logits = kind.logits(params, batch["embeddings"], spec)
-    return jax.lax.psum(losses.masked_counts(logits, batch["labels"], batch["mask"]),
-                        axis_name)
+    return parallel.psum(losses.masked_counts(logits, batch["labels"], batch["mask"]),
+                         axis_name)
 
   return eval_step
 
@@ -324,6 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                data.n_models, steps_per_epoch)
 
   # --- Model, optimiser, steps ----------------------------------------------
+  utils.retain_freed_memory()  # the steps' temporaries are reused, not page-faulted in again
   spec = kind.spec(config.model, data.n_models, data.embed_dim)
   optimizer = make_optimizer(config.optim)
   rng = jax.random.PRNGKey(config.seed)

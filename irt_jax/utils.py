@@ -36,3 +36,26 @@ def write_json(path: str | os.PathLike, obj) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def retain_freed_memory() -> bool:
+  """Asks glibc's malloc to keep freed memory for reuse; False where there is none.
+
+  XLA's CPU runtime allocates a step's large temporary buffers afresh on every
+  execution. glibc serves any allocation over 32 MB with its own mmap and
+  unmaps it on free, so each step page-faults its temporaries in again (and
+  the kernel zeroes them): 22% of the training step at the paper's shape
+  (`bench/step_variants.py`). With mmap off for allocations and no trimming
+  of the heap's top, freed buffers are reused as they are. The process keeps
+  its peak memory instead of returning it to the system, which suits a
+  training job. Process-wide and idempotent.
+  """
+  import ctypes
+  import ctypes.util
+  m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters, <malloc.h>
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
+    return False
+  return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

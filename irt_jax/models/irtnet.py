@@ -101,17 +101,22 @@ count_params = base.count_params
 # ----------------------------------------------------------------------------
 # The query network.
 
-def expert_mlps(experts: Params, v: jax.Array, keep_mask: jax.Array | None = None,
-                keep_prob: float = 1.0) -> jax.Array:
-  """All experts on a block of queries: [B, D] -> [B, S+E, O].
+def expert_hidden(experts: Params, v: jax.Array, keep_mask: jax.Array | None = None,
+                  keep_prob: float = 1.0) -> jax.Array:
+  """Every expert's hidden layer on a block of queries: [B, D] -> [B, S+E, H].
 
-  The first layers of every expert run as one [D, (S+E)*H] matmul.
-  `keep_mask` [B, S+E, H] applies inverted dropout to the hidden layer.
+  The first layers of all experts run as one 2-D [D, (S+E)*H] matmul over the
+  reshaped weight: written as an einsum over [D, S+E, H], XLA's CPU backend
+  computes the weight gradient transposed and transposes 63 MB back at the
+  paper's shape. `keep_mask` [B, S+E, H] applies inverted dropout.
   """
-  hidden = jax.nn.relu(jnp.einsum("bd,deh->beh", v, experts["w1"]) + experts["b1"])
+  d, n_experts, hidden_dim = experts["w1"].shape
+  hidden = (v @ experts["w1"].reshape(d, n_experts * hidden_dim)).reshape(
+      v.shape[:-1] + (n_experts, hidden_dim))
+  hidden = jax.nn.relu(hidden + experts["b1"])
   if keep_mask is not None:
     hidden = jnp.where(keep_mask, hidden / keep_prob, 0.0)
-  return jnp.einsum("beh,eho->beo", hidden, experts["w2"]) + experts["b2"]
+  return hidden
 
 
 def gate_weights(gate: Params, v: jax.Array, top_k: int) -> jax.Array:
@@ -128,11 +133,25 @@ def gate_weights(gate: Params, v: jax.Array, top_k: int) -> jax.Array:
 
 def query_representation(params: Params, v: jax.Array, spec: ModelSpec,
                          keep_mask: jax.Array | None = None) -> jax.Array:
-  """h = sum of shared experts + sum_i gate_i(v) * routed_i(v), [B, O]."""
-  outputs = expert_mlps(params["experts"], v, keep_mask, 1.0 - spec.dropout)
-  shared, routed = outputs[:, :spec.n_shared], outputs[:, spec.n_shared:]
-  gates = gate_weights(params["gate"], v, spec.top_k)
-  return shared.sum(axis=1) + jnp.einsum("be,beo->bo", gates, routed)
+  """h = sum of shared experts + sum_i gate_i(v) * routed_i(v), [B, O].
+
+  With c_e = 1 (shared) or the gate weight (routed), h = sum_e c_e (hidden_e
+  W2_e + b2_e): one contraction of the gate-scaled hidden layer [B, (S+E)*H]
+  with the stacked second layers [(S+E)*H, O]. Per-expert outputs [B, S+E, O]
+  and a matmul batched over experts would make XLA transpose the hidden layer
+  to put the expert axis first (a third of the step at llmrouter's shape).
+  """
+  experts = params["experts"]
+  hidden = expert_hidden(experts, v, keep_mask, 1.0 - spec.dropout)
+  c = expert_weights(gate_weights(params["gate"], v, spec.top_k), spec.n_shared)
+  flat = (hidden * c[..., None]).reshape(v.shape[:-1] + (-1,))
+  return flat @ experts["w2"].reshape(flat.shape[-1], -1) + c @ experts["b2"]
+
+
+def expert_weights(gates: jax.Array, n_shared: int) -> jax.Array:
+  """[B, E] gate weights -> [B, S+E] weights of every expert (shared ones: 1)."""
+  ones = jnp.ones(gates.shape[:-1] + (n_shared,), gates.dtype)
+  return jnp.concatenate([ones, gates], axis=-1)
 
 
 def query_parameters(params: Params, h: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -209,9 +228,8 @@ def fold_for_prediction(params: Params, spec: ModelSpec) -> Params:
 def folded_logits(folded: Params, embeddings: jax.Array, spec: ModelSpec) -> jax.Array:
   """`predict_logits` (no dropout, no noise) from `fold_for_prediction`'s output."""
   v = embeddings.astype(jnp.float32)
-  hidden = jax.nn.relu(jnp.einsum("bd,deh->beh", v, folded["w1"]) + folded["b1"])
-  gates = gate_weights(folded["gate"], v, spec.top_k)
-  c = jnp.concatenate([jnp.ones((v.shape[0], spec.n_shared), jnp.float32), gates], axis=1)
+  hidden = expert_hidden(folded, v)
+  c = expert_weights(gate_weights(folded["gate"], v, spec.top_k), spec.n_shared)
   out = jnp.einsum("beh,ehm->bm", hidden * c[:, :, None], folded["w2"])
   out = out + c @ folded["b2"] + folded["const"]
   return out[:, :-1] + out[:, -1:]
