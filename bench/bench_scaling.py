@@ -46,7 +46,9 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   from irt_jax.models import irtnet as model_lib
   from irt_jax import parallel
   from irt_jax import training
+  from irt_jax import utils
 
+  utils.retain_freed_memory()  # as training does
   devices = jax.local_devices()[:n_devices]
   if len(devices) < n_devices:
     raise SystemExit(f"asked for {n_devices} devices, have {len(devices)}")
