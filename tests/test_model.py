@@ -8,6 +8,7 @@ import pytest
 from irt_jax import losses
 from irt_jax import predictors
 from irt_jax.models import irtnet as model_lib
+from irt_jax.models import masks
 
 
 def _spec(**kw):
@@ -128,6 +129,38 @@ def test_training_noise_is_per_query_and_off_at_eval():
   np.testing.assert_allclose(np.asarray(swapped)[::-1], train, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="rng"):
     model_lib.predict_logits(params, v, spec, train=True)
+
+
+@pytest.mark.parametrize("p,shape", [(0.9, (3, 8)), (0.5, (40, 512)), (0.123, (7,)), (1.0, (2, 5))])
+def test_fused_dropout_masks_are_jax_bernoulli_bit_for_bit(p, shape):
+  # The unrolled Threefry must reproduce jax.random.bernoulli exactly (a wrong
+  # rotation, key schedule or counter layout would give other, equally random, bits).
+  rng = jax.random.PRNGKey(11)
+  raw = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(6))  # uint32 [6, 2]
+  want = jax.vmap(lambda k: jax.random.bernoulli(k, p, shape))(raw)
+  np.testing.assert_array_equal(jax.jit(lambda k: masks.bernoulli_rows(k, p, shape))(raw), want)
+  typed = jax.random.wrap_key_data(raw)
+  np.testing.assert_array_equal(masks.bernoulli_rows(typed, p, shape), want)
+  # Another key implementation takes jax.random.bernoulli itself.
+  rbg = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3, impl="rbg"), i))(jnp.arange(4))
+  np.testing.assert_array_equal(masks.bernoulli_rows(rbg, p, shape),
+                                jax.vmap(lambda k: jax.random.bernoulli(k, p, shape))(rbg))
+
+
+def test_regularisation_noise_keeps_the_per_query_random_stream():
+  spec = _spec(dropout=0.3, input_noise=0.05)
+  rng, idx = jax.random.PRNGKey(4), jnp.array([0, 5, 2, 99])
+
+  def per_query(i):  # the stream as first written: one query at a time
+    k_noise, k_drop = jax.random.split(jax.random.fold_in(rng, i))
+    return (spec.input_noise * jax.random.normal(k_noise, (spec.input_dim,)),
+            jax.random.bernoulli(k_drop, 1.0 - spec.dropout,
+                                 (spec.n_shared + spec.n_experts, spec.hidden_dim)))
+
+  want_noise, want_keep = jax.vmap(per_query)(idx)
+  noise, keep = model_lib.regularisation_noise(rng, idx, spec)
+  np.testing.assert_array_equal(noise, want_noise)
+  np.testing.assert_array_equal(keep, want_keep)
 
 
 def test_predict_proba_chunks_agree_with_one_call():

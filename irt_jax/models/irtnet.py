@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from irt_jax.models import base
+from irt_jax.models import masks
 
 Params = base.Params
 
@@ -180,13 +181,12 @@ def regularisation_noise(rng: jax.Array, query_index: jax.Array, spec: ModelSpec
   numbers do not depend on how a batch is split across devices.
   """
   shape = (spec.n_shared + spec.n_experts, spec.hidden_dim)
-
-  def one(idx):
-    k_noise, k_drop = jax.random.split(jax.random.fold_in(rng, idx))
-    noise = spec.input_noise * jax.random.normal(k_noise, (spec.input_dim,))
-    return noise, jax.random.bernoulli(k_drop, 1.0 - spec.dropout, shape)
-
-  return jax.vmap(one)(query_index)
+  keys = jax.vmap(lambda idx: jax.random.split(jax.random.fold_in(rng, idx)))(query_index)
+  k_noise, k_drop = keys[:, 0], keys[:, 1]
+  noise = spec.input_noise * jax.vmap(
+      lambda k: jax.random.normal(k, (spec.input_dim,)))(k_noise)
+  # = vmap(jax.random.bernoulli) over k_drop, bit for bit, in one fused pass.
+  return noise, masks.bernoulli_rows(k_drop, 1.0 - spec.dropout, shape)
 
 
 def predict_logits(params: Params, embeddings: jax.Array, spec: ModelSpec, *,
