@@ -3,6 +3,8 @@ schedules, optimiser semantics, failure on non-finite loss."""
 
 import functools
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -157,3 +159,31 @@ def test_learning_rate_cut_reaches_the_optimizer(config):
   assert training.learning_rate(state) == pytest.approx(1e-5)
   updates, _ = opt.update({"w": jnp.ones(3)}, state.opt_state, params)
   assert float(jnp.abs(updates["w"]).max()) == pytest.approx(1e-5, rel=1e-3)
+
+
+_PAGE_FAULTS_OF_A_BIG_BUFFER = """
+import resource, sys
+import numpy as np
+from irt_jax import utils
+if sys.argv[1] == "retain" and not utils.retain_freed_memory():
+  print("unsupported"); sys.exit(0)
+def round_faults():
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  buffer = np.ones(16 * 2**20, np.float32)  # 64 MiB, over glibc's largest mmap threshold
+  del buffer
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+round_faults()
+print(round_faults())
+"""
+
+
+def test_freed_step_buffers_are_reused_not_faulted_in_again():
+  # What train_and_evaluate asks of the allocator: a second 64 MiB buffer reuses
+  # the first one's pages. glibc's default unmaps it on free and faults it in
+  # again (16,384 pages of 4 KiB, or 32 huge pages).
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS_OF_A_BIG_BUFFER, "retain"], cwd=repo,
+                       capture_output=True, text=True, check=True).stdout.strip()
+  if out == "unsupported":
+    pytest.skip("no glibc mallopt here")
+  assert int(out) < 16, out
