@@ -47,6 +47,7 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   from irt_jax import parallel
   from irt_jax import training
   from irt_jax import utils
+  from run import time_steps  # bench/run.py (this script's directory is on sys.path)
 
   utils.retain_freed_memory()  # as training does
   devices = jax.local_devices()[:n_devices]
@@ -86,12 +87,7 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
                                  jax.tree_util.tree_leaves_with_path(host_state.params)})
 
   # Timing: warm steps, each waited for.
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, metrics = p_step(state, sharded, step_rng)
-    jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - t)
+  state, times = time_steps(p_step, state, sharded, step_rng, steps=steps)
   cells = int(batch["mask"].sum())
   with open(out + ".json", "w") as f:
     json.dump({"devices": n_devices, "platform": devices[0].platform,

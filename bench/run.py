@@ -144,6 +144,19 @@ def best_time(fn, *, min_s: float, min_reps: int = 1, max_reps: int = 50) -> tup
   return float(np.min(times)), float(np.median(times))
 
 
+def time_steps(step, state, *args, steps: int, warmup: int = 0):
+  """Runs `state, metrics = step(state, *args)` warmup + steps times, waiting for each
+  step; returns the last state and the timed steps' seconds."""
+  times = []
+  for i in range(warmup + steps):
+    t = time.perf_counter()
+    state, metrics = step(state, *args)
+    jax.block_until_ready((state, metrics))
+    if i >= warmup:
+      times.append(time.perf_counter() - t)
+  return state, times
+
+
 def cost(compiled) -> tuple[float | None, float | None]:
   """(FLOPs, bytes accessed) of a compiled program from XLA's cost analysis."""
   try:
@@ -237,14 +250,7 @@ def _one_shape(name, n_models, args, ctx) -> dict:
   compiled = p_step.lower(state, batch, step_rng).compile()
   compile_s = time.perf_counter() - t
   flops, nbytes = cost(compiled)
-  state, _ = p_step(state, batch, step_rng)
-  jax.block_until_ready(state)
-  times = []
-  for _ in range(args.block_steps):
-    t = time.perf_counter()
-    state, m = p_step(state, batch, step_rng)
-    jax.block_until_ready((state, m))
-    times.append(time.perf_counter() - t)
+  state, times = time_steps(p_step, state, batch, step_rng, steps=args.block_steps, warmup=1)
   cells = rows * n_models
   step_s = float(np.median(times))
   blocks = {"step_ms": 1e3 * step_s, "step_ms_min": 1e3 * min(times), "cells": cells,

@@ -39,7 +39,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 from configs import irtnet as paper_config  # noqa: E402
 from irt_jax import parallel, training, utils  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
-from run import cost  # noqa: E402  (bench/run.py, the suite: this script's directory is on sys.path)
+from run import cost, time_steps  # noqa: E402  (bench/run.py, the suite: this script's directory is on sys.path)
 
 VARIANTS = ["pmap", "pmap_keep", "pmap_stacked", "jit_mesh", "pmap_system_malloc"]
 
@@ -78,15 +78,7 @@ def time_variant(name: str, n_models: int, steps: int = 12) -> None:
   else:
     raise SystemExit(f"unknown variant {name!r}; known: {VARIANTS}")
   flops, nbytes = cost(step.lower(state, fed, key).compile())
-  for _ in range(3):
-    state, metrics = step(state, fed, key)
-  jax.block_until_ready((state, metrics))
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, metrics = step(state, fed, key)
-    jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - t)
+  state, times = time_steps(step, state, fed, key, steps=steps, warmup=3)
   counted = ("no cost analysis on this backend" if flops is None else
              f"{flops / 1e9:6.2f} GFLOP  {nbytes / 1e9:5.2f} GB moved")
   print(f"{n_models:4d} LLMs, {rows:3d} rows  {name:19s} step {1e3 * np.median(times):7.1f} ms  "
