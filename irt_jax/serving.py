@@ -34,9 +34,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special
 from fastapi import Request
 
+from irt_jax import routing
 from irt_jax.router import Router, RouterError
 
 ROUTED_HEADER = "x-irt-jax-routed-model"
@@ -374,7 +374,7 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                                    texts=req["queries"])
     except RouterError as e:
       raise ApiError(400, str(e)) from None
-    p = special.expit(np.asarray(logits, np.float64))
+    p = routing.sigmoid(logits)
     return {"router": prefix, "models": [r.model for r in routes],
             "model_names": list(router.model_names),
             "p_correct": p.tolist(),

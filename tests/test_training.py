@@ -165,7 +165,7 @@ _PAGE_FAULTS_OF_A_BIG_BUFFER = """
 import resource, sys
 import numpy as np
 from irt_jax import utils
-if sys.argv[1] == "retain" and not utils.retain_freed_memory():
+if not utils.retain_freed_memory():
   print("unsupported"); sys.exit(0)
 def round_faults():
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -182,7 +182,7 @@ def test_freed_step_buffers_are_reused_not_faulted_in_again():
   # the first one's pages. glibc's default unmaps it on free and faults it in
   # again (16,384 pages of 4 KiB, or 32 huge pages).
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS_OF_A_BIG_BUFFER, "retain"], cwd=repo,
+  out = subprocess.run([sys.executable, "-c", _PAGE_FAULTS_OF_A_BIG_BUFFER], cwd=repo,
                        capture_output=True, text=True, check=True).stdout.strip()
   if out == "unsupported":
     pytest.skip("no glibc mallopt here")

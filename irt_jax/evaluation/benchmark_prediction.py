@@ -31,12 +31,12 @@ import os
 
 import numpy as np
 from absl import logging
-from scipy import special
 from scipy import stats
 
 from irt_jax import data as data_lib
 from irt_jax import data_splits
 from irt_jax import datasets
+from irt_jax import routing
 from irt_jax import utils
 
 KS = (10, 25, 50, 100)
@@ -75,10 +75,6 @@ def score_metrics(predicted, true) -> dict[str, float]:
 # ----------------------------------------------------------------------------
 # Estimators and query selection for one LLM on one benchmark.
 
-def _sigmoid(x):
-  return special.expit(np.asarray(x, np.float64))
-
-
 def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0.0,
                iters: int = 100) -> float:
   """MAP logit offset: max sum log Bernoulli(y | sigmoid(l + delta)) - (delta - mu)^2/(2 sd^2).
@@ -94,7 +90,7 @@ def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0
   mu, inv_var = float(prior_mean), 1.0 / prior_sd ** 2
 
   def grad_hess(d):
-    p = _sigmoid(logits + d)
+    p = routing.sigmoid(logits + d)
     return (labels - p).sum() - (d - mu) * inv_var, -(p * (1 - p)).sum() - inv_var
 
   # g(delta) = S - (delta - mu) / sd^2 with |S| <= n, so the root lies within n * sd^2 of mu.
@@ -128,11 +124,11 @@ def combined_estimate(logits, labels, observed, prior_sd: float = PRIOR_SD,
   logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
   observed = np.asarray(observed, np.int64)
   if len(observed) == 0:
-    return float(_sigmoid(logits + prior_mean).mean())
+    return float(routing.sigmoid(logits + prior_mean).mean())
   delta = fit_offset(logits[observed], labels[observed], prior_sd, prior_mean)
   rest = np.ones(len(logits), bool)
   rest[observed] = False
-  return float((labels[observed].sum() + _sigmoid(logits[rest] + delta).sum()) / len(logits))
+  return float((labels[observed].sum() + routing.sigmoid(logits[rest] + delta).sum()) / len(logits))
 
 
 def shared_offset(pieces, prior_sd: float = SHARED_PRIOR_SD) -> float:
@@ -148,7 +144,7 @@ def shared_offset(pieces, prior_sd: float = SHARED_PRIOR_SD) -> float:
 
 def information(logits, a_sq, delta: float = 0.0) -> np.ndarray:
   """Fisher information of each query about the LLM: p(1-p)|a|^2 (trace of p(1-p) a a^T)."""
-  p = _sigmoid(np.asarray(logits, np.float64) + delta)
+  p = routing.sigmoid(np.asarray(logits, np.float64) + delta)
   return p * (1 - p) * np.asarray(a_sq, np.float64)
 
 
@@ -199,7 +195,7 @@ def benchmark_scores(logits: np.ndarray, a_sq: np.ndarray, labels: np.ndarray,
       continue
     lm, ym = logits[rows, m].astype(np.float64), labels[rows, m].astype(np.float64)
     out["true"][m], out["n"][m] = ym.mean(), len(rows)
-    out["0"]["zero_shot"][m] = _sigmoid(lm).mean()
+    out["0"]["zero_shot"][m] = routing.sigmoid(lm).mean()
     orders = [rng.permutation(len(rows))[:k_max] for _ in range(repeats)]
     adaptive = adaptive_order(lm, a_sq[rows], ym, min(k_max, len(rows) - 1), prior_sd)
     per_llm.append((lm, ym, orders, adaptive))

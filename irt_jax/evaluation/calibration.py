@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import optimize
-from scipy import special
+
+from irt_jax import routing
 
 N_BINS = 15
 
@@ -60,7 +61,7 @@ class CalibrationEvaluator:
     known = pred.known
     logits, labels = pred.logits[known].astype(np.float64), pred.labels[known]
     out = {"ece": None, "n_cells": int(known.sum()),
-           "before": reliability(special.expit(logits), labels)}
+           "before": reliability(routing.sigmoid(logits), labels)}
     out["ece"] = out["before"]["ece"]
     if not ctx.options.get("temperature"):
       out["temperature"] = {"skipped": "not asked (eval.py --calibration_temperature)"}
@@ -71,7 +72,7 @@ class CalibrationEvaluator:
     val = ctx.data.split("val")
     val_logits = ctx.run.predictor.logits(ctx.data.embeddings[val.queries])[val.mask]
     t = fit_temperature(val_logits, val.labels[val.mask])
-    after = reliability(special.expit(logits / t), labels)
+    after = reliability(routing.sigmoid(logits / t), labels)
     out["temperature"] = {"value": t, "fitted_on": "val", "ece_after": after["ece"],
                           "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, t),
                           "after": after}

@@ -11,7 +11,6 @@ import dataclasses
 import os
 
 import numpy as np
-from scipy import special
 
 from irt_jax import data as data_lib
 from irt_jax import predictors
@@ -37,7 +36,7 @@ class Predictions:
 
   @property
   def proba(self) -> np.ndarray:
-    return special.expit(self.logits.astype(np.float64))
+    return routing.sigmoid(self.logits)
 
 
 @dataclasses.dataclass(frozen=True)
