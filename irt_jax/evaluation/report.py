@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from irt_jax import utils
 
 
@@ -320,3 +322,43 @@ def benchmark_prediction_kinds_table(results: list[dict], ks=("10", "25", "100")
       row += [cell(m.get("random")), cell(m.get("adaptive")), cell(m.get("naive"))]
     out.append("| " + " | ".join(row) + " |")
   return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------
+# The README's kinds table: records of scripts/compare_kinds.py, over seeds.
+
+KINDS_COLUMNS = (("accuracy", 100, ".2f"), ("auc", 1, ".4f"), ("routing_micro", 100, ".2f"),
+                 ("routing_macro", 100, ".2f"))
+
+
+def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> str:
+  """Markdown: one row per (dataset, kind), mean +- std over the seeds recorded.
+
+  The std is the population one (ddof 0) of the seeds that ran: with 3 seeds it reads
+  sqrt(2/3) of the sample std. `kinds` come first, in that order, each with a 'not run'
+  row when no record has it; kinds only the records name (a tagged variant such as
+  irtnet_pairs) follow. The oracle / best-single / random rows come from the dataset's
+  first record: they depend on the test split only.
+  """
+  lines = ["| dataset | kind | seeds | test accuracy | test AUC | routing micro | routing macro |"
+           " train s |", "|---|---|---|---|---|---|---|---|"]
+  for dataset in datasets:
+    rows = [r for r in records if r["dataset"] == dataset]
+    named = list(kinds) + [k for k in dict.fromkeys(r["kind"] for r in rows) if k not in kinds]
+    for kind in named:
+      rs = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["seed"])
+      if not rs:
+        lines.append(f"| {dataset} | {kind} | 0 | not run | | | | |")
+        continue
+      cells = []
+      for col, scale, fmt in KINDS_COLUMNS:
+        v = scale * np.array([r[col] for r in rs])
+        cells.append(f"{v.mean():{fmt}} +- {v.std():{fmt}}" if len(v) > 1 else f"{v[0]:{fmt}}")
+      seconds = np.mean([r["seconds"] for r in rs])
+      lines.append(f"| {dataset} | {kind} | {len(rs)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    if rows:
+      for name in ("oracle", "best_single", "random"):
+        b = rows[0]["baselines"][name]
+        lines.append(f"| {dataset} | *{name}* | | | | {100 * b['micro']:.2f} | "
+                     f"{100 * b['macro']:.2f} | |")
+  return "\n".join(lines) + "\n"

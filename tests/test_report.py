@@ -1,0 +1,49 @@
+"""The README's kinds table, from records by hand (report.kinds_table)."""
+
+import subprocess
+import sys
+
+from irt_jax.evaluation import report
+from tests.conftest import REPO
+
+BASE = {"oracle": {"micro": 0.9, "macro": 0.8}, "best_single": {"micro": 0.6, "macro": 0.5},
+        "random": {"micro": 0.4, "macro": 0.3}}
+
+
+def _record(kind, dataset, seed, acc, auc, seconds):
+  return {"kind": kind, "dataset": dataset, "seed": seed, "seconds": seconds, "baselines": BASE,
+          "accuracy": acc, "auc": auc, "routing_micro": acc - 0.1, "routing_macro": acc - 0.2}
+
+
+def test_kinds_table_mean_and_population_std_over_the_seeds_that_ran():
+  records = [
+      _record("irtnet_pairs", "a", 1, 0.70, 0.80, 30.0),  # a variant only the records name
+      _record("irtnet", "a", 2, 0.64, 0.71, 10.0),        # seeds out of order, unequal counts
+      _record("irtnet", "a", 0, 0.60, 0.70, 20.0),
+      _record("logreg", "b", 0, 0.50, 0.55, 5.0),
+  ]
+  lines = report.kinds_table(records, ["a", "b"], ["irtnet", "logreg"]).splitlines()
+  rows = [l for l in lines if l.startswith("| a ") or l.startswith("| b ")]
+  # accuracy 60 and 64: mean 62, population std 2 (the sample std would be 2.83);
+  # AUC 0.70 and 0.71: 0.7050 +- 0.0050; routing micro 50 and 54; train seconds 15.
+  assert rows[0] == ("| a | irtnet | 2 | 62.00 +- 2.00 | 0.7050 +- 0.0050 | 52.00 +- 2.00 | "
+                     "42.00 +- 2.00 | 15 |")
+  assert rows[1] == "| a | logreg | 0 | not run | | | | |"
+  assert rows[2] == "| a | irtnet_pairs | 1 | 70.00 | 0.8000 | 60.00 | 50.00 | 30 |"
+  assert rows[3:6] == ["| a | *oracle* | | | | 90.00 | 80.00 | |",
+                       "| a | *best_single* | | | | 60.00 | 50.00 | |",
+                       "| a | *random* | | | | 40.00 | 30.00 | |"]
+  assert rows[6] == "| b | irtnet | 0 | not run | | | | |"
+  assert rows[7] == "| b | logreg | 1 | 50.00 | 0.5500 | 40.00 | 30.00 | 5 |"
+  assert len(rows) == 11
+
+
+def test_compare_kinds_table_only_without_records_is_one_line_not_a_traceback(tmp_path):
+  missing = tmp_path / "none.jsonl"
+  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--table_only",
+                         f"--records={missing}", f"--workdir={tmp_path / 'w'}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"compare_kinds.py: no records at {missing}: run without --table_only first")
+  assert "Traceback" not in proc.stderr
