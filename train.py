@@ -11,17 +11,21 @@ run the same command in every process, plus --distributed (TPU pods, Slurm) or
 
 import sys
 
-import jax
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+from irt_jax import utils
 
-from irt_jax import checkpoint
-from irt_jax import data as data_lib
-from irt_jax import distributed
-from irt_jax import training
-from irt_jax.models import base as kind_lib
+utils.retain_freed_memory()  # before jax or numpy start threads (see its docstring)
+
+import jax  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from irt_jax import checkpoint  # noqa: E402
+from irt_jax import data as data_lib  # noqa: E402
+from irt_jax import distributed  # noqa: E402
+from irt_jax import training  # noqa: E402
+from irt_jax.models import base as kind_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",

@@ -39,6 +39,8 @@ N_MODELS, INPUT_DIM, BATCH_CELLS, GLOBAL_ROWS = 112, 768, 2048, 20
 
 def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   """Times the step on the first `n_devices` devices; writes JSON + params."""
+  from irt_jax import utils
+  utils.retain_freed_memory()  # as training does, before jax starts threads
   import jax
   import numpy as np
 
@@ -46,10 +48,8 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   from irt_jax.models import irtnet as model_lib
   from irt_jax import parallel
   from irt_jax import training
-  from irt_jax import utils
   from run import time_steps  # bench/run.py (this script's directory is on sys.path)
 
-  utils.retain_freed_memory()  # as training does
   devices = jax.local_devices()[:n_devices]
   if len(devices) < n_devices:
     raise SystemExit(f"asked for {n_devices} devices, have {len(devices)}")

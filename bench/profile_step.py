@@ -27,11 +27,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from irt_jax import utils  # noqa: E402
+
+if "--system_malloc" not in sys.argv[1:]:  # before jax or numpy start threads
+  utils.retain_freed_memory()
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import irtnet as paper_config  # noqa: E402
-from irt_jax import parallel, training, utils  # noqa: E402
+from irt_jax import parallel, training  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
 
 
@@ -51,8 +56,6 @@ def main() -> None:
   parser.add_argument("--system_malloc", action="store_true",
                       help="leave glibc's allocator as it is (training keeps freed memory)")
   args = parser.parse_args()
-  if not args.system_malloc:
-    utils.retain_freed_memory()
   config = paper_config.get_config()
   spec = model_lib.ModelSpec.from_config(config.model, args.models, 768)
   optimizer = training.make_optimizer(config.optim)

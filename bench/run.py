@@ -40,6 +40,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from irt_jax import utils  # noqa: E402
+
+utils.retain_freed_memory()  # before jax or numpy start threads: steps are timed as they train
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,14 +56,12 @@ from configs import irtnet as paper_config
 from irt_jax import batches
 from irt_jax import data as data_lib
 from irt_jax import data_cache
-from irt_jax import losses
 from irt_jax import predictors
 from irt_jax.models import irtnet as model_lib
 from irt_jax import parallel
 from irt_jax import routing
 from irt_jax import serving
 from irt_jax import training
-from irt_jax import utils
 
 ModelSpec = model_lib.ModelSpec
 init_params = model_lib.init_params
@@ -642,7 +644,6 @@ def main() -> None:
   unknown = sorted(set(only) - set(ITEMS))
   if unknown:
     parser.error(f"unknown item(s) {unknown}; known: {list(ITEMS)}")
-  utils.retain_freed_memory()  # as train_and_evaluate does: the steps are timed as they train
   args.block_steps = 3 if args.quick else 10
   args.pair_steps = 2 if args.quick else 3
   os.makedirs(args.scratch, exist_ok=True)

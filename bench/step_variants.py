@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/step_variants.py
 
-At the paper's shape (112 LLMs) and llmrouter's (9), on one device:
+At the paper's shape (112 LLMs), llmrouter's (9) and the pairs layout's (one LLM
+per row: 2048 rows, the paper code's sampling), on one device:
   * `pmap`: the production step (training.pmap_train_step): state replicated
     with no device axis (in_axes / out_axes None), donated;
   * `pmap_keep`: the same without donation (the old state stays allocated);
@@ -13,6 +14,8 @@ At the paper's shape (112 LLMs) and llmrouter's (9), on one device:
   * `pmap_system_malloc`: `pmap` with glibc's default allocator (every other
     variant keeps freed memory for reuse, as training does:
     `utils.retain_freed_memory`);
+  * `pmap_thread_arenas`: `pmap` keeping freed memory but with a malloc arena
+    per thread, where requests over 64 MB are still mapped and unmapped;
 with XLA's cost analysis of each (FLOPs, bytes moved), and the time of drawing
 the dropout masks and input noise alone (`models.irtnet.regularisation_noise`).
 Each variant runs in a fresh process (a process's allocator state carries over
@@ -31,22 +34,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from irt_jax import utils  # noqa: E402
+
+if "--variant=pmap_system_malloc" not in sys.argv[1:]:  # before jax or numpy start threads
+  utils.retain_freed_memory(one_arena="--variant=pmap_thread_arenas" not in sys.argv[1:])
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from configs import irtnet as paper_config  # noqa: E402
-from irt_jax import parallel, training, utils  # noqa: E402
+from irt_jax import parallel, training  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
 from run import cost, time_steps  # noqa: E402  (bench/run.py, the suite: this script's directory is on sys.path)
 
-VARIANTS = ["pmap", "pmap_keep", "pmap_stacked", "jit_mesh", "pmap_system_malloc"]
+VARIANTS = ["pmap", "pmap_keep", "pmap_stacked", "jit_mesh", "pmap_system_malloc",
+            "pmap_thread_arenas"]
 
 
 def time_variant(name: str, n_models: int, steps: int = 12) -> None:
-  if name != "pmap_system_malloc":
-    utils.retain_freed_memory()
   config = paper_config.get_config()
   spec = model_lib.ModelSpec.from_config(config.model, n_models, 768)
   opt = training.make_optimizer(config.optim)
@@ -59,7 +66,7 @@ def time_variant(name: str, n_models: int, steps: int = 12) -> None:
            "mask": np.ones((rows, n_models), bool)}
   key = jax.random.PRNGKey(1)
   pmap_batch = jax.device_put(jax.tree.map(lambda x: x[None], batch), parallel.local_sharding())
-  if name in ("pmap", "pmap_system_malloc", "pmap_keep"):
+  if name in ("pmap", "pmap_system_malloc", "pmap_keep", "pmap_thread_arenas"):
     step = training.pmap_train_step(model_lib.KIND, spec, opt, donate=name != "pmap_keep")
     state, fed = parallel.replicate(host_state), pmap_batch
   elif name == "pmap_stacked":
@@ -108,6 +115,6 @@ if __name__ == "__main__":
     time_variant(args.variant, args.models)
     sys.exit(0)
   print(f"{jax.devices()[0].platform}, {jax.device_count()} device(s)", flush=True)
-  for n in (112, 9):
+  for n in (112, 9, 1):
     for name in VARIANTS:
       subprocess.run([sys.executable, __file__, f"--variant={name}", f"--models={n}"], check=True)

@@ -325,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                data.n_models, steps_per_epoch)
 
   # --- Model, optimiser, steps ----------------------------------------------
-  utils.retain_freed_memory()  # the steps' temporaries are reused, not page-faulted in again
+  utils.retain_freed_memory()  # temporaries reused, not faulted in again (entry points call it first)
   spec = kind.spec(config.model, data.n_models, data.embed_dim)
   optimizer = make_optimizer(config.optim)
   rng = jax.random.PRNGKey(config.seed)

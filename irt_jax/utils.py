@@ -38,24 +38,35 @@ def write_json(path: str | os.PathLike, obj) -> None:
   os.replace(tmp, path)
 
 
-def retain_freed_memory() -> bool:
+def retain_freed_memory(one_arena: bool = True) -> bool:
   """Asks glibc's malloc to keep freed memory for reuse; False where there is none.
 
   XLA's CPU runtime allocates a step's large temporary buffers afresh on every
   execution. glibc serves any allocation over 32 MB with its own mmap and
   unmaps it on free, so each step page-faults its temporaries in again (and
   the kernel zeroes them): 82 -> 54 ms per training step at the paper's
-  shape (`bench/step_variants.py`, variant `pmap_system_malloc`). With mmap off for allocations and no trimming
-  of the heap's top, freed buffers are reused as they are. The process keeps
-  its peak memory instead of returning it to the system, which suits a
-  training job. Process-wide and idempotent.
+  shape (`bench/step_variants.py`, variant `pmap_system_malloc`). With mmap off
+  for allocations and no trimming of the heap's top, freed buffers are reused
+  as they are.
+
+  XLA allocates from its worker threads, and a thread with its own malloc arena
+  maps any request over that arena's 64 MB heap limit with mmap whatever
+  M_MMAP_MAX says: the pairs layout's 2048-row step (a 700 MB temporary) still
+  faulted 225,000 pages in per step, 10% of its time. So every thread shares the
+  main arena (M_ARENA_MAX = 1), which only holds for threads that have not
+  allocated yet: entry points call this first, before importing jax or numpy
+  (train.py, the scripts and benches); `train_and_evaluate` calls it again for
+  programs that did not. The process keeps its peak memory instead of returning
+  it to the system, which suits a training job. Process-wide and idempotent.
+  `one_arena=False` leaves the threads' arenas as they are (a bench variant).
   """
   import ctypes
   import ctypes.util
-  m_trim_threshold, m_mmap_max = -1, -4  # mallopt parameters, <malloc.h>
+  m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # mallopt parameters, <malloc.h>
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     mallopt = libc.mallopt
   except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt)
     return False
-  return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+  arenas = bool(mallopt(m_arena_max, 1)) if one_arena else True
+  return arenas and bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

@@ -15,6 +15,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from irt_jax import utils  # noqa: E402
+
+utils.retain_freed_memory()  # before jax or numpy start threads (see its docstring)
+
 from absl import app, flags, logging  # noqa: E402
 
 from configs import irtnet  # noqa: E402
