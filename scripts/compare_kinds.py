@@ -41,7 +41,7 @@ flags.DEFINE_string("records", None, "One JSON line per finished run (default WO
                     "new clone re-prints them and resumes without re-running finished cells.")
 flags.DEFINE_list("overrides", [], "key=value config overrides for every run (e.g. "
                   "train.batching=pairs).")
-flags.DEFINE_bool("table_only", False, "Only rewrite table.md from results.jsonl (run nothing).")
+flags.DEFINE_bool("table_only", False, "Only rewrite table.md from the records (run nothing).")
 flags.DEFINE_string("tag", "", "Suffix of the run names (to compare override sets).")
 
 COLUMNS = (("accuracy", "correctness", "accuracy"), ("auc", "correctness", "auc"),
@@ -85,6 +85,26 @@ def run_one(kind, dataset, seed, out):
   print(json.dumps(record), flush=True)
 
 
+RECORD_KEYS = {"kind", "dataset", "seed", "seconds", "baselines"} | {col for col, _, _ in COLUMNS}
+
+
+def read_records(path: str) -> list[dict]:
+  """The records file, one JSON object per line; a line that is not one (a run
+  killed mid-write, a merge left in the file) stops with its file and line."""
+  records = []
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      try:
+        record = json.loads(line)
+        if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
+          raise ValueError
+      except ValueError:
+        sys.exit(f"compare_kinds.py: {path}, line {number}: not a run record "
+                 "(delete or repair the line; finished runs are listed one JSON object a line)")
+      records.append(record)
+  return records
+
+
 def main(argv):
   del argv
   checkpoint.quiet_orbax_logs()
@@ -93,8 +113,7 @@ def main(argv):
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   done = set()
   if os.path.exists(out):
-    with open(out) as f:
-      done = {(r["kind"], r["dataset"], r["seed"]) for r in map(json.loads, f)}
+    done = {(r["kind"], r["dataset"], r["seed"]) for r in read_records(out)}
   for kind in [] if FLAGS.table_only else FLAGS.kinds:
     fitted = not models.get(kind).trained_by_gradient
     for dataset in FLAGS.datasets:
@@ -104,8 +123,7 @@ def main(argv):
           run_one(kind, dataset, seed, out)
   if not os.path.exists(out):
     sys.exit(f"compare_kinds.py: no records at {out}: run without --table_only first")
-  with open(out) as f:
-    records = [json.loads(l) for l in f]
+  records = read_records(out)
   text = report.kinds_table(records, FLAGS.datasets, [k + FLAGS.tag for k in FLAGS.kinds])
   with open(os.path.join(FLAGS.workdir, "table.md"), "w") as f:
     f.write(text)

@@ -1,5 +1,6 @@
 """The README's kinds table, from records by hand (report.kinds_table)."""
 
+import json
 import subprocess
 import sys
 
@@ -38,12 +39,35 @@ def test_kinds_table_mean_and_population_std_over_the_seeds_that_ran():
   assert len(rows) == 11
 
 
+def _table_only(records, tmp_path):
+  return subprocess.run([sys.executable, "scripts/compare_kinds.py", "--table_only",
+                         f"--records={records}", f"--workdir={tmp_path / 'w'}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
 def test_compare_kinds_table_only_without_records_is_one_line_not_a_traceback(tmp_path):
   missing = tmp_path / "none.jsonl"
-  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--table_only",
-                         f"--records={missing}", f"--workdir={tmp_path / 'w'}"],
-                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  proc = _table_only(missing, tmp_path)
   assert proc.returncode != 0
   assert proc.stderr.strip().splitlines()[-1] == (
       f"compare_kinds.py: no records at {missing}: run without --table_only first")
   assert "Traceback" not in proc.stderr
+
+
+def test_compare_kinds_names_the_line_of_a_half_written_record(tmp_path):
+  # A run killed while appending leaves a partial last line; every later
+  # comparison must say where, not fail with a JSON traceback.
+  records = tmp_path / "kinds.jsonl"
+  whole = json.dumps(_record("irtnet", "routerdc", 0, 0.6, 0.7, 10.0))
+  records.write_text(whole + "\n" + whole[:40] + "\n")
+  proc = _table_only(records, tmp_path)
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f"compare_kinds.py: {records}, line 2: not a run record")
+  records.write_text(whole + "\n" + json.dumps({"kind": "irtnet", "dataset": "routerdc"}) + "\n")
+  proc = _table_only(records, tmp_path)  # valid JSON, not a record: no seed, no metrics
+  assert f"{records}, line 2: not a run record" in proc.stderr and "Traceback" not in proc.stderr
+  records.write_text(whole + "\n")
+  proc = _table_only(records, tmp_path)
+  assert proc.returncode == 0 and "| routerdc | irtnet | 1 | 60.00 | 0.7000 |" in proc.stdout
