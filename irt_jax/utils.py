@@ -1,7 +1,8 @@
 """Small generic helpers shared by the data, checkpoint and encoder modules.
 
 Nothing here knows about IRT: hashing files in blocks (weights and datasets can be
-large) and writing JSON so that a crash never leaves a half-written file.
+large), writing JSON so that a crash never leaves a half-written file, config
+overrides given as strings, and the allocator setting every entry point makes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,53 @@ def write_json(path: str | os.PathLike, obj) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def apply_overrides(config, items) -> None:
+  """Sets `key.path=value` strings on an ml_collections ConfigDict, in place.
+
+  The scripts that run many configurations (compare_kinds, search_recommended)
+  take overrides as strings, like absl's --config.x.y=v. A value is read as the
+  type of the field it replaces, so `train.num_epochs=3` stays an int and
+  `model.dropout=1` becomes 1.0; an unknown key raises ValueError listing the valid
+  ones at that level, instead of silently adding a field no code reads.
+  """
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"override {item!r}: expected key=value (e.g. train.batching=pairs)")
+    node, path = config, key.split(".")
+    for depth, name in enumerate(path):
+      if not hasattr(node, "keys") or name not in node:
+        valid = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none (a value)"
+        raise ValueError(f"override {item!r}: no field {'.'.join(path[:depth + 1])!r}; "
+                         f"valid there: {valid}")
+      if depth < len(path) - 1:
+        node = node[name]
+    node[path[-1]] = _typed_like(node[path[-1]], text, item)
+
+
+def _typed_like(current, text: str, item: str):
+  if hasattr(current, "keys"):
+    raise ValueError(f"override {item!r}: that is a group of fields "
+                     f"({', '.join(sorted(current.keys()))}), not one value")
+  if isinstance(current, bool):
+    if text.lower() not in ("true", "false"):
+      raise ValueError(f"override {item!r}: expected true or false")
+    return text.lower() == "true"
+  for kind in (int, float):
+    if isinstance(current, kind):
+      try:
+        return kind(text)
+      except ValueError:
+        raise ValueError(f"override {item!r}: expected {kind.__name__}") from None
+  if current is None:  # untyped field: the literal's own type
+    for kind in (int, float):
+      try:
+        return kind(text)
+      except ValueError:
+        pass
+  return text
 
 
 def retain_freed_memory(one_arena: bool = True) -> bool:

@@ -48,26 +48,17 @@ COLUMNS = (("accuracy", "correctness", "accuracy"), ("auc", "correctness", "auc"
            ("routing_micro", "routing", "micro"), ("routing_macro", "routing", "macro"))
 
 
-def _parse(value):
-  for cast in (int, float):
-    try:
-      return cast(value)
-    except ValueError:
-      pass
-  return value
+def kind_config(kind):
+  """configs/<kind>.py as published, then --overrides."""
+  config = importlib.import_module(f"configs.{kind}").get_config()
+  utils.apply_overrides(config, FLAGS.overrides)
+  return config
 
 
 def run_one(kind, dataset, seed, out):
-  config = importlib.import_module(f"configs.{kind}").get_config()
+  config = kind_config(kind)
   config.seed = seed
   config.data.dir = os.path.join(FLAGS.data_root, dataset)
-  for item in FLAGS.overrides:
-    key, _, value = item.partition("=")
-    *path, leaf = key.split(".")
-    node = config
-    for p in path:
-      node = node[p]
-    node[leaf] = _parse(value)
   workdir = os.path.join(FLAGS.workdir, f"{kind}{FLAGS.tag}-{dataset}-s{seed}")
   t0 = time.time()
   summary = training.train_and_evaluate(config, workdir)
@@ -114,6 +105,12 @@ def main(argv):
   done = set()
   if os.path.exists(out):
     done = {(r["kind"], r["dataset"], r["seed"]) for r in read_records(out)}
+  for kind in [] if FLAGS.table_only else FLAGS.kinds:  # all checked before the first run
+    try:
+      models.get(kind)
+      kind_config(kind)
+    except ValueError as e:  # an unknown kind or override (ConfigError is a ValueError)
+      sys.exit(f"compare_kinds.py: {kind}: {e}")
   for kind in [] if FLAGS.table_only else FLAGS.kinds:
     fitted = not models.get(kind).trained_by_gradient
     for dataset in FLAGS.datasets:

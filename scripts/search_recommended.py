@@ -2,9 +2,9 @@ r"""Validation-only search for configs/recommended.py (issue: a recommended IrtN
 
   python scripts/search_recommended.py --datasets=llmrouter,routerdc,zeroeval \
       --grid=NAME:key=value,key=value [--grid=...] --out=runs/search/results.jsonl
-Each grid entry starts from configs/irtnet.py, applies the overrides, trains on
-train (early stopping on val) and evaluates on **val only** (the test split is
-never read here). One JSON line per (entry, dataset, seed) goes to --out, so
+Each grid entry starts from configs/irtnet.py on query blocks (base_config),
+applies the overrides, trains on train (early stopping on val) and evaluates on
+**val only** (the test split is never read here). One JSON line per (entry, dataset, seed) goes to --out, so
 an interrupted search resumes where it stopped.
 """
 
@@ -33,13 +33,13 @@ flags.DEFINE_list("seeds", ["0"], "Seeds per entry.")
 flags.DEFINE_string("out", "runs/search/results.jsonl", "Results (JSON lines).")
 
 
-def _parse(value: str):
-  for cast in (int, float):
-    try:
-      return cast(value)
-    except ValueError:
-      pass
-  return {"true": True, "false": False}.get(value.lower(), value)
+def base_config(overrides):
+  """configs/irtnet.py on query blocks (the layout of the README's search table;
+  an entry may set train.batching=pairs), then the entry's overrides."""
+  config = irtnet.get_config()
+  config.train.batching = "blocks"
+  utils.apply_overrides(config, overrides)
+  return config
 
 
 def main(argv):
@@ -50,29 +50,28 @@ def main(argv):
     with open(FLAGS.out) as f:
       done = {(r["name"], r["dataset"], r["seed"]) for r in map(json.loads, f)}
   os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
-  for entry in FLAGS.grid:
-    name, _, overrides = entry.partition(":")
+  grid = [(name, [o for o in overrides.split(",") if o])
+          for name, _, overrides in (entry.partition(":") for entry in FLAGS.grid)]
+  for name, overrides in grid:  # every entry checked before the first run starts
+    try:
+      base_config(overrides)
+    except ValueError as e:
+      sys.exit(f"search_recommended.py: --grid {name}: {e}")
+  for name, overrides in grid:
     for dataset in FLAGS.datasets:
       for seed in map(int, FLAGS.seeds):
         if (name, dataset, seed) in done:
           continue
-        config = irtnet.get_config()
+        config = base_config(overrides)
         config.seed = seed
         config.data.dir = os.path.join(FLAGS.data_root, dataset)
-        for item in filter(None, overrides.split(",")):
-          key, _, value = item.partition("=")
-          node = config
-          *path, leaf = key.split(".")
-          for p in path:
-            node = node[p]
-          node[leaf] = _parse(value)
         workdir = os.path.join(os.path.dirname(FLAGS.out), f"{name}-{dataset}-s{seed}")
         t0 = time.time()
         summary = training.train_and_evaluate(config, workdir)
         run = predictors.load(workdir, "best")
         data = datasets.prepare_and_load(run.config, workdir, require=("train", "val"))
         rep = evaluation.evaluate(run, data, "val")
-        record = {"name": name, "dataset": dataset, "seed": seed, "overrides": overrides,
+        record = {"name": name, "dataset": dataset, "seed": seed, "overrides": ",".join(overrides),
                   "val_accuracy": rep["correctness"]["accuracy"],
                   "val_auc": rep["correctness"]["auc"],
                   "val_routing_micro": rep["routing"]["micro"],

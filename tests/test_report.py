@@ -71,3 +71,29 @@ def test_compare_kinds_names_the_line_of_a_half_written_record(tmp_path):
   records.write_text(whole + "\n")
   proc = _table_only(records, tmp_path)
   assert proc.returncode == 0 and "| routerdc | irtnet | 1 | 60.00 | 0.7000 |" in proc.stdout
+
+
+def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
+  # Checked up front: a typo in the last grid entry must not surface after hours of runs.
+  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=logreg,irtnet",
+                         "--datasets=llmrouter", "--overrides=train.batchng=pairs",
+                         f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "compare_kinds.py: logreg: override 'train.batchng=pairs': no field 'train.batchng'; "
+      "valid there: batching, eval_rows,")
+  assert not (tmp_path / "r.jsonl").exists() and not list((tmp_path / "w").iterdir())
+  proc = subprocess.run([sys.executable, "scripts/search_recommended.py", "--datasets=llmrouter",
+                         "--grid=ok:optim.lr=1e-3", "--grid=typo:model.n_expert=8",
+                         f"--out={tmp_path / 's' / 'r.jsonl'}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "search_recommended.py: --grid typo: override 'model.n_expert=8': no field 'model.n_expert'")
+  assert not (tmp_path / "s" / "r.jsonl").exists()
+  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=nosuch",
+                         f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert "compare_kinds.py: nosuch: unknown model kind" in proc.stderr.strip().splitlines()[-1]
