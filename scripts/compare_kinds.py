@@ -102,9 +102,9 @@ def main(argv):
   os.makedirs(FLAGS.workdir, exist_ok=True)
   out = FLAGS.records or os.path.join(FLAGS.workdir, "results.jsonl")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  done = set()
+  done = {}  # (kind + tag, dataset, seed) -> the overrides it ran with
   if os.path.exists(out):
-    done = {(r["kind"], r["dataset"], r["seed"]) for r in read_records(out)}
+    done = {(r["kind"], r["dataset"], r["seed"]): r.get("overrides", []) for r in read_records(out)}
   for kind in [] if FLAGS.table_only else FLAGS.kinds:  # all checked before the first run
     try:
       models.get(kind)
@@ -115,9 +115,14 @@ def main(argv):
     fitted = not models.get(kind).trained_by_gradient
     for dataset in FLAGS.datasets:
       for seed in ([0] if fitted else [int(s) for s in FLAGS.seeds]):
-        if (kind + FLAGS.tag, dataset, seed) not in done:
+        key = (kind + FLAGS.tag, dataset, seed)
+        if key not in done:
           logging.info("running %s%s on %s, seed %d", kind, FLAGS.tag, dataset, seed)
           run_one(kind, dataset, seed, out)
+        elif sorted(done[key]) != sorted(FLAGS.overrides):
+          logging.warning("%s on %s, seed %d: recorded with overrides %s, not %s; kept as "
+                          "finished (use another --tag, or delete its line in %s to re-run)",
+                          *key, done[key], list(FLAGS.overrides), out)
   if not os.path.exists(out):
     sys.exit(f"compare_kinds.py: no records at {out}: run without --table_only first")
   records = read_records(out)

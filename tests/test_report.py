@@ -97,3 +97,20 @@ def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
   assert "compare_kinds.py: nosuch: unknown model kind" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_cell_recorded_with_other_overrides_is_kept_but_named(tmp_path):
+  # Resuming with different overrides must neither re-run nor silently pass off
+  # the old cell as the new setting.
+  records = tmp_path / "kinds.jsonl"
+  old = dict(_record("logreg", "llmrouter", 0, 0.75, 0.82, 20.0), overrides=["knn.k=5"])
+  records.write_text(json.dumps(old) + "\n")
+  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=logreg",
+                         "--datasets=llmrouter", f"--records={records}",
+                         f"--workdir={tmp_path / 'w'}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert ("logreg on llmrouter, seed 0: recorded with overrides ['knn.k=5'], not []; kept as "
+          "finished") in proc.stderr
+  assert records.read_text() == json.dumps(old) + "\n"
+  assert "| llmrouter | logreg | 1 | 75.00 |" in proc.stdout
