@@ -1,5 +1,11 @@
 """The paper's settings (IrtNet's released code). Point it at data with
---config.data.dir=../shared/data/routerdc (or the downloaded IrtNet dataset)."""
+--config.data.dir=../shared/data/routerdc (or the downloaded IrtNet dataset).
+
+Batches are the released code's random (model, query) pairs. Whole query rows
+(--config.train.batching=blocks) give the same routing in a third to a tenth of
+the time on the shared data and about 40x faster epochs at the paper's 112 LLMs
+on a CPU, with slightly lower AUC where pairs train long (README: "Query blocks
+or the paper's pairs")."""
 
 import ml_collections
 
@@ -31,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.plateau_patience = 2
   config.optim.plateau_threshold = 1e-4  # relative, as torch's default
 
+  config.train.batching = "pairs"       # 2048 random (model, query) pairs, as the released code
   config.train.batch_cells = 2048       # (model, query) cells per global batch
   config.train.num_epochs = 30
   config.train.early_stop_patience = 5  # epochs without val-accuracy gain

@@ -12,6 +12,7 @@ def get_config():
   config.model.ability_dim = 16
   config.model.dropout = 0.1
   config.optim.lr = 3e-3
+  config.train.batching = "blocks"      # whole query rows: the fast layout
   config.train.num_epochs = 20
   config.train.log_every_steps = 20
   return config

@@ -3,6 +3,7 @@
 import ml_collections
 import pytest
 
+from configs import irtnet, synthetic
 from irt_jax import utils
 
 
@@ -41,3 +42,10 @@ def test_a_bad_override_names_itself_and_what_is_valid(item, message):
   assert f"override {item!r}" in str(err.value) and message in str(err.value)
   assert config.to_dict() == _config().to_dict()  # nothing half-applied
 
+
+
+def test_the_paper_config_samples_pairs_and_the_default_job_blocks():
+  # configs/irtnet.py keeps the released code's sampling; the quick synthetic job
+  # (and configs/test.py, bench_predict.py above it) pins the fast layout.
+  assert irtnet.get_config().train.batching == "pairs"
+  assert synthetic.get_config().train.batching == "blocks"
