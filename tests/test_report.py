@@ -18,7 +18,7 @@ def _record(kind, dataset, seed, acc, auc, seconds):
 
 def test_kinds_table_mean_and_population_std_over_the_seeds_that_ran():
   records = [
-      _record("irtnet_pairs", "a", 1, 0.70, 0.80, 30.0),  # a variant only the records name
+      _record("irtnet_blocks", "a", 1, 0.70, 0.80, 30.0),  # another comparison's record
       _record("irtnet", "a", 2, 0.64, 0.71, 10.0),        # seeds out of order, unequal counts
       _record("irtnet", "a", 0, 0.60, 0.70, 20.0),
       _record("logreg", "b", 0, 0.50, 0.55, 5.0),
@@ -30,13 +30,15 @@ def test_kinds_table_mean_and_population_std_over_the_seeds_that_ran():
   assert rows[0] == ("| a | irtnet | 2 | 62.00 +- 2.00 | 0.7050 +- 0.0050 | 52.00 +- 2.00 | "
                      "42.00 +- 2.00 | 15 |")
   assert rows[1] == "| a | logreg | 0 | not run | | | | |"
-  assert rows[2] == "| a | irtnet_pairs | 1 | 70.00 | 0.8000 | 60.00 | 50.00 | 30 |"
-  assert rows[3:6] == ["| a | *oracle* | | | | 90.00 | 80.00 | |",
+  assert rows[2:5] == ["| a | *oracle* | | | | 90.00 | 80.00 | |",
                        "| a | *best_single* | | | | 60.00 | 50.00 | |",
                        "| a | *random* | | | | 40.00 | 30.00 | |"]
-  assert rows[6] == "| b | irtnet | 0 | not run | | | | |"
-  assert rows[7] == "| b | logreg | 1 | 50.00 | 0.5500 | 40.00 | 30.00 | 5 |"
-  assert len(rows) == 11
+  assert rows[5] == "| b | irtnet | 0 | not run | | | | |"
+  assert rows[6] == "| b | logreg | 1 | 50.00 | 0.5500 | 40.00 | 30.00 | 5 |"
+  assert len(rows) == 10  # irtnet_blocks was not asked for
+  lines = report.kinds_table(records, ["a"], ["irtnet_blocks", "irtnet"]).splitlines()
+  assert [l.split(" | ")[1] for l in lines[2:4]] == ["irtnet_blocks", "irtnet"]
+  assert lines[2] == "| a | irtnet_blocks | 1 | 70.00 | 0.8000 | 60.00 | 50.00 | 30 |"
 
 
 def _table_only(records, tmp_path):

@@ -335,17 +335,17 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
   """Markdown: one row per (dataset, kind), mean +- std over the seeds recorded.
 
   The std is the population one (ddof 0) of the seeds that ran: with 3 seeds it reads
-  sqrt(2/3) of the sample std. `kinds` come first, in that order, each with a 'not run'
-  row when no record has it; kinds only the records name (a tagged variant such as
-  irtnet_pairs) follow. The oracle / best-single / random rows come from the dataset's
-  first record: they depend on the test split only.
+  sqrt(2/3) of the sample std. Rows are exactly `kinds`, in that order, each with a
+  'not run' row when no record has it: one records file holds several comparisons
+  (every kind; the paper config on blocks and pairs), and each table shows the one
+  asked for. The oracle / best-single / random rows come from the dataset's first
+  record: they depend on the test split only.
   """
   lines = ["| dataset | kind | seeds | test accuracy | test AUC | routing micro | routing macro |"
            " train s |", "|---|---|---|---|---|---|---|---|"]
   for dataset in datasets:
     rows = [r for r in records if r["dataset"] == dataset]
-    named = list(kinds) + [k for k in dict.fromkeys(r["kind"] for r in rows) if k not in kinds]
-    for kind in named:
+    for kind in kinds:
       rs = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["seed"])
       if not rs:
         lines.append(f"| {dataset} | {kind} | 0 | not run | | | | |")
