@@ -20,6 +20,7 @@ import numpy as np
 
 from irt_jax import parallel
 from irt_jax.data import Split
+from irt_jax.models.base import ConfigError
 
 
 def block(split: Split, embeddings: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
@@ -131,7 +132,7 @@ def layout(name: str, batch_cells: int, n_models: int, n_devices: int) -> Layout
   """About `batch_cells` cells per global batch, in whole query rows ('blocks')
   or as single cells ('pairs'); rows rounded up to a multiple of the devices."""
   if name not in LAYOUTS:
-    raise ValueError(f"config.train.batching={name!r}: expected one of {', '.join(LAYOUTS)}")
+    raise ConfigError(f"config.train.batching={name!r}: expected one of {', '.join(LAYOUTS)}")
   if name == "pairs":
     return Layout(name, math.ceil(batch_cells / n_devices) * n_devices)
   return Layout(name, parallel.queries_per_batch(batch_cells, n_models, n_devices))

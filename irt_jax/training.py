@@ -304,9 +304,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Everything a later `eval.py --workdir` needs ends up in `workdir/checkpoints`.
   """
+  kind = models.for_config(config)  # an unknown kind, field or layout fails before
+  kind.spec(config.model, 1, 1)      # the workdir is made or data is read
+  if kind.trained_by_gradient:
+    batches.layout(config.train.batching, config.train.batch_cells, 1, 1)
   os.makedirs(workdir, exist_ok=True)
-  kind = models.for_config(config)  # an unknown kind or field fails before data is read
-  kind.spec(config.model, 1, 1)
   # --- Data and layout ------------------------------------------------------
   data = datasets.prepare_and_load(config, workdir)
   logging.info("%s", data_lib.describe(data))

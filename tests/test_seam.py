@@ -13,10 +13,21 @@ from irt_jax import training
 from irt_jax.models import base
 
 
-def test_unknown_kind_lists_the_valid_ones(config):
+def test_unknown_kind_lists_the_valid_ones(config, tmp_path):
   config.model.name = "transformer"
   with pytest.raises(base.ConfigError, match=r"unknown model kind .*'transformer'.*irtnet"):
-    training.train_and_evaluate(config, "/nonexistent/never-created")
+    training.train_and_evaluate(config, str(tmp_path / "never-created"))
+  assert not (tmp_path / "never-created").exists()
+
+
+def test_an_unknown_batch_layout_fails_before_the_workdir_or_data(config, tmp_path):
+  # A ConfigError is what train.py turns into one line; a plain ValueError was a
+  # traceback, raised only after the synthetic data had been generated.
+  config.train.batching = "rows"
+  with pytest.raises(base.ConfigError, match=r"config\.train\.batching='rows': expected one of "
+                                             r"blocks, pairs"):
+    training.train_and_evaluate(config, str(tmp_path / "never-created"))
+  assert not (tmp_path / "never-created").exists()
 
 
 def test_a_field_the_kind_does_not_take_is_named_with_the_valid_fields(config):
