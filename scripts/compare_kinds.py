@@ -111,6 +111,10 @@ def main(argv):
       kind_config(kind)
     except ValueError as e:  # an unknown kind or override (ConfigError is a ValueError)
       sys.exit(f"compare_kinds.py: {kind}: {e}")
+  missing = [d for d in FLAGS.datasets if not os.path.isdir(os.path.join(FLAGS.data_root, d))]
+  if missing and not FLAGS.table_only:
+    sys.exit(f"compare_kinds.py: no dataset folder {os.path.join(FLAGS.data_root, missing[0])} "
+             "(see --data_root and --datasets)")
   for kind in [] if FLAGS.table_only else FLAGS.kinds:
     fitted = not models.get(kind).trained_by_gradient
     for dataset in FLAGS.datasets:
@@ -118,7 +122,10 @@ def main(argv):
         key = (kind + FLAGS.tag, dataset, seed)
         if key not in done:
           logging.info("running %s%s on %s, seed %d", kind, FLAGS.tag, dataset, seed)
-          run_one(kind, dataset, seed, out)
+          try:
+            run_one(kind, dataset, seed, out)
+          except (ValueError, checkpoint.CheckpointError, training.TrainingError) as e:
+            sys.exit(f"compare_kinds.py: {kind}{FLAGS.tag} on {dataset}, seed {seed}: {e}")
         elif sorted(done[key]) != sorted(FLAGS.overrides):
           logging.warning("%s on %s, seed %d: recorded with overrides %s, not %s; kept as "
                           "finished (use another --tag, or delete its line in %s to re-run)",

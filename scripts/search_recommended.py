@@ -57,31 +57,43 @@ def main(argv):
       base_config(overrides)
     except ValueError as e:
       sys.exit(f"search_recommended.py: --grid {name}: {e}")
+  missing = [d for d in FLAGS.datasets if not os.path.isdir(os.path.join(FLAGS.data_root, d))]
+  if missing:
+    sys.exit(f"search_recommended.py: no dataset folder {os.path.join(FLAGS.data_root, missing[0])} "
+             "(see --data_root and --datasets)")
   for name, overrides in grid:
     for dataset in FLAGS.datasets:
       for seed in map(int, FLAGS.seeds):
         if (name, dataset, seed) in done:
           continue
-        config = base_config(overrides)
-        config.seed = seed
-        config.data.dir = os.path.join(FLAGS.data_root, dataset)
-        workdir = os.path.join(os.path.dirname(FLAGS.out), f"{name}-{dataset}-s{seed}")
-        t0 = time.time()
-        summary = training.train_and_evaluate(config, workdir)
-        run = predictors.load(workdir, "best")
-        data = datasets.prepare_and_load(run.config, workdir, require=("train", "val"))
-        rep = evaluation.evaluate(run, data, "val")
-        record = {"name": name, "dataset": dataset, "seed": seed, "overrides": ",".join(overrides),
-                  "val_accuracy": rep["correctness"]["accuracy"],
-                  "val_auc": rep["correctness"]["auc"],
-                  "val_routing_micro": rep["routing"]["micro"],
-                  "val_routing_macro": rep["routing"]["macro"],
-                  "best_epoch": (summary["best"] or {}).get("epoch"),
-                  "epochs": len(summary["history"]), "seconds": round(time.time() - t0, 1)}
+        try:
+          record = run_entry(name, overrides, dataset, seed)
+        except (ValueError, checkpoint.CheckpointError, training.TrainingError) as e:
+          sys.exit(f"search_recommended.py: {name} on {dataset}, seed {seed}: {e}")
         logging.info("%s", record)
         print(json.dumps(record), flush=True)
         with open(FLAGS.out, "a") as f:
           f.write(json.dumps(record) + "\n")
+
+
+def run_entry(name, overrides, dataset, seed) -> dict:
+  """Trains one grid entry and evaluates its best checkpoint on val: its record."""
+  config = base_config(overrides)
+  config.seed = seed
+  config.data.dir = os.path.join(FLAGS.data_root, dataset)
+  workdir = os.path.join(os.path.dirname(FLAGS.out), f"{name}-{dataset}-s{seed}")
+  t0 = time.time()
+  summary = training.train_and_evaluate(config, workdir)
+  run = predictors.load(workdir, "best")
+  data = datasets.prepare_and_load(run.config, workdir, require=("train", "val"))
+  rep = evaluation.evaluate(run, data, "val")
+  return {"name": name, "dataset": dataset, "seed": seed, "overrides": ",".join(overrides),
+          "val_accuracy": rep["correctness"]["accuracy"],
+          "val_auc": rep["correctness"]["auc"],
+          "val_routing_micro": rep["routing"]["micro"],
+          "val_routing_macro": rep["routing"]["macro"],
+          "best_epoch": (summary["best"] or {}).get("epoch"),
+          "epochs": len(summary["history"]), "seconds": round(time.time() - t0, 1)}
 
 
 if __name__ == "__main__":

@@ -116,3 +116,28 @@ def test_a_cell_recorded_with_other_overrides_is_kept_but_named(tmp_path):
           "finished") in proc.stderr
   assert records.read_text() == json.dumps(old) + "\n"
   assert "| llmrouter | logreg | 1 | 75.00 |" in proc.stdout
+
+
+def test_a_missing_or_broken_dataset_ends_both_scripts_in_one_line(tmp_path):
+  (tmp_path / "broken").mkdir()  # a folder with no CSVs: the data loader's own error
+  common = [f"--data_root={tmp_path}"]
+  runs = {
+      "missing": ["scripts/compare_kinds.py", "--kinds=knn", "--datasets=nosuch",
+                  f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
+      "broken": ["scripts/compare_kinds.py", "--kinds=knn", "--datasets=broken",
+                 f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
+      "search": ["scripts/search_recommended.py", "--datasets=nosuch", "--grid=a:optim.lr=1e-3",
+                 f"--out={tmp_path / 's' / 'r.jsonl'}"],
+  }
+  last = {}
+  for name, args in runs.items():
+    proc = subprocess.run([sys.executable, *args, *common], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    last[name] = proc.stderr.strip().splitlines()[-1]
+  assert last["missing"] == (f"compare_kinds.py: no dataset folder {tmp_path / 'nosuch'} "
+                             "(see --data_root and --datasets)")
+  assert last["broken"].startswith(f"compare_kinds.py: knn on broken, seed 0: {tmp_path / 'broken'}")
+  assert "file not found" in last["broken"]
+  assert last["search"].startswith(f"search_recommended.py: no dataset folder {tmp_path / 'nosuch'}")
+  assert not (tmp_path / "r.jsonl").exists()
