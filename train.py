@@ -69,9 +69,10 @@ def main(argv):
                      shutdown_timeout=FLAGS.shutdown_timeout)
   except ValueError as e:
     raise app.UsageError(str(e))
-  logging.info("config:\n%s", FLAGS.config)
+  config = utils.config_from_flag(FLAGS, "train.py")
+  logging.info("config:\n%s", config)
   try:
-    summary = training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    summary = training.train_and_evaluate(config, FLAGS.workdir)
   except (data_lib.DataError, kind_lib.ConfigError, training.TrainingError,
           checkpoint.CheckpointError) as e:
     sys.exit(f"train.py: {e}")  # a user's mistake: one line, non-zero exit

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from irt_jax import checkpoint
 from irt_jax import data as data_lib
+from irt_jax import utils
 from irt_jax.evaluation import benchmark_prediction as bp
 from irt_jax.evaluation import report as report_lib
 
@@ -45,7 +46,7 @@ def main(argv):
   if any(k <= 0 for k in ks):
     raise app.UsageError(f"--ks must be positive (k = 0 is always reported), got {ks}")
   try:
-    result = bp.run(FLAGS.config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
+    result = bp.run(utils.config_from_flag(FLAGS, "benchmark_prediction"), FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
                     repeats=FLAGS.random_repeats, benchmarks=FLAGS.benchmarks or None,
                     prior_sd=FLAGS.prior_sd, plots=FLAGS.plots)
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:

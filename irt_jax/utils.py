@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 BLOCK_BYTES = 1 << 22  # 4 MiB
@@ -61,6 +62,22 @@ def apply_overrides(config, items) -> None:
       if depth < len(path) - 1:
         node = node[name]
     node[path[-1]] = _typed_like(node[path[-1]], text, item)
+
+
+def config_from_flag(flags_values, program: str, name: str = "config"):
+  """The config of a `config_flags.DEFINE_config_file` flag, or one line and exit 1.
+
+  ml_collections defers a config file's load error (missing file, an exception in
+  its get_config) to the first attribute read, as a multi-line OSError traceback
+  from deep in training; an entry point calls this first instead.
+  """
+  config = flags_values[name].value
+  try:
+    config.keys()
+  except OSError as e:
+    reason = str(e).strip().splitlines()[-1].strip()
+    sys.exit(f"{program}: --{name}: cannot be loaded: {reason}")
+  return config
 
 
 def _typed_like(current, text: str, item: str):

@@ -36,6 +36,7 @@ from irt_jax import data as data_lib  # noqa: E402
 from irt_jax import predictors  # noqa: E402
 from irt_jax import routing  # noqa: E402
 from irt_jax import training  # noqa: E402
+from irt_jax import utils  # noqa: E402
 from irt_jax.evaluation import evaluators  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -125,7 +126,8 @@ def score(predictor, data, held: list[str], order_train: np.ndarray) -> dict:
 def main(argv):
   del argv
   ckpt_lib.quiet_orbax_logs()
-  config, ks = FLAGS.config, sorted(int(k) for k in FLAGS.ks)
+  config = utils.config_from_flag(FLAGS, "leave_models_out.py")
+  ks = sorted(int(k) for k in FLAGS.ks)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   data = data_lib.load_dataset(FLAGS.data_dir, benchmarks=config.data.benchmarks)
   rng = np.random.default_rng(FLAGS.seed)

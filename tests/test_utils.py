@@ -1,10 +1,14 @@
-"""Generic helpers: config overrides given as strings."""
+"""Generic helpers: config overrides given as strings, config files from flags."""
+
+import subprocess
+import sys
 
 import ml_collections
 import pytest
 
 from configs import irtnet, synthetic
 from irt_jax import utils
+from tests.conftest import REPO
 
 
 def _config():
@@ -49,3 +53,18 @@ def test_the_paper_config_samples_pairs_and_the_default_job_blocks():
   # (and configs/test.py, bench_predict.py above it) pins the fast layout.
   assert irtnet.get_config().train.batching == "pairs"
   assert synthetic.get_config().train.batching == "blocks"
+
+
+@pytest.mark.parametrize("entry", [["train.py"], ["-m", "irt_jax.benchmark_prediction"]])
+def test_a_config_file_that_is_not_there_is_one_line(entry, tmp_path):
+  # ml_collections defers the load error to the first read, deep inside training,
+  # as a multi-line OSError traceback.
+  proc = subprocess.run([sys.executable, *entry, "--config=configs/nope.py",
+                         f"--workdir={tmp_path / 'w'}"], cwd=REPO, capture_output=True,
+                        text=True, timeout=120)
+  program = "train.py" if entry == ["train.py"] else "benchmark_prediction"
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"{program}: --config: cannot be loaded: [Errno 2] No such file or directory: "
+      "'configs/nope.py'")
+  assert not (tmp_path / "w").exists()
