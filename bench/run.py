@@ -16,7 +16,7 @@ Items (run in this order; --only picks some):
            plus building one epoch of training blocks;
   encoder  JAX encoder embeddings/s (short and max-length inputs); encoder_speed_vs_torch
            when torch and sentence-transformers are importable, else null with the reason;
-  train    time_to_train_llmrouter_s: the paper config on ../shared/data/llmrouter end to
+  train    time_to_train_llmrouter_s: the paper config on query blocks on llmrouter end to
            end (load, train, best checkpoint), beside the released code's 6,224 s.
 Each item's peak resident memory (VmHWM, reset before the item) is recorded as
 `<item>.peak_rss_mb`. --quick uses fewer steps, a 1/10-size load dataset and
