@@ -1,8 +1,9 @@
 """Small generic helpers shared by the data, checkpoint and encoder modules.
 
 Nothing here knows about IRT: hashing files in blocks (weights and datasets can be
-large), writing JSON so that a crash never leaves a half-written file, config
-overrides given as strings, and the allocator setting every entry point makes.
+large), writing JSON so that a crash never leaves a half-written file, reading
+run records back, config overrides given as strings, config files from flags,
+and the allocator setting every entry point makes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,27 @@ def write_json(path: str | os.PathLike, obj) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def read_records(path: str | os.PathLike, required: set[str]) -> list[dict]:
+  """A JSON-lines file of run records, each an object with the `required` keys.
+
+  The scripts that resume long comparisons append one line per finished run; a line
+  that is not a record (a run killed mid-write, a merge left in the file) raises
+  ValueError naming the file and line, rather than failing later or skipping it.
+  """
+  records = []
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      try:
+        record = json.loads(line)
+        if not isinstance(record, dict) or not required <= record.keys():
+          raise ValueError
+      except ValueError:
+        raise ValueError(f"{path}, line {number}: not a run record (delete or repair the line; "
+                         "finished runs are listed one JSON object a line)") from None
+      records.append(record)
+  return records
 
 
 def apply_overrides(config, items) -> None:

@@ -80,20 +80,10 @@ RECORD_KEYS = {"kind", "dataset", "seed", "seconds", "baselines"} | {col for col
 
 
 def read_records(path: str) -> list[dict]:
-  """The records file, one JSON object per line; a line that is not one (a run
-  killed mid-write, a merge left in the file) stops with its file and line."""
-  records = []
-  with open(path) as f:
-    for number, line in enumerate(f, 1):
-      try:
-        record = json.loads(line)
-        if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
-          raise ValueError
-      except ValueError:
-        sys.exit(f"compare_kinds.py: {path}, line {number}: not a run record "
-                 "(delete or repair the line; finished runs are listed one JSON object a line)")
-      records.append(record)
-  return records
+  try:
+    return utils.read_records(path, RECORD_KEYS)
+  except ValueError as e:
+    sys.exit(f"compare_kinds.py: {e}")
 
 
 def main(argv):

@@ -47,8 +47,11 @@ def main(argv):
   checkpoint.quiet_orbax_logs()
   done = set()
   if os.path.exists(FLAGS.out):
-    with open(FLAGS.out) as f:
-      done = {(r["name"], r["dataset"], r["seed"]) for r in map(json.loads, f)}
+    try:
+      done = {(r["name"], r["dataset"], r["seed"])
+              for r in utils.read_records(FLAGS.out, {"name", "dataset", "seed"})}
+    except ValueError as e:
+      sys.exit(f"search_recommended.py: {e}")
   os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
   grid = [(name, [o for o in overrides.split(",") if o])
           for name, _, overrides in (entry.partition(":") for entry in FLAGS.grid)]

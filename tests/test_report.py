@@ -141,3 +141,16 @@ def test_a_missing_or_broken_dataset_ends_both_scripts_in_one_line(tmp_path):
   assert "file not found" in last["broken"]
   assert last["search"].startswith(f"search_recommended.py: no dataset folder {tmp_path / 'nosuch'}")
   assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_search_names_the_line_of_a_half_written_record(tmp_path):
+  out = tmp_path / "s" / "results.jsonl"
+  out.parent.mkdir()
+  whole = json.dumps({"name": "a", "dataset": "llmrouter", "seed": 0, "val_auc": 0.8})
+  out.write_text(whole + "\n" + whole[:25] + "\n")
+  proc = subprocess.run([sys.executable, "scripts/search_recommended.py", "--datasets=llmrouter",
+                         "--grid=a:optim.lr=1e-3", f"--out={out}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f"search_recommended.py: {out}, line 2: not a run record")
