@@ -45,8 +45,9 @@ def main(argv):
     raise app.UsageError(f"--ks must be integers, got {FLAGS.ks}")
   if any(k <= 0 for k in ks):
     raise app.UsageError(f"--ks must be positive (k = 0 is always reported), got {ks}")
+  config = utils.config_from_flag(FLAGS, "benchmark_prediction")
   try:
-    result = bp.run(utils.config_from_flag(FLAGS, "benchmark_prediction"), FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
+    result = bp.run(config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
                     repeats=FLAGS.random_repeats, benchmarks=FLAGS.benchmarks or None,
                     prior_sd=FLAGS.prior_sd, plots=FLAGS.plots)
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:

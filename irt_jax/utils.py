@@ -139,9 +139,9 @@ def retain_freed_memory(one_arena: bool = True) -> bool:
   XLA allocates from its worker threads, and a thread with its own malloc arena
   maps any request over that arena's 64 MB heap limit with mmap whatever
   M_MMAP_MAX says: the pairs layout's 2048-row step (a 700 MB temporary) still
-  faulted 225,000 pages in per step (0.37 s of kernel time, 3-10% of the step). So every thread shares the
-  main arena (M_ARENA_MAX = 1), which only holds for threads that have not
-  allocated yet: entry points call this first, before importing jax or numpy
+  faulted 225,000 pages in per step (0.37 s of kernel time, 3-10% of the step).
+  So every thread shares the main arena (M_ARENA_MAX = 1), which only holds for
+  threads that have not allocated yet: entry points call this first, before importing jax or numpy
   (train.py, the scripts and benches); `train_and_evaluate` calls it again for
   programs that did not. The process keeps its peak memory instead of returning
   it to the system, which suits a training job. Process-wide and idempotent.

@@ -4,8 +4,8 @@ r"""Validation-only search for configs/recommended.py (issue: a recommended IrtN
       --grid=NAME:key=value,key=value [--grid=...] --out=runs/search/results.jsonl
 Each grid entry starts from configs/irtnet.py on query blocks (base_config),
 applies the overrides, trains on train (early stopping on val) and evaluates on
-**val only** (the test split is never read here). One JSON line per (entry, dataset, seed) goes to --out, so
-an interrupted search resumes where it stopped.
+**val only** (the test split is never read here). One JSON line per (entry,
+dataset, seed) goes to --out, so an interrupted search resumes where it stopped.
 """
 
 import json
@@ -62,8 +62,8 @@ def main(argv):
       sys.exit(f"search_recommended.py: --grid {name}: {e}")
   missing = [d for d in FLAGS.datasets if not os.path.isdir(os.path.join(FLAGS.data_root, d))]
   if missing:
-    sys.exit(f"search_recommended.py: no dataset folder {os.path.join(FLAGS.data_root, missing[0])} "
-             "(see --data_root and --datasets)")
+    folder = os.path.join(FLAGS.data_root, missing[0])
+    sys.exit(f"search_recommended.py: no dataset folder {folder} (see --data_root and --datasets)")
   for name, overrides in grid:
     for dataset in FLAGS.datasets:
       for seed in map(int, FLAGS.seeds):

@@ -137,9 +137,11 @@ def test_a_missing_or_broken_dataset_ends_both_scripts_in_one_line(tmp_path):
     last[name] = proc.stderr.strip().splitlines()[-1]
   assert last["missing"] == (f"compare_kinds.py: no dataset folder {tmp_path / 'nosuch'} "
                              "(see --data_root and --datasets)")
-  assert last["broken"].startswith(f"compare_kinds.py: knn on broken, seed 0: {tmp_path / 'broken'}")
+  assert last["broken"].startswith(
+      f"compare_kinds.py: knn on broken, seed 0: {tmp_path / 'broken'}")
   assert "file not found" in last["broken"]
-  assert last["search"].startswith(f"search_recommended.py: no dataset folder {tmp_path / 'nosuch'}")
+  assert last["search"].startswith(
+      f"search_recommended.py: no dataset folder {tmp_path / 'nosuch'}")
   assert not (tmp_path / "r.jsonl").exists()
 
 

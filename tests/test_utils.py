@@ -47,7 +47,6 @@ def test_a_bad_override_names_itself_and_what_is_valid(item, message):
   assert config.to_dict() == _config().to_dict()  # nothing half-applied
 
 
-
 def test_the_paper_config_samples_pairs_and_the_default_job_blocks():
   # configs/irtnet.py keeps the released code's sampling; the quick synthetic job
   # (and configs/test.py, bench_predict.py above it) pins the fast layout.
