@@ -12,7 +12,7 @@ from absl import app
 from absl import flags
 
 from irt_jax import checkpoint
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 from irt_jax import evaluation
 from irt_jax import utils
 from irt_jax.evaluation import report as report_lib

@@ -22,9 +22,9 @@ from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from irt_jax import checkpoint  # noqa: E402
-from irt_jax import data as data_lib  # noqa: E402
-from irt_jax import distributed  # noqa: E402
-from irt_jax import training  # noqa: E402
+from irt_jax.data import io as data_lib  # noqa: E402
+from irt_jax.training import distributed  # noqa: E402
+from irt_jax.training import loop as training  # noqa: E402
 from irt_jax.models import base as kind_lib  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -33,8 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from irt_jax import serving  # noqa: E402
-from irt_jax.router import Router  # noqa: E402
+from irt_jax.serving import app as serving  # noqa: E402
+from irt_jax.routing.router import Router  # noqa: E402
 
 
 class HashEncoder:
@@ -52,7 +52,7 @@ class HashEncoder:
 def queries(path: str | None, n: int) -> list[str]:
   rng = np.random.default_rng(0)
   if path:
-    from irt_jax.data import read_question_order
+    from irt_jax.data.io import read_question_order
     prompts = read_question_order(path)[1]
     return [prompts[i] for i in rng.integers(0, len(prompts), n)]
   words = "what is the capital sum of prove that write a poem about rain sort list in python".split()

@@ -53,15 +53,15 @@ import optax
 # Adapter: every project function the suite uses, in one place. When modules
 # move (e.g. the model into irt_jax/models/irtnet.py), only these lines change.
 from configs import irtnet as paper_config
-from irt_jax import batches
-from irt_jax import data as data_lib
-from irt_jax import data_cache
+from irt_jax.training import batches
+from irt_jax.data import io as data_lib
+from irt_jax.data import cache as data_cache
 from irt_jax import predictors
 from irt_jax.models import irtnet as model_lib
-from irt_jax import parallel
-from irt_jax import routing
-from irt_jax import serving
-from irt_jax import training
+from irt_jax.training import parallel
+from irt_jax.routing import rules
+from irt_jax.serving import app as serving
+from irt_jax.training import loop as training
 
 ModelSpec = model_lib.ModelSpec
 init_params = model_lib.init_params
@@ -87,7 +87,7 @@ load_dataset_cached = data_cache.load_and_cache
 queries_per_batch = parallel.queries_per_batch
 replicate = parallel.replicate                   # host pytree -> one copy on each local device
 shard = parallel.shard                           # [Q, ...] -> [devices, Q / devices, ...]
-route_names = routing.route
+route_names = rules.route
 # ---------------------------------------------------------------------------
 
 SHARED = REPO.parent / "shared" / "data"
@@ -380,12 +380,12 @@ def item_route(args, ctx) -> dict:
     out["route_queries_per_s_compute_limit"] = peaks["peak_matmul_gflops"] * 1e9 / flops_per_query
     out["route_latency_ms_memory_limit"] = (1e3 * 4 * count_params(predictor._prepared)
                                             / (peaks["peak_memory_gbps"] * 1e9))
-  # POST /route over HTTP (irt_jax.serving under uvicorn, in this process), one
+  # POST /route over HTTP (irt_jax.serving.app under uvicorn, in this process), one
   # query per request, the same predictor behind a hash "encoder": the service's
   # own cost. Sequential requests give the latency; 16 concurrent, the rate.
   sys.path.insert(0, str(REPO / "bench"))
   import bench_serve
-  from irt_jax.router import Router
+  from irt_jax.routing.router import Router
   router = Router.from_predictor(predictor, bench_serve.HashEncoder(spec.input_dim))
   texts = bench_serve.queries(None, 200 if args.quick else 1000)
   batch = serving.Limits().max_batch_queries

@@ -5,7 +5,7 @@ r"""Adds a new LLM to a trained run from a few of its answers, without retrainin
 
 answers.csv: `prompt_id,label` (label 0/1), plus a `prompt` column for queries
 the run has not seen (they are embedded with the run's recorded encoder, or
---encoder_dir). The new LLM's ability is fitted by MAP (irt_jax.coldstart);
+--encoder_dir). The new LLM's ability is fitted by MAP (irt_jax.coldstart.ability);
 the query network and the other abilities stay as they are. A NEW checkpoint
 directory is written (the old run is untouched) that `predictors.load`, eval
 and the Router read like any run, routing among the old LLMs plus the new one.
@@ -31,9 +31,9 @@ from absl import flags
 from absl import logging
 
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax import coldstart
-from irt_jax import data as data_lib
-from irt_jax import datasets
+from irt_jax.coldstart import ability as coldstart
+from irt_jax.data import io as data_lib
+from irt_jax.data import resolve
 from irt_jax import predictors
 
 FLAGS = flags.FLAGS
@@ -80,7 +80,7 @@ def embed_new(run: predictors.Run, texts: list[str], encoder_dir: str | None) ->
         f"no encoder folder (its embeddings were made by {record.get('name', 'an unknown encoder')}"
         f"); pass --encoder_dir=a folder holding that encoder")
   if record.get("fingerprint") and encoder_dir:
-    if datasets.weights_fingerprint(encoder_dir) != record["fingerprint"]:
+    if resolve.weights_fingerprint(encoder_dir) != record["fingerprint"]:
       raise coldstart.ColdStartError(f"{encoder_dir}: not the encoder this run was trained with "
                                      f"({record.get('name')}, weights differ)")
   from irt_jax.encoder import load_encoder  # heavy: only when text must be encoded
@@ -150,8 +150,8 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
     raise coldstart.ColdStartError("--out must differ from --workdir (the old run is kept)")
   if responses and os.path.exists(os.path.join(out, "checkpoints")):
     raise coldstart.ColdStartError(f"{out}: already holds a run; choose another --out")
-  folder = datasets.folder(run.config, workdir)
-  data = datasets.prepare_and_load(run.config, workdir, require=())
+  folder = resolve.folder(run.config, workdir)
+  data = resolve.prepare_and_load(run.config, workdir, require=())
   prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
   ids, labels, prompts = [], np.zeros(0, np.int8), None
   a = np.zeros((0, len(prior.mean)))

@@ -15,9 +15,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from irt_jax import checkpoint
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 from irt_jax import utils
-from irt_jax.evaluation import benchmark_prediction as bp
+from irt_jax.protocols import leave_benchmark_out as bp
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS

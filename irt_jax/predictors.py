@@ -16,9 +16,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from irt_jax import numerics
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import models
-from irt_jax import routing
 from irt_jax.models import base
 
 # Rows go in chunks of CHUNK, the remainder padded up to the next power of two,
@@ -81,7 +81,7 @@ class Predictor:
 
   def proba(self, embeddings: np.ndarray) -> np.ndarray:
     """P(correct) [N, M]; for ranking use `logits`."""
-    return routing.sigmoid(self.logits(embeddings))
+    return numerics.sigmoid(self.logits(embeddings))
 
   def with_params(self, params: base.Params, model_names=None) -> "Predictor":
     names = tuple(model_names) if model_names is not None else self.model_names

@@ -68,9 +68,9 @@ def main(argv):
     raise app.UsageError("no queries: pass them as arguments or --input=FILE.jsonl")
 
   from irt_jax import checkpoint
-  from irt_jax import costs as costs_lib
-  from irt_jax import data as data_lib
-  from irt_jax import router as router_lib
+  from irt_jax.routing import costs as costs_lib
+  from irt_jax.data import io as data_lib
+  from irt_jax.routing import router as router_lib
   from irt_jax.encoder import EncoderError
 
   checkpoint.quiet_orbax_logs()

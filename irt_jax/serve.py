@@ -13,7 +13,7 @@ import sys
 from absl import app
 from absl import flags
 
-from irt_jax import serving
+from irt_jax.serving import app as serving
 
 _DEFAULTS = serving.Limits()
 FLAGS = flags.FLAGS
@@ -47,9 +47,9 @@ def main(argv):
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
   from irt_jax import checkpoint
-  from irt_jax import costs as costs_lib
-  from irt_jax import data as data_lib
-  from irt_jax import router as router_lib
+  from irt_jax.routing import costs as costs_lib
+  from irt_jax.data import io as data_lib
+  from irt_jax.routing import router as router_lib
   from irt_jax.encoder import EncoderError
 
   checkpoint.quiet_orbax_logs()

@@ -17,6 +17,11 @@ from pathlib import Path
 BLOCK_BYTES = 1 << 22  # 4 MiB
 
 
+class ConfigError(ValueError):
+  """A config that names an unknown kind, layout or field: train.py and the scripts
+  turn it into one line."""
+
+
 def update_hash(h: "hashlib._Hash", path: str | Path) -> None:
   """Feeds a file to a hashlib object in 4 MiB blocks (never the whole file at once)."""
   with open(path, "rb") as f:

@@ -25,7 +25,9 @@ utils.retain_freed_memory()  # before jax or numpy start threads (see its docstr
 
 from absl import app, flags, logging  # noqa: E402
 
-from irt_jax import checkpoint, datasets, evaluation, models, predictors, training  # noqa: E402
+from irt_jax import checkpoint, evaluation, models, predictors
+from irt_jax.data import resolve
+from irt_jax.training import loop as training  # noqa: E402
 from irt_jax.evaluation import report  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -64,7 +66,7 @@ def run_one(kind, dataset, seed, out):
   summary = training.train_and_evaluate(config, workdir)
   seconds = time.time() - t0
   run = predictors.load(workdir)
-  data = datasets.prepare_and_load(run.config, workdir, require=("train", "test"))
+  data = resolve.prepare_and_load(run.config, workdir, require=("train", "test"))
   result = evaluation.evaluate(run, data, "test")  # the test split, read once per run
   record = {"kind": kind + FLAGS.tag, "dataset": dataset, "seed": seed,
             "seconds": round(seconds, 1), "best": summary.get("best"),

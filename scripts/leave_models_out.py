@@ -31,11 +31,11 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from irt_jax import checkpoint as ckpt_lib  # noqa: E402
-from irt_jax import coldstart  # noqa: E402
-from irt_jax import data as data_lib  # noqa: E402
+from irt_jax.coldstart import ability as coldstart  # noqa: E402
+from irt_jax.data import io as data_lib  # noqa: E402
 from irt_jax import predictors  # noqa: E402
-from irt_jax import routing  # noqa: E402
-from irt_jax import training  # noqa: E402
+from irt_jax.routing import rules  # noqa: E402
+from irt_jax.training import loop as training  # noqa: E402
 from irt_jax import utils  # noqa: E402
 from irt_jax.evaluation import evaluators  # noqa: E402
 
@@ -139,7 +139,7 @@ def main(argv):
   subset = write_without_models(FLAGS.data_dir, os.path.join(FLAGS.workdir, "data_subset"), held)
   base = train_run(config, subset, os.path.join(FLAGS.workdir, "base"))
   full = train_run(config, FLAGS.data_dir, os.path.join(FLAGS.workdir, "full"))
-  order_train = routing.best_single_order(data.split("train"))
+  order_train = rules.best_single_order(data.split("train"))
 
   # Items of every query under the base run, and the prior from its abilities.
   a_all, b_all = coldstart.item_parameters(base.predictor, data.embeddings)

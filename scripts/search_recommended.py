@@ -22,7 +22,9 @@ utils.retain_freed_memory()  # before jax or numpy start threads (see its docstr
 from absl import app, flags, logging  # noqa: E402
 
 from configs import irtnet  # noqa: E402
-from irt_jax import checkpoint, datasets, evaluation, predictors, training  # noqa: E402
+from irt_jax import checkpoint, evaluation, predictors
+from irt_jax.data import resolve
+from irt_jax.training import loop as training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["llmrouter"], "Folders under --data_root.")
@@ -88,7 +90,7 @@ def run_entry(name, overrides, dataset, seed) -> dict:
   t0 = time.time()
   summary = training.train_and_evaluate(config, workdir)
   run = predictors.load(workdir, "best")
-  data = datasets.prepare_and_load(run.config, workdir, require=("train", "val"))
+  data = resolve.prepare_and_load(run.config, workdir, require=("train", "val"))
   rep = evaluation.evaluate(run, data, "val")
   return {"name": name, "dataset": dataset, "seed": seed, "overrides": ",".join(overrides),
           "val_accuracy": rep["correctness"]["accuracy"],

@@ -6,8 +6,8 @@ import os
 import pytest
 
 from configs import test as test_config
-from irt_jax import training
-from irt_jax.router import Router
+from irt_jax.training import loop as training
+from irt_jax.routing.router import Router
 from tests.test_encoder import make_tiny_model
 from tests.conftest import synthetic_spec
 
@@ -25,7 +25,7 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def text_run(tmp_path_factory):
   """A run trained from prompts alone, with a tiny encoder recorded in its checkpoint."""
-  from irt_jax import synthetic
+  from irt_jax.data import synthetic
   base = tmp_path_factory.mktemp("text_run")
   folder = synthetic.write(str(base / "data"), synthetic_spec(
       n_models=6, n_queries=100, embed_dim=16, n_benchmarks=2, true_dim=2, seed=5))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import signal
 
-from irt_jax import batches
+from irt_jax.training import batches
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax import training
+from irt_jax.training import loop as training
 
 
 class _Patcher:

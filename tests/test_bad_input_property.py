@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 
 SPLIT_FILES = ("train.csv", "val.csv", "test.csv")
 ORDER_FILES = ("model_order.csv", "question_order.csv")

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from configs import test as test_config
-from irt_jax import data as data_lib
-from irt_jax import data_splits
-from irt_jax import synthetic
-from irt_jax.evaluation import benchmark_prediction as bp
+from irt_jax.data import io as data_lib
+from irt_jax.data import splits as data_splits
+from irt_jax.data import synthetic
+from irt_jax.evaluation import benchmark_scores as bp
+from irt_jax.protocols import leave_benchmark_out
 from irt_jax.evaluation import calibration
 from irt_jax.evaluation import plots
 from tests.conftest import REPO
@@ -283,7 +284,7 @@ def _tiny_config():
 def test_entry_point_end_to_end_with_resume(tmp_path):
   workdir = str(tmp_path / "bp")
   config = _tiny_config()
-  result = bp.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"])
+  result = leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"])
   path = os.path.join(workdir, bp.RESULT_FILE)
   with open(path) as f:
     saved = json.load(f)
@@ -310,11 +311,11 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   # A rerun skips the finished benchmark (no training, predictions untouched).
   done = os.path.join(workdir, "heldout", "bench1", bp.PREDICTIONS_FILE)
   mtime = os.path.getmtime(done)
-  assert bp.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"],
+  assert leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"],
                 plots=False)["per_benchmark"] == result["per_benchmark"]
   assert os.path.getmtime(done) == mtime
   with pytest.raises(ValueError, match="not in"):
-    bp.run(config, workdir, benchmarks=["nope"])
+    leave_benchmark_out.run(config, workdir, benchmarks=["nope"])
 
   # Interrupted after its training: the CLI resumes from the checkpoint (no new
   # step) and gives the same numbers.
@@ -341,7 +342,7 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
 
   # A workdir of another protocol is refused (the entry turns it into one line and exit 1).
   with pytest.raises(ValueError, match="another --workdir"):
-    bp.run(config, workdir, protocol="paper", benchmarks=["bench1"])
+    leave_benchmark_out.run(config, workdir, protocol="paper", benchmarks=["bench1"])
 
 
 def splits_union(data):

@@ -14,14 +14,14 @@ import pytest
 
 from configs import test as test_config
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 from irt_jax import evaluation
 from irt_jax.evaluation import evaluators
-from irt_jax.evaluation import metrics
+from irt_jax import metrics
 from irt_jax.models import irtnet as model_lib
-from irt_jax import routing
+from irt_jax.routing import rules
 from irt_jax import predictors
-from irt_jax import training
+from irt_jax.training import loop as training
 from tests.conftest import REPO, SHARED_DATA
 
 REPORT_KEYS = {"correctness", "routing", "n_models", "n_queries", "dataset", "checkpoint_step"}
@@ -182,10 +182,10 @@ def test_routing_on_a_hand_made_sparse_matrix():
 def test_route_restricts_to_candidates_and_rejects_unknown_names():
   proba = np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.6]])
   names = ["a", "b", "c"]
-  assert routing.route(proba, names) == ["b", "a"]
-  assert routing.route(proba, names, candidates=["a", "c"]) == ["c", "a"]
+  assert rules.route(proba, names) == ["b", "a"]
+  assert rules.route(proba, names, candidates=["a", "c"]) == ["c", "a"]
   with pytest.raises(ValueError, match=r"unknown model name\(s\) \['zz'\]"):
-    routing.route(proba, names, candidates=["a", "zz"])
+    rules.route(proba, names, candidates=["a", "zz"])
 
 
 @pytest.mark.parametrize("name, oracle, best, rand", [
@@ -198,7 +198,7 @@ def test_baselines_agree_with_the_shared_data_readme(name, oracle, best, rand):
   test = data.split("test")
   got = evaluators.routing_summary(np.zeros(test.labels.shape), test.labels,
                                    data.benchmark[test.queries], data.benchmark_names,
-                                   routing.best_single_order(data.split("train")))
+                                   rules.best_single_order(data.split("train")))
   for key, want in (("oracle", oracle), ("best_single", best), ("random", rand)):
     b = got["baselines"][key]
     assert (round(100 * b["micro"], 2), round(100 * b["macro"], 2)) == want

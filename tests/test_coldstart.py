@@ -11,10 +11,10 @@ import scipy.optimize
 
 from configs import test as test_config
 from irt_jax import add_model
-from irt_jax import coldstart
-from irt_jax import data as data_lib
+from irt_jax.coldstart import ability as coldstart
+from irt_jax.data import io as data_lib
 from irt_jax import predictors
-from irt_jax import training
+from irt_jax.training import loop as training
 from tests.conftest import REPO
 
 

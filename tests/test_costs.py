@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from irt_jax import costs
-from irt_jax import routing
-from irt_jax.data import DataError
+from irt_jax import numerics
+from irt_jax.routing import costs
+from irt_jax.routing import rules
+from irt_jax.data.io import DataError
 from irt_jax.evaluation import cost_frontier as cf
 
 MINILM = os.path.join(os.path.dirname(__file__), "..", ".models", "all-MiniLM-L6-v2")
@@ -116,18 +117,18 @@ def test_choose_with_cost_hand_case():
   proba = np.array([[0.9, 0.6, 0.5], [0.9, 0.6, 0.5]])
   cost = np.array([10.0, 1.0, 0.0])
   known = np.array([[True, True, True], [True, True, False]])
-  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, 0.0, known), [0, 0])
+  np.testing.assert_array_equal(rules.choose_with_cost(_logit(proba), cost, 0.0, known), [0, 0])
   # w = 0.05: 0.9 - 0.5 = 0.4, 0.6 - 0.05 = 0.55, 0.5 -> model 1 (both rows).
-  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, 0.05, known), [1, 1])
+  np.testing.assert_array_equal(rules.choose_with_cost(_logit(proba), cost, 0.05, known), [1, 1])
   # w = 1: model 2 where known; row 1 lacks it -> model 1.
-  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, 1.0, known), [2, 1])
-  np.testing.assert_array_equal(routing.choose_with_cost(_logit(proba), cost, np.inf, known), [2, 1])
+  np.testing.assert_array_equal(rules.choose_with_cost(_logit(proba), cost, 1.0, known), [2, 1])
+  np.testing.assert_array_equal(rules.choose_with_cost(_logit(proba), cost, np.inf, known), [2, 1])
   # Per-query costs [n, M].
   per_query = np.array([[0.0, 5.0, 5.0], [5.0, 0.0, 5.0]])
   np.testing.assert_array_equal(
-      routing.choose_with_cost(_logit(proba), per_query, np.inf, known), [0, 1])
+      rules.choose_with_cost(_logit(proba), per_query, np.inf, known), [0, 1])
   with pytest.raises(ValueError, match="cost of shape"):
-    routing.choose_with_cost(_logit(proba), np.ones(2), 1.0, known)
+    rules.choose_with_cost(_logit(proba), np.ones(2), 1.0, known)
 
 
 def test_choices_break_probability_ties_by_logit():
@@ -135,19 +136,19 @@ def test_choices_break_probability_ties_by_logit():
   # index tie-break would pick model 0; the logit says model 1.
   logits = np.array([[40.0, 45.0, -1.0]])
   known = np.ones((1, 3), bool)
-  assert routing.sigmoid(logits)[0, 0] == routing.sigmoid(logits)[0, 1] == 1.0
+  assert numerics.sigmoid(logits)[0, 0] == numerics.sigmoid(logits)[0, 1] == 1.0
   cost = np.array([1.0, 1.0, 5.0])
-  assert routing.choose_with_cost(logits, cost, 0.1, known).tolist() == [1]
-  assert routing.choose_with_cost(logits, cost, np.inf, known).tolist() == [1]
-  first, second = routing.choose_with_cost(logits, cost, 0.1, known, runner_up=True)
+  assert rules.choose_with_cost(logits, cost, 0.1, known).tolist() == [1]
+  assert rules.choose_with_cost(logits, cost, np.inf, known).tolist() == [1]
+  first, second = rules.choose_with_cost(logits, cost, 0.1, known, runner_up=True)
   assert (first.tolist(), second.tolist()) == ([1], [0])
   # A query with no known model gets -1 from every rule.
   none = np.zeros((1, 3), bool)
-  assert routing.choose_with_cost(logits, cost, 0.1, none).tolist() == [-1]
-  assert routing.choose_under_budget(logits, cost, 1.0, none).tolist() == [-1]
+  assert rules.choose_with_cost(logits, cost, 0.1, none).tolist() == [-1]
+  assert rules.choose_under_budget(logits, cost, 1.0, none).tolist() == [-1]
   both = np.vstack([known, none])
   np.testing.assert_array_equal(
-      routing.choose_under_budget(np.vstack([logits, logits]), cost, 1.0, both), [1, -1])
+      rules.choose_under_budget(np.vstack([logits, logits]), cost, 1.0, both), [1, -1])
 
 
 def test_costs_for_routing_from_json_and_prices(tmp_path):
@@ -190,12 +191,12 @@ def test_budget_exact_on_hand_case():
   proba = np.array([[0.2, 0.7, 0.8], [0.3, 0.6, 0.9]])
   cost = np.array([0.0, 1.0, 3.0])
   known = np.ones_like(proba, bool)
-  choice = routing.choose_under_budget(_logit(proba), cost, 1.0, known)
+  choice = rules.choose_under_budget(_logit(proba), cost, 1.0, known)
   np.testing.assert_array_equal(choice, [1, 1])
   # Budget 2: model 2 for query 1 (0.9, cost 3) and model 1 for query 0 (cost 1).
-  np.testing.assert_array_equal(routing.choose_under_budget(_logit(proba), cost, 2.0, known), [1, 2])
+  np.testing.assert_array_equal(rules.choose_under_budget(_logit(proba), cost, 2.0, known), [1, 2])
   with pytest.raises(ValueError, match="below the mean cost"):
-    routing.choose_under_budget(_logit(proba), cost + 1, 0.5, known)
+    rules.choose_under_budget(_logit(proba), cost + 1, 0.5, known)
 
 
 def test_budget_against_brute_force():
@@ -207,9 +208,9 @@ def test_budget_against_brute_force():
     cost = rng.uniform(size=(n, m)) * rng.integers(1, 4, size=m)
     known = rng.uniform(size=(n, m)) < 0.85
     known[:, 0] = True
-    floor = cost[np.arange(n), routing.choose_with_cost(_logit(proba), cost, np.inf, known)].mean()
+    floor = cost[np.arange(n), rules.choose_with_cost(_logit(proba), cost, np.inf, known)].mean()
     budget = floor + rng.uniform() * (cost.max() - floor)
-    choice = routing.choose_under_budget(_logit(proba), cost, budget, known)
+    choice = rules.choose_under_budget(_logit(proba), cost, budget, known)
     assert known[np.arange(n), choice].all()
     assert cost[np.arange(n), choice].mean() <= budget + 1e-9
     _, best = _brute_force(proba, cost, budget, known)
@@ -288,7 +289,7 @@ def test_evaluator_on_a_folder_with_prices(synthetic_dir, tmp_path):
 
   import ml_collections
 
-  from irt_jax import data as data_lib
+  from irt_jax.data import io as data_lib
   from irt_jax.evaluation import evaluators
 
   folder = str(tmp_path / "data")
@@ -315,11 +316,11 @@ def test_evaluator_on_a_folder_with_prices(synthetic_dir, tmp_path):
   # w = 0 routes like the plain router; inf always picks model 0 (the cheapest).
   known = test.labels >= 0
   rows_known = known.any(1)
-  plain = routing.choose_by_score(logits, known)[rows_known]
+  plain = rules.choose_by_score(logits, known)[rows_known]
   acc0 = (test.labels[rows_known][np.arange(rows_known.sum()), plain] == 1).mean()
   assert out["points"][0]["accuracy"] == pytest.approx(acc0)
   assert out["points"][-1]["cost_weight"] is None
   assert 0 <= out["aiq"] <= out["peak_accuracy"] <= out["baselines"]["oracle"]["accuracy"]
   strong = out["pair"]["strong"]
-  assert strong == data.model_names[routing.best_single_order(data.split("train"))[0]]
+  assert strong == data.model_names[rules.best_single_order(data.split("train"))[0]]
   assert out["pair"]["weak"] == data.model_names[1 if strong == data.model_names[0] else 0]

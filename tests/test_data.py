@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irt_jax import batches
-from irt_jax import data as data_lib
-from irt_jax import synthetic
+from irt_jax.training import batches
+from irt_jax.data import io as data_lib
+from irt_jax.data import synthetic
 from tests.conftest import SHARED_DATA
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irt_jax import data as data_lib
-from irt_jax import data_cache
+from irt_jax.data import io as data_lib
+from irt_jax.data import cache as data_cache
 
 
 def _folder(d):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irt_jax import data as data_lib
-from irt_jax import download
+from irt_jax.data import io as data_lib
+from irt_jax.data import download
 from irt_jax.encoder import load_encoder
 from tests.test_encoder import make_tiny_model
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 from irt_jax import models
 from irt_jax import predictors
 from irt_jax.evaluation import calibration
@@ -63,7 +63,7 @@ def test_gate_usage_mean_weights_and_entropies():
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
   """A context over synthetic data with an untrained IrtNet (statistics, not quality)."""
-  from irt_jax import synthetic
+  from irt_jax.data import synthetic
   folder = synthetic.write(str(tmp_path_factory.mktemp("interp")), synthetic_spec(
       n_models=6, n_queries=150, embed_dim=16, n_benchmarks=3, true_dim=2, missing_frac=0.1,
       seed=2))

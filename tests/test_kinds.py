@@ -17,9 +17,9 @@ from configs import test as test_config
 from irt_jax import evaluation
 from irt_jax import models
 from irt_jax import predictors
-from irt_jax import routing
-from irt_jax import training
-from irt_jax.evaluation import metrics
+from irt_jax.routing import rules
+from irt_jax.training import loop as training
+from irt_jax import metrics
 from irt_jax.models import knn, logreg, mf, routerdc
 from tests.conftest import REPO
 
@@ -116,7 +116,7 @@ def test_knn_votes_over_the_k_nearest_known_answers():
 
 def test_logreg_logits_equal_scikit_learn_decision_function():
   from sklearn.linear_model import LogisticRegression
-  from irt_jax.data import Split
+  from irt_jax.data.io import Split
   rng = np.random.default_rng(0)
   x = rng.normal(size=(60, 3)).astype(np.float32)
   labels = (x @ np.array([[1.0, -1.0], [0.5, 0.0], [0.0, 2.0]]) > 0).astype(np.int8)
@@ -162,7 +162,7 @@ def test_routing_chooses_on_logits_where_float32_probabilities_tie():
   logits = np.array([[30.0, 40.0, -5.0]], np.float32)
   proba = jax.nn.sigmoid(jnp.asarray(logits))
   assert float(proba[0, 0]) == float(proba[0, 1]) == 1.0  # saturated: a tie
-  assert routing.choose_by_score(logits, np.ones((1, 3), bool)).tolist() == [1]
+  assert rules.choose_by_score(logits, np.ones((1, 3), bool)).tolist() == [1]
 
 
 def test_every_registered_kind_has_a_config_with_its_name():
@@ -175,7 +175,7 @@ def test_every_registered_kind_has_a_config_with_its_name():
 @pytest.mark.parametrize("kind", [k for k in KINDS if models.get(k).irt is not None])
 def test_cold_start_adds_a_model_to_every_kind_with_abilities(trained, kind):
   """An existing model re-added from its own train answers predicts like itself."""
-  from irt_jax import coldstart
+  from irt_jax.coldstart import ability as coldstart
   workdir, summary = trained[kind]
   run = predictors.load(workdir)
   data = summary["data"]

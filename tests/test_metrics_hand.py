@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from irt_jax import routing
-from irt_jax.data import Split
+from irt_jax.routing import rules
+from irt_jax.data.io import Split
 from irt_jax.evaluation.evaluators import Predictions, correctness, routing_summary
-from irt_jax.evaluation.metrics import auc
+from irt_jax.metrics import auc
 
 
 def _logit(p):
@@ -103,12 +103,12 @@ def test_best_single_order_on_a_sparse_split_with_ties():
   # Accuracy over known cells: m0 1/2, m1 2/4 (tie: lower index first), m2 none
   # (last), m3 3/4, m4 1/1. Counting unknown cells as wrong would rank m1 before
   # m0 and m4 last of the answered.
-  np.testing.assert_array_equal(routing.model_accuracy(train)[[0, 1, 3, 4]], [0.5, 0.5, 0.75, 1.0])
-  assert np.isnan(routing.model_accuracy(train)[2])
-  order = routing.best_single_order(train)
+  np.testing.assert_array_equal(rules.model_accuracy(train)[[0, 1, 3, 4]], [0.5, 0.5, 0.75, 1.0])
+  assert np.isnan(rules.model_accuracy(train)[2])
+  order = rules.best_single_order(train)
   assert order.tolist() == [4, 3, 0, 1, 2]
   # Routed with it, the first model in that order whose answer is known is used.
   known = np.array([[False, True, True, False, False],
                     [True, True, True, True, True],
                     [False, False, False, False, False]])
-  assert routing.choose_by_order(order, known).tolist() == [1, 4, -1]
+  assert rules.choose_by_order(order, known).tolist() == [1, 4, -1]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from irt_jax import losses
+from irt_jax.models import losses
 from irt_jax import predictors
 from irt_jax.models import irtnet as model_lib
 from irt_jax.models import masks

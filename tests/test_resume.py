@@ -23,7 +23,7 @@ from configs import test as test_config
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import evaluation
 from irt_jax import predictors
-from irt_jax import training
+from irt_jax.training import loop as training
 from tests import scripted_training
 from tests.conftest import REPO
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from irt_jax import costs
-from irt_jax import routing
-from irt_jax import training
-from irt_jax.router import Router, RouterError
+from irt_jax.routing import costs
+from irt_jax.routing import rules
+from irt_jax.training import loop as training
+from irt_jax.routing.router import Router, RouterError
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
 from tests.test_encoder import make_tiny_model
@@ -160,12 +160,12 @@ def test_budget_is_respected_and_beats_every_feasible_cost_weight():
     costs = rng.uniform(0, 1, size=m).round(2)
     p = 1 / (1 + np.exp(-logits))
     budget = float(rng.uniform(costs.min(), costs.max()))
-    chosen = routing.choose_under_budget(logits, costs, budget, np.ones((n, m), bool))
+    chosen = rules.choose_under_budget(logits, costs, budget, np.ones((n, m), bool))
     assert costs[chosen].mean() <= budget + 1e-12
     value = p[np.arange(n), chosen].sum()
     # At least as good as any cost_weight whose routing fits the budget ...
     for w in np.linspace(0, 5, 101):
-      first = routing.choose_with_cost(logits, costs, w, np.ones((n, m), bool))
+      first = rules.choose_with_cost(logits, costs, w, np.ones((n, m), bool))
       if costs[first].mean() <= budget:
         assert value >= p[np.arange(n), first].sum() - 1e-12
     # ... and no better than the best of all m ** n routings that fit.

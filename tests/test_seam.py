@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from irt_jax import batches
-from irt_jax import data as data_lib
+from irt_jax.training import batches
+from irt_jax.data import io as data_lib
 from irt_jax import models
 from irt_jax import predictors
-from irt_jax import training
+from irt_jax.training import loop as training
 from irt_jax.models import base
 
 

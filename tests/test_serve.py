@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 
 from irt_jax import predictors
-from irt_jax import serving
-from irt_jax.router import Router
+from irt_jax.serving import app as serving
+from irt_jax.routing.router import Router
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
 

@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from irt_jax import data as data_lib
-from irt_jax import datasets
+from irt_jax.data import io as data_lib
+from irt_jax.data import resolve
 from irt_jax import evaluation
-from irt_jax import training
+from irt_jax.training import loop as training
 from irt_jax.encoder import load_encoder
 from tests.test_encoder import make_tiny_model
 
@@ -26,8 +26,8 @@ def test_missing_embeddings_without_an_encoder_is_a_clear_error(config, text_onl
   folder, _ = text_only
   config.data.dir = folder
   with pytest.raises(data_lib.DataError, match=r"question_embeddings\.npy: file not found .* "
-                                               r"`python -m irt_jax\.encode"):
-    datasets.prepare_and_load(config, str(tmp_path / "w"))
+                                               r"`python -m irt_jax\.data\.encode"):
+    resolve.prepare_and_load(config, str(tmp_path / "w"))
 
 
 def test_training_from_text_alone_encodes_once_and_routes(config, text_only, tmp_path):
@@ -56,9 +56,9 @@ def test_read_only_text_folder_caches_in_the_workdir(config, text_only, tmp_path
   workdir = str(tmp_path / "run")
   os.makedirs(workdir)
   real_access = os.access
-  monkeypatch.setattr(datasets.os, "access",  # as for a user who may not write there
+  monkeypatch.setattr(resolve.os, "access",  # as for a user who may not write there
                       lambda path, mode: False if path == folder else real_access(path, mode))
-  data = datasets.prepare_and_load(config, workdir)
+  data = resolve.prepare_and_load(config, workdir)
   assert os.path.exists(os.path.join(workdir, "question_embeddings.npy"))
   assert not os.path.exists(os.path.join(folder, "question_embeddings.npy"))
   assert data.embeddings.shape[0] == data.n_queries

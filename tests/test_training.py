@@ -12,14 +12,14 @@ import numpy as np
 import optax
 import pytest
 
-from irt_jax import batches
-from irt_jax import data as data_lib
-from irt_jax.evaluation import metrics
+from irt_jax.training import batches
+from irt_jax.data import io as data_lib
+from irt_jax import metrics
 from irt_jax.models import irtnet as model_lib
-from irt_jax import parallel
+from irt_jax.training import parallel
 from irt_jax import predictors
-from irt_jax import synthetic
-from irt_jax import training
+from irt_jax.data import synthetic
+from irt_jax.training import loop as training
 
 
 def test_training_recovers_the_synthetic_truth(config, tmp_path):

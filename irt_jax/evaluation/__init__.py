@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from irt_jax import datasets
+from irt_jax.data import resolve
 from irt_jax import predictors
 from irt_jax import utils
 from irt_jax.evaluation import evaluators as evaluators_lib
@@ -34,15 +34,15 @@ def evaluate(run: predictors.Run, data, split: str = "test",
 
 def default_evaluators(run: predictors.Run, options: dict | None = None) -> tuple[str, ...]:
   names = list(evaluators_lib.DEFAULT)
-  from irt_jax.evaluation import benchmark_prediction
+  from irt_jax.evaluation import benchmark_scores as benchmark_prediction
   if (options or {}).get("benchmark_prediction") or os.path.exists(
       os.path.join(run.workdir, benchmark_prediction.RESULT_FILE)):
     names.append("benchmark_prediction")
-  folder = datasets.folder(run.config, run.workdir)
-  from irt_jax import synthetic
+  folder = resolve.folder(run.config, run.workdir)
+  from irt_jax.data import synthetic
   if os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
     names.append("synthetic_truth")
-  from irt_jax import costs
+  from irt_jax.routing import costs
   if costs.available(folder):
     names.append("cost_frontier")
   return tuple(names)
@@ -53,7 +53,7 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   """Restores `workdir`'s checkpoint, evaluates a split, writes report.json and
   report.md (with PNG plots in plots/) in `output_dir` (default WORKDIR/eval)."""
   trained = predictors.load(workdir, step)
-  data = datasets.prepare_and_load(trained.config, workdir, require=("train", split))
+  data = resolve.prepare_and_load(trained.config, workdir, require=("train", split))
   out = output_dir or os.path.join(workdir, "eval")
   options = {"plot_dir": out, **(options or {})}  # evaluators' figures go beside the report
   report = evaluate(trained, data, split, names or default_evaluators(trained, options),
@@ -78,7 +78,7 @@ def compare(workdirs: list[str], split: str = "test", step: int | str = "best") 
     if r.predictor.input_dim != runs[0].predictor.input_dim:
       raise ValueError(f"{w}: reads {r.predictor.input_dim}-d embeddings, {workdirs[0]} "
                        f"{runs[0].predictor.input_dim}-d; compare runs of one dataset")
-  data = datasets.prepare_and_load(runs[0].config, runs[0].workdir, require=("train", split))
+  data = resolve.prepare_and_load(runs[0].config, runs[0].workdir, require=("train", split))
   reports = {}
   for w, r in zip(workdirs, runs):
     label = os.path.basename(os.path.normpath(w))

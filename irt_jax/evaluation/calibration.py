@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from irt_jax import routing
+from irt_jax import numerics
 
 N_BINS = 15
 
@@ -61,7 +61,7 @@ class CalibrationEvaluator:
     known = pred.known
     logits, labels = pred.logits[known].astype(np.float64), pred.labels[known]
     out = {"ece": None, "n_cells": int(known.sum()),
-           "before": reliability(routing.sigmoid(logits), labels)}
+           "before": reliability(numerics.sigmoid(logits), labels)}
     out["ece"] = out["before"]["ece"]
     if not ctx.options.get("temperature"):
       out["temperature"] = {"skipped": "not asked (eval.py --calibration_temperature)"}
@@ -72,7 +72,7 @@ class CalibrationEvaluator:
     val = ctx.data.split("val")
     val_logits = ctx.run.predictor.logits(ctx.data.embeddings[val.queries])[val.mask]
     t = fit_temperature(val_logits, val.labels[val.mask])
-    after = reliability(routing.sigmoid(logits / t), labels)
+    after = reliability(numerics.sigmoid(logits / t), labels)
     out["temperature"] = {"value": t, "fitted_on": "val", "ece_after": after["ece"],
                           "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, t),
                           "after": after}

@@ -37,9 +37,10 @@ import os
 
 import numpy as np
 
-from irt_jax import costs as costs_lib
-from irt_jax import datasets
-from irt_jax import routing
+from irt_jax import numerics
+from irt_jax.routing import costs as costs_lib
+from irt_jax.data import resolve
+from irt_jax.routing import rules
 
 
 # ----------------------------------------------------------------------------
@@ -152,14 +153,14 @@ def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
   known = labels >= 0
   rows = np.flatnonzero(known.any(axis=1))
   logits, labels, known = np.asarray(logits, np.float64)[rows], labels[rows], known[rows]
-  proba = routing.sigmoid(logits)
+  proba = numerics.sigmoid(logits)
   cost = np.array(np.broadcast_to(np.asarray(cost, np.float64), logits.shape))
   if (np.isnan(cost) & known).any():
     raise ValueError("a known (query, model) cell has no cost")
   weights = default_weights(cost, known) if weights is None else np.asarray(weights)
   points = []
   for w in weights:
-    c, q = routed(routing.choose_with_cost(logits, cost, w, known), labels, cost)
+    c, q = routed(rules.choose_with_cost(logits, cost, w, known), labels, cost)
     points.append({"cost_weight": None if np.isinf(w) else float(w), "cost": c,
                    "accuracy": q})
   pc = np.array([p["cost"] for p in points])
@@ -168,12 +169,12 @@ def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
   n_known = known.sum(1)
   random = {"cost": float((np.where(known, cost, 0).sum(1) / n_known).mean()),
             "accuracy": float((np.where(known, labels == 1, 0).sum(1) / n_known).mean())}
-  best = routing.choose_by_order(train_order, known)
+  best = rules.choose_by_order(train_order, known)
   bc, bq = routed(best, labels, cost)
   correct = known & (labels == 1)
   # Oracle: the cheapest model that answers correctly, else the cheapest known.
-  oracle = np.where(correct.any(1), routing.choose_with_cost(logits, cost, np.inf, correct),
-                    routing.choose_with_cost(logits, cost, np.inf, known))
+  oracle = np.where(correct.any(1), rules.choose_with_cost(logits, cost, np.inf, correct),
+                    rules.choose_with_cost(logits, cost, np.inf, known))
   oc, oq = routed(oracle, labels, cost)
   singles = []
   for m in range(labels.shape[1]):
@@ -225,7 +226,7 @@ def strong_weak(proba, labels, known, cost, train_order) -> dict:
 def run_costs(ctx) -> costs_lib.Costs | None:
   """The costs of the run's data folder, [n_split, M] for the split's queries.
   Options: cost_source ('auto' | 'params'), tokenizer_dir, output_tokens."""
-  folder = datasets.folder(ctx.run.config, ctx.run.workdir)
+  folder = resolve.folder(ctx.run.config, ctx.run.workdir)
   opts = ctx.options or {}
   queries = ctx.data.split(ctx.split).queries
   names = list(ctx.data.model_names)
@@ -253,11 +254,11 @@ class CostFrontierEvaluator:
       return {"skipped": f"no {costs_lib.COSTS_FILE} or {costs_lib.PRICES_FILE} in the data "
                          f"folder (pass the option cost_source=params for a size proxy)"}
     pred = ctx.predictions
-    order = routing.best_single_order(ctx.data.split("train"))
+    order = rules.best_single_order(ctx.data.split("train"))
     try:
       out = frontier(pred.logits, pred.labels, table.values, order)
     except ValueError as e:
-      folder = datasets.folder(ctx.run.config, ctx.run.workdir)
+      folder = resolve.folder(ctx.run.config, ctx.run.workdir)
       raise costs_lib.DataError(f"{os.path.join(folder, table.source)}: {e} (every known "
                                 f"{ctx.split} cell needs a cost)") from e
     names = list(ctx.data.model_names)

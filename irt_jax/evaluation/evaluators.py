@@ -12,12 +12,13 @@ import os
 
 import numpy as np
 
-from irt_jax import data as data_lib
+from irt_jax import numerics
+from irt_jax.data import io as data_lib
 from irt_jax import predictors
-from irt_jax import routing
+from irt_jax.routing import rules
 from irt_jax.evaluation import cost_frontier
-from irt_jax.evaluation import metrics
-from irt_jax.evaluation import benchmark_prediction
+from irt_jax import metrics
+from irt_jax.evaluation import benchmark_scores as benchmark_prediction
 from irt_jax.evaluation import calibration
 from irt_jax.evaluation import interpretability
 
@@ -36,7 +37,7 @@ class Predictions:
 
   @property
   def proba(self) -> np.ndarray:
-    return routing.sigmoid(self.logits)
+    return numerics.sigmoid(self.logits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +98,10 @@ def routing_summary(logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarra
   rows = np.flatnonzero(known.any(axis=1))
   known, labels, bench = known[rows], labels[rows], benchmark[rows]
   picked = lambda choice: (labels[np.arange(len(rows)), choice] == 1).astype(np.float64)
-  out = micro_macro(picked(routing.choose_by_score(logits[rows], known)), bench, names)
+  out = micro_macro(picked(rules.choose_by_score(logits[rows], known)), bench, names)
   baselines = {
       "oracle": ((labels == 1) & known).any(axis=1).astype(np.float64),
-      "best_single": picked(routing.choose_by_order(best_single_order, known)),
+      "best_single": picked(rules.choose_by_order(best_single_order, known)),
       "random": np.where(known, labels == 1, 0).sum(1) / known.sum(1),
   }
   out["baselines"] = {}
@@ -116,7 +117,7 @@ class RoutingEvaluator:
 
   def run(self, ctx: Context) -> dict:
     pred = ctx.predictions
-    order = routing.best_single_order(ctx.data.split("train"))
+    order = rules.best_single_order(ctx.data.split("train"))
     return routing_summary(pred.logits, pred.labels, pred.benchmark, pred.benchmark_names,
                            order)
 
@@ -126,9 +127,10 @@ class SyntheticTruthEvaluator:
   name = "synthetic_truth"
 
   def run(self, ctx: Context) -> dict:
-    from irt_jax import datasets, synthetic
+    from irt_jax.data import resolve
+    from irt_jax.data import synthetic
     from irt_jax.models import base
-    folder = datasets.folder(ctx.run.config, ctx.run.workdir)
+    folder = resolve.folder(ctx.run.config, ctx.run.workdir)
     predictor = ctx.run.predictor
     if not os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
       return {"skipped": "no synthetic truth beside this data"}

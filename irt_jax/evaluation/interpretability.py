@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irt_jax.evaluation import metrics
+from irt_jax import metrics
 from irt_jax.models import base
 
 N_NEIGHBOURS = 3

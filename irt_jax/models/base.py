@@ -25,14 +25,11 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from irt_jax import losses
+from irt_jax.models import losses
+from irt_jax.utils import ConfigError
 
 Params = dict[str, Any]
 DATA_FIELDS = ("n_models", "input_dim")  # filled in from the data, not the config
-
-
-class ConfigError(ValueError):
-  """A model config that names an unknown kind or fields the kind does not take."""
 
 
 def spec_from_config(spec_cls, model_config, n_models: int, input_dim: int):

@@ -50,7 +50,7 @@ def _params(train_emb, labels, mask, k):
 
 def fit(spec: Spec, data, config, rng) -> base.Params:
   del config, rng
-  from irt_jax.evaluation import metrics
+  from irt_jax import metrics
   train, val = data.split("train"), data.split("val")
   emb = np.asarray(_normalise(jnp.asarray(data.embeddings[train.queries])))
   labels = np.where(train.mask, train.labels, 0).astype(np.float32)

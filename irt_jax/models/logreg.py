@@ -47,7 +47,7 @@ def _fit_one_c(x, train, c, max_iter):
 
 def fit(spec: Spec, data, config, rng) -> base.Params:
   del config, rng
-  from irt_jax.evaluation import metrics
+  from irt_jax import metrics
   train, val = data.split("train"), data.split("val")
   x, xv = data.embeddings[train.queries], data.embeddings[val.queries]
   best = None

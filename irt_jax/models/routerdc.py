@@ -33,7 +33,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from irt_jax import losses
+from irt_jax.models import losses
 from irt_jax.models import base
 from irt_jax.models import irtnet
 

@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from irt_jax import numerics
 from irt_jax import models
-from irt_jax import routing
 from irt_jax.models import base
 
 NEWTON_STEPS = 25
@@ -146,7 +146,7 @@ def propose(a: np.ndarray, b: np.ndarray, theta: np.ndarray, precision: np.ndarr
   if criterion not in ("d", "trace"):
     raise ValueError(f"criterion must be 'd' or 'trace', got {criterion!r}")
   a = np.asarray(a, np.float64)
-  p = routing.sigmoid(a @ np.asarray(theta, np.float64) - np.asarray(b, np.float64))
+  p = numerics.sigmoid(a @ np.asarray(theta, np.float64) - np.asarray(b, np.float64))
   w = p * (1 - p)
   cov = np.linalg.inv(np.asarray(precision, np.float64))
   if criterion == "trace" and target is None:

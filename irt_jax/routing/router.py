@@ -1,6 +1,6 @@
 """Route raw text: query -> the run's encoder -> the run's predictor -> a model.
 
-    from irt_jax.router import Router
+    from irt_jax.routing.router import Router
     router = Router.from_checkpoint("runs/routerdc", encoder_dir=".models/all-mpnet-base-v2")
     router.route(["What is 17 * 23?"])[0].model
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from irt_jax import costs as costs_lib
-from irt_jax import routing
-from irt_jax.routing import sigmoid
+from irt_jax.routing import costs as costs_lib
+from irt_jax.routing import rules
+from irt_jax.numerics import sigmoid
 
 
 class RouterError(ValueError):
@@ -98,8 +98,8 @@ class Router:
                         f"but {where}; pass encoder_dir=<a folder holding {name}> "
                         f"(--encoder_dir on the command line)")
     if record.get("fingerprint"):
-      from irt_jax import datasets
-      found = datasets.weights_fingerprint(folder)
+      from irt_jax.data import resolve
+      found = resolve.weights_fingerprint(folder)
       if found != record["fingerprint"]:
         raise RouterError(f"{folder}: its weights differ from those of the encoder {name!r} this "
                           f"run was trained with (fingerprint {found[:12]} != "
@@ -222,7 +222,7 @@ class Router:
     cost_weight == 0 and no budget: the model with the highest logit.
     cost_weight > 0: argmax P - cost_weight * cost. budget: the routing with the
     highest summed P whose mean cost over these queries is <= budget
-    (`routing.choose_under_budget`); the runner-up is then the argmax of P among the rest.
+    (`rules.choose_under_budget`); the runner-up is then the argmax of P among the rest.
     """
     self.allowed(candidates)          # a bad name fails before any encoding
     return self.route_logits(self.logits(texts), cost_weight, budget, candidates, costs,
@@ -254,14 +254,14 @@ class Router:
       if not np.isfinite(budget) or budget < 0:
         raise RouterError(f"budget must be finite and >= 0, got {budget}")
       try:
-        first = routing.choose_under_budget(logits, cost, budget, allowed)
+        first = rules.choose_under_budget(logits, cost, budget, allowed)
       except ValueError as e:
         raise RouterError(str(e)) from None
       rest = allowed.copy()
       rest[np.arange(n), first] = False
-      second, _ = routing.best_two(logits, logits, rest)
+      second, _ = rules.best_two(logits, logits, rest)
     else:
-      first, second = routing.choose_with_cost(logits, cost, cost_weight, allowed,
+      first, second = rules.choose_with_cost(logits, cost, cost_weight, allowed,
                                                runner_up=True)
     p = sigmoid(logits)
     out = []

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from absl import logging
 
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 
 VERSION = 1
 _EDGE = 1 << 20  # bytes hashed at each end of a source file

@@ -16,8 +16,8 @@ import numpy as np
 from absl import logging
 
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax import data as data_lib
-from irt_jax import losses
+from irt_jax.data import io as data_lib
+from irt_jax.models import losses
 from irt_jax.models import base as kind_lib
 
 FIT_STEP = 1  # the one checkpoint step of a fitted run

@@ -1,6 +1,6 @@
 r"""Embeds every prompt of a data folder's ``question_order.csv`` with a local encoder.
 
-    python -m irt_jax.encode --data_dir=DIR --model_dir=MODEL \
+    python -m irt_jax.data.encode --data_dir=DIR --model_dir=MODEL \
         [--batch_size=64] [--max_length=N] [--dtype=float32|float16] [--output=PATH]
 
 writes ``DIR/question_embeddings.npy`` (float32 by default; ``--dtype=float16`` gives
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from irt_jax.data import read_question_order
+from irt_jax.data.io import read_question_order
 from irt_jax.utils import sha256_of, write_json
 
 PARTIAL_VERSION = 1

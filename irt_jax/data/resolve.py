@@ -14,9 +14,9 @@ import uuid
 import jax
 from absl import logging
 
-from irt_jax import data as data_lib
-from irt_jax import data_cache
-from irt_jax import synthetic
+from irt_jax.data import io as data_lib
+from irt_jax.data import cache as data_cache
+from irt_jax.data import synthetic
 
 
 def synthetic_spec(config) -> synthetic.SyntheticSpec:
@@ -68,9 +68,9 @@ def encode_if_needed(config, workdir: str, folder: str) -> str | None:
     if jax.process_count() > 1:
       raise data_lib.DataError(
           f"{folder}: no {config.data.embeddings_file}; encode it once before a multi-process "
-          f"job: python -m irt_jax.encode --data_dir={folder} "
+          f"job: python -m irt_jax.data.encode --data_dir={folder} "
           f"--model_dir={config.encoder.model_dir} --output={out}")
-    from irt_jax import encode  # heavy: only when text must be encoded
+    from irt_jax.data import encode  # heavy: only when text must be encoded
     logging.info("Encoding the prompts of %s with %s into %s", folder,
                  config.encoder.model_dir, out)
     encode.encode_question_order(folder, config.encoder.model_dir, output=out,

@@ -22,15 +22,15 @@ import numpy as np
 import optax
 from absl import logging
 
-from irt_jax import batches
+from irt_jax.training import batches
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax import data as data_lib
-from irt_jax import datasets
-from irt_jax import distributed
-from irt_jax import fitting
-from irt_jax import losses
+from irt_jax.data import io as data_lib
+from irt_jax.data import resolve
+from irt_jax.training import distributed
+from irt_jax.training import fitting
+from irt_jax.models import losses
 from irt_jax import models
-from irt_jax import parallel
+from irt_jax.training import parallel
 from irt_jax import utils
 from irt_jax.models import base as kind_lib
 
@@ -310,9 +310,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     batches.layout(config.train.batching, config.train.batch_cells, 1, 1)
   os.makedirs(workdir, exist_ok=True)
   # --- Data and layout ------------------------------------------------------
-  data = datasets.prepare_and_load(config, workdir)
+  data = resolve.prepare_and_load(config, workdir)
   logging.info("%s", data_lib.describe(data))
-  index = {**data.index_maps(), "encoder": datasets.encoder_record(config, workdir)}
+  index = {**data.index_maps(), "encoder": resolve.encoder_record(config, workdir)}
   if not kind.trained_by_gradient:
     return fitting.fit_and_save(config, workdir, kind, data, index)
   n_global = jax.device_count()

@@ -18,9 +18,9 @@ from typing import Iterator
 
 import numpy as np
 
-from irt_jax import parallel
-from irt_jax.data import Split
-from irt_jax.models.base import ConfigError
+from irt_jax.training import parallel
+from irt_jax.data.io import Split
+from irt_jax.utils import ConfigError
 
 
 def block(split: Split, embeddings: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:

@@ -33,8 +33,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from irt_jax import data as data_lib
-from irt_jax.data import DataError
+from irt_jax.data import io as data_lib
+from irt_jax.data.io import DataError
 
 PRICES_FILE = "model_prices.csv"
 COSTS_FILE = "costs.csv"

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from irt_jax import routing
-from irt_jax.router import Router, RouterError
+from irt_jax import numerics
+from irt_jax.routing.router import Router, RouterError
 
 ROUTED_HEADER = "x-irt-jax-routed-model"
 P_HEADER = "x-irt-jax-p-correct"
@@ -374,7 +374,7 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                                    texts=req["queries"])
     except RouterError as e:
       raise ApiError(400, str(e)) from None
-    p = routing.sigmoid(logits)
+    p = numerics.sigmoid(logits)
     return {"router": prefix, "models": [r.model for r in routes],
             "model_names": list(router.model_names),
             "p_correct": p.tolist(),

@@ -9,9 +9,9 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
-from scipy import special
 
-from irt_jax.data import Split
+from irt_jax.data.io import Split
+from irt_jax.numerics import sigmoid
 
 
 def choose_by_score(scores: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -60,9 +60,6 @@ def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
 # float64; ties are broken by logit, so saturated probabilities never tie) and
 # a cost [M] (per model) or [n, M] (per query and model), in any one unit.
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-  """P(correct) from logits, in float64 (float32 saturates to 1.0 near logit 17)."""
-  return special.expit(np.asarray(logits, np.float64))
 
 
 def cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

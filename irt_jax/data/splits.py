@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 
 PROTOCOLS = ("ours", "paper")  # ours: other benchmarks' own train/val; paper: pooled, 90/10
 

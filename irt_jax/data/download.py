@@ -1,6 +1,6 @@
 r"""Fetches the paper's dataset from Hugging Face and makes it ready to train on.
 
-  python -m irt_jax.download --dataset=irtnet --out=data/irtnet \
+  python -m irt_jax.data.download --dataset=irtnet --out=data/irtnet \
       [--model_dir=.models/all-mpnet-base-v2]
 
 Downloads the dataset repository (huggingface_hub), finds the folder holding
@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from irt_jax import data as data_lib
+from irt_jax.data import io as data_lib
 
 DATASETS = {"irtnet": "JianhaoNJU/IrtNet-Dataset", "embedllm": "RZ412/EmbedLLM"}
 
@@ -72,7 +72,7 @@ def prepare(root: str, model_dir: str | None = None, batch_size: int = 64) -> st
   folder = find_data_folder(root)
   write_index_files(folder)
   if model_dir and not os.path.exists(os.path.join(folder, "question_embeddings.npy")):
-    from irt_jax import encode  # heavy: only when text must be encoded
+    from irt_jax.data import encode  # heavy: only when text must be encoded
     encode.encode_question_order(folder, model_dir, batch_size=batch_size)
   return folder
 
@@ -98,7 +98,7 @@ def main(argv):
   root = download(FLAGS.dataset, FLAGS.out)
   folder = prepare(root, FLAGS.model_dir, FLAGS.batch_size)
   print(f"ready: train with --config.data.dir={folder}"
-        + ("" if FLAGS.model_dir else f" (encode first: python -m irt_jax.encode "
+        + ("" if FLAGS.model_dir else f" (encode first: python -m irt_jax.data.encode "
                                       f"--data_dir={folder} --model_dir=...)"))
 
 

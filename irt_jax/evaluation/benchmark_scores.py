@@ -1,10 +1,11 @@
-"""Benchmark-score prediction on a benchmark the model has never seen.
+"""Benchmark-score estimators: an LLM's accuracy on a benchmark from a model's
+logits on its queries and a few labels.
 
-For each benchmark B one model is trained without any of B's labels
-(data_splits.leave_out), then every LLM's accuracy on B is predicted:
+Pure functions of arrays (no training; protocols.leave_benchmark_out runs the
+training that produces the logits):
 
-* zero-shot (k = 0): the mean predicted P over B's queries the LLM answered;
-* few-shot: k of B's queries per LLM are labelled, chosen at random or
+* zero-shot (k = 0): the mean predicted P over the benchmark's queries the LLM answered;
+* few-shot: k of the benchmark's queries per LLM are labelled, chosen at random or
   adaptively (largest Fisher information p(1-p)|a_q|^2 of the 2PL, where a_q is
   the kind's discrimination and p includes the LLM's current offset; kinds
   without an IRT view use |a|^2 = 1). The combined estimator refits logit
@@ -16,11 +17,7 @@ For each benchmark B one model is trained without any of B's labels
 
 Metrics over LLMs per benchmark (then averaged over benchmarks): MAE and signed
 bias of the predicted accuracy (fractions), Spearman and Kendall (tau-b) rank
-correlations; and the zero-shot correctness accuracy on B's cells.
-
-Each held-out run lives in WORKDIR/heldout/<B>/ (a normal training workdir, so
-an interrupted one resumes) and ends in predictions.npz; a benchmark with that
-file is skipped on a rerun.
+correlations; and the zero-shot correctness accuracy on the benchmark's cells.
 """
 
 from __future__ import annotations
@@ -30,14 +27,11 @@ import math
 import os
 
 import numpy as np
-from absl import logging
 from scipy import stats
 
-from irt_jax import data as data_lib
-from irt_jax import data_splits
-from irt_jax import datasets
-from irt_jax import routing
-from irt_jax import utils
+from irt_jax import numerics
+from irt_jax.data import io as data_lib
+from irt_jax.data import splits as data_splits
 
 KS = (10, 25, 50, 100)
 PRIOR_SD = 1.0        # prior sd of each LLM's logit offset around the benchmark's
@@ -61,7 +55,7 @@ def kendall(x, y) -> float:
 
 def spearman(x, y) -> float:
   """Spearman's rho on average ranks (ties shared); NaN if a side is constant."""
-  from irt_jax.evaluation import metrics
+  from irt_jax import metrics
   return metrics.spearman(x, y)
 
 
@@ -90,7 +84,7 @@ def fit_offset(logits, labels, prior_sd: float = PRIOR_SD, prior_mean: float = 0
   mu, inv_var = float(prior_mean), 1.0 / prior_sd ** 2
 
   def grad_hess(d):
-    p = routing.sigmoid(logits + d)
+    p = numerics.sigmoid(logits + d)
     return (labels - p).sum() - (d - mu) * inv_var, -(p * (1 - p)).sum() - inv_var
 
   # g(delta) = S - (delta - mu) / sd^2 with |S| <= n, so the root lies within n * sd^2 of mu.
@@ -124,11 +118,11 @@ def combined_estimate(logits, labels, observed, prior_sd: float = PRIOR_SD,
   logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
   observed = np.asarray(observed, np.int64)
   if len(observed) == 0:
-    return float(routing.sigmoid(logits + prior_mean).mean())
+    return float(numerics.sigmoid(logits + prior_mean).mean())
   delta = fit_offset(logits[observed], labels[observed], prior_sd, prior_mean)
   rest = np.ones(len(logits), bool)
   rest[observed] = False
-  return float((labels[observed].sum() + routing.sigmoid(logits[rest] + delta).sum()) / len(logits))
+  return float((labels[observed].sum() + numerics.sigmoid(logits[rest] + delta).sum()) / len(logits))
 
 
 def shared_offset(pieces, prior_sd: float = SHARED_PRIOR_SD) -> float:
@@ -144,7 +138,7 @@ def shared_offset(pieces, prior_sd: float = SHARED_PRIOR_SD) -> float:
 
 def information(logits, a_sq, delta: float = 0.0) -> np.ndarray:
   """Fisher information of each query about the LLM: p(1-p)|a|^2 (trace of p(1-p) a a^T)."""
-  p = routing.sigmoid(np.asarray(logits, np.float64) + delta)
+  p = numerics.sigmoid(np.asarray(logits, np.float64) + delta)
   return p * (1 - p) * np.asarray(a_sq, np.float64)
 
 
@@ -195,7 +189,7 @@ def benchmark_scores(logits: np.ndarray, a_sq: np.ndarray, labels: np.ndarray,
       continue
     lm, ym = logits[rows, m].astype(np.float64), labels[rows, m].astype(np.float64)
     out["true"][m], out["n"][m] = ym.mean(), len(rows)
-    out["0"]["zero_shot"][m] = routing.sigmoid(lm).mean()
+    out["0"]["zero_shot"][m] = numerics.sigmoid(lm).mean()
     orders = [rng.permutation(len(rows))[:k_max] for _ in range(repeats)]
     adaptive = adaptive_order(lm, a_sq[rows], ym, min(k_max, len(rows) - 1), prior_sd)
     per_llm.append((lm, ym, orders, adaptive))
@@ -291,126 +285,6 @@ def cell_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------
 # The whole protocol: one training per held-out benchmark.
-
-def _sub_config(config, folder: str, protocol: str):
-  sub = config.copy_and_resolve_references()
-  with sub.unlocked():
-    sub.data.dir = folder
-    if protocol == "paper":  # IrtNet's benchmark_prediction.py: 10 epochs, no scheduler
-      sub.train.num_epochs = 10
-      sub.optim.plateau_factor = 1.0
-      sub.train.early_stop_patience = sub.train.num_epochs + 1
-  return sub
-
-
-def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
-  """|a_q|^2 for kinds with an IRT view; ones otherwise."""
-  kind, predictor = run.kind, run.predictor
-  if kind.irt is None:
-    return np.ones(len(embeddings))
-  out = []
-  for start in range(0, len(embeddings), 2048):
-    a, _ = kind.irt.items(predictor.params, np.asarray(embeddings[start:start + 2048],
-                                                       np.float32), predictor.spec)
-    out.append((np.asarray(a, np.float64) ** 2).sum(axis=1))
-  return np.concatenate(out) if out else np.zeros(0)
-
-
-def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
-                   protocol: str) -> dict:
-  """Trains (or resumes, or reuses) the model without benchmark b; its predictions for b."""
-  from irt_jax import checkpoint as ckpt_lib
-  from irt_jax import predictors
-  from irt_jax import training
-  name = data.benchmark_names[b]
-  subdir = os.path.join(workdir, "heldout", _safe(name))
-  path = os.path.join(subdir, PREDICTIONS_FILE)
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
-  train_data, target = data_splits.leave_out(data, b, protocol, seed=config.seed)
-  folder = os.path.join(subdir, "data")
-  if not os.path.exists(os.path.join(folder, "train.csv")):
-    data_splits.write_folder(train_data, folder, datasets.folder(config, workdir),
-                             config.data.embeddings_file)
-  training.train_and_evaluate(_sub_config(config, folder, protocol), subdir)
-  try:
-    run = predictors.load(subdir, "best")
-  except ckpt_lib.CheckpointError as e:  # the best step was not kept: say so, use the latest
-    logging.warning("%s: %s; predicting with the latest checkpoint instead", subdir, e)
-    run = predictors.load(subdir, "latest")
-  emb = data.embeddings[target.queries]
-  result = {"queries": target.queries, "labels": target.labels,
-            "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb),
-            "checkpoint_step": np.int64(run.step)}
-  np.savez(f"{path}.tmp.npz", **result)
-  os.replace(f"{path}.tmp.npz", path)
-  return result
-
-
-def _safe(name: str) -> str:
-  return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
-        repeats: int = RANDOM_REPEATS, benchmarks=None, prior_sd: float = PRIOR_SD,
-        plots: bool = True) -> dict:
-  """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json."""
-  from tqdm import tqdm
-  # Checked before any training: the estimators divide by prior_sd^2 and average the draws.
-  if not prior_sd > 0:
-    raise ValueError(f"prior_sd must be positive, got {prior_sd}")
-  if repeats < 1:
-    raise ValueError(f"random_repeats must be at least 1, got {repeats}")
-  os.makedirs(workdir, exist_ok=True)
-  setup = {"protocol": protocol, "kind": config.model.name, "ks": [int(k) for k in ks],
-           "random_repeats": int(repeats), "prior_sd": float(prior_sd), "seed": int(config.seed),
-           "shared_prior_sd": SHARED_PRIOR_SD,
-           "estimator": "MAP logit offsets: benchmark-wide on all LLMs' k labels (prior "
-                        "N(0, shared_prior_sd^2)), then per LLM around it (prior sd "
-                        "prior_sd); observed labels + refitted P on the rest",
-           "adaptive": "sequential max p(1-p)|a_q|^2 given the refitted offset"}
-  setup_path = os.path.join(workdir, "benchmark_prediction_setup.json")
-  if os.path.exists(setup_path):
-    with open(setup_path) as f:
-      saved = json.load(f)
-    if saved["protocol"] != protocol or saved["kind"] != setup["kind"]:
-      raise ValueError(f"{workdir} holds a {saved['kind']}/{saved['protocol']} benchmark-"
-                       f"prediction run; use another --workdir for {setup['kind']}/{protocol}")
-  utils.write_json(setup_path, setup)
-  data = datasets.prepare_and_load(config, workdir, require=("train", "val"))
-  names = list(data.benchmark_names)
-  chosen = names if not benchmarks else list(benchmarks)
-  unknown = [b for b in chosen if b not in names]
-  if unknown:
-    raise ValueError(f"benchmark(s) {unknown} not in {data.name!r}; it has {names}")
-  per_benchmark, scores = {}, {}
-  bar = tqdm(chosen, desc="held-out benchmarks", unit="benchmark")
-  for i, name in enumerate(bar):
-    bar.set_postfix_str(name)
-    logging.info("[%d/%d] leaving out %s", i + 1, len(chosen), name)
-    b = names.index(name)
-    pred = train_held_out(config, workdir, data, b, protocol)
-    s = benchmark_scores(pred["logits"], pred["a_sq"], pred["labels"], ks, repeats,
-                         seed=config.seed + b, prior_sd=prior_sd)
-    s["0"]["train_mean"] = other_benchmarks_accuracy(data, b)
-    per_benchmark[name] = benchmark_metrics(s, ks)
-    zs = per_benchmark[name]["0"]["zero_shot"]
-    if zs is not None:
-      zs["cell_accuracy"] = cell_accuracy(pred["logits"], pred["labels"])
-      logging.info("[%d/%d] %s zero-shot: MAE %.4f bias %+.4f Spearman %.3f", i + 1,
-                   len(chosen), name, zs["mae"], zs["bias"], zs["spearman"])
-    scores[name] = _json_scores(s, data.model_names)
-  result = {"dataset": data.name, "setup": setup, "benchmarks": chosen,
-            "per_benchmark": per_benchmark, "mean": mean_over_benchmarks(per_benchmark),
-            "scores": scores}
-  utils.write_json(os.path.join(workdir, RESULT_FILE), result)
-  if plots:
-    from irt_jax.evaluation import plots as plots_lib
-    from irt_jax.evaluation import report as report_lib
-    files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
-    report_lib.write_benchmark_prediction_md(result, files, workdir)
-  return result
 
 
 class BenchmarkPredictionEvaluator:
