@@ -2,10 +2,14 @@ r"""Validation-only search for configs/recommended.py (issue: a recommended IrtN
 
   python scripts/search_recommended.py --datasets=llmrouter,routerdc,zeroeval \
       --grid=NAME:key=value,key=value [--grid=...] --out=runs/search/results.jsonl
-Each grid entry starts from configs/irtnet.py on query blocks (base_config),
-applies the overrides, trains on train (early stopping on val) and evaluates on
-**val only** (the test split is never read here). One JSON line per (entry,
-dataset, seed) goes to --out, so an interrupted search resumes where it stopped.
+Each grid entry starts from configs/irtnet.py on query blocks with `config.auto`
+off (base_config; an entry's first item `base=KIND` starts from configs/KIND.py
+instead, e.g. `logreg:base=logreg`), applies the overrides, trains on train
+(early stopping on val) and evaluates on **val only** (the test split is never
+read here). One JSON line per (entry, dataset, seed) goes to --out, so an
+interrupted search resumes where it stopped; each run's val logits and labels go
+to its workdir (val_predictions.npz), so ensembles of entries can be scored on
+val afterwards (scripts/recipe_ensembles.py).
 """
 
 import json
@@ -21,10 +25,14 @@ utils.retain_freed_memory()  # before jax or numpy start threads (see its docstr
 
 from absl import app, flags, logging  # noqa: E402
 
-from configs import irtnet  # noqa: E402
+import importlib  # noqa: E402
+
+import numpy as np  # noqa: E402
 from irt_jax import checkpoint, evaluation, predictors
 from irt_jax.data import resolve
 from irt_jax.training import loop as training  # noqa: E402
+from irt_jax.training import sizing  # noqa: E402
+from irt_jax.evaluation import evaluators  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["llmrouter"], "Folders under --data_root.")
@@ -37,9 +45,18 @@ flags.DEFINE_string("out", "runs/search/results.jsonl", "Results (JSON lines).")
 
 def base_config(overrides):
   """configs/irtnet.py on query blocks (the layout of the README's search table;
-  an entry may set train.batching=pairs), then the entry's overrides."""
-  config = irtnet.get_config()
-  config.train.batching = "blocks"
+  an entry may set train.batching=pairs) with config.auto present but off, or
+  configs/KIND.py for a leading `base=KIND`; then the entry's overrides."""
+  kind = "irtnet"
+  if overrides and overrides[0].startswith("base="):
+    kind, overrides = overrides[0].partition("=")[2], overrides[1:]
+  try:
+    config = importlib.import_module(f"configs.{kind}").get_config()
+  except ModuleNotFoundError:
+    raise ValueError(f"base={kind}: no configs/{kind}.py") from None
+  if kind == "irtnet":
+    config.train.batching = "blocks"
+    config.auto = sizing.auto_config(steps_per_epoch=0)
   utils.apply_overrides(config, overrides)
   return config
 
@@ -91,14 +108,20 @@ def run_entry(name, overrides, dataset, seed) -> dict:
   summary = training.train_and_evaluate(config, workdir)
   run = predictors.load(workdir, "best")
   data = resolve.prepare_and_load(run.config, workdir, require=("train", "val"))
-  rep = evaluation.evaluate(run, data, "val")
+  rep = evaluation.evaluate(run, data, "val", names=("correctness", "routing"))
+  pred = evaluators.predictions_for(run.predictor, data, "val")
+  np.savez_compressed(os.path.join(workdir, "val_predictions.npz"), logits=pred.logits,
+                      labels=pred.labels, benchmark=pred.benchmark)
   return {"name": name, "dataset": dataset, "seed": seed, "overrides": ",".join(overrides),
           "val_accuracy": rep["correctness"]["accuracy"],
           "val_auc": rep["correctness"]["auc"],
+          "val_log_loss": rep["correctness"]["log_loss"],
+          "batch_cells": run.config.train.get("batch_cells"),
+          "lr": run.config.get("optim", {}).get("lr"),
           "val_routing_micro": rep["routing"]["micro"],
           "val_routing_macro": rep["routing"]["macro"],
-          "best_epoch": (summary["best"] or {}).get("epoch"),
-          "epochs": len(summary["history"]), "seconds": round(time.time() - t0, 1)}
+          "best_epoch": ((summary.get("best") or {}).get("epoch")),
+          "epochs": len(summary.get("history") or []), "seconds": round(time.time() - t0, 1)}
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from irt_jax.training import fitting
 from irt_jax.models import losses
 from irt_jax import models
 from irt_jax.training import parallel
+from irt_jax.training import sizing
 from irt_jax import utils
 from irt_jax.models import base as kind_lib
 
@@ -308,6 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   kind.spec(config.model, 1, 1)      # the workdir is made or data is read
   if kind.trained_by_gradient:
     batches.layout(config.train.batching, config.train.batch_cells, 1, 1)
+    sizing.resolve(config, 1, 1)     # config.auto checked before any work
   os.makedirs(workdir, exist_ok=True)
   # --- Data and layout ------------------------------------------------------
   data = resolve.prepare_and_load(config, workdir)
@@ -315,6 +317,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   index = {**data.index_maps(), "encoder": resolve.encoder_record(config, workdir)}
   if not kind.trained_by_gradient:
     return fitting.fit_and_save(config, workdir, kind, data, index)
+  config = sizing.resolve(config, data.n_models, len(data.split("train").queries))
   n_global = jax.device_count()
   batch_layout = batches.layout(config.train.batching, config.train.batch_cells,
                                 data.n_models, n_global)

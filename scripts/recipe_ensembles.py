@@ -1,0 +1,138 @@
+r"""Scores the recipe search on validation, ensembles included, and ranks it.
+
+  python scripts/recipe_ensembles.py --records=runs/search21/a.jsonl,runs/search21/b.jsonl \
+      --out=docs/results/recipe_search.jsonl
+Reads the records of scripts/search_recommended.py and each run's val logits
+(WORKDIR/val_predictions.npz beside the records), adds ensembles of entries
+(`--ensembles=A+B[:rule]`, rule mean (default), global, per_llm or auto; a
+fitted rule is scored cross-fitted over two halves of val, so no figure uses
+labels its weights saw), and writes one JSON line per (candidate, dataset) plus
+the ranking as a markdown table.
+
+The selection rule, fixed before the search's results were read: every
+candidate (single entries and ensembles, seed 0) is ranked among all candidates
+on each shared dataset by val log loss, val AUC and val routing micro; its score
+is the mean of those 9 ranks (3 datasets x 3 figures), lowest first, ties broken
+by mean val log loss. A candidate whose IrtNet part took more than 5 minutes on
+a dataset is listed but not eligible. Only val is read here.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from irt_jax import metrics, utils  # noqa: E402
+from irt_jax.evaluation import evaluators  # noqa: E402
+from irt_jax.models import ensemble  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("records", ["runs/search21/a.jsonl", "runs/search21/b.jsonl"],
+                  "Search records (scripts/search_recommended.py --out).")
+flags.DEFINE_list("ensembles", [], "A+B[+C][:rule] candidates (entry names).")
+flags.DEFINE_string("out", "docs/results/recipe_search.jsonl", "Scored candidates (JSON lines).")
+flags.DEFINE_float("max_seconds", 300.0, "Eligibility: training seconds per dataset.")
+
+FIGURES = (("val_log_loss", False), ("val_auc", True), ("val_routing_micro", True))
+
+
+def val_figures(logits, labels, benchmark) -> dict:
+  """Val log loss, AUC, accuracy and routing of logits [n, M] (labels -1 unknown)."""
+  known = labels >= 0
+  rows = known.any(1)
+  m = metrics.binary_metrics(1 / (1 + np.exp(-logits[known])), labels[known])
+  names = [str(b) for b in range(int(benchmark.max()) + 1)]
+  r = evaluators.routing_summary(logits[rows], labels[rows], benchmark[rows], names,
+                                 np.arange(labels.shape[1]))
+  return {"val_accuracy": m["accuracy"], "val_auc": m["auc"], "val_log_loss": m["log_loss"],
+          "val_routing_micro": r["micro"], "val_routing_macro": r["macro"]}
+
+
+def load_preds(records_path: str, record: dict) -> dict:
+  folder = os.path.join(os.path.dirname(records_path),
+                        f"{record['name']}-{record['dataset']}-s{record['seed']}")
+  with np.load(os.path.join(folder, "val_predictions.npz"), allow_pickle=False) as f:
+    return {k: f[k] for k in ("logits", "labels", "benchmark")}
+
+
+def ensemble_row(spec: str, singles: dict, preds: dict, dataset: str) -> dict | None:
+  names, _, rule = spec.partition(":")
+  names, rule = names.split("+"), rule or "mean"
+  if any((n, dataset) not in preds for n in names):
+    return None
+  z = np.stack([preds[(n, dataset)]["logits"].astype(np.float64) for n in names])
+  first = preds[(names[0], dataset)]
+  if rule == "mean":
+    combined = z.mean(0)
+  elif rule == "auto":
+    scores = ensemble.choose_combination(z, first["labels"])
+    rule = "auto->" + min(scores, key=scores.get)
+    combined = ensemble.cross_fitted_logits(rule[6:], z, first["labels"])
+  else:
+    combined = ensemble.cross_fitted_logits(rule, z, first["labels"])
+  row = {"name": spec, "dataset": dataset, "seed": 0, "members": names, "rule": rule,
+         "seconds": round(sum(singles[(n, dataset)]["seconds"] for n in names), 1),
+         "irtnet_seconds": max([singles[(n, dataset)]["seconds"] for n in names
+                                if singles[(n, dataset)].get("batch_cells")] or [0.0])}
+  row.update(val_figures(combined, first["labels"], first["benchmark"]))
+  return row
+
+
+def rank(rows: list[dict], datasets: list[str]) -> list[tuple]:
+  """(mean rank, mean log loss, name) per candidate present on every dataset."""
+  names = sorted({r["name"] for r in rows})
+  by = {(r["name"], r["dataset"]): r for r in rows}
+  names = [n for n in names if all((n, d) in by for d in datasets)]
+  ranks = {n: [] for n in names}
+  for d in datasets:
+    for key, higher in FIGURES:
+      values = np.array([by[(n, d)][key] for n in names])
+      order = metrics.average_ranks(-values if higher else values)
+      for n, r in zip(names, order):
+        ranks[n].append(r)
+  return sorted((float(np.mean(ranks[n])), float(np.mean([by[(n, d)]["val_log_loss"]
+                                                           for d in datasets])), n)
+                for n in names)
+
+
+def main(argv):
+  del argv
+  singles, preds, rows = {}, {}, []
+  for path in FLAGS.records:
+    for r in utils.read_records(path, {"name", "dataset", "seed", "val_auc"}):
+      if r["seed"] != 0:
+        continue
+      key = (r["name"], r["dataset"])
+      singles[key], preds[key] = r, load_preds(path, r)
+      row = {**r, "members": [r["name"]], "rule": "single",
+             "irtnet_seconds": r["seconds"] if r.get("batch_cells") else 0.0}
+      row.update(val_figures(preds[key]["logits"].astype(np.float64), preds[key]["labels"],
+                             preds[key]["benchmark"]))
+      rows.append(row)
+  datasets = sorted({d for _, d in singles})
+  for spec in FLAGS.ensembles:
+    for d in datasets:
+      row = ensemble_row(spec, singles, preds, d)
+      if row is not None:
+        rows.append(row)
+  with open(FLAGS.out, "w") as f:
+    for r in rows:
+      f.write(json.dumps(r) + "\n")
+  slow = {r["name"] for r in rows if r["irtnet_seconds"] > FLAGS.max_seconds}
+  print("| rank | candidate | mean rank | mean val log loss | " +
+        " | ".join(f"{d} loss / AUC / routing" for d in datasets) + " |")
+  print("|---" * (4 + len(datasets)) + "|")
+  by = {(r["name"], r["dataset"]): r for r in rows}
+  for i, (mean_rank, loss, name) in enumerate(rank(rows, datasets), 1):
+    cells = [f"{by[(name, d)]['val_log_loss']:.4f} / {by[(name, d)]['val_auc']:.4f} / "
+             f"{100 * by[(name, d)]['val_routing_micro']:.2f}" for d in datasets]
+    flag = " (over 5 min)" if name in slow else ""
+    print(f"| {i} | {name}{flag} | {mean_rank:.2f} | {loss:.4f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+  app.run(main)
