@@ -73,6 +73,14 @@ def test_compare_tabulates_runs_of_every_kind(trained):
   for k in KINDS:  # each row is that run's own report, not a copy of the first
     assert rows[k]["auc"] == pytest.approx(result["runs"][k]["correctness"]["auc"])
   assert len({rows[k]["log_loss"] for k in KINDS}) == len(KINDS)
+  # each run against the first: its point difference is the two reports' difference
+  assert set(result["paired"]) == set(KINDS[1:]) and result["reference"] == KINDS[0]
+  for k in KINDS[1:]:
+    d = result["paired"][k]
+    assert d["auc"]["diff"] == pytest.approx(rows[k]["auc"] - rows[KINDS[0]]["auc"], abs=1e-9)
+    assert d["routing_micro"]["diff"] == pytest.approx(
+        rows[k]["routing_micro"] - rows[KINDS[0]]["routing_micro"])
+    assert d["log_loss"]["low"] <= d["log_loss"]["diff"] <= d["log_loss"]["high"]
 
 
 def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, tmp_path):
@@ -83,6 +91,8 @@ def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, t
   assert out.returncode == 0, out.stderr
   for name in ("irtnet", "knn", "mf", "oracle", "best_single", "random"):
     assert name in out.stdout
+  assert "paired differences from irtnet (95% bootstrap interval" in out.stdout
+  assert sum(l.startswith(("  knn: auc ", "  mf: auc ")) for l in out.stdout.splitlines()) == 2
   written = json.load(open(tmp_path / "cmp" / "compare.json"))
   assert [r["run"] for r in written["table"][:3]] == ["irtnet", "knn", "mf"]
   assert written["runs"]["knn"]["routing"]["micro"] == pytest.approx(

@@ -118,8 +118,24 @@ def test_runs_of_other_queries_are_refused():
   b = paired.score(truth[:40], labels[:40], bench[:40])
   with pytest.raises(ValueError, match="same queries"):
     paired.compare([a], [b])
-  with pytest.raises(ValueError, match="at least one known label"):
+  with pytest.raises(ValueError, match="no query has a known label"):
     paired.score(truth, np.full_like(labels, -1), bench)
+
+
+def test_queries_without_labels_are_dropped_and_files_round_trip(tmp_path):
+  truth, labels, bench, _ = _random_case(n=40)
+  labels[:5] = -1
+  s = paired.score(truth, labels, bench)
+  assert len(s.success) == 35 and s.cell_query.max() == 34
+  path = str(tmp_path / "d" / "kind-s0.npz")
+  paired.save(path, truth, labels, bench)
+  (tmp_path / "d" / "kind-sbad.npz").write_bytes(b"")  # matches the glob, not a seed
+  assert paired.files_for(str(tmp_path), "d", "kind") == [path]
+  back = paired.load(path)
+  assert np.allclose(back.cell_logit, s.cell_logit, atol=1e-5)
+  assert np.array_equal(back.success, s.success)
+  with pytest.raises(ValueError, match="kind-sbad.npz"):
+    paired.load(str(tmp_path / "d" / "kind-sbad.npz"))
 
 
 def test_format_marks_only_significant_differences():

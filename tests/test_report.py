@@ -98,7 +98,7 @@ def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
                          f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
-  assert "compare_kinds.py: nosuch: unknown model kind" in proc.stderr.strip().splitlines()[-1]
+  assert "compare_kinds.py: nosuch: unknown model kind or config" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_a_cell_recorded_with_other_overrides_is_kept_but_named(tmp_path):
@@ -156,3 +156,24 @@ def test_the_search_names_the_line_of_a_half_written_record(tmp_path):
   assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
   assert proc.stderr.strip().splitlines()[-1].startswith(
       f"search_recommended.py: {out}, line 2: not a run record")
+
+
+def test_paired_table_marks_only_differences_whose_interval_excludes_zero(tmp_path):
+  import numpy as np
+  from irt_jax.evaluation import paired
+  rng = np.random.default_rng(0)
+  truth = rng.normal(size=(300, 4))
+  labels = (rng.random(truth.shape) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+  bench = rng.integers(0, 2, 300)
+  noisy = lambda scale: truth + rng.normal(scale=scale, size=truth.shape)
+  for name, logits in [("ref-s0", noisy(3.0)), ("ref-s1", noisy(3.0)), ("good-s0", noisy(0.3)),
+                       ("best_single-s0", np.broadcast_to(np.arange(4.0), truth.shape))]:
+    paired.save(str(tmp_path / "d" / f"{name}.npz"), logits, labels, bench)
+  text = report.paired_table(["d"], ["ref", "good", "absent"], str(tmp_path), n_resamples=300)
+  rows = {l.split(" | ")[1]: l for l in text.splitlines() if l.startswith("| d |")}
+  assert rows["ref"].startswith("| d | ref | 2 |") and "[" not in rows["ref"]
+  good = rows["good"].split(" | ")
+  assert all("**better**" in cell for cell in good[3:7]), good  # far less noise: every figure
+  assert rows["absent"] == "| d | absent | 0 | no predictions | | | |"
+  single = rows["best_single"].split(" | ")
+  assert single[3] == single[4] == "" and "[" in single[5]  # routing only

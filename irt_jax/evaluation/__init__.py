@@ -14,6 +14,7 @@ from irt_jax.data import resolve
 from irt_jax import predictors
 from irt_jax import utils
 from irt_jax.evaluation import evaluators as evaluators_lib
+from irt_jax.evaluation import paired
 from irt_jax.evaluation import report as report_lib
 
 
@@ -64,8 +65,10 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   return report
 
 
-def compare(workdirs: list[str], split: str = "test", step: int | str = "best") -> dict:
-  """Evaluates several runs (any kinds) on the first run's data; one table."""
+def compare(workdirs: list[str], split: str = "test", step: int | str = "best",
+            n_resamples: int = paired.N_RESAMPLES) -> dict:
+  """Evaluates several runs (any kinds) on the first run's data; one table, and
+  each run's paired difference from the first with a bootstrap interval."""
   runs = [predictors.load(w, step) for w in workdirs]
   for w, r in zip(workdirs[1:], runs[1:]):
     # Every run is scored on the first run's data: its columns must be the same
@@ -79,14 +82,21 @@ def compare(workdirs: list[str], split: str = "test", step: int | str = "best") 
       raise ValueError(f"{w}: reads {r.predictor.input_dim}-d embeddings, {workdirs[0]} "
                        f"{runs[0].predictor.input_dim}-d; compare runs of one dataset")
   data = resolve.prepare_and_load(runs[0].config, runs[0].workdir, require=("train", split))
-  reports = {}
+  reports, scored = {}, {}
   for w, r in zip(workdirs, runs):
     label = os.path.basename(os.path.normpath(w))
     if label in reports:
       label = w
     reports[label] = evaluate(r, data, split)
+    pred = evaluators_lib.predictions_for(r.predictor, data, split)
+    scored[label] = paired.score(pred.logits, pred.labels, pred.benchmark)
+  first = next(iter(scored))
+  # Each run against the first on the same queries: 95% paired bootstrap intervals.
+  differences = {label: paired.compare([scored[first]], [s], n_resamples)
+                 for label, s in scored.items() if label != first}
   return {"dataset": data.name, "split": split, "runs": reports,
-          "table": report_lib.compare_rows(reports)}
+          "table": report_lib.compare_rows(reports), "reference": first,
+          "paired": differences, "n_resamples": n_resamples}
 
 
 def _first_difference(a, b) -> str:

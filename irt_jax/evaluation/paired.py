@@ -29,6 +29,10 @@ against scipy's in tests/test_paired.py.
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
+import re
+import zipfile
 
 import numpy as np
 
@@ -54,19 +58,46 @@ class Scored:
 def score(logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarray) -> Scored:
   """Routing success per query and the known cells of one run on one split.
 
-  Queries with no known label must already be dropped (they route nowhere).
+  Queries with no known label are dropped (they route nowhere, as in
+  evaluators.routing_summary); a split with none known is an error.
   """
   logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
   if logits.shape != labels.shape:
     raise ValueError(f"logits {logits.shape} and labels {labels.shape} differ in shape")
+  rows = (labels >= 0).any(axis=1)
+  if not rows.any():
+    raise ValueError("no query has a known label: nothing to compare")
+  logits, labels, benchmark = logits[rows], labels[rows], np.asarray(benchmark)[rows]
   known = labels >= 0
-  if not known.any(axis=1).all():
-    raise ValueError("every query needs at least one known label (drop the others first)")
   choice = rules.choose_by_score(logits, known)
   success = (labels[np.arange(len(labels)), choice] == 1).astype(np.float64)
   q, m = np.nonzero(known)
   return Scored(success=success, cell_query=q, cell_logit=logits[q, m],
                 cell_label=labels[q, m].astype(np.float64), benchmark=np.asarray(benchmark))
+
+
+def save(path: str, logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarray) -> None:
+  """One run's predictions on a split (float32 logits, int8 labels with -1
+  unknown, benchmark ids), compressed: what `compare` needs, kept beside a record."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  np.savez_compressed(path, logits=np.asarray(logits, np.float32),
+                      labels=np.asarray(labels, np.int8), benchmark=np.asarray(benchmark, np.int16))
+
+
+def load(path: str) -> Scored:
+  """A file written by `save`, scored; a bad file is a ValueError naming it."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return score(f["logits"], f["labels"], f["benchmark"])
+  except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
+    raise ValueError(f"{path}: not a predictions file of paired.save ({e})") from None
+
+
+def files_for(preds_dir: str, dataset: str, name: str) -> list[str]:
+  """The seeds' prediction files of one run name: PREDS_DIR/DATASET/NAME-s<seed>.npz."""
+  pattern = os.path.join(preds_dir, dataset, f"{glob.escape(name)}-s*.npz")
+  return sorted(p for p in glob.glob(pattern)
+                if re.fullmatch(re.escape(name) + r"-s\d+\.npz", os.path.basename(p)))
 
 
 def _weighted_auc(s: Scored, cell_w: np.ndarray) -> np.ndarray:

@@ -83,6 +83,24 @@ def compare_rows(reports: dict[str, dict]) -> list[dict]:
   return rows
 
 
+def paired_lines(result: dict) -> list[str]:
+  """Text lines: each run's paired difference from the reference run, with its
+  interval; 'better' / 'worse' only where the interval excludes 0."""
+  if not result.get("paired"):
+    return []
+  lines = [f"paired differences from {result['reference']} (95% bootstrap interval over "
+           f"{result['split']} queries, {result['n_resamples']} resamples):"]
+  for label, diffs in result["paired"].items():
+    cells = []
+    for col, scale, _, dfmt in PAIRED_COLUMNS:
+      d = diffs[col]
+      mark = {"win": " better", "loss": " worse", "tie": ""}[d["verdict"]]
+      cells.append(f"{col} {scale * d['diff']:{dfmt}} [{scale * d['low']:{dfmt}}, "
+                   f"{scale * d['high']:{dfmt}}]{mark}")
+    lines.append(f"  {label}: " + "; ".join(cells))
+  return lines
+
+
 def format_compare(rows: list[dict], dataset: str, split: str) -> str:
   head = (f"{dataset} / {split}\n{'run':28s} {'kind':10s} {'acc':>7s} {'auc':>7s} "
           f"{'logloss':>8s} {'brier':>7s} {'route micro':>11s} {'macro':>7s}")
@@ -275,6 +293,8 @@ def compare_markdown(result: dict, plot_files: dict | None = None,
     out.append(f"| {r['run']} | {r['kind'] or '-'} | {_f(r['accuracy'])} | {_f(r['auc'])} | "
                f"{_f(r['log_loss'])} | {_f(r['brier'])} | {pct(r['routing_micro'])} | "
                f"{pct(r['routing_macro'])} |")
+  if result.get("paired"):
+    out += ["", "```"] + paired_lines(result) + ["```"]
   out += _plot_links(plot_files, relative_to)
   return "\n".join(out) + "\n"
 
@@ -362,3 +382,55 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
         lines.append(f"| {dataset} | *{name}* | | | | {100 * b['micro']:.2f} | "
                      f"{100 * b['macro']:.2f} | |")
   return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------
+# Paired differences against the first kind (evaluation/paired.py).
+
+PAIRED_COLUMNS = (("auc", 1, ".4f", "+.4f"), ("log_loss", 1, ".4f", "+.4f"),
+                  ("routing_micro", 100, ".2f", "+.2f"), ("routing_macro", 100, ".2f", "+.2f"))
+
+
+def _paired_cell(value: float, diff: dict | None, scale: float, fmt: str, dfmt: str) -> str:
+  """'0.8300; +0.0100 [+0.0020, +0.0180] win' (no difference for the reference)."""
+  if diff is None:
+    return f"{scale * value:{fmt}}"
+  mark = {"win": " **better**", "loss": " **worse**", "tie": ""}[diff["verdict"]]
+  lo, hi = scale * diff["low"], scale * diff["high"]
+  return f"{scale * value:{fmt}}; {scale * diff['diff']:{dfmt}} [{lo:{dfmt}}, {hi:{dfmt}}]{mark}"
+
+
+def paired_table(datasets: list[str], kinds: list[str], preds_dir: str,
+                 n_resamples: int = 2000, seed: int = 0) -> str:
+  """Markdown: each kind's test figures (mean over its seeds' prediction files)
+  and its paired difference from the first kind with a 95% bootstrap interval
+  over test queries (evaluation/paired.py); 'better'/'worse' only where the
+  interval excludes 0. `best_single` (prediction files written by
+  compare_kinds) is compared on routing only; kinds without files are listed."""
+  from irt_jax.evaluation import paired
+  head = ["dataset", "kind", "seeds"] + [c for c, *_ in PAIRED_COLUMNS]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for dataset in datasets:
+    ref_name = kinds[0]
+    ref = [paired.load(p) for p in paired.files_for(preds_dir, dataset, ref_name)]
+    for name in list(kinds) + ["best_single"]:
+      runs = [paired.load(p) for p in paired.files_for(preds_dir, dataset, name)]
+      if not runs or not ref:
+        lines.append(f"| {dataset} | {name} | 0 | no predictions" + " |" * len(PAIRED_COLUMNS))
+        continue
+      n = len(runs[0].success)
+      own = {k: float(np.mean([paired.statistics(r, np.ones((1, n)))[k][0] for r in runs]))
+             for k in paired.STATISTICS}
+      diffs = None if name == ref_name else paired.compare(ref, runs, n_resamples, seed)
+      cells = []
+      for col, scale, fmt, dfmt in PAIRED_COLUMNS:
+        if name == "best_single" and not col.startswith("routing"):
+          cells.append("")
+          continue
+        cells.append(_paired_cell(own[col], diffs and diffs[col], scale, fmt, dfmt))
+      lines.append(f"| {dataset} | {name} | {len(runs)} | " + " | ".join(cells) + " |")
+  note = (f"Each kind against `{kinds[0]}` on the same test queries: value; difference "
+          f"[95% paired bootstrap interval, {n_resamples} resamples of queries, seed {seed}]; "
+          "**better** / **worse** only where the interval excludes 0 (log loss: lower is "
+          "better). Several seeds: the mean over seeds on each resample.")
+  return note + "\n\n" + "\n".join(lines) + "\n"

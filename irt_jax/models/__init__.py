@@ -19,6 +19,7 @@ _MODULES = {
     "knn": "irt_jax.models.knn",
     "logreg": "irt_jax.models.logreg",
     "routerdc": "irt_jax.models.routerdc",
+    "ensemble": "irt_jax.models.ensemble",
 }
 
 

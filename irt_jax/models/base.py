@@ -88,6 +88,8 @@ class Kind:
   loss_sum(params, batch, spec, rng) -> (sum over observed cells, logits)
       (gradient kinds; default: masked BCE of `logits`)
   fit(spec, data, config, rng) -> params          (fitted kinds; may read val)
+      with `takes_members`, also members=[params of the runs config.model.members
+      names], loaded and checked by the training layer (training/members.py)
   prepare(params, spec) -> prepared; prepared_logits(prepared, embeddings, spec) -> [B, M]
       (optional, together): prediction-only re-association of the same function
       (e.g. folding every linear map after the last nonlinearity into one
@@ -104,6 +106,7 @@ class Kind:
   prepare: Optional[Callable[[Params, Any], Any]] = None
   prepared_logits: Optional[Callable[..., jax.Array]] = None
   description: str = ""
+  takes_members: bool = False   # fit(..., members=[params of other runs]): an ensemble
 
   def __post_init__(self):
     if (self.init is None) == (self.fit is None):

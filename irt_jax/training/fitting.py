@@ -49,9 +49,15 @@ def fit_and_save(config: ml_collections.ConfigDict, workdir: str, kind: kind_lib
     _, meta, _, _ = ckpt_lib.Checkpoints(workdir, read_only=True).restore_json(run.step)
     return {"state": {"params": run.predictor.params}, "history": meta["history"],
             "best": meta["best"], "data": data}
+  extra = {}
+  if kind.takes_members:  # an ensemble: its member runs, loaded and checked here
+    from irt_jax.training import members
+    config = members.train_nested(config, workdir)
+    config, extra["members"] = members.load(config, data, index["encoder"])
   spec = kind.spec(config.model, data.n_models, data.embed_dim)
   t0 = time.time()
-  params = jax.device_get(kind.fit(spec, data, config, jax.random.PRNGKey(config.seed)))
+  params = jax.device_get(kind.fit(spec, data, config, jax.random.PRNGKey(config.seed),
+                                   **extra))
   seconds = time.time() - t0
   train = split_metrics(kind, spec, params, data, "train")
   val = split_metrics(kind, spec, params, data, "val")
