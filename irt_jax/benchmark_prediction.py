@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import utils
@@ -38,7 +39,7 @@ flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     ks = sorted({int(k) for k in FLAGS.ks})
   except ValueError:
