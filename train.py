@@ -29,7 +29,7 @@ from irt_jax.training import loop as training  # noqa: E402
 from irt_jax.models import base as kind_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
+config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", "runs/synthetic", "Checkpoints, metrics and reports go here.")
 # Multi-process jobs (TPU pods, Slurm, or explicit addresses).

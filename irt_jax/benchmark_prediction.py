@@ -22,7 +22,7 @@ from irt_jax.protocols import leave_benchmark_out as bp
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
+config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.", required=True)
 flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
