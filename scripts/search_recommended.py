@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from irt_jax import logs  # noqa: E402
 from irt_jax import utils  # noqa: E402
 
 utils.retain_freed_memory()  # before jax or numpy start threads (see its docstring)
@@ -63,7 +64,7 @@ def base_config(overrides):
 
 def main(argv):
   del argv
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   done = set()
   if os.path.exists(FLAGS.out):
     try:
@@ -105,7 +106,7 @@ def run_entry(name, overrides, dataset, seed) -> dict:
   config.data.dir = os.path.join(FLAGS.data_root, dataset)
   workdir = os.path.join(os.path.dirname(FLAGS.out), f"{name}-{dataset}-s{seed}")
   t0 = time.time()
-  summary = training.train_and_evaluate(config, workdir)
+  summary = training.run(config, workdir)  # trains or fits, by the kind
   run = predictors.load(workdir, "best")
   data = resolve.prepare_and_load(run.config, workdir, require=("train", "val"))
   rep = evaluation.evaluate(run, data, "val", names=("correctness", "routing"))

@@ -24,7 +24,7 @@ def members(tmp_path_factory):
   out = {}
   for kind in ("irtnet", "logreg"):
     out[kind] = str(root / kind)
-    training.train_and_evaluate(tiny_config(kind), out[kind])
+    training.run(tiny_config(kind), out[kind])
   return out
 
 
@@ -33,7 +33,7 @@ def ensemble_run(members, workdir, combine):
   config.data = tiny_config("logreg").data
   config.model.members = f"{members['irtnet']},{members['logreg']}"
   config.model.combine = combine
-  summary = training.train_and_evaluate(config, str(workdir))
+  summary = training.run(config, str(workdir))
   return predictors.load(str(workdir)), summary
 
 
@@ -85,19 +85,19 @@ def test_missing_or_foreign_members_are_clear_errors(members, tmp_path):
   config.data = tiny_config("logreg").data
   config.model.members = f"{members['logreg']},{tmp_path / 'nowhere'}"
   with pytest.raises(ConfigError, match="nowhere: not a finished run"):
-    training.train_and_evaluate(config, str(tmp_path / "e1"))
+    training.run(config, str(tmp_path / "e1"))
   other = tiny_config("logreg")
   other.data.synthetic.n_models = 5
-  training.train_and_evaluate(other, str(tmp_path / "other"))
+  training.run(other, str(tmp_path / "other"))
   config.model.members = f"{members['logreg']},{tmp_path / 'other'}"
   with pytest.raises(ConfigError, match="other was trained on other LLMs"):
-    training.train_and_evaluate(config, str(tmp_path / "e2"))
+    training.run(config, str(tmp_path / "e2"))
   config.model.members = " , "
   with pytest.raises(ConfigError, match="members is empty"):
-    training.train_and_evaluate(config, str(tmp_path / "e3"))
+    training.run(config, str(tmp_path / "e3"))
   out = subprocess.run([sys.executable, "train.py", "--config=configs/ensemble.py",
                         f"--workdir={tmp_path / 'e4'}", f"--config.model.members={tmp_path / 'x'}",
-                        f"--config.data.synthetic.n_models=12"],
+                        "--config.data.synthetic.n_models=12"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
   assert "not a finished run" in out.stderr.strip().splitlines()[-1]

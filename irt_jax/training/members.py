@@ -62,7 +62,7 @@ def train_nested(config: ml_collections.ConfigDict, workdir: str) -> ml_collecti
     member.data, member.encoder = config.data, config.encoder
     member.seed = config.seed
     dirs.append(os.path.join(workdir, "members", name))
-    loop.train_and_evaluate(member, dirs[-1])
+    loop.run(member, dirs[-1])  # trains or fits, by the member's kind
   out = ml_collections.ConfigDict(config.to_dict())
   out.model.members = ",".join(dirs)
   return out
