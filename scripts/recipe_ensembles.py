@@ -1,9 +1,9 @@
 r"""Scores the recipe search on validation, ensembles included, and ranks it.
 
-  python scripts/recipe_ensembles.py --records=runs/search21/a.jsonl,runs/search21/b.jsonl \
-      --out=docs/results/recipe_search.jsonl
+  python scripts/recipe_ensembles.py --records=docs/results/recipe_search_runs.jsonl \
+      --preds_dir=docs/results/preds_val --out=docs/results/recipe_search.jsonl
 Reads the records of scripts/search_recommended.py and each run's val logits
-(WORKDIR/val_predictions.npz beside the records), adds ensembles of entries
+(its --preds_dir), adds ensembles of entries
 (`--ensembles=A+B[:rule]`, rule mean (default), global, per_llm or auto; a
 fitted rule is scored cross-fitted over two halves of val, so no figure uses
 labels its weights saw), and writes one JSON line per (candidate, dataset) plus
@@ -31,8 +31,10 @@ from irt_jax.evaluation import evaluators  # noqa: E402
 from irt_jax.models import ensemble  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("records", ["runs/search21/a.jsonl", "runs/search21/b.jsonl"],
+flags.DEFINE_list("records", ["docs/results/recipe_search_runs.jsonl"],
                   "Search records (scripts/search_recommended.py --out).")
+flags.DEFINE_string("preds_dir", "docs/results/preds_val",
+                    "The search's val logits (scripts/search_recommended.py --preds_dir).")
 flags.DEFINE_list("ensembles", [], "A+B[+C][:rule] candidates (entry names).")
 flags.DEFINE_string("out", "docs/results/recipe_search.jsonl", "Scored candidates (JSON lines).")
 flags.DEFINE_float("max_seconds", 300.0, "Eligibility: training seconds per dataset.")
@@ -52,11 +54,14 @@ def val_figures(logits, labels, benchmark) -> dict:
           "val_routing_micro": r["micro"], "val_routing_macro": r["macro"]}
 
 
-def load_preds(records_path: str, record: dict) -> dict:
-  folder = os.path.join(os.path.dirname(records_path),
-                        f"{record['name']}-{record['dataset']}-s{record['seed']}")
-  with np.load(os.path.join(folder, "val_predictions.npz"), allow_pickle=False) as f:
-    return {k: f[k] for k in ("logits", "labels", "benchmark")}
+def load_preds(record: dict) -> dict:
+  path = os.path.join(FLAGS.preds_dir, record["dataset"], f"{record['name']}-s{record['seed']}.npz")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k].astype(np.float64) if k == "logits" else f[k]
+              for k in ("logits", "labels", "benchmark")}
+  except (OSError, KeyError, ValueError) as e:
+    sys.exit(f"recipe_ensembles.py: {path}: no val predictions of {record['name']} ({e})")
 
 
 def ensemble_row(spec: str, singles: dict, preds: dict, dataset: str) -> dict | None:
@@ -103,11 +108,15 @@ def main(argv):
   del argv
   singles, preds, rows = {}, {}, []
   for path in FLAGS.records:
-    for r in utils.read_records(path, {"name", "dataset", "seed", "val_auc"}):
+    try:
+      records = utils.read_records(path, {"name", "dataset", "seed", "val_auc"})
+    except (OSError, ValueError) as e:
+      sys.exit(f"recipe_ensembles.py: {e}")
+    for r in records:
       if r["seed"] != 0:
         continue
       key = (r["name"], r["dataset"])
-      singles[key], preds[key] = r, load_preds(path, r)
+      singles[key], preds[key] = r, load_preds(r)
       row = {**r, "members": [r["name"]], "rule": "single",
              "irtnet_seconds": r["seconds"] if r.get("batch_cells") else 0.0}
       row.update(val_figures(preds[key]["logits"].astype(np.float64), preds[key]["labels"],

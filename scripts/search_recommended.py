@@ -8,8 +8,8 @@ instead, e.g. `logreg:base=logreg`), applies the overrides, trains on train
 (early stopping on val) and evaluates on **val only** (the test split is never
 read here). One JSON line per (entry, dataset, seed) goes to --out, so an
 interrupted search resumes where it stopped; each run's val logits and labels go
-to its workdir (val_predictions.npz), so ensembles of entries can be scored on
-val afterwards (scripts/recipe_ensembles.py).
+to --preds_dir, so ensembles of entries can be scored on val afterwards
+(scripts/recipe_ensembles.py).
 """
 
 import json
@@ -28,12 +28,11 @@ from absl import app, flags, logging  # noqa: E402
 
 import importlib  # noqa: E402
 
-import numpy as np  # noqa: E402
 from irt_jax import checkpoint, evaluation, predictors
 from irt_jax.data import resolve
 from irt_jax.training import loop as training  # noqa: E402
 from irt_jax.training import sizing  # noqa: E402
-from irt_jax.evaluation import evaluators  # noqa: E402
+from irt_jax.evaluation import evaluators, paired  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["llmrouter"], "Folders under --data_root.")
@@ -42,6 +41,9 @@ flags.DEFINE_string("data_root", os.path.join(os.path.dirname(os.path.dirname(
 flags.DEFINE_multi_string("grid", [], "NAME:key=value,key=value (config overrides).")
 flags.DEFINE_list("seeds", ["0"], "Seeds per entry.")
 flags.DEFINE_string("out", "runs/search/results.jsonl", "Results (JSON lines).")
+flags.DEFINE_string("preds_dir", None, "Each run's val logits go to PREDS_DIR/<dataset>/"
+                    "<name>-s<seed>.npz (default: preds_val/ beside --out), for "
+                    "scripts/recipe_ensembles.py.")
 
 
 def base_config(overrides):
@@ -111,8 +113,10 @@ def run_entry(name, overrides, dataset, seed) -> dict:
   data = resolve.prepare_and_load(run.config, workdir, require=("train", "val"))
   rep = evaluation.evaluate(run, data, "val", names=("correctness", "routing"))
   pred = evaluators.predictions_for(run.predictor, data, "val")
-  np.savez_compressed(os.path.join(workdir, "val_predictions.npz"), logits=pred.logits,
-                      labels=pred.labels, benchmark=pred.benchmark)
+  paired.save(os.path.join(FLAGS.preds_dir or os.path.join(os.path.dirname(FLAGS.out),
+                                                           "preds_val"),
+                           dataset, f"{name}-s{seed}.npz"), pred.logits, pred.labels,
+              pred.benchmark)
   return {"name": name, "dataset": dataset, "seed": seed, "overrides": ",".join(overrides),
           "val_accuracy": rep["correctness"]["accuracy"],
           "val_auc": rep["correctness"]["auc"],
