@@ -52,6 +52,18 @@ def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
   return np.concatenate(out) if out else np.zeros(0)
 
 
+def _irt_parameters(run, embeddings: np.ndarray) -> dict:
+  """The held-out items' a_q [n, d], b_q [n] and every LLM's theta [M, d], for the
+  IRT estimators that refit the new benchmark's item side with abilities fixed;
+  nothing for kinds without an IRT view."""
+  if run.kind.irt is None:
+    return {}
+  from irt_jax.coldstart import ability
+  a, b = ability.item_parameters(run.predictor, embeddings)
+  return {"item_a": np.asarray(a, np.float32), "item_b": np.asarray(b, np.float32),
+          "theta": np.asarray(ability.abilities(run.predictor), np.float32)}
+
+
 def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
                    protocol: str) -> dict:
   """Trains (or resumes, or reuses) the model without benchmark b; its predictions for b."""
@@ -78,7 +90,7 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
   emb = data.embeddings[target.queries]
   result = {"queries": target.queries, "labels": target.labels,
             "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb),
-            "checkpoint_step": np.int64(run.step)}
+            "checkpoint_step": np.int64(run.step), **_irt_parameters(run, emb)}
   np.savez(f"{path}.tmp.npz", **result)
   os.replace(f"{path}.tmp.npz", path)
   return result
