@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from absl import logging
 
 from irt_jax import numerics
 from irt_jax.evaluation import benchmark_scores as scores_lib
@@ -70,7 +71,8 @@ class Bench:
 
 
 def bench_from_predictions(pred: dict, embeddings=None) -> Bench:
-  """A Bench from a held-out run's predictions.npz arrays."""
+  """A Bench from a held-out run's predictions.npz arrays (the embeddings reduced
+  to their principal components, which is all the anchors use)."""
   logits = np.asarray(pred["logits"], np.float64)
   if "item_a" in pred:
     term = np.asarray(pred["item_a"], np.float64) @ np.asarray(pred["theta"], np.float64).T
@@ -78,7 +80,7 @@ def bench_from_predictions(pred: dict, embeddings=None) -> Bench:
   else:
     term, diff = logits, np.zeros(len(logits))
   return Bench(logits, np.asarray(pred["labels"]), term, diff, np.asarray(pred["a_sq"], np.float64),
-               None if embeddings is None else np.asarray(embeddings, np.float32))
+               None if embeddings is None else query_choice.principal_components(embeddings))
 
 
 def true_scores(labels) -> np.ndarray:
@@ -240,12 +242,19 @@ def adaptive_orders(bench: Bench, k_max: int, rng, prior_sd: float) -> list:
 
 def cells(protocols=PROTOCOLS, choices=None) -> list[tuple[str, str]]:
   """(protocol, choice) pairs to run: `choices` filters each protocol's own list."""
+  known = set(query_choice.SHARED_CHOICES) | set(query_choice.PER_LLM_CHOICES)
+  unknown = [c for c in (choices or ()) if c not in known]
+  if unknown:
+    raise ValueError(f"unknown query choice(s) {unknown}; choose from {sorted(known)}")
   out = []
   for protocol in protocols:
-    own = query_choice.SHARED_CHOICES if protocol == "shared" else query_choice.PER_LLM_CHOICES
     if protocol not in PROTOCOLS:
-      raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+      raise ValueError(f"unknown label protocol {protocol!r}; choose from {list(PROTOCOLS)}")
+    own = query_choice.SHARED_CHOICES if protocol == "shared" else query_choice.PER_LLM_CHOICES
     out += [(protocol, c) for c in own if choices is None or c in choices]
+  if not out:
+    raise ValueError(f"no query choice of {list(choices or ())} runs under the label "
+                     f"protocol(s) {list(protocols)} (anchors: shared only; adaptive: per_llm only)")
   return out
 
 
@@ -260,6 +269,8 @@ def benchmark_grid(bench: Bench, ks, draws: int = DRAWS, seed: int = 0,
   enough = {k: known.sum(0) > k for k in ks}
   out = {}
   for protocol, choice in cells(protocols, choices):
+    logging.info("grid: %s labels, %s choice, %d draws x k in %s", protocol, choice, draws,
+                 list(ks))
     for d in range(draws):
       rng = np.random.default_rng([seed, d, len(out)])
       orders = (adaptive_orders(bench, max(ks), rng, priors.per_llm_sd)
@@ -280,9 +291,9 @@ def benchmark_grid(bench: Bench, ks, draws: int = DRAWS, seed: int = 0,
 
 
 def grid_metrics(grid: dict, true) -> dict:
-  """(protocol, choice, k, estimator) -> per-draw metric dicts over LLMs (None where
-  fewer than 2 LLMs are scored)."""
-  return {key: [scores_lib._metrics_over_llms(row, true) for row in pred]
+  """"protocol/choice/k/estimator" -> per-draw metric dicts over LLMs (None where
+  fewer than 2 LLMs are scored); JSON-ready, so a benchmark's grid is cached."""
+  return {"/".join(map(str, key)): [scores_lib._metrics_over_llms(row, true) for row in pred]
           for key, pred in grid.items()}
 
 
@@ -292,12 +303,14 @@ METRICS = ("mae", "bias", "spearman", "kendall")
 def summarize(per_benchmark: dict[str, dict]) -> list[dict]:
   """Over benchmarks: each draw's metric averaged over the benchmarks where it is
   defined, then mean, std and the per-draw values over draws; one row per cell."""
-  keys = sorted({key for bench in per_benchmark.values() for key in bench},
-                key=lambda t: (t[0], t[1], t[2], t[3]))
+  def order(key):
+    protocol, choice, k, estimator = key.split("/")
+    return protocol, choice, int(k), estimator
   rows = []
-  for key in keys:
+  for key in sorted({key for bench in per_benchmark.values() for key in bench}, key=order):
     draws = max(len(b[key]) for b in per_benchmark.values() if key in b)
-    row = {"protocol": key[0], "choice": key[1], "k": int(key[2]), "estimator": key[3],
+    protocol, choice, k, estimator = order(key)
+    row = {"protocol": protocol, "choice": choice, "k": k, "estimator": estimator,
            "draws": draws}
     for metric in METRICS:
       per_draw = []

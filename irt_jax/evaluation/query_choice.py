@@ -16,7 +16,8 @@ for random picks; a stratum's or cluster's size / n for the others).
   model's logit vector over the LLMs, i.e. the item parameters as the LLMs
   see them, or the sentence embeddings); the query nearest each centroid is
   labelled and stands for its cluster (tinyBenchmarks' anchor points: one set
-  for every LLM). The draw's seed seeds k-means, so draws differ.
+  for every LLM). The draw's seed seeds k-means, so draws differ. Embeddings
+  are clustered on their first EMBEDDING_DIMS principal components.
 * adaptive (per LLM): each next query the most informative one for that LLM's
   ability offset given its answers so far (benchmark_scores.adaptive_order),
   after one random first pick so draws differ.
@@ -28,6 +29,7 @@ import numpy as np
 
 SHARED_CHOICES = ("random", "stratified", "anchors_items", "anchors_embeddings")
 PER_LLM_CHOICES = ("random", "stratified", "adaptive")
+EMBEDDING_DIMS = 32   # embeddings are clustered on their first 32 principal components
 
 
 def random_pick(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +65,18 @@ def anchor_pick(features, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     picks.append(int(members[np.argmin(dist[members])]))
     weights.append(len(members) / len(x))
   return np.asarray(picks, np.int64), np.asarray(weights, np.float64)
+
+
+def principal_components(x, dims: int = EMBEDDING_DIMS) -> np.ndarray:
+  """x [n, D] projected on its first `dims` principal axes: k-means on 768-d
+  sentence embeddings costs about D / dims times more per iteration, and the
+  clusters follow the main directions of variation anyway."""
+  x = np.asarray(x, np.float64)
+  centred = x - x.mean(axis=0)
+  if x.shape[1] <= dims:
+    return centred
+  _, _, vt = np.linalg.svd(centred, full_matrices=False)
+  return centred @ vt[:dims].T
 
 
 def _check(n: int, k: int) -> None:

@@ -362,3 +362,101 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
         lines.append(f"| {dataset} | *{name}* | | | | {100 * b['micro']:.2f} | "
                      f"{100 * b['macro']:.2f} | |")
   return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------
+# Benchmark-score prediction grid (records of protocols.leave_benchmark_out.write_records):
+# protocol x query choice x estimator x k, mean +- std over draws.
+
+GRID_REQUIRED = {"dataset", "protocol", "choice", "estimator", "k", "mae", "bias", "spearman",
+                 "kendall"}
+GRID_SCALE = {"mae": 100, "bias": 100, "spearman": 1, "kendall": 1}
+
+
+def _grid_cell(r: dict | None, metric: str) -> str:
+  if r is None or r[metric]["mean"] is None:
+    return "n/a"
+  scale, m = GRID_SCALE[metric], r[metric]
+  fmt = ".2f" if scale == 100 else ".3f"
+  sign = "+" if metric == "bias" else ""
+  sd = "" if m["std"] is None else f" ± {format(scale * m['std'], fmt)}"
+  return f"{format(scale * m['mean'], sign + fmt)}{sd}"
+
+
+def _grid_index(records: list[dict]) -> dict:
+  return {(r["dataset"], r["protocol"], r["choice"], r["estimator"], r["k"]): r for r in records}
+
+
+def benchmark_grid_table(records: list[dict], dataset: str, metric: str = "mae") -> str:
+  """Markdown: one row per (protocol, choice, estimator), one column per k,
+  `metric` mean ± std over draws (MAE and bias in accuracy points)."""
+  rows = [r for r in records if r["dataset"] == dataset]
+  ks = sorted({r["k"] for r in rows})
+  index = _grid_index(rows)
+  seen = list(dict.fromkeys((r["protocol"], r["choice"], r["estimator"]) for r in rows))
+  out = ["| protocol | choice | estimator | " + " | ".join(f"k = {k}" for k in ks) + " |",
+         "|---|---|---|" + "---|" * len(ks)]
+  for p, c, e in seen:
+    out.append(f"| {p} | {c} | {e} | " + " | ".join(
+        _grid_cell(index.get((dataset, p, c, e, k)), metric) for k in ks) + " |")
+  return "\n".join(out) + "\n"
+
+
+def _mae(r: dict) -> float:
+  return r["mae"]["mean"]
+
+
+def _spread(*rows: dict) -> float:
+  """The std of a difference of independent draws' means: sqrt(sum of stds^2)."""
+  return float(np.sqrt(sum((r["mae"]["std"] or 0.0) ** 2 for r in rows)))
+
+
+def benchmark_grid_goals(records: list[dict]) -> str:
+  """Markdown: the issue's three goals per dataset, protocol and k, from the records.
+
+  Per (dataset, protocol, k): the naive mean of k random labels, the best
+  model-based row (lowest mean MAE over every choice and estimator but naive),
+  their gap in points against the draws' spread (sqrt of the two stds squared);
+  the best informed choice against random with the same estimator; Spearman of
+  the best row against the naive mean's."""
+  index = _grid_index(records)
+  out = ["| dataset | protocol | k | naive (random) MAE | best model row | its MAE | gap | "
+         "spread | gap > spread | best informed vs random, same estimator | Spearman best "
+         "/ naive |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  keys = sorted({(r["dataset"], r["protocol"], r["k"]) for r in records})
+  for d, p, k in keys:
+    rows = [r for r in records if (r["dataset"], r["protocol"], r["k"]) == (d, p, k)
+            and r["mae"]["mean"] is not None]
+    naive = index.get((d, p, "random", "naive", k))
+    model = [r for r in rows if r["estimator"] != "naive"]
+    if naive is None or not model:
+      continue
+    best = min(model, key=_mae)
+    gap = _mae(naive) - _mae(best)
+    vs = []
+    for r in model:
+      rand = index.get((d, p, "random", r["estimator"], k))
+      if r["choice"] != "random" and rand is not None:
+        vs.append((_mae(rand) - _mae(r), r, rand))
+    informed = "n/a" if not vs else (lambda v: f"{v[1]['choice']}/{v[1]['estimator']}: "
+                                     f"{100 * _mae(v[1]):.2f} vs {100 * _mae(v[2]):.2f} "
+                                     f"({100 * v[0]:+.2f})")(max(vs, key=lambda v: v[0]))
+    rho = f"{_grid_cell(best, 'spearman')} / {_grid_cell(naive, 'spearman')}"
+    out.append(f"| {d} | {p} | {k} | {_grid_cell(naive, 'mae')} | {best['choice']}/"
+               f"{best['estimator']} | {_grid_cell(best, 'mae')} | {100 * gap:+.2f} | "
+               f"{100 * _spread(naive, best):.2f} | {'yes' if gap > _spread(naive, best) else 'no'} "
+               f"| {informed} | {rho} |")
+  return "\n".join(out) + "\n"
+
+
+def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bias",
+                                                          "kendall")) -> str:
+  """The goals table, then per dataset one grid table per metric."""
+  names = {"mae": "MAE (points)", "bias": "bias (points, predicted - true)",
+           "spearman": "Spearman over LLMs", "kendall": "Kendall tau-b over LLMs"}
+  out = ["#### Goals", "", benchmark_grid_goals(records)]
+  for d in sorted({r["dataset"] for r in records}):
+    for metric in metrics:
+      out += [f"#### {d}: {names[metric]}, mean ± std over draws", "",
+              benchmark_grid_table(records, d, metric)]
+  return "\n".join(out)

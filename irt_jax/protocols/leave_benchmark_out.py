@@ -12,6 +12,7 @@ file is skipped on a rerun.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -22,10 +23,15 @@ from irt_jax import utils
 from irt_jax.data import io as data_lib
 from irt_jax.data import resolve
 from irt_jax.data import splits as data_splits
+from irt_jax.evaluation import benchmark_grid as grid_lib
 from irt_jax.evaluation.benchmark_scores import (
     KS, PREDICTIONS_FILE, PRIOR_SD, RANDOM_REPEATS, RESULT_FILE, SHARED_PRIOR_SD,
     _json_scores, benchmark_metrics, benchmark_scores, cell_accuracy, mean_over_benchmarks,
     other_benchmarks_accuracy)
+
+
+GRID_FILE = "grid.json"
+RECORDS_FILE = "benchmark_grid.jsonl"
 
 
 def _sub_config(config, folder: str, protocol: str):
@@ -100,16 +106,55 @@ def _safe(name: str) -> str:
   return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def held_out_grid(workdir: str, name: str, pred: dict, embeddings, settings: dict) -> dict:
+  """One held-out benchmark's grid metrics (evaluation.benchmark_grid), cached in
+  heldout/<B>/grid.json with the settings that made it: a rerun with the same
+  settings reuses it, other settings recompute it."""
+  path = os.path.join(workdir, "heldout", _safe(name), GRID_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved.get("settings") == settings:
+      return saved["metrics"]
+  bench = grid_lib.bench_from_predictions(pred, embeddings)
+  grid = grid_lib.benchmark_grid(
+      bench, settings["ks"], settings["draws"], settings["seed"],
+      grid_lib.Priors(**settings["priors"]), settings["protocols"], settings["choices"])
+  metrics = grid_lib.grid_metrics(grid, grid_lib.true_scores(bench.labels))
+  utils.write_json(path, {"settings": settings, "metrics": metrics})
+  return metrics
+
+
+def write_records(path: str, result: dict) -> None:
+  """The grid's rows as JSON lines (one per protocol, choice, k and estimator),
+  each naming the dataset, kind and training protocol: the committed records
+  that docs tables are made from (report.benchmark_grid_tables)."""
+  tag = {"dataset": result["dataset"], "kind": result["setup"]["kind"],
+         "training": result["setup"]["protocol"]}
+  with open(f"{path}.tmp", "w") as f:
+    for row in result["grid"]:
+      f.write(json.dumps({**tag, **row}) + "\n")
+  os.replace(f"{path}.tmp", path)
+
+
 def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
         repeats: int = RANDOM_REPEATS, benchmarks=None, prior_sd: float = PRIOR_SD,
-        plots: bool = True) -> dict:
-  """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json."""
+        plots: bool = True, label_protocols=grid_lib.PROTOCOLS, selections=None,
+        priors: grid_lib.Priors | None = None) -> dict:
+  """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json
+  and the grid's records, WORKDIR/benchmark_grid.jsonl."""
   from tqdm import tqdm
   # Checked before any training: the estimators divide by prior_sd^2 and average the draws.
   if not prior_sd > 0:
     raise ValueError(f"prior_sd must be positive, got {prior_sd}")
   if repeats < 1:
     raise ValueError(f"random_repeats must be at least 1, got {repeats}")
+  priors = priors or grid_lib.Priors(per_llm_sd=prior_sd)
+  priors.check()
+  grid_lib.cells(label_protocols, selections)  # an unknown protocol fails here, before training
+  grid = {"ks": [int(k) for k in ks], "draws": int(repeats), "seed": int(config.seed),
+          "priors": dataclasses.asdict(priors), "protocols": list(label_protocols),
+          "choices": None if selections is None else list(selections)}
   os.makedirs(workdir, exist_ok=True)
   setup = {"protocol": protocol, "kind": config.model.name, "ks": [int(k) for k in ks],
            "random_repeats": int(repeats), "prior_sd": float(prior_sd), "seed": int(config.seed),
@@ -117,7 +162,8 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
            "estimator": "MAP logit offsets: benchmark-wide on all LLMs' k labels (prior "
                         "N(0, shared_prior_sd^2)), then per LLM around it (prior sd "
                         "prior_sd); observed labels + refitted P on the rest",
-           "adaptive": "sequential max p(1-p)|a_q|^2 given the refitted offset"}
+           "adaptive": "sequential max p(1-p)|a_q|^2 given the refitted offset",
+           "grid": grid}
   setup_path = os.path.join(workdir, "benchmark_prediction_setup.json")
   if os.path.exists(setup_path):
     with open(setup_path) as f:
@@ -132,7 +178,7 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
   unknown = [b for b in chosen if b not in names]
   if unknown:
     raise ValueError(f"benchmark(s) {unknown} not in {data.name!r}; it has {names}")
-  per_benchmark, scores = {}, {}
+  per_benchmark, scores, grids = {}, {}, {}
   bar = tqdm(chosen, desc="held-out benchmarks", unit="benchmark")
   for i, name in enumerate(bar):
     bar.set_postfix_str(name)
@@ -149,10 +195,12 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
       logging.info("[%d/%d] %s zero-shot: MAE %.4f bias %+.4f Spearman %.3f", i + 1,
                    len(chosen), name, zs["mae"], zs["bias"], zs["spearman"])
     scores[name] = _json_scores(s, data.model_names)
+    grids[name] = held_out_grid(workdir, name, pred, data.embeddings[pred["queries"]], grid)
   result = {"dataset": data.name, "setup": setup, "benchmarks": chosen,
             "per_benchmark": per_benchmark, "mean": mean_over_benchmarks(per_benchmark),
-            "scores": scores}
+            "scores": scores, "grid": grid_lib.summarize(grids)}
   utils.write_json(os.path.join(workdir, RESULT_FILE), result)
+  write_records(os.path.join(workdir, RECORDS_FILE), result)
   if plots:
     from irt_jax.evaluation import plots as plots_lib
     from irt_jax.evaluation import report as report_lib
