@@ -186,24 +186,31 @@ def test_grid_beats_the_naive_mean_when_the_model_is_right():
 # ----------------------------------------------------------------------------
 # Records -> tables.
 
-def _record(dataset, protocol, choice, estimator, k, mae, std, rho=0.5):
-  m = lambda v, s: {"mean": v, "std": s, "per_draw": [v]}
+def _record(dataset, protocol, choice, estimator, k, mae, std, rho=0.5, per_draw=None):
+  m = lambda v, s, pd=None: {"mean": v, "std": s, "per_draw": pd or [v]}
   return {"dataset": dataset, "protocol": protocol, "choice": choice, "estimator": estimator,
-          "k": k, "mae": m(mae, std), "bias": m(0.01, 0.0), "spearman": m(rho, 0.1),
+          "k": k, "mae": m(mae, std, per_draw), "bias": m(0.01, 0.0), "spearman": m(rho, 0.1),
           "kendall": m(rho - 0.1, 0.1)}
 
 
-def test_goals_table_names_the_best_row_and_the_gap_against_the_spread():
+def test_goals_table_names_the_best_row_and_its_paired_gap():
   records = [_record("d", "shared", "random", "naive", 10, 0.10, 0.01, rho=0.6),
              _record("d", "shared", "random", "irt", 10, 0.08, 0.01, rho=0.7),
-             _record("d", "shared", "stratified", "irt", 10, 0.07, 0.01, rho=0.8),
-             _record("d", "shared", "stratified", "naive", 10, 0.05, 0.01)]
+             # stratified: irt is best; per draw its gap to the naive mean of the same
+             # picks is 0.02, 0.05, -0.01: mean 0.02, std 0.03 -> not more than its spread.
+             _record("d", "shared", "stratified", "irt", 10, 0.07, 0.01, rho=0.8,
+                     per_draw=[0.06, 0.07, 0.08]),
+             _record("d", "shared", "stratified", "naive", 10, 0.09, 0.01,
+                     per_draw=[0.08, 0.12, 0.07])]
   line = report.benchmark_grid_goals(records).splitlines()[2]
   cells = [c.strip() for c in line.strip("|").split("|")]
   assert cells[:9] == ["d", "shared", "10", "10.00 ± 1.00", "stratified/irt", "7.00 ± 1.00",
-                       "+3.00", "1.41", "yes"]
+                       "+3.00", "+2.00 ± 3.00", "no"]
   assert cells[9] == "stratified/irt: 7.00 vs 8.00 (+1.00)"
   assert cells[10] == "0.800 ± 0.100 / 0.600 ± 0.100"
+  records[3]["mae"]["per_draw"] = [0.09, 0.10, 0.11]  # gaps 0.03 each: met
+  cells = report.benchmark_grid_goals(records).splitlines()[2].split("|")
+  assert cells[8].strip() == "+3.00 ± 0.00" and cells[9].strip() == "yes"
   table = report.benchmark_grid_table(records, "d", "bias").splitlines()
   assert table[2] == "| shared | random | naive | +1.00 ± 0.00 |"
 
