@@ -56,6 +56,7 @@ def tables_from_records(path: str, plot: str | None) -> None:
     sys.exit(f"benchmark_prediction: {e}")
   if not records:
     sys.exit(f"benchmark_prediction: {path} holds no records")
+  records = report_lib.label_grid_runs(records)
   print(report_lib.benchmark_grid_markdown(records))
   if plot:
     from irt_jax.evaluation import plots

@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from irt_jax.evaluation import benchmark_grid as grid
 
 FLAGS = flags.FLAGS

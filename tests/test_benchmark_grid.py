@@ -252,7 +252,7 @@ def test_entry_point_runs_the_grid_with_the_new_flags_on_synthetic_data(tmp_path
   assert cells == {("shared", c, e, k) for c in ("random", "anchors_embeddings")
                    for e in grid.ESTIMATORS for k in (5, 10)}
   for r in records:
-    assert r["dataset"] == "synthetic" and r["draws"] == 2 and len(r["mae"]["per_draw"]) == 2
+    assert r["dataset"] == "synthetic_data" and r["draws"] == 2 and len(r["mae"]["per_draw"]) == 2
     assert 0 <= r["mae"]["mean"] < 1 and r["n_benchmarks"] == 1
   # The grid is cached per held-out benchmark with its settings: a rerun reuses it.
   cache = workdir / "heldout" / "bench1" / "grid.json"
@@ -260,3 +260,12 @@ def test_entry_point_runs_the_grid_with_the_new_flags_on_synthetic_data(tmp_path
   again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0 and os.path.getmtime(cache) == mtime
   assert [json.loads(line) for line in open(workdir / "benchmark_grid.jsonl")] == records
+
+
+def test_records_of_several_kinds_are_told_apart_by_run():
+  one = [_record("d", "shared", "random", "naive", 10, 0.1, 0.0)]
+  assert report.label_grid_runs(one) == one
+  two = [{**one[0], "kind": "irtnet"}, {**one[0], "kind": "knn", "mae": {**one[0]["mae"], "mean": 0.2}}]
+  labelled = report.label_grid_runs(two)
+  assert [r["dataset"] for r in labelled] == ["d (irtnet)", "d (knn)"]
+  assert "| shared | random | naive | 20.00 ± 0.00 |" in report.benchmark_grid_table(labelled, "d (knn)")

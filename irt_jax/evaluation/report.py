@@ -373,6 +373,14 @@ GRID_REQUIRED = {"dataset", "protocol", "choice", "estimator", "k", "mae", "bias
 GRID_SCALE = {"mae": 100, "bias": 100, "spearman": 1, "kendall": 1}
 
 
+def label_grid_runs(records: list[dict]) -> list[dict]:
+  """Records whose `dataset` names the run: 'routerdc (knn)' where one file holds
+  several kinds (the tables key rows by dataset); unchanged otherwise."""
+  if len({r.get("kind") for r in records}) <= 1:
+    return records
+  return [{**r, "dataset": f"{r['dataset']} ({r.get('kind')})"} for r in records]
+
+
 def _grid_cell(r: dict | None, metric: str) -> str:
   if r is None or r[metric]["mean"] is None:
     return "n/a"
