@@ -11,6 +11,7 @@ hyperparameters. It trains nothing; it reads WORKDIR/heldout/*/predictions.npz.
   python scripts/benchmark_prior_check.py --workdirs=runs/bp_bench_predict_llmrouter,\
       runs/bp_bench_predict_routerdc,runs/bp_bench_predict_zeroeval \
       --out=docs/results/benchmark_prior_check.jsonl
+  python scripts/benchmark_prior_check.py --table_only --out=docs/results/benchmark_prior_check.jsonl
 """
 
 import glob
@@ -25,6 +26,7 @@ from absl import flags
 from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from irt_jax import utils
 from irt_jax.evaluation import benchmark_grid as grid
 
 FLAGS = flags.FLAGS
@@ -34,6 +36,7 @@ flags.DEFINE_list("per_llm_sds", ["0.5", "1.0", "2.0"], "Per-LLM offset prior sd
 flags.DEFINE_list("scale_sds", ["0.25", "0.5", "1.0"], "Discrimination-scale prior sds to try.")
 flags.DEFINE_list("ks", ["10", "25", "50", "100"], "Label budgets.")
 flags.DEFINE_integer("draws", 3, "Random draws per cell.")
+flags.DEFINE_bool("table_only", False, "Print the choice table from --out's records; run nothing.")
 
 
 def dataset_rows(workdir: str, priors: grid.Priors, ks, draws: int) -> list[dict]:
@@ -52,13 +55,17 @@ def dataset_rows(workdir: str, priors: grid.Priors, ks, draws: int) -> list[dict
 
 def main(argv):
   del argv
-  if not FLAGS.workdirs or not FLAGS.out:
-    sys.exit("benchmark_prior_check: --workdirs and --out are required")
+  if not FLAGS.out or not (FLAGS.workdirs or FLAGS.table_only):
+    sys.exit("benchmark_prior_check: --out and --workdirs (or --table_only) are required")
   ks = [int(k) for k in FLAGS.ks]
   done = []
   if os.path.exists(FLAGS.out):
-    with open(FLAGS.out) as f:
-      done = [json.loads(line) for line in f]
+    done = utils.read_records(FLAGS.out, {"workdir", "per_llm_sd", "scale_sd", "mae"})
+  if FLAGS.table_only:
+    if not done:
+      sys.exit(f"benchmark_prior_check: no records in {FLAGS.out}")
+    print(choice_table(done))
+    return
   for workdir, sd, scale in itertools.product(FLAGS.workdirs, FLAGS.per_llm_sds, FLAGS.scale_sds):
     tag = {"workdir": os.path.basename(os.path.normpath(workdir)), "per_llm_sd": float(sd),
            "scale_sd": float(scale)}
@@ -81,15 +88,16 @@ def choice_table(records: list[dict]) -> str:
   for r in records:
     mae.setdefault((r["workdir"], r["per_llm_sd"], r["scale_sd"]), []).append(r["mae"]["mean"])
   mean = {key: float(np.mean(v)) for key, v in mae.items()}
-  sets = sorted({key[1:] for key in mean})
   names = sorted({key[0] for key in mean})
+  # Only prior settings run on every dataset compete.
+  sets = sorted(s for s in {key[1:] for key in mean} if all((n, *s) in mean for n in names))
   out = ["| dataset | chosen on the others (per-LLM sd, scale sd) | its MAE here | "
          "defaults' MAE here | best here (not used) |", "|---|---|---|---|---|"]
   for d in names:
     others = [n for n in names if n != d]
-    score = lambda s: np.mean([mean[(n, *s)] for n in others if (n, *s) in mean])
+    score = lambda s: np.mean([mean[(n, *s)] for n in others])
     chosen = min(sets, key=score)
-    best = min(sets, key=lambda s: mean.get((d, *s), np.inf))
+    best = min(sets, key=lambda s: mean[(d, *s)])
     default = (grid.Priors().per_llm_sd, grid.Priors().scale_sd)
     out.append(f"| {d} | {chosen} | {100 * mean[(d, *chosen)]:.2f} | "
                f"{100 * mean.get((d, *default), np.nan):.2f} | {best}: "
