@@ -325,3 +325,12 @@ def summarize(per_benchmark: dict[str, dict]) -> list[dict]:
     row["n_benchmarks"] = sum(1 for b in per_benchmark.values() if key in b)
     rows.append(row)
   return rows
+
+
+def records(result: dict) -> list[dict]:
+  """A benchmark-prediction result's grid rows (one per protocol, choice, k and
+  estimator), each naming the dataset, kind and training protocol: the records
+  that tables are made from (report.benchmark_grid_markdown)."""
+  tag = {"dataset": result["dataset"], "kind": result["setup"]["kind"],
+         "training": result["setup"]["protocol"]}
+  return [{**tag, **row} for row in result.get("grid", [])]

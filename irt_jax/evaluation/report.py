@@ -158,6 +158,10 @@ def benchmark_prediction_markdown(result: dict, plot_files: dict | None = None,
     out.append(f"| {name} | {100 * m['mae']:.2f} | {100 * m['bias']:+.2f} | "
                f"{_num(m.get('spearman'), '.3f')} | {_num(m.get('kendall'), '.3f')} | "
                f"{_num(m.get('cell_accuracy'), '.4f')} |")
+  if result.get("grid"):
+    from irt_jax.evaluation import benchmark_grid
+    out += ["", "#### The grid: label protocols x query choices x estimators", "",
+            benchmark_grid_markdown(benchmark_grid.records(result))]
   out += _plot_links(plot_files, relative_to)
   return "\n".join(out) + "\n"
 

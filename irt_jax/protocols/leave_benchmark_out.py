@@ -126,14 +126,11 @@ def held_out_grid(workdir: str, name: str, pred: dict, embeddings, settings: dic
 
 
 def write_records(path: str, result: dict) -> None:
-  """The grid's rows as JSON lines (one per protocol, choice, k and estimator),
-  each naming the dataset, kind and training protocol: the committed records
-  that docs tables are made from (report.benchmark_grid_tables)."""
-  tag = {"dataset": result["dataset"], "kind": result["setup"]["kind"],
-         "training": result["setup"]["protocol"]}
+  """The grid's records (benchmark_grid.records) as JSON lines, written atomically:
+  what docs/results/benchmark_grid.jsonl is made of."""
   with open(f"{path}.tmp", "w") as f:
-    for row in result["grid"]:
-      f.write(json.dumps({**tag, **row}) + "\n")
+    for record in grid_lib.records(result):
+      f.write(json.dumps(record) + "\n")
   os.replace(f"{path}.tmp", path)
 
 
@@ -205,5 +202,9 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
     from irt_jax.evaluation import plots as plots_lib
     from irt_jax.evaluation import report as report_lib
     files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
+    records = grid_lib.records(result)
+    if records:
+      files["grid: MAE vs k"] = plots_lib.grid_error_vs_k(
+          records, os.path.join(workdir, "plots", "grid_mae_vs_k.png"))
     report_lib.write_benchmark_prediction_md(result, files, workdir)
   return result
