@@ -286,3 +286,17 @@ def test_prior_check_chooses_each_datasets_priors_on_the_other_datasets():
   assert rows[0] == "| a | (1.0, 0.5) | 6.00 | 6.00 | (0.5, 0.5): 5.00 |"
   assert rows[1] == "| b | (0.5, 0.5) | 9.00 | 7.00 | (1.0, 0.5): 7.00 |"
   assert rows[2].startswith("| c | (1.0, 0.5) | 5.00 | 5.00 | (0.5, 0.5): 4.00 |")
+
+
+def test_bench_from_predictions_reads_the_item_side_or_falls_back_to_logits():
+  rng = np.random.default_rng(0)
+  a, theta, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=5)
+  pred = {"logits": a @ theta.T - b[:, None], "labels": np.zeros((5, 4), np.int8),
+          "a_sq": (a ** 2).sum(1), "item_a": a, "theta": theta, "item_b": b}
+  bench = grid.bench_from_predictions(pred, embeddings=rng.normal(size=(5, 40)))
+  np.testing.assert_allclose(bench.ability_term - bench.difficulty[:, None], pred["logits"])
+  assert bench.embeddings.shape == (5, 5)  # centred principal components (at most n of them)
+  # A kind without an item-response view (knn, logreg): its logit is the ability term, b = 0.
+  plain = grid.bench_from_predictions({k: pred[k] for k in ("logits", "labels", "a_sq")})
+  np.testing.assert_allclose(plain.ability_term, pred["logits"])
+  assert not plain.difficulty.any() and plain.embeddings is None
