@@ -124,8 +124,11 @@ def save_run(run: predictors.Run, out: str, name: str, theta: np.ndarray, n_answ
   added = list(src_meta.get("added_models", [])) + [
       {"name": name, "answers": int(n_answers), "from": os.path.abspath(run.workdir),
        "from_step": int(run.step)}]
-  meta = {"step": int(run.step), "seed": src_meta.get("seed"), "stopped": True,
-          "history": src_meta.get("history", []), "best": best, "added_models": added}
+  # The source's history and data layout (what its parameters were trained on);
+  # no controllers: a run with added models is not trained further.
+  meta = ckpt_lib.run_meta(step=run.step, seed=src_meta.get("seed"),
+                           history=src_meta.get("history", []), best=best, stopped=True,
+                           layout=src_meta.get("layout"), added_models=added)
   checkpoints = ckpt_lib.Checkpoints(out)
   checkpoints.save(int(run.step), {"step": np.int32(run.step), "params": predictor.params},
                    meta=meta, config=config, index=index)
