@@ -154,7 +154,10 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
   if responses and os.path.exists(os.path.join(out, "checkpoints")):
     raise coldstart.ColdStartError(f"{out}: already holds a run; choose another --out")
   folder = resolve.folder(run.config, workdir)
-  data = resolve.prepare_and_load(run.config, workdir, require=())
+  # Read without writing into the old run, through the parsed copy its training
+  # left (same request as training's); nothing is written before the inputs are
+  # known to be good.
+  data = resolve.load_for_run(run.config, workdir, require=("train", "val"))
   prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
   ids, labels, prompts = [], np.zeros(0, np.int8), None
   a = np.zeros((0, len(prior.mean)))
