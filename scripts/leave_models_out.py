@@ -23,6 +23,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from irt_jax import checkpoint as ckpt_lib  # noqa: E402
+from irt_jax import logs  # noqa: E402
 from irt_jax import utils  # noqa: E402
 from irt_jax.coldstart import ability as coldstart  # noqa: E402
 from irt_jax.data import io as data_lib  # noqa: E402
@@ -42,7 +43,7 @@ flags.DEFINE_integer("batch", 8, "Queries proposed per adaptive round.")
 
 def main(argv):
   del argv
-  ckpt_lib.quiet_orbax_logs()
+  logs.quiet_startup()
   config = utils.config_from_flag(FLAGS, "leave_models_out.py")
   try:
     ks = [int(k) for k in FLAGS.ks]
