@@ -239,8 +239,9 @@ def test_benchmark_prediction_plots_are_written_and_non_empty(tmp_path):
 def test_other_plots_are_written_and_non_empty(tmp_path):
   rng = np.random.default_rng(0)
   paths = [
-      plots.ability_map(rng.normal(size=(6, 4)), [f"org/model-{i}" for i in range(6)],
-                        str(tmp_path / "a.png"), accuracy=rng.random(6)),
+      plots.ability_scatter(*plots.pca_2d(rng.normal(size=(6, 4))),
+                            [f"org/model-{i}" for i in range(6)], str(tmp_path / "a.png"),
+                            accuracy=rng.random(6)),
       plots.difficulty_vs_accuracy([0.1, 1.0], [0.8, 0.3], ["x", "y"], rng.normal(size=50),
                                    rng.random(50), str(tmp_path / "d.png")),
       plots.reliability_diagram({"model": calibration.reliability(rng.random(200),
