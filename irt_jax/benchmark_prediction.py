@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import utils
@@ -22,7 +23,7 @@ from irt_jax.evaluation import benchmark_grid as grid_lib
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
+config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.")
 flags.DEFINE_string("from_records", None, "Train nothing: print the grid's markdown tables "
@@ -70,7 +71,7 @@ def main(argv):
     return tables_from_records(FLAGS.from_records, FLAGS.plot)
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required (or --from_records for the tables alone)")
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     ks = sorted({int(k) for k in FLAGS.ks})
   except ValueError:

@@ -13,6 +13,7 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
 from irt_jax.serving import app as serving
 
 _DEFAULTS = serving.Limits()
@@ -52,7 +53,7 @@ def main(argv):
   from irt_jax.routing import router as router_lib
   from irt_jax.encoder import EncoderError
 
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   limits = serving.Limits(max_queries=FLAGS.max_queries, max_query_chars=FLAGS.max_query_chars,
                           max_body_bytes=FLAGS.max_body_bytes,
                           upstream_timeout_s=FLAGS.upstream_timeout_s,
