@@ -296,7 +296,8 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   subset, _ = data_splits.leave_out(data, 1, "ours", seed=config.seed)
   assert meta["layout"]["data"] == data_lib.fingerprint(subset) != data_lib.fingerprint(data)
   assert saved_config["data"]["dir"] == os.path.abspath(os.path.join(workdir, "synthetic_data"))
-  assert sorted(os.listdir(heldout)) == ["checkpoints", "metrics.jsonl", bp.PREDICTIONS_FILE]
+  assert sorted(os.listdir(heldout)) == ["checkpoints", leave_benchmark_out.GRID_FILE, "metrics.jsonl",
+                                         bp.PREDICTIONS_FILE]
   # True scores: every LLM's accuracy over all of bench1's known cells (every split).
   rows = splits_union(data)[data.benchmark == 1]
   expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
