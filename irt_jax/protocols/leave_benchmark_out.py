@@ -142,17 +142,7 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
   """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json
   and the grid's records, WORKDIR/benchmark_grid.jsonl."""
   from tqdm import tqdm
-  # Checked before any training: the estimators divide by prior_sd^2 and average the draws.
-  if not prior_sd > 0:
-    raise ValueError(f"prior_sd must be positive, got {prior_sd}")
-  if repeats < 1:
-    raise ValueError(f"random_repeats must be at least 1, got {repeats}")
-  priors = priors or grid_lib.Priors(per_llm_sd=prior_sd)
-  priors.check()
-  grid_lib.cells(label_protocols, selections)  # an unknown protocol fails here, before training
-  grid = {"ks": [int(k) for k in ks], "draws": int(repeats), "seed": int(config.seed),
-          "priors": dataclasses.asdict(priors), "protocols": list(label_protocols),
-          "choices": None if selections is None else list(selections)}
+  grid = _grid_settings(config, ks, repeats, prior_sd, label_protocols, selections, priors)
   os.makedirs(workdir, exist_ok=True)
   setup = {"protocol": protocol, "kind": config.model.name, "ks": [int(k) for k in ks],
            "random_repeats": int(repeats), "prior_sd": float(prior_sd), "seed": int(config.seed),
@@ -197,15 +187,36 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
   result = {"dataset": data.name, "setup": setup, "benchmarks": chosen,
             "per_benchmark": per_benchmark, "mean": mean_over_benchmarks(per_benchmark),
             "scores": scores, "grid": grid_lib.summarize(grids)}
+  _write_outputs(result, workdir, plots)
+  return result
+
+
+def _grid_settings(config, ks, repeats, prior_sd, label_protocols, selections, priors) -> dict:
+  """The grid's settings (what its per-benchmark cache is keyed on), checked
+  before any training: the estimators divide by prior sds and average the draws."""
+  if not prior_sd > 0:
+    raise ValueError(f"prior_sd must be positive, got {prior_sd}")
+  if repeats < 1:
+    raise ValueError(f"random_repeats must be at least 1, got {repeats}")
+  priors = priors or grid_lib.Priors(per_llm_sd=prior_sd)
+  priors.check()
+  grid_lib.cells(label_protocols, selections)  # an unknown protocol or choice fails here
+  return {"ks": [int(k) for k in ks], "draws": int(repeats), "seed": int(config.seed),
+          "priors": dataclasses.asdict(priors), "protocols": list(label_protocols),
+          "choices": None if selections is None else list(selections)}
+
+
+def _write_outputs(result: dict, workdir: str, plots: bool) -> None:
+  """benchmark_prediction.json, the grid's records and (with plots) the PNGs and markdown."""
   utils.write_json(os.path.join(workdir, RESULT_FILE), result)
   write_records(os.path.join(workdir, RECORDS_FILE), result)
-  if plots:
-    from irt_jax.evaluation import plots as plots_lib
-    from irt_jax.evaluation import report as report_lib
-    files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
-    records = grid_lib.records(result)
-    if records:
-      files["grid: MAE vs k"] = plots_lib.grid_error_vs_k(
-          records, os.path.join(workdir, "plots", "grid_mae_vs_k.png"))
-    report_lib.write_benchmark_prediction_md(result, files, workdir)
-  return result
+  if not plots:
+    return
+  from irt_jax.evaluation import plots as plots_lib
+  from irt_jax.evaluation import report as report_lib
+  files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
+  records = grid_lib.records(result)
+  if records:
+    files["grid: MAE vs k"] = plots_lib.grid_error_vs_k(
+        records, os.path.join(workdir, "plots", "grid_mae_vs_k.png"))
+  report_lib.write_benchmark_prediction_md(result, files, workdir)
