@@ -178,6 +178,7 @@ def _listing(folder):
                 for r, _, fs in os.walk(folder) for f in fs)
 
 
+@pytest.mark.slow
 def test_add_model_cli_end_to_end(run_dir, tmp_path):
   old, data, responses = _responses(run_dir, tmp_path / "answers.csv")
   before = _listing(os.path.join(run_dir, "checkpoints"))

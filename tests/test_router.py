@@ -232,6 +232,7 @@ def _cli(*args):
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_routes_jsonl(text_run, text_router, tmp_path):
   workdir, _ = text_run
   router = text_router

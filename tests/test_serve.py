@@ -349,6 +349,7 @@ def test_upstreams_file_errors(tmp_path, monkeypatch):
     assert message in str(e.value) and str(path) in str(e.value)
 
 
+@pytest.mark.slow
 def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):
   workdir, _ = text_run
   router = text_router
