@@ -18,7 +18,6 @@ from irt_jax.data import io as data_lib
 from irt_jax import evaluation
 from irt_jax.evaluation import evaluators
 from irt_jax import metrics
-from irt_jax.models import irtnet as model_lib
 from irt_jax.routing import rules
 from irt_jax import predictors
 from irt_jax.training import loop as training

@@ -10,7 +10,7 @@ import pytest
 import scipy.optimize
 
 from configs import test as test_config
-from irt_jax import add_model
+from irt_jax.coldstart import add as add_model
 from irt_jax.coldstart import ability as coldstart
 from irt_jax.data import io as data_lib
 from irt_jax import predictors
