@@ -122,12 +122,18 @@ def test_costs_are_required_and_checked():
     router.route(["q0"], cost_weight=0.1)
   with pytest.raises(RouterError, match="need costs"):
     router.route(["q0"], budget=1.0)
-  with pytest.raises(RouterError, match=r"do not fit 2 models"):
+  with pytest.raises(RouterError, match=r"does not fit 2 models"):
     fixed_router([[2.0, 0.0]], costs=[1.0, 2.0, 3.0])
-  with pytest.raises(RouterError, match="lack model"):
+  with pytest.raises(RouterError, match=r"no cost for model\(s\) \['m1'\]"):
     fixed_router([[2.0, 0.0]], costs={"m0": 1.0})
-  with pytest.raises(RouterError, match=">= 0"):
+  with pytest.raises(RouterError, match="cost_weight must be a finite number >= 0, got -1"):
     fixed_router([[2.0, 0.0]], costs=[1.0, 0.0]).route(["q0"], cost_weight=-1)
+  with pytest.raises(RouterError, match="budget must be a finite number >= 0, got nan"):
+    fixed_router([[2.0, 0.0]], costs=[1.0, 0.0]).route(["q0"], budget=float("nan"))
+  with pytest.raises(RouterError, match="cost of 'm0' must be a finite number >= 0, got True"):
+    fixed_router([[2.0, 0.0]], costs={"m0": True, "m1": 0.0})
+  with pytest.raises(RouterError, match="costs must be finite numbers >= 0"):
+    fixed_router([[2.0, 0.0]], costs=[np.inf, 0.0])
   with pytest.raises(RouterError, match="3 rows for 1 queries"):
     fixed_router([[2.0, 0.0]], costs=np.zeros((3, 2))).route(["q0"])
 
