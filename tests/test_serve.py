@@ -237,7 +237,7 @@ def _post(setup, path, **kwargs):
     (b'{"queries": ["ok", 3]}', 400, "queries[1] must be a string"),
     (b'{"queries": ["' + b"x" * 201 + b'"]}', 400, "201 characters; the limit is 200"),
     (json.dumps({"queries": ["q"] * 9}).encode(), 400, "9 queries in one request; the limit is 8"),
-    (b'{"queries": ["q"], "cost_weight": "high"}', 400, "'cost_weight' must be a number"),
+    (b'{"queries": ["q"], "cost_weight": "high"}', 400, "'cost_weight' must be a finite number"),
     (b'{"queries": ["q"], "cost_weight": NaN}', 400, "not valid JSON"),
     (b'{"queries": ["q"], "candidates": ["nobody"]}', 400, "unknown candidate model(s) ['nobody']"),
     (b'{"queries": ["q"], "budget": 0.0001}', 400, "below the mean cost of the cheapest routing"),
