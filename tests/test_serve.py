@@ -33,9 +33,12 @@ SLOW_S = 3.0   # the slow stub's delay: well past LIMITS.upstream_timeout_s
 class Stub(BaseHTTPRequestHandler):
   """An OpenAI-compatible upstream: answers 'answer from <model>', as JSON or SSE.
 
-  The model id `slow` sleeps, `broken` answers 500; every request is recorded.
+  Model ids: `slow` / `stall` sleep SLOW_S, `broken` answers 500, `down503` 503,
+  `toomany` 429, `flaky` 503 while Stub.flaky_failures lasts, `cut` streams one
+  event and drops the connection; every request is recorded.
   """
   received: list = []
+  flaky_failures = 0          # the next this many requests for model "flaky" answer 503
 
   def log_message(self, *args):
     pass
@@ -45,10 +48,17 @@ class Stub(BaseHTTPRequestHandler):
     Stub.received.append({"path": self.path, "auth": self.headers.get("authorization"),
                           "body": body})
     model = body["model"]
-    if model == "slow":
+    if model in ("slow", "stall"):
       time.sleep(SLOW_S)
-    if model == "broken":
-      self._send(500, b'{"error": "boom"}', "application/json")
+    failing = {"broken": 500, "down503": 503, "toomany": 429}.get(model)
+    if model == "flaky" and Stub.flaky_failures > 0:
+      Stub.flaky_failures -= 1
+      failing = 503
+    if failing:
+      self._send(failing, b'{"error": "boom"}', "application/json")
+      return
+    if model == "cut" and body.get("stream"):
+      self._cut_stream(model)
       return
     text = f"answer from {model}"
     if not body.get("stream"):
@@ -66,6 +76,20 @@ class Stub(BaseHTTPRequestHandler):
       events.append(f"data: {json.dumps(chunk)}\n\n")
     events.append("data: [DONE]\n\n")
     self._send(200, "".join(events).encode(), "text/event-stream")
+
+  def _cut_stream(self, model):
+    """One event, then the connection drops before the promised length is sent."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+             "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
+    event = f"data: {json.dumps(chunk)}\n\n".encode()
+    self.send_response(200)
+    self.send_header("content-type", "text/event-stream")
+    self.send_header("content-length", str(len(event) + 1000))
+    self.end_headers()
+    self.wfile.write(event)
+    self.wfile.flush()
+    time.sleep(0.2)
+    self.close_connection = True
 
   def _send(self, status, payload, ctype):
     self.send_response(status)
