@@ -20,9 +20,9 @@ from irt_jax.routing.router import Router
 from irt_jax.serving import app as serving
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
-from tests.test_serve import Service, stub  # noqa: F401 - stub is a fixture
+from tests.stub_upstream import Service
 
-pytest_plugins = ["tests.router_fixtures"]
+pytest_plugins = ["tests.router_fixtures", "tests.serve_fixtures"]   # run; stub
 
 
 def _record(i, model="m0", correct=1):

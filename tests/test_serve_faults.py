@@ -14,14 +14,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from irt_jax import predictors
-from irt_jax.coldstart import feedback as feedback_lib
 from irt_jax.routing.router import Router
 from irt_jax.serving import app as serving
 from irt_jax.serving.keys import KeyFile
 from tests.fake_encoder import HashEncoder
-from tests.test_serve import Service, Stub, _free_port, stub  # noqa: F401 - stub is a fixture
+from tests.stub_upstream import Service, Stub, _free_port
 
-pytest_plugins = ["tests.router_fixtures"]
+pytest_plugins = ["tests.router_fixtures", "tests.serve_fixtures"]   # run; stub
 
 LIMITS = serving.Limits(upstream_timeout_s=0.5, max_batch_queries=64)
 QUESTION = "Which river is the longest?"
@@ -47,6 +46,7 @@ def serve(predictor, stub_url, behaviours, **kwargs):
   (openai client, base url, ranking, app)."""
   router = kwargs.pop("router", None) or _router(predictor)
   api_key = kwargs.pop("api_key", "unused")
+  limits = kwargs.pop("limits", LIMITS)
   ranking = _ranking(router)
   upstreams = {}
   for name, behaviour in zip(ranking, behaviours):
@@ -54,7 +54,7 @@ def serve(predictor, stub_url, behaviours, **kwargs):
       upstreams[name] = {"base_url": f"http://127.0.0.1:{_free_port()}/v1"}
     else:
       upstreams[name] = {"base_url": stub_url, "model": None if behaviour == "ok" else behaviour}
-  app = serving.create_app(router, serving.parse_upstreams(upstreams), LIMITS, **kwargs)
+  app = serving.create_app(router, serving.parse_upstreams(upstreams), limits, **kwargs)
   service = Service(app)
   try:
     yield (openai.OpenAI(base_url=service.url + "/v1", api_key=api_key, max_retries=0,
@@ -231,3 +231,87 @@ def test_metrics_count_requests_routes_and_batches(predictor, stub):
     # Warm-up (1 query) + 3 chats + one /route of 2 queries, in however many calls.
     assert counted[("irt_encoder_batch_queries_sum", ())] == 1 + 3 + 2
     assert counted[("irt_encoder_batch_queries_count", ())] >= 2
+
+
+class Reversed:
+  """A predictor that ranks the models the other way round: a run that routes otherwise."""
+
+  def __init__(self, predictor):
+    self.inner, self.model_names, self.input_dim = predictor, predictor.model_names, predictor.input_dim
+
+  def logits(self, embeddings):
+    return -np.asarray(self.inner.logits(embeddings))
+
+
+def test_reload_under_load_loses_no_request(predictor, stub, tmp_path):
+  old = _router(predictor)
+  queries = [f"load question {i}" for i in range(40)]
+  new = Router.from_predictor(Reversed(predictor), HashEncoder(predictor.input_dim), name="irtnet")
+  before = {q: r.model for q, r in zip(queries, old.route(queries))}
+  after = {q: r.model for q, r in zip(queries, new.route(queries))}
+  assert sum(before[q] != after[q] for q in queries) >= 5, "the new router must route otherwise"
+  loads = []
+
+  def reloader(workdir, current):
+    loads.append((workdir, current))
+    if workdir == "/no/such/run":
+      raise FileNotFoundError(workdir)
+    time.sleep(0.3)                                   # loading takes a while; requests go on
+    return new
+
+  access = serving.Access(admin_keys=KeyFile(_keys(tmp_path / "admin.txt", "adm-1")))
+  everyone = ["ok"] * len(predictor.model_names)
+  with serve(predictor, stub, everyone, router=old, reloader=reloader, access=access,
+             limits=serving.Limits(upstream_timeout_s=30)) as (client, url, rank, app):
+    results = asyncio.run(_load_with_reload(url, queries, 400))
+    statuses = [r[0] for r in results if r[0] != "reload"]
+    assert statuses == [200] * 400, [s for s in statuses if s != 200][:5]
+    (reload,) = [r for r in results if r[0] == "reload"]
+    assert reload[1] == 200 and reload[2]["reloads"] == 1
+    assert loads == [(None, old)]
+    routed = [(q, m) for s, m, q in results if s == 200]
+    assert all(m in (before[q], after[q]) for q, m in routed)
+    assert any(m == before[q] != after[q] for q, m in routed)      # some ran on the old router
+    assert any(m == after[q] != before[q] for q, m in routed)      # and some on the new one
+    r = httpx.post(url + "/route", json={"queries": queries}).json()
+    assert r["models"] == [after[q] for q in queries]              # from now on only the new
+    # A reload that fails leaves the Router serving as it was.
+    r = httpx.post(url + "/admin/reload", json={"workdir": "/no/such/run"},
+                   headers={"authorization": "Bearer adm-1"})
+    assert r.status_code == 400 and "reload failed, still serving" in r.json()["error"]["message"]
+    assert httpx.post(url + "/route", json={"queries": queries}).json()["models"] == [
+        after[q] for q in queries]
+    health = httpx.get(url + "/health").json()
+    assert health["reloads"] == 1
+    counted = _metrics(url)
+    assert counted[("irt_reloads_total", (("result", "ok"),))] == 1
+    assert counted[("irt_reloads_total", (("result", "failed"),))] == 1
+
+
+async def _load_with_reload(url, queries, n):
+  """n requests (a quarter chats, the rest /route) from 16 concurrent clients, and a
+  reload once a quarter of them have been answered. Returns (status, model, query)
+  per request, and ("reload", status, body) for the reload."""
+  limit, done, half = asyncio.Semaphore(16), [0], asyncio.Event()
+  async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async def one(i):
+      q = queries[i % len(queries)]
+      async with limit:
+        if i % 4 == 0:
+          r = await client.post("/v1/chat/completions", json={
+              "model": "router-irtnet", "messages": [{"role": "user", "content": q}]})
+          model = r.headers.get(serving.ROUTED_HEADER)
+        else:
+          r = await client.post("/route", json={"queries": [q]})
+          model = r.json()["models"][0] if r.status_code == 200 else r.text
+      done[0] += 1
+      if done[0] == n // 4:
+        half.set()
+      return r.status_code, model, q
+
+    async def reload():
+      await half.wait()
+      r = await client.post("/admin/reload", headers={"authorization": "Bearer adm-1"})
+      return "reload", r.status_code, r.json()
+
+    return await asyncio.gather(*(one(i) for i in range(n)), reload())
