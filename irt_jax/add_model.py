@@ -30,6 +30,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from irt_jax import logs
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax.coldstart import ability as coldstart
 from irt_jax.data import io as data_lib
@@ -183,7 +184,7 @@ def main(argv):
   for flag in ("workdir", "name"):
     if not getattr(FLAGS, flag):
       raise app.UsageError(f"--{flag} is required")
-  ckpt_lib.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     result = add(FLAGS.workdir, FLAGS.name, FLAGS.responses, FLAGS.out, FLAGS.propose,
                  FLAGS.encoder_dir, FLAGS.step)

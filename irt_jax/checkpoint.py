@@ -19,7 +19,6 @@ a kill during a save are ignored and cleaned when training opens the workdir.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -135,13 +134,3 @@ def _check_finite(tree: Any, where: str) -> None:
     arr = np.asarray(leaf)
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
       raise CheckpointError(f"{where}: parameter {jax.tree_util.keystr(path)} holds NaN/inf")
-
-
-class _DropOrbaxInfo(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
-
-
-def quiet_orbax_logs() -> None:
-  """Orbax logs every file it writes at INFO; keep its warnings and errors only."""
-  logging.getLogger("absl").addFilter(_DropOrbaxInfo())

@@ -15,6 +15,8 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
 flags.DEFINE_string("encoder_dir", None, "Query encoder folder (default: the one the run "
@@ -72,7 +74,7 @@ def main(argv):
   from irt_jax.routing import router as router_lib
   from irt_jax.encoder import EncoderError
 
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs)
     routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)

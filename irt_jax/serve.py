@@ -16,6 +16,7 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
 from irt_jax.serving import app as serving
 
 _LIMITS = serving.Limits()
@@ -67,7 +68,7 @@ def build_app():
   from irt_jax.routing import router as router_lib
   from irt_jax.serving.keys import KeyFile
 
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   load = lambda workdir, old: router_lib.load(workdir or old.workdir, FLAGS.encoder_dir,
                                               FLAGS.step, FLAGS.costs, reuse=old)
   try:

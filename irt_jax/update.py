@@ -19,6 +19,8 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run (only read).")
 flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct).")
@@ -45,7 +47,7 @@ def main(argv):
   from irt_jax.coldstart import feedback
   from irt_jax.routing import router as router_lib
 
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   step = FLAGS.step
   embed = lambda texts: router_lib.Router.from_checkpoint(     # only for text the data lacks
       FLAGS.workdir, FLAGS.encoder_dir, step).embed(texts)

@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from irt_jax import logs  # noqa: E402
 from irt_jax import utils  # noqa: E402
 
 utils.retain_freed_memory()  # before jax or numpy start threads (see its docstring)
@@ -90,7 +91,7 @@ def read_records(path: str) -> list[dict]:
 
 def main(argv):
   del argv
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   os.makedirs(FLAGS.workdir, exist_ok=True)
   out = FLAGS.records or os.path.join(FLAGS.workdir, "results.jsonl")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

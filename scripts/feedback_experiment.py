@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from irt_jax import checkpoint, predictors  # noqa: E402
+from irt_jax import logs, predictors  # noqa: E402
 from irt_jax.coldstart import ability, feedback  # noqa: E402
 from irt_jax.data import resolve  # noqa: E402
 from irt_jax.routing import rules  # noqa: E402
@@ -116,7 +116,7 @@ def scenario(name: str, run, data, target: int, source: int, out: str) -> list[d
 
 def main(argv):
   del argv
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   run = predictors.load(FLAGS.workdir)
   data = resolve.prepare_and_load(run.config, FLAGS.workdir)
   train = data.splits["train"]

@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from irt_jax import checkpoint as ckpt_lib  # noqa: E402
+from irt_jax import logs  # noqa: E402
 from irt_jax.coldstart import ability as coldstart  # noqa: E402
 from irt_jax.data import io as data_lib  # noqa: E402
 from irt_jax import predictors  # noqa: E402
@@ -125,7 +125,7 @@ def score(predictor, data, held: list[str], order_train: np.ndarray) -> dict:
 
 def main(argv):
   del argv
-  ckpt_lib.quiet_orbax_logs()
+  logs.quiet_startup()
   config = utils.config_from_flag(FLAGS, "leave_models_out.py")
   ks = sorted(int(k) for k in FLAGS.ks)
   os.makedirs(FLAGS.workdir, exist_ok=True)

@@ -22,7 +22,7 @@ from irt_jax.models import irtnet as model_lib
 from irt_jax.routing import rules
 from irt_jax import predictors
 from irt_jax.training import loop as training
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, needs_shared_data
 
 REPORT_KEYS = {"correctness", "routing", "n_models", "n_queries", "dataset", "checkpoint_step"}
 
@@ -189,9 +189,9 @@ def test_route_restricts_to_candidates_and_rejects_unknown_names():
 
 
 @pytest.mark.parametrize("name, oracle, best, rand", [
-    ("routerdc", (82.59, 76.38), (58.27, 46.99), (55.20, 47.17)),
-    ("llmrouter", (80.27, 79.96), (63.38, 62.63), (42.57, 41.76)),
-    ("zeroeval", (98.94, 98.57), (94.72, 93.95), (66.82, 62.17)),
+    pytest.param("routerdc", (82.59, 76.38), (58.27, 46.99), (55.20, 47.17), marks=needs_shared_data("routerdc")),
+    pytest.param("llmrouter", (80.27, 79.96), (63.38, 62.63), (42.57, 41.76), marks=needs_shared_data("llmrouter")),
+    pytest.param("zeroeval", (98.94, 98.57), (94.72, 93.95), (66.82, 62.17), marks=needs_shared_data("zeroeval")),
 ])
 def test_baselines_agree_with_the_shared_data_readme(name, oracle, best, rand):
   data = data_lib.load_dataset(os.path.join(SHARED_DATA, name))

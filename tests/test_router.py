@@ -15,13 +15,13 @@ from irt_jax.routing import costs
 from irt_jax.routing import rules
 from irt_jax.training import loop as training
 from irt_jax.routing.router import Router, RouterError
-from tests.conftest import REPO
+from tests.conftest import MINILM_DIR, REPO, needs_encoder
 from tests.fake_encoder import HashEncoder
 from tests.test_encoder import make_tiny_model
 
 pytest_plugins = ["tests.router_fixtures"]   # run, text_run, text_router: shared with test_serve
 
-MINILM = os.path.join(REPO, ".models", "all-MiniLM-L6-v2")
+MINILM = MINILM_DIR
 TEXTS = ["What is 17 * 23?", "Name the capital of Australia.", "Write a haiku about rain.",
          "Prove that sqrt(2) is irrational.", "Translate 'good morning' into French."]
 
@@ -210,7 +210,7 @@ def test_text_run_routes_with_its_recorded_encoder_loaded_once(text_run, text_ro
   Router.from_checkpoint(workdir, encoder_dir=str(same))
 
 
-@pytest.mark.skipif(not os.path.isdir(MINILM), reason="no .models/all-MiniLM-L6-v2")
+@needs_encoder(MINILM)
 def test_real_minilm_encoder(tmp_path, text_run):
   from irt_jax import predictors
   config = test_config.get_config()

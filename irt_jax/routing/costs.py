@@ -45,9 +45,11 @@ COSTS_FILE = "costs.csv"
 # scales every cost by the same factor per query.
 OUTPUT_TOKENS = 256
 CHARS_PER_TOKEN = 4  # fallback token count: ceil(len(text) / 4)
-# The tokenizer evaluation counts with when none is named and this folder exists
-# (relative to the working directory); else the chars/4 rule.
-DEFAULT_TOKENIZER = os.path.join(".models", "all-MiniLM-L6-v2")
+# The tokenizer evaluation counts with when none is named and this folder exists: the
+# checkout's .models/ (where `python -m irt_jax.encoder.fetch` puts it), found from this
+# file, not the working directory, so a price does not depend on where a tool runs.
+DEFAULT_TOKENIZER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                 ".models", "all-MiniLM-L6-v2")
 
 
 @dataclasses.dataclass(frozen=True)

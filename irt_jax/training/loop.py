@@ -394,7 +394,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
         _check_finite(losses.summarise(part), "training")
         running = losses.summarise(sums)
-        logging.info("epoch %d step %d/%d: train loss %.4f acc %.4f (%.1f steps/s)",
+        # Step lines only with --verbosity=1: by default one line per epoch (irt_jax.logs).
+        logging.vlog(1, "epoch %d step %d/%d: train loss %.4f acc %.4f (%.1f steps/s)",
                      epoch + 1, i + 1, steps_per_epoch, running["loss"], running["accuracy"],
                      (i + 1 - start_block) / max(time.time() - t0, 1e-9))
         if (preempted or every_ckpt and step % every_ckpt == 0) and i + 1 < steps_per_epoch:
