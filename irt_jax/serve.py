@@ -56,6 +56,9 @@ flags.DEFINE_float("upstream_timeout_s", _LIMITS.upstream_timeout_s,
                    "Seconds to wait for an upstream (connect and each read).")
 flags.DEFINE_integer("max_batch_queries", _LIMITS.max_batch_queries,
                      "Queries encoded together across concurrent requests.")
+flags.DEFINE_integer("keep_alive_s", 75, "Seconds an idle client connection is kept open; "
+                   "longer than clients keep theirs (httpx, the openai client: 5 s), so a client "
+                   "never sends on a connection the service is closing.")
 flags.DEFINE_string("log_level", "info", "uvicorn's log level.")
 
 
@@ -107,7 +110,8 @@ def main(argv):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
   app_ = build_app()
   import uvicorn
-  uvicorn.run(app_, host=FLAGS.host, port=FLAGS.port, log_level=FLAGS.log_level)
+  uvicorn.run(app_, host=FLAGS.host, port=FLAGS.port, log_level=FLAGS.log_level,
+              timeout_keep_alive=FLAGS.keep_alive_s)
 
 
 if __name__ == "__main__":
