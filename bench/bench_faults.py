@@ -275,6 +275,20 @@ def bench(args) -> dict:
   return result
 
 
+def print_table(records: list[dict]) -> None:
+  """One markdown row per record (the serving docs' table)."""
+  print("| requests | clients | encoder | client-visible errors | fallbacks seen by clients | "
+        "in /metrics | p50 ms | p99 ms | requests/s | reload (s) | RSS MB: warm, 25/50/75% of run, end |")
+  print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+  for r in records:
+    rss = r["rss_mb"]
+    steps = [rss["after_warm_up"], *rss["quartiles_of_run"], rss["end"]]
+    print(f"| {r['requests']} | {r['concurrency']} | {r['encoder'].split(' ')[0]} | {r['errors']} | "
+          f"{r['client_seen_fallbacks']} | {r['metrics'].get('irt_fallbacks_total', 0):g} | "
+          f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['requests_per_s']:.0f} | "
+          f"{r['reload']['seconds']:.1f} | {', '.join(f'{x:.0f}' for x in steps)} |")
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -289,6 +303,7 @@ def main() -> None:
   ap.add_argument("--slow_ms", type=float, default=200)
   ap.add_argument("--cooldown_s", type=float, default=2.0)
   ap.add_argument("--record", default=None, help="JSON-lines file to append the result to")
+  ap.add_argument("--table_from", default=None, help="only print the table of a record file")
   ap.add_argument("--spec")                     # internal: the stubs process
   ap.add_argument("--url")                      # internal: the load process
   ap.add_argument("--key")
@@ -300,6 +315,8 @@ def main() -> None:
     return run_stubs(args.spec)
   if args.role == "load":
     return run_load(args)
+  if args.table_from:
+    return print_table([json.loads(x) for x in Path(args.table_from).read_text().splitlines() if x])
   if not args.workdir:
     ap.error("--workdir is required")
   result = bench(args)

@@ -20,6 +20,7 @@ then measured on the test split, read once here for this table: the share of
 test queries answered correctly by the chosen LLM (highest logit), for the
 trained run, the perturbed one and the updated one, with a paired bootstrap
 95% interval (2,000 resamples of test queries) of updated minus perturbed.
+--table_from=docs/results/feedback_llmrouter.jsonl prints the table of a record.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ flags.DEFINE_list("ks", ["25", "100", "400", "1600"], "Feedback records per scen
 flags.DEFINE_float("push", 0.5, "How far past the source's ability the perturbation goes.")
 flags.DEFINE_integer("seed", 0, "Seed of the feedback draws and the bootstrap.")
 flags.DEFINE_string("record", None, "JSON-lines file the results are appended to.")
+flags.DEFINE_string("table_from", None, "Only print the table of a record file written before.")
 
 
 def routed_correct(predictor, data) -> np.ndarray:
@@ -116,6 +118,9 @@ def scenario(name: str, run, data, target: int, source: int, out: str) -> list[d
 
 def main(argv):
   del argv
+  if FLAGS.table_from:
+    with open(FLAGS.table_from, encoding="utf-8") as f:
+      return print_table([json.loads(line) for line in f if line.strip()])
   logs.quiet_startup()
   run = predictors.load(FLAGS.workdir)
   data = resolve.prepare_and_load(run.config, FLAGS.workdir)
@@ -128,14 +133,20 @@ def main(argv):
     with open(FLAGS.record, "a", encoding="utf-8") as f:
       for r in records:
         f.write(json.dumps(r) + "\n")
-  print("| scenario | LLM | k | trained | perturbed | updated | updated - perturbed [95% CI] |")
-  print("|---|---|---:|---:|---:|---:|---|")
+  print_table(records)
+
+
+def print_table(records: list[dict]) -> None:
+  print("| scenario | LLM | k (fitted) | routing: trained | perturbed | updated | "
+        "updated - perturbed [95% CI] | held-out log loss before -> after |")
+  print("|---|---|---:|---:|---:|---:|---|---|")
   for r in records:
     lo, hi = r["gain_ci95"]
-    print(f"| {r['scenario']} | {r['llm']} | {r['feedback_records']} | "
+    before, after = r["heldout_log_loss"]
+    print(f"| {r['scenario']} | {r['llm']} | {r['feedback_records']} ({r['fitted_records']}) | "
           f"{100 * r['routing_trained']:.2f} | {100 * r['routing_perturbed']:.2f} | "
           f"{100 * r['routing_updated']:.2f} | {100 * r['gain_vs_perturbed']:+.2f} "
-          f"[{100 * lo:+.2f}, {100 * hi:+.2f}] |")
+          f"[{100 * lo:+.2f}, {100 * hi:+.2f}] | {before:.3f} -> {after:.3f} |")
 
 
 if __name__ == "__main__":
