@@ -69,6 +69,16 @@ def test_bad_records_are_named(tmp_path, record, message):
   assert "log.jsonl line 2" in str(e.value)
 
 
+def test_completion_ids_stay_bounded():
+  from irt_jax.serving.feedback import CompletionIds
+  ids = CompletionIds(max_ids=3, max_chars=10)
+  for i in range(5):
+    ids.remember(f"c{i}", "ab", "m")
+  assert len(ids) == 3 and ids.get("c1") is None and ids.get("c4") == ("ab", "m")
+  ids.remember("long", "x" * 9, "m")          # 9 + 2 characters > 10: the older ones go
+  assert len(ids) == 1 and ids.get("long") and ids.chars == 9
+
+
 def test_heldout_split_keeps_each_query_on_one_side():
   records = [_record(i % 50, model=f"m{i % 3}") for i in range(300)]
   fit, held = feedback.split_heldout(records, 0.3)

@@ -25,19 +25,27 @@ def new_id() -> str:
 
 
 class CompletionIds:
-  """A bounded map completion id -> (query text, model that answered)."""
+  """A bounded map completion id -> (query text, model that answered): at most
+  `max_ids` entries and `max_chars` characters of query text (a query may be
+  32,000 characters long), the oldest dropped first."""
 
-  def __init__(self, max_ids: int = 100_000):
-    self.max_ids = max_ids
+  def __init__(self, max_ids: int = 100_000, max_chars: int = 50_000_000):
+    self.max_ids, self.max_chars = max_ids, max_chars
+    self.chars = 0
     self._map: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
 
   def remember(self, completion_id: str, text: str, model: str) -> None:
     self._map[completion_id] = (text, model)
-    while len(self._map) > self.max_ids:
-      self._map.popitem(last=False)
+    self.chars += len(text)
+    while len(self._map) > self.max_ids or self.chars > self.max_chars:
+      _, (old, _) = self._map.popitem(last=False)
+      self.chars -= len(old)
 
   def get(self, completion_id: str) -> tuple[str, str] | None:
     return self._map.get(completion_id)
+
+  def __len__(self) -> int:
+    return len(self._map)
 
 
 def parse_feedback(body, ids: CompletionIds, model_names, limits: Limits) -> dict:
