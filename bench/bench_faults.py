@@ -15,6 +15,8 @@ One command, three processes, 127.0.0.1 only:
 Reports client-visible errors, fallbacks seen by clients (x-irt-jax-failed-models)
 against those counted in /metrics, latency p50/p99, and this process's resident
 memory after warm-up, at the end and at its peak (sampled every 0.2 s).
+--reloads=N instead reloads N times in a row (20 /route requests after each) and
+prints resident memory after each: a reload must not keep the Router it replaced.
 --fake_encoder routes on a hash of the text instead of the run's sentence
 encoder (the service, the predictor and the faults alone; the real encoder on
 2 shared CPU cores measures the encoder).
@@ -275,12 +277,44 @@ def bench(args) -> dict:
   return result
 
 
+def reload_memory(args) -> dict:
+  """Resident memory after each of --reloads reloads in a row (each followed by 20
+  /route requests), no upstreams: does a reload leak the Router it replaces?"""
+  import httpx
+  router = make_router(args, args.workdir)
+  with tempfile.TemporaryDirectory() as folder:
+    url, server, thread, _ = start_service(args, router, {}, folder)
+    admin = {"authorization": "Bearer sk-bench-admin"}
+    rss = [rss_mb()]
+    for i in range(args.reloads):
+      r = httpx.post(url + "/admin/reload", headers=admin, timeout=300)
+      if r.status_code != 200:
+        sys.exit(f"bench_faults: reload {i} failed: {r.text}")
+      for j in range(20):
+        httpx.post(url + "/route", json={"queries": [f"question {i} {j}"]},
+                   headers={"authorization": "Bearer sk-bench"}, timeout=300)
+      rss.append(rss_mb())
+    import gc
+    from irt_jax.routing.router import Router
+    del router
+    gc.collect()
+    alive = sum(isinstance(o, Router) for o in gc.get_objects())   # 1: the one serving
+    server.should_exit = True
+    thread.join(timeout=30)
+  return {"bench": "reload_memory", "workdir": args.workdir, "reloads": args.reloads,
+          "rss_mb_after_each": rss, "routers_alive_at_end": alive,
+          "date": time.strftime("%Y-%m-%d"),
+          "encoder": "hash (--fake_encoder)" if args.fake_encoder else args.encoder_dir}
+
+
 def print_table(records: list[dict]) -> None:
   """One markdown row per record (the serving docs' table)."""
   print("| requests | clients | encoder | client-visible errors | fallbacks seen by clients | "
         "in /metrics | p50 ms | p99 ms | requests/s | reload (s) | RSS MB: warm, 25/50/75% of run, end |")
   print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
   for r in records:
+    if r["bench"] == "reload_memory":
+      continue
     rss = r["rss_mb"]
     steps = [rss["after_warm_up"], *rss["quartiles_of_run"], rss["end"]]
     print(f"| {r['requests']} | {r['concurrency']} | {r['encoder'].split(' ')[0]} | {r['errors']} | "
@@ -304,6 +338,8 @@ def main() -> None:
   ap.add_argument("--cooldown_s", type=float, default=2.0)
   ap.add_argument("--record", default=None, help="JSON-lines file to append the result to")
   ap.add_argument("--table_from", default=None, help="only print the table of a record file")
+  ap.add_argument("--reloads", type=int, default=0, help="instead of the load: this many reloads "
+                  "in a row, resident memory after each")
   ap.add_argument("--spec")                     # internal: the stubs process
   ap.add_argument("--url")                      # internal: the load process
   ap.add_argument("--key")
@@ -319,10 +355,14 @@ def main() -> None:
     return print_table([json.loads(x) for x in Path(args.table_from).read_text().splitlines() if x])
   if not args.workdir:
     ap.error("--workdir is required")
-  result = bench(args)
+  result = reload_memory(args) if args.reloads else bench(args)
   if args.record:
     with open(args.record, "a", encoding="utf-8") as f:
       f.write(json.dumps(result) + "\n")
+  if args.reloads:
+    return print("RSS MB after each reload: " +
+                 ", ".join(f"{x:.0f}" for x in result["rss_mb_after_each"]) +
+                 f"; Routers alive at the end: {result['routers_alive_at_end']}")
   m = result["metrics"]
   print(f"{result['requests']} chat requests at {args.concurrency} concurrent: "
         f"{result['errors']} client-visible errors; fallbacks seen by clients "
