@@ -125,8 +125,11 @@ def save_run(run: predictors.Run, out: str, name: str, theta: np.ndarray, n_answ
   added = list(src_meta.get("added_models", [])) + [
       {"name": name, "answers": int(n_answers), "from": os.path.abspath(run.workdir),
        "from_step": int(run.step)}]
-  meta = {"step": int(run.step), "seed": src_meta.get("seed"), "stopped": True,
-          "history": src_meta.get("history", []), "best": best, "added_models": added}
+  # The source's history and data layout (what its parameters were trained on);
+  # no controllers: a run with added models is not trained further.
+  meta = ckpt_lib.run_meta(step=run.step, seed=src_meta.get("seed"),
+                           history=src_meta.get("history", []), best=best, stopped=True,
+                           layout=src_meta.get("layout"), added_models=added)
   checkpoints = ckpt_lib.Checkpoints(out)
   checkpoints.save(int(run.step), {"step": np.int32(run.step), "params": predictor.params},
                    meta=meta, config=config, index=index)
@@ -152,7 +155,10 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
   if responses and os.path.exists(os.path.join(out, "checkpoints")):
     raise coldstart.ColdStartError(f"{out}: already holds a run; choose another --out")
   folder = resolve.folder(run.config, workdir)
-  data = resolve.prepare_and_load(run.config, workdir, require=())
+  # Read without writing into the old run, through the parsed copy its training
+  # left (same request as training's); nothing is written before the inputs are
+  # known to be good.
+  data = resolve.load_for_run(run.config, workdir, require=("train", "val"))
   prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
   ids, labels, prompts = [], np.zeros(0, np.int8), None
   a = np.zeros((0, len(prior.mean)))

@@ -64,7 +64,7 @@ def run_one(kind, dataset, seed, out):
   config.data.dir = os.path.join(FLAGS.data_root, dataset)
   workdir = os.path.join(FLAGS.workdir, f"{kind}{FLAGS.tag}-{dataset}-s{seed}")
   t0 = time.time()
-  summary = training.train_and_evaluate(config, workdir)
+  summary = training.run(config, workdir)  # trains or fits, by the kind; resolves the data
   seconds = time.time() - t0
   run = predictors.load(workdir)
   data = resolve.prepare_and_load(run.config, workdir, require=("train", "test"))

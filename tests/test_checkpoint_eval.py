@@ -179,13 +179,16 @@ def test_routing_on_a_hand_made_sparse_matrix():
   assert b["random"]["macro"] == pytest.approx(((0.5 + 1 / 3) / 2 + 0.25) / 2)
 
 
-def test_route_restricts_to_candidates_and_rejects_unknown_names():
-  proba = np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.6]])
-  names = ["a", "b", "c"]
-  assert rules.route(proba, names) == ["b", "a"]
-  assert rules.route(proba, names, candidates=["a", "c"]) == ["c", "a"]
-  with pytest.raises(ValueError, match=r"unknown model name\(s\) \['zz'\]"):
-    rules.route(proba, names, candidates=["a", "zz"])
+def test_plain_routing_picks_the_likeliest_allowed_model():
+  # choose_by_score is what rules.choose_with_cost(cost_weight=0) and the Router
+  # reduce to: the argmax among allowed models (candidates, or known cells).
+  logits = np.log(np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.6]]))
+  every = np.ones((2, 3), bool)
+  assert rules.choose_by_score(logits, every).tolist() == [1, 0]
+  candidates = np.array([True, False, True])[None, :]
+  assert rules.choose_by_score(logits, np.broadcast_to(candidates, (2, 3))).tolist() == [2, 0]
+  assert rules.choose_with_cost(logits, None, 0.0, candidates).tolist() == [2, 0]
+  assert rules.choose_by_score(logits, np.zeros((2, 3), bool)).tolist() == [-1, -1]
 
 
 @pytest.mark.parametrize("name, oracle, best, rand", [

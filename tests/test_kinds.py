@@ -47,7 +47,7 @@ def trained(tmp_path_factory):
   out = {}
   for kind in KINDS:
     workdir = str(root / kind)
-    out[kind] = (workdir, training.train_and_evaluate(tiny_config(kind), workdir))
+    out[kind] = (workdir, training.run(tiny_config(kind), workdir))
   return out
 
 
@@ -93,7 +93,7 @@ def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, t
   other = tmp_path / "other"
   config = tiny_config("knn")
   config.data.synthetic.n_models = 5
-  training.train_and_evaluate(config, str(other))
+  training.run(config, str(other))
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={other}"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Traceback" not in out.stderr

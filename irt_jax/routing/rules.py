@@ -42,18 +42,6 @@ def best_single_order(train: Split) -> np.ndarray:
   return np.lexsort((np.arange(len(acc)), -acc))
 
 
-def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
-  """Best model name per query for scores [n, M] (logits of P(correct)); `candidates`
-  restricts the choice (e.g. to the models a deployment can call)."""
-  allowed = np.ones(scores.shape, bool)
-  if candidates is not None:
-    unknown = sorted(set(candidates) - set(model_names))
-    if unknown:
-      raise ValueError(f"unknown model name(s) {unknown}; this run knows {list(model_names)}")
-    allowed[:] = np.isin(np.asarray(model_names), list(candidates))[None, :]
-  return [model_names[i] for i in choose_by_score(scores, allowed)]
-
-
 # ----------------------------------------------------------------------------
 # Cost-aware choices: the one home of the rules that the Router, the command
 # line, the service and the cost-frontier evaluator all use. They take logits
