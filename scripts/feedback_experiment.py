@@ -86,7 +86,8 @@ def scenario(name: str, run, data, target: int, source: int, out: str) -> list[d
   base = os.path.join(out, name)
   shutil.rmtree(base, ignore_errors=True)
   feedback.save(run, perturbed, os.path.join(base, "perturbed"), resolve.folder(
-      run.config, run.workdir), {"ability_of": data.model_names[source]}, key="perturbed")
+      run.config, run.workdir), {"perturbed": True, "ability_of": data.model_names[source],
+                                 "push": FLAGS.push})
   trained = routed_correct(run.predictor, data)
   wrong = routed_correct(perturbed, data)
   records = []
@@ -123,7 +124,7 @@ def main(argv):
       return print_table([json.loads(line) for line in f if line.strip()])
   logs.quiet_startup()
   run = predictors.load(FLAGS.workdir)
-  data = resolve.prepare_and_load(run.config, FLAGS.workdir)
+  data = resolve.load_for_run(run.config, FLAGS.workdir)
   train = data.splits["train"]
   accuracy = np.where(train.mask, train.labels, 0).sum(0) / train.mask.sum(0)
   best, worst = int(np.argmax(accuracy)), int(np.argmin(accuracy))

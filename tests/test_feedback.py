@@ -12,6 +12,7 @@ import numpy as np
 import openai
 import pytest
 
+from irt_jax import checkpoint
 from irt_jax import predictors
 from irt_jax.coldstart import ability
 from irt_jax.coldstart import feedback
@@ -150,14 +151,14 @@ def _one_line_error(done, message):
 @pytest.mark.slow
 def test_update_cli_refits_the_judged_model_into_a_new_run(run, tmp_path):
   trained = predictors.load(run)
-  data = resolve.prepare_and_load(trained.config, run, require=())
+  data = resolve.load_for_run(trained.config, run, require=())
   theta = ability.abilities(trained.predictor)
   target = 0
   wrong = theta.copy()
   wrong[target] = theta[target] - 3.0 * theta.std(0)          # the router's belief went wrong
   perturbed = str(tmp_path / "perturbed")
   feedback.save(trained, feedback.with_abilities(trained.predictor, wrong), perturbed,
-                resolve.folder(trained.config, run), {"by": "test"}, key="perturbed")
+                resolve.folder(trained.config, run), {"by": "test"})
   train = data.splits["train"]
   rows = np.flatnonzero(train.mask[:, target])[:300]
   log = str(tmp_path / "feedback.jsonl")
@@ -174,6 +175,9 @@ def test_update_cli_refits_the_judged_model_into_a_new_run(run, tmp_path):
   report = json.loads(done.stdout)
   assert _listing(os.path.join(perturbed, "checkpoints")) == before      # only read
   assert json.load(open(os.path.join(out, "feedback_update.json"))) == report
+  meta = checkpoint.Checkpoints(out, read_only=True).restore_json()[1]
+  assert [u.get("by") for u in meta["ability_updates"]] == ["test", None]
+  assert meta["ability_updates"][-1]["models"] == [data.model_names[0]]
   name = data.model_names[target]
   assert list(report["models"]) == [name] and report["fitted_records"] < 300
   held = report["heldout_report"]

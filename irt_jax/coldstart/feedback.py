@@ -265,23 +265,21 @@ def _judged_routing(z_old, z_new, q, m, y) -> dict:
                              "after": float(label[rows, pick(z_new)].mean())}}
 
 
-def save(run, predictor, out: str, data_folder: str, record: dict,
-         key: str = "feedback_updates") -> str:
+def save(run, predictor, out: str, data_folder: str, record: dict) -> str:
   """Writes `predictor` as a new run in `out` (the source run is only read):
-  the source's config, index and history, plus `record` appended to meta[key],
-  so the new run says what it was made from."""
+  the source's config, index and history, plus `record` appended to
+  meta["ability_updates"], so the new run says how it was made."""
   from irt_jax import checkpoint
   source = checkpoint.Checkpoints(run.workdir, read_only=True)
   _, src_meta, _, _ = source.restore_json(run.step)
   source.close()
   config = run.config.to_dict()
   config["data"]["dir"] = config["data"]["dir"] or os.path.abspath(data_folder)
-  meta = {"step": int(run.step), "seed": src_meta.get("seed"), "stopped": True,
-          "history": src_meta.get("history", []),
-          "best": {**(src_meta.get("best") or {}), "step": int(run.step)},
-          "added_models": list(src_meta.get("added_models", [])),
-          "feedback_updates": list(src_meta.get("feedback_updates", []))}
-  meta[key] = list(src_meta.get(key, [])) + [record]
+  meta = checkpoint.run_meta(
+      step=run.step, seed=src_meta.get("seed"), history=src_meta.get("history", []),
+      best={**(src_meta.get("best") or {}), "step": int(run.step)}, stopped=True,
+      layout=src_meta.get("layout"), added_models=src_meta.get("added_models", []),
+      ability_updates=list(src_meta.get("ability_updates", [])) + [record])
   index = {**run.index, "model_names": list(predictor.model_names)}
   target = checkpoint.Checkpoints(out)
   target.save(int(run.step), {"step": np.int32(run.step), "params": predictor.params},
@@ -316,7 +314,7 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
     raise FeedbackError(f"{feedback}: no feedback to fit on ({len(records)} records, "
                         f"{len(held)} held out)")
   check_models(fit, run.model_names, add_new)         # before any data is read or encoded
-  data = resolve.prepare_and_load(run.config, workdir, require=())
+  data = resolve.load_for_run(run.config, workdir, require=())   # writes nothing into workdir
   embs = query_embeddings([r["query"] for r in fit + held], data.prompts, data.embeddings, embed)
   new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
                       add_new=add_new)
