@@ -12,6 +12,7 @@ import numpy as np
 import openai
 import pytest
 
+from configs import test as test_config
 from irt_jax import checkpoint
 from irt_jax import predictors
 from irt_jax.coldstart import ability
@@ -19,6 +20,7 @@ from irt_jax.coldstart import feedback
 from irt_jax.data import resolve
 from irt_jax.routing.router import Router
 from irt_jax.serving import app as serving
+from irt_jax.training import loop as training
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
 from tests.stub_upstream import Service
@@ -190,6 +192,10 @@ def test_update_cli_refits_the_judged_model_into_a_new_run(run, tmp_path):
           0.5 * np.linalg.norm(wrong[target] - theta[target]))          # most of the way back
   _one_line_error(_cli(f"--workdir={perturbed}", f"--feedback={log}", f"--out={out}"),
                   "already holds a run")
+  config = test_config.get_config()
+  config.train.num_epochs = 1
+  with pytest.raises(training.TrainingError, match="abilities updated from feedback"):
+    training.run(config, out)                                           # not trained further
 
 
 @pytest.mark.slow
