@@ -11,6 +11,7 @@ import heapq
 import numpy as np
 
 from irt_jax.data.io import Split
+from irt_jax.routing import costs
 from irt_jax.numerics import sigmoid
 
 
@@ -51,12 +52,9 @@ def best_single_order(train: Split) -> np.ndarray:
 
 
 def cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-  """`cost` broadcast to [n, M], or a ValueError saying which shapes fit."""
-  cost = np.asarray(cost, np.float64)
-  if cost.shape not in ((shape[1],), shape):
-    raise ValueError(f"cost of shape {cost.shape} does not fit {shape[0]} queries x "
-                     f"{shape[1]} models; give [{shape[1]}] or [{shape[0]}, {shape[1]}]")
-  return np.broadcast_to(cost, shape)
+  """`cost` broadcast to [n, M], checked by `costs.check_costs` (a DataError, a
+  ValueError, saying which shapes fit); NaN marks cells without a cost."""
+  return np.broadcast_to(costs.check_costs(cost, shape[1], shape[0], missing_ok=True), shape)
 
 
 def best_two(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
