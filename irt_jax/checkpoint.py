@@ -36,20 +36,22 @@ class CheckpointError(RuntimeError):
 def run_meta(*, step: int, seed: int | None, history: list, best: dict | None,
              stopped: bool, epoch_sums: dict | None = None, layout: dict | None = None,
              plateau: dict | None = None, early_stopping: dict | None = None,
-             added_models: list = ()) -> dict:
+             added_models: list = (), ability_updates: list = ()) -> dict:
   """The `meta` item of a checkpoint, with the same keys whatever wrote it.
 
   Trained runs fill every field (the controllers and the epoch's partial sums
   are what a resume continues from; `layout` is the device layout and data
   fingerprint a resume must match); fitted runs and runs with added models leave
   the training-only ones None. `added_models`: the LLMs added after training
-  (name, answers, source run and step), oldest first. One builder, so readers
+  (name, answers, source run and step), oldest first; `ability_updates`: the
+  abilities changed after training (from feedback: `python -m irt_jax.update`),
+  oldest first. One builder, so readers
   (eval, the Router, add_model, a resume) find every key in every run.
   """
   return {"step": int(step), "seed": seed, "history": list(history), "best": best,
           "stopped": bool(stopped), "epoch_sums": epoch_sums, "layout": layout,
           "plateau": plateau, "early_stopping": early_stopping,
-          "added_models": list(added_models)}
+          "added_models": list(added_models), "ability_updates": list(ability_updates)}
 
 
 def recorded_best(meta: dict) -> int | None:

@@ -273,6 +273,7 @@ def _tiny_config():
   return config
 
 
+@pytest.mark.slow
 def test_entry_point_end_to_end_with_resume(tmp_path):
   workdir = str(tmp_path / "bp")
   config = _tiny_config()

@@ -18,7 +18,6 @@ from irt_jax.data import io as data_lib
 from irt_jax import evaluation
 from irt_jax.evaluation import evaluators
 from irt_jax import metrics
-from irt_jax.models import irtnet as model_lib
 from irt_jax.routing import rules
 from irt_jax import predictors
 from irt_jax.training import loop as training
@@ -35,6 +34,7 @@ def trained(tmp_path_factory):
   return workdir, training.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_restore_then_evaluate_gives_identical_metrics(trained):
   workdir, summary = trained
   latest = predictors.load(workdir, "latest")
@@ -72,6 +72,7 @@ def _train_cmd(workdir, *extra):
           "--config.model.hidden_dim=128", "--config.checkpoint.every_steps=7", *extra]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_ends_like_an_uninterrupted_run(tmp_path):
   interrupted, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
   proc = subprocess.Popen(_train_cmd(interrupted), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -106,6 +107,7 @@ def test_kill_9_mid_run_then_rerun_ends_like_an_uninterrupted_run(tmp_path):
   assert strip(lines(interrupted)) == strip(lines(clean))
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_the_report(trained, tmp_path):
   workdir, _ = trained
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={workdir}",

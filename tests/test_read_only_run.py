@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from irt_jax import add_model
+from irt_jax.coldstart import add as add_model
 from irt_jax import evaluation
 from irt_jax import predictors
 from irt_jax.data import io as data_lib

@@ -6,12 +6,10 @@ folder without query embeddings is encoded once with `encoder.model_dir`.
 
 Two ways in. `prepare_and_load` is for the run being written (training): it
 prepares what is missing there and keeps a parsed copy of the data (data.cache)
-in `workdir/data_cache`. `load_for_run` is for a run being read (eval, add_model,
-protocols reusing a run): it writes nothing into that run's workdir, so a run on
-a read-only volume can be evaluated, extended and served, and reading a run
-leaves it as it was; it reads the copy training left there and writes a new one
-only where the caller says (`cache_to`: the run it is writing, as add_model's
---out).
+in `workdir/data_cache`. `load_for_run` is for a run being read (eval, compare,
+add_model): it writes nothing into that run's workdir, so a run on a read-only
+volume can be evaluated, extended and served, and reading a run leaves it as it
+was; it reads the copy training left there and writes none of its own.
 
 Cache folder: set the environment variable IRT_JAX_CACHE_DIR to keep every
 parsed copy (training's and readers') in one folder of your choice instead;
@@ -113,15 +111,14 @@ def prepare_and_load(config, workdir: str, require=("train", "val")) -> data_lib
                                    embeddings_cache=cache, require=require)
 
 
-def load_for_run(config, workdir: str, require=("train", "val"), *,
-                 cache_to: str | None = None) -> data_lib.ResponseData:
+def load_for_run(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
   """The data of the trained run in `workdir`, read without writing there.
 
   What training prepared must exist (its synthetic data, a text-only folder's
   encoded prompts): a missing part is a DataError naming it, not regenerated
   into the run. The parsed copy in `workdir/data_cache` is used when training
-  left one; a new copy goes to $IRT_JAX_CACHE_DIR or `cache_to` (a folder the
-  caller is writing), else nowhere.
+  left one for the same request; a new copy goes to $IRT_JAX_CACHE_DIR if the
+  user set it, else nowhere.
   """
   path = folder(config, workdir)
   if not os.path.isdir(path):
@@ -131,8 +128,7 @@ def load_for_run(config, workdir: str, require=("train", "val"), *,
   if not os.path.exists(os.path.join(path, config.data.embeddings_file)):
     candidate = os.path.join(workdir, config.data.embeddings_file)
     encoded = candidate if os.path.exists(candidate) else None  # else load_dataset explains
-  cache_to = _cache_dir(cache_to and os.path.join(cache_to, "data_cache"))
-  return data_cache.load_and_cache(path, cache_to, benchmarks=config.data.benchmarks,
+  return data_cache.load_and_cache(path, _cache_dir(None), benchmarks=config.data.benchmarks,
                                    embeddings_file=config.data.embeddings_file,
                                    embeddings_cache=encoded, require=require,
                                    read_from=[os.path.join(workdir, "data_cache")])

@@ -411,9 +411,10 @@ def restore_or_init(config, workdir: str, kind: kind_lib.Kind,
   latest = checkpoints.latest_step()
   if latest is not None:
     _, meta, saved_config, _ = checkpoints.restore_json(latest)
-    if meta.get("added_models"):
+    if meta.get("added_models") or meta.get("ability_updates"):
       raise TrainingError(f"{checkpoints.directory} holds a run with LLMs added after "
-                          f"training (add_model); train in a fresh --workdir instead")
+                          f"training (add_model) or abilities updated from feedback (update); "
+                          f"train in a fresh --workdir instead")
     _check_same_run(saved_config, config.to_dict(), checkpoints.directory)
     _check_same_layout(meta.get("layout"), layout, checkpoints.directory)
     host_state = checkpoints.restore_state(latest, host_state)
