@@ -28,6 +28,7 @@ from absl import logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from irt_jax import utils
 from irt_jax.evaluation import benchmark_grid as grid
+from irt_jax.evaluation import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", [], "Finished benchmark-prediction workdirs, one per dataset.")
@@ -64,7 +65,7 @@ def main(argv):
   if FLAGS.table_only:
     if not done:
       sys.exit(f"benchmark_prior_check: no records in {FLAGS.out}")
-    print(choice_table(done))
+    print(report.prior_check_table(done, (grid.Priors().per_llm_sd, grid.Priors().scale_sd)))
     return
   for workdir, sd, scale in itertools.product(FLAGS.workdirs, FLAGS.per_llm_sds, FLAGS.scale_sds):
     tag = {"workdir": os.path.basename(os.path.normpath(workdir)), "per_llm_sd": float(sd),
@@ -78,31 +79,7 @@ def main(argv):
       for r in rows:
         f.write(json.dumps({**tag, **r}) + "\n")
     done += [{**tag, **r} for r in rows]
-  print(choice_table(done))
-
-
-def choice_table(records: list[dict]) -> str:
-  """Markdown: per dataset, the prior sds the other datasets choose, and the MAE they
-  and the defaults get on this dataset (mean over k)."""
-  mae = {}
-  for r in records:
-    mae.setdefault((r["workdir"], r["per_llm_sd"], r["scale_sd"]), []).append(r["mae"]["mean"])
-  mean = {key: float(np.mean(v)) for key, v in mae.items()}
-  names = sorted({key[0] for key in mean})
-  # Only prior settings run on every dataset compete.
-  sets = sorted(s for s in {key[1:] for key in mean} if all((n, *s) in mean for n in names))
-  out = ["| dataset | chosen on the others (per-LLM sd, scale sd) | its MAE here | "
-         "defaults' MAE here | best here (not used) |", "|---|---|---|---|---|"]
-  for d in names:
-    others = [n for n in names if n != d]
-    score = lambda s: np.mean([mean[(n, *s)] for n in others])
-    chosen = min(sets, key=score)
-    best = min(sets, key=lambda s: mean[(d, *s)])
-    default = (grid.Priors().per_llm_sd, grid.Priors().scale_sd)
-    out.append(f"| {d} | {chosen} | {100 * mean[(d, *chosen)]:.2f} | "
-               f"{100 * mean.get((d, *default), np.nan):.2f} | {best}: "
-               f"{100 * mean[(d, *best)]:.2f} |")
-  return "\n".join(out) + "\n"
+  print(report.prior_check_table(done, (grid.Priors().per_llm_sd, grid.Priors().scale_sd)))
 
 
 if __name__ == "__main__":

@@ -272,20 +272,15 @@ def test_records_of_several_kinds_are_told_apart_by_run():
 
 
 def test_prior_check_chooses_each_datasets_priors_on_the_other_datasets():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "benchmark_prior_check", os.path.join(REPO, "scripts", "benchmark_prior_check.py"))
-  check = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(check)
   mae = {("a", 0.5): 0.05, ("a", 1.0): 0.06, ("b", 0.5): 0.09, ("b", 1.0): 0.07,
          ("c", 0.5): 0.04, ("c", 1.0): 0.05, ("c", 2.0): 0.01}  # 2.0 not run on a, b: ignored
   records = [{"workdir": d, "per_llm_sd": sd, "scale_sd": 0.5, "mae": {"mean": v}}
              for (d, sd), v in mae.items()]
-  rows = check.choice_table(records).splitlines()[2:]
+  rows = report.prior_check_table(records, (1.0, 0.5)).splitlines()[2:]
   # a: b and c average 0.065 at sd 0.5, 0.06 at 1.0 -> 1.0; b: a and c prefer 0.5; c: 0.07 vs 0.065 -> 1.0.
   assert rows[0] == "| a | (1.0, 0.5) | 6.00 | 6.00 | (0.5, 0.5): 5.00 |"
   assert rows[1] == "| b | (0.5, 0.5) | 9.00 | 7.00 | (1.0, 0.5): 7.00 |"
-  assert rows[2].startswith("| c | (1.0, 0.5) | 5.00 | 5.00 | (0.5, 0.5): 4.00 |")
+  assert rows[2] == "| c | (1.0, 0.5) | 5.00 | 5.00 | (0.5, 0.5): 4.00 |"
 
 
 def test_bench_from_predictions_reads_the_item_side_or_falls_back_to_logits():

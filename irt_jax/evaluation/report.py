@@ -501,3 +501,26 @@ def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bi
       out += [f"#### {d}: {names[metric]}, mean ± std over draws", "",
               benchmark_grid_table(records, d, metric)]
   return "\n".join(out)
+
+
+def prior_check_table(records: list[dict], defaults: tuple[float, float]) -> str:
+  """Markdown for scripts/benchmark_prior_check.py: per dataset (`workdir`), the
+  (per-LLM sd, scale sd) the *other* datasets choose (lowest MAE averaged over
+  their k), its MAE and the `defaults`' MAE here, and the best here (not used).
+  Only settings run on every dataset compete."""
+  mae: dict = {}
+  for r in records:
+    mae.setdefault((r["workdir"], r["per_llm_sd"], r["scale_sd"]), []).append(r["mae"]["mean"])
+  mean = {key: float(np.mean(v)) for key, v in mae.items()}
+  names = sorted({key[0] for key in mean})
+  sets = sorted(s for s in {key[1:] for key in mean} if all((n, *s) in mean for n in names))
+  out = ["| dataset | chosen on the others (per-LLM sd, scale sd) | its MAE here | "
+         "defaults' MAE here | best here (not used) |", "|---|---|---|---|---|"]
+  for d in names:
+    others = [n for n in names if n != d]
+    chosen = min(sets, key=lambda s: np.mean([mean[(n, *s)] for n in others]))
+    best = min(sets, key=lambda s: mean[(d, *s)])
+    out.append(f"| {d} | {chosen} | {100 * mean[(d, *chosen)]:.2f} | "
+               f"{100 * mean.get((d, *defaults), np.nan):.2f} | {best}: "
+               f"{100 * mean[(d, *best)]:.2f} |")
+  return "\n".join(out) + "\n"
