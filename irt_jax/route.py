@@ -70,18 +70,13 @@ def main(argv):
     raise app.UsageError("no queries: pass them as arguments or --input=FILE.jsonl")
 
   from irt_jax import checkpoint
-  from irt_jax.routing import costs as costs_lib
   from irt_jax.data import io as data_lib
   from irt_jax.routing import router as router_lib
   from irt_jax.encoder import EncoderError
 
   logs.quiet_startup()
   try:
-    step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
-    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step)
-    if FLAGS.costs:
-      router = router.with_costs(costs_lib.for_routing(
-          FLAGS.costs, router.model_names, tokenizer_dir=costs_lib.default_tokenizer()))
+    router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs)
     routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
     sys.exit(f"route: {e}")

@@ -239,8 +239,9 @@ def test_benchmark_prediction_plots_are_written_and_non_empty(tmp_path):
 def test_other_plots_are_written_and_non_empty(tmp_path):
   rng = np.random.default_rng(0)
   paths = [
-      plots.ability_map(rng.normal(size=(6, 4)), [f"org/model-{i}" for i in range(6)],
-                        str(tmp_path / "a.png"), accuracy=rng.random(6)),
+      plots.ability_scatter(*plots.pca_2d(rng.normal(size=(6, 4))),
+                            [f"org/model-{i}" for i in range(6)], str(tmp_path / "a.png"),
+                            accuracy=rng.random(6)),
       plots.difficulty_vs_accuracy([0.1, 1.0], [0.8, 0.3], ["x", "y"], rng.normal(size=50),
                                    rng.random(50), str(tmp_path / "d.png")),
       plots.reliability_diagram({"model": calibration.reliability(rng.random(200),
@@ -272,6 +273,7 @@ def _tiny_config():
   return config
 
 
+@pytest.mark.slow
 def test_entry_point_end_to_end_with_resume(tmp_path):
   workdir = str(tmp_path / "bp")
   config = _tiny_config()
@@ -295,13 +297,25 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   subset, _ = data_splits.leave_out(data, 1, "ours", seed=config.seed)
   assert meta["layout"]["data"] == data_lib.fingerprint(subset) != data_lib.fingerprint(data)
   assert saved_config["data"]["dir"] == os.path.abspath(os.path.join(workdir, "synthetic_data"))
-  assert sorted(os.listdir(heldout)) == ["checkpoints", "metrics.jsonl", bp.PREDICTIONS_FILE]
+  assert sorted(os.listdir(heldout)) == ["checkpoints", leave_benchmark_out.GRID_FILE, "metrics.jsonl",
+                                         bp.PREDICTIONS_FILE]
   # True scores: every LLM's accuracy over all of bench1's known cells (every split).
   rows = splits_union(data)[data.benchmark == 1]
   expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
   np.testing.assert_allclose(saved["scores"]["bench1"]["true"], expected)
   assert os.path.getsize(os.path.join(workdir, "plots", "error_vs_k.png")) > 5000
   assert os.path.exists(os.path.join(workdir, "benchmark_prediction.md"))
+  # The grid: every protocol's own choices x every estimator x k, in the JSON, the
+  # records, the markdown and a plot.
+  from irt_jax.evaluation import benchmark_grid
+  cells = {(r["protocol"], r["choice"], r["estimator"], r["k"]) for r in saved["grid"]}
+  assert cells == {(p, c, e, k) for p, c in benchmark_grid.cells()
+                   for e in benchmark_grid.ESTIMATORS for k in (5, 10)}
+  with open(os.path.join(workdir, "benchmark_grid.jsonl")) as f:
+    assert len(f.readlines()) == len(cells)
+  with open(os.path.join(workdir, "benchmark_prediction.md")) as f:
+    assert "| shared | anchors_items | irt |" in f.read()
+  assert os.path.getsize(os.path.join(workdir, "plots", "grid_mae_vs_k.png")) > 5000
 
   # A rerun skips the finished benchmark (no training, predictions untouched).
   done = os.path.join(workdir, "heldout", "bench1", bp.PREDICTIONS_FILE)

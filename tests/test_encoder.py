@@ -329,6 +329,7 @@ def test_tiny_matches_naive_reference(arch, tiny_dirs, tiny_encoders):
   assert np.abs(got[0] - got[2]).max() > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_padding_and_bucketing_invariance(arch, tiny_dirs, tiny_encoders):
   enc = tiny_encoders[arch]
@@ -503,6 +504,7 @@ def test_encode_resume_and_refusals(tmp_path, tiny_dirs, tiny_encoders):
   np.testing.assert_allclose(np.load(tmp_path / "r.npy"), other.encode(PROMPTS), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_encode_cli_subprocess(tmp_path, tiny_dirs, tiny_encoders):
   d = write_question_order(tmp_path / "cli")
   env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -610,12 +612,14 @@ def test_minilm_matches_sentence_transformers():
   _check_against_reference(MINILM_DIR, "all-MiniLM-L6-v2_st_2sents.npy")
 
 
+@pytest.mark.slow
 @needs_encoder(conftest.MPNET_DIR)
 @needs_shared_data("encoder_refs")
 def test_mpnet_matches_sentence_transformers():
   _check_against_reference(MPNET_DIR, "all-mpnet-base-v2_st_2sents.npy")
 
 
+@pytest.mark.slow
 @needs_encoder(conftest.MPNET_DIR)
 @needs_shared_data("routerdc", "question_embeddings.npy")
 def test_encode_reproduces_shipped_routerdc_embeddings(tmp_path):

@@ -51,6 +51,7 @@ def trained(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow  # the `trained` fixture trains every kind
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_beats_the_per_model_train_mean_on_auc(trained, kind):
   workdir, summary = trained[kind]
@@ -64,6 +65,7 @@ def test_every_kind_beats_the_per_model_train_mean_on_auc(trained, kind):
   assert metrics.auc(logits[test.mask], test.labels[test.mask]) > floor + 0.02
 
 
+@pytest.mark.slow  # the `trained` fixture trains every kind
 def test_compare_tabulates_runs_of_every_kind(trained):
   workdirs = [trained[k][0] for k in KINDS]
   result = evaluation.compare(workdirs, "test")
@@ -83,6 +85,7 @@ def test_compare_tabulates_runs_of_every_kind(trained):
     assert d["log_loss"]["low"] <= d["log_loss"]["diff"] <= d["log_loss"]["high"]
 
 
+@pytest.mark.slow
 def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, tmp_path):
   a, b, c = (trained[k][0] for k in ("irtnet", "knn", "mf"))
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={b},{c}",
@@ -182,6 +185,7 @@ def test_every_registered_kind_has_a_config_with_its_name():
     models.get(kind).spec(config.model, 3, 8)  # every field the kind takes, no other
 
 
+@pytest.mark.slow  # the `trained` fixture trains every kind
 @pytest.mark.parametrize("kind", [k for k in KINDS if models.get(k).irt is not None])
 def test_cold_start_adds_a_model_to_every_kind_with_abilities(trained, kind):
   """An existing model re-added from its own train answers predicts like itself."""

@@ -74,6 +74,7 @@ def test_train_and_eval_are_quiet_by_default_and_verbose_on_request(tmp_path):
   assert "read_only=True" in loud_eval and ABSL_PREFIX.search(loud_eval)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
                     reason="torch is installed, so transformers has no 'PyTorch was not found' notice")
 def test_route_hides_the_transformers_torch_notice_unless_verbose(text_run):

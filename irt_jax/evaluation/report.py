@@ -176,6 +176,10 @@ def benchmark_prediction_markdown(result: dict, plot_files: dict | None = None,
     out.append(f"| {name} | {100 * m['mae']:.2f} | {100 * m['bias']:+.2f} | "
                f"{_num(m.get('spearman'), '.3f')} | {_num(m.get('kendall'), '.3f')} | "
                f"{_num(m.get('cell_accuracy'), '.4f')} |")
+  if result.get("grid"):
+    from irt_jax.evaluation import benchmark_grid
+    out += ["", "#### The grid: label protocols x query choices x estimators", "",
+            benchmark_grid_markdown(benchmark_grid.records(result))]
   out += _plot_links(plot_files, relative_to)
   return "\n".join(out) + "\n"
 
@@ -204,6 +208,72 @@ def _f(x, fmt=".4f") -> str:
   return "n/a" if x is None else format(x, fmt)
 
 
+def _correctness_md(c: dict) -> list[str]:
+  return ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
+          f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
+          f"{_f(c['brier'])} |", ""]
+
+
+def _routing_md(r: dict) -> list[str]:
+  out = ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
+         "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
+  out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
+          for n, b in r["baselines"].items()]
+  return out + ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
+                                                  for k, v in r["per_benchmark"].items()), ""]
+
+
+def _gate_md(g: dict) -> list[str]:
+  if "per_benchmark" not in g:
+    return ["", f"Gate: {g.get('skipped')}"] if g else []
+  out = ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
+         f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
+         "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
+  for name, v in g["per_benchmark"].items():
+    top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
+    out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
+               ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
+  return out
+
+
+def _interpretability_md(i: dict) -> list[str]:
+  out = ["## Interpretability", ""]
+  if "skipped" in i:
+    return out + [f"Skipped: {i['skipped']}", ""]
+  d = i["difficulty"]
+  out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
+  for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
+                     ("identified_benchmark_vs_accuracy",
+                      "benchmark mean identified difficulty vs mean accuracy"),
+                     ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
+                     ("identified_query_vs_fraction_correct",
+                      "query identified difficulty vs fraction correct")):
+    v = d[key]
+    out.append(f"| {label} | {_f(v['pearson'], '.3f')} | {_f(v['spearman'], '.3f')} | "
+               f"{v['n']} |")
+  out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
+  for model, nbrs in i["abilities"]["nearest_neighbours"].items():
+    out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
+  return out + _gate_md(i.get("gate", {})) + [""]
+
+
+def _calibration_md(cal: dict) -> list[str]:
+  out = ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
+         f"{cal['n_cells']} cells."]
+  t = cal.get("temperature", {})
+  if "value" in t:
+    out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
+               f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
+  return out + [""]
+
+
+def _benchmark_prediction_md(bp: dict) -> list[str]:
+  return ["## Benchmark-score prediction (leave one benchmark out)", "",
+          benchmark_prediction_markdown(
+              {"dataset": bp["dataset"], "setup": bp["setup"], "mean": bp["mean"],
+               "per_benchmark": bp["per_benchmark"]})]
+
+
 def markdown(report: dict, plot_files: dict | None = None,
              relative_to: str | None = None) -> str:
   """The report as markdown: correctness, routing, interpretability, calibration,
@@ -211,66 +281,14 @@ def markdown(report: dict, plot_files: dict | None = None,
   out = [f"# {report['dataset']} / {report['split']}: {report.get('kind', '?')} "
          f"(checkpoint step {report['checkpoint_step']})", "",
          f"{report['n_models']} LLMs x {report['n_queries']} queries.", ""]
-  c = report.get("correctness")
-  if c:
-    out += ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
-            f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
-            f"{_f(c['brier'])} |", ""]
-  r = report.get("routing")
-  if r:
-    out += ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
-            "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
-    out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
-            for n, b in r["baselines"].items()]
-    out += ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
-                                              for k, v in r["per_benchmark"].items()), ""]
-  i = report.get("interpretability")
-  if i:
-    out += ["## Interpretability", ""]
-    if "skipped" in i:
-      out += [f"Skipped: {i['skipped']}", ""]
-    else:
-      d = i["difficulty"]
-      out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
-      for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
-                         ("identified_benchmark_vs_accuracy",
-                          "benchmark mean identified difficulty vs mean accuracy"),
-                         ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
-                         ("identified_query_vs_fraction_correct",
-                          "query identified difficulty vs fraction correct")):
-        v = d[key]
-        out.append(f"| {label} | {_f(v['pearson'], '.3f')} | {_f(v['spearman'], '.3f')} | "
-                   f"{v['n']} |")
-      out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
-      for model, nbrs in i["abilities"]["nearest_neighbours"].items():
-        out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
-      g = i.get("gate", {})
-      if "per_benchmark" in g:
-        out += ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
-                f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
-                "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
-        for name, v in g["per_benchmark"].items():
-          top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
-          out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
-                     ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
-      elif g:
-        out += ["", f"Gate: {g.get('skipped')}"]
-      out.append("")
-  cal = report.get("calibration")
-  if cal:
-    out += ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
-            f"{cal['n_cells']} cells."]
-    t = cal.get("temperature", {})
-    if "value" in t:
-      out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
-                 f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
-    out.append("")
+  for key, section in (("correctness", _correctness_md), ("routing", _routing_md),
+                       ("interpretability", _interpretability_md),
+                       ("calibration", _calibration_md)):
+    if report.get(key):
+      out += section(report[key])
   bp = report.get("benchmark_prediction")
   if bp and "mean" in bp:
-    out += ["## Benchmark-score prediction (leave one benchmark out)", "",
-            benchmark_prediction_markdown(
-                {"dataset": bp["dataset"], "setup": bp["setup"], "mean": bp["mean"],
-                 "per_benchmark": bp["per_benchmark"]})]
+    out += _benchmark_prediction_md(bp)
   out += _plot_links(plot_files, relative_to)
   return "\n".join(out) + "\n"
 
@@ -434,3 +452,146 @@ def paired_table(datasets: list[str], kinds: list[str], preds_dir: str,
           "**better** / **worse** only where the interval excludes 0 (log loss: lower is "
           "better). Several seeds: the mean over seeds on each resample.")
   return note + "\n\n" + "\n".join(lines) + "\n"
+
+
+# Benchmark-score prediction grid (records of protocols.leave_benchmark_out.write_records):
+# protocol x query choice x estimator x k, mean +- std over draws.
+
+GRID_REQUIRED = {"dataset", "protocol", "choice", "estimator", "k", "mae", "bias", "spearman",
+                 "kendall"}
+GRID_SCALE = {"mae": 100, "bias": 100, "spearman": 1, "kendall": 1}
+
+
+def label_grid_runs(records: list[dict]) -> list[dict]:
+  """Records whose `dataset` names the run: 'routerdc (knn)' where one file holds
+  several kinds (the tables key rows by dataset); unchanged otherwise."""
+  if len({r.get("kind") for r in records}) <= 1:
+    return records
+  return [{**r, "dataset": f"{r['dataset']} ({r.get('kind')})"} for r in records]
+
+
+def _grid_cell(r: dict | None, metric: str) -> str:
+  if r is None or r[metric]["mean"] is None:
+    return "n/a"
+  scale, m = GRID_SCALE[metric], r[metric]
+  fmt = ".2f" if scale == 100 else ".3f"
+  sign = "+" if metric == "bias" else ""
+  sd = "" if m["std"] is None else f" ± {format(scale * m['std'], fmt)}"
+  return f"{format(scale * m['mean'], sign + fmt)}{sd}"
+
+
+def _grid_index(records: list[dict]) -> dict:
+  return {(r["dataset"], r["protocol"], r["choice"], r["estimator"], r["k"]): r for r in records}
+
+
+def benchmark_grid_table(records: list[dict], dataset: str, metric: str = "mae") -> str:
+  """Markdown: one row per (protocol, choice, estimator), one column per k,
+  `metric` mean ± std over draws (MAE and bias in accuracy points)."""
+  rows = [r for r in records if r["dataset"] == dataset]
+  ks = sorted({r["k"] for r in rows})
+  index = _grid_index(rows)
+  seen = list(dict.fromkeys((r["protocol"], r["choice"], r["estimator"]) for r in rows))
+  out = ["| protocol | choice | estimator | " + " | ".join(f"k = {k}" for k in ks) + " |",
+         "|---|---|---|" + "---|" * len(ks)]
+  for p, c, e in seen:
+    out.append(f"| {p} | {c} | {e} | " + " | ".join(
+        _grid_cell(index.get((dataset, p, c, e, k)), metric) for k in ks) + " |")
+  return "\n".join(out) + "\n"
+
+
+def _mae(r: dict) -> float:
+  return r["mae"]["mean"]
+
+
+def _paired_gap(naive: dict, model: dict) -> tuple[float, float] | None:
+  """Mean and std over draws of naive MAE - model MAE, draw by draw: both rows
+  come from the same labelled queries in each draw (one grid cell), so the
+  pick's luck cancels and the spread left is the estimators' own."""
+  pairs = [(a, b) for a, b in zip(naive["mae"]["per_draw"], model["mae"]["per_draw"])
+           if a is not None and b is not None]
+  if len(pairs) < 2:
+    return None
+  diff = np.array([a - b for a, b in pairs])
+  return float(diff.mean()), float(diff.std(ddof=1))
+
+
+def _informed_vs_random(index: dict, model: list[dict], d: str, p: str, k: int) -> str:
+  vs = []
+  for r in model:
+    rand = index.get((d, p, "random", r["estimator"], k))
+    if r["choice"] != "random" and rand is not None:
+      vs.append((_mae(rand) - _mae(r), r, rand))
+  if not vs:
+    return "n/a"
+  gain, r, rand = max(vs, key=lambda v: v[0])
+  return f"{r['choice']}/{r['estimator']}: {100 * _mae(r):.2f} vs {100 * _mae(rand):.2f} ({100 * gain:+.2f})"
+
+
+def benchmark_grid_goals(records: list[dict]) -> str:
+  """Markdown: the issue's three goals per dataset, label protocol and k.
+
+  Per (dataset, protocol, k): the naive mean of k random labels; the best
+  model-based row (lowest mean MAE over every choice and estimator but naive)
+  and its gap to that naive mean; the paired gap to the naive mean of the same
+  labelled queries (same choice, draw by draw), mean ± std over draws; `met`
+  when the best row is below the naive random mean and, at k <= 25, its paired
+  gap exceeds its std; the best informed choice against random picks with the
+  same estimator; Spearman of the best row and of the naive mean."""
+  index = _grid_index(records)
+  out = ["| dataset | protocol | k | naive mean, random picks | best model row | its MAE | gap | "
+         "paired gap, same picks | met | best informed vs random, same estimator | "
+         "Spearman best / naive |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for d, p, k in sorted({(r["dataset"], r["protocol"], r["k"]) for r in records}):
+    model = [r for r in records if (r["dataset"], r["protocol"], r["k"]) == (d, p, k)
+             and r["estimator"] != "naive" and r["mae"]["mean"] is not None]
+    naive = index.get((d, p, "random", "naive", k))
+    if naive is None or not model:
+      continue
+    best = min(model, key=_mae)
+    gap = _mae(naive) - _mae(best)
+    same = index.get((d, p, best["choice"], "naive", k))
+    paired = _paired_gap(same, best) if same else None
+    met = gap > 0 and (k > 25 or (paired is not None and paired[0] > paired[1]))
+    paired_cell = "n/a" if paired is None else f"{100 * paired[0]:+.2f} ± {100 * paired[1]:.2f}"
+    out.append(f"| {d} | {p} | {k} | {_grid_cell(naive, 'mae')} | {best['choice']}/"
+               f"{best['estimator']} | {_grid_cell(best, 'mae')} | {100 * gap:+.2f} | "
+               f"{paired_cell} | {'yes' if met else 'no'} | "
+               f"{_informed_vs_random(index, model, d, p, k)} | "
+               f"{_grid_cell(best, 'spearman')} / {_grid_cell(naive, 'spearman')} |")
+  return "\n".join(out) + "\n"
+
+
+def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bias",
+                                                          "kendall")) -> str:
+  """The goals table, then per dataset one grid table per metric."""
+  names = {"mae": "MAE (points)", "bias": "bias (points, predicted - true)",
+           "spearman": "Spearman over LLMs", "kendall": "Kendall tau-b over LLMs"}
+  out = ["#### Goals", "", benchmark_grid_goals(records)]
+  for d in sorted({r["dataset"] for r in records}):
+    for metric in metrics:
+      out += [f"#### {d}: {names[metric]}, mean ± std over draws", "",
+              benchmark_grid_table(records, d, metric)]
+  return "\n".join(out)
+
+
+def prior_check_table(records: list[dict], defaults: tuple[float, float]) -> str:
+  """Markdown for scripts/benchmark_prior_check.py: per dataset (`workdir`), the
+  (per-LLM sd, scale sd) the *other* datasets choose (lowest MAE averaged over
+  their k), its MAE and the `defaults`' MAE here, and the best here (not used).
+  Only settings run on every dataset compete."""
+  mae: dict = {}
+  for r in records:
+    mae.setdefault((r["workdir"], r["per_llm_sd"], r["scale_sd"]), []).append(r["mae"]["mean"])
+  mean = {key: float(np.mean(v)) for key, v in mae.items()}
+  names = sorted({key[0] for key in mean})
+  sets = sorted(s for s in {key[1:] for key in mean} if all((n, *s) in mean for n in names))
+  out = ["| dataset | chosen on the others (per-LLM sd, scale sd) | its MAE here | "
+         "defaults' MAE here | best here (not used) |", "|---|---|---|---|---|"]
+  for d in names:
+    others = [n for n in names if n != d]
+    chosen = min(sets, key=lambda s: np.mean([mean[(n, *s)] for n in others]))
+    best = min(sets, key=lambda s: mean[(d, *s)])
+    out.append(f"| {d} | {chosen} | {100 * mean[(d, *chosen)]:.2f} | "
+               f"{100 * mean.get((d, *defaults), np.nan):.2f} | {best}: "
+               f"{100 * mean[(d, *best)]:.2f} |")
+  return "\n".join(out) + "\n"

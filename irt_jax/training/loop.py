@@ -370,11 +370,12 @@ class _Run:
     """A checkpoint of the current step (`epoch_sums`: the counts so far of an
     epoch stopped part-way, None at an epoch's end)."""
     early = self.early
-    self.meta.update(step=self.step, seed=self.config.seed, layout=self.layout,
-                     plateau=dataclasses.asdict(self.plateau),
-                     early_stopping=dataclasses.asdict(early), epoch_sums=epoch_sums,
-                     best={"step": early.best_step, "epoch": early.best_epoch,
-                           "val_accuracy": early.best if early.best_step is not None else None})
+    self.meta = ckpt_lib.run_meta(
+        step=self.step, seed=self.config.seed, history=self.meta["history"],
+        stopped=self.meta["stopped"], epoch_sums=epoch_sums, layout=self.layout,
+        plateau=dataclasses.asdict(self.plateau), early_stopping=dataclasses.asdict(early),
+        best={"step": early.best_step, "epoch": early.best_epoch,
+              "val_accuracy": early.best if early.best_step is not None else None})
     self.checkpoints.save(self.step, parallel.unreplicate(self.state), meta=self.meta,
                           config=self.config.to_dict(), index=self.index)
 
@@ -412,6 +413,10 @@ def restore_or_init(config, workdir: str, kind: kind_lib.Kind,
   latest = checkpoints.latest_step()
   if latest is not None:
     _, meta, saved_config, _ = checkpoints.restore_json(latest)
+    if meta.get("added_models") or meta.get("ability_updates"):
+      raise TrainingError(f"{checkpoints.directory} holds a run with LLMs added after "
+                          f"training (add_model) or abilities updated from feedback (update); "
+                          f"train in a fresh --workdir instead")
     _check_same_run(saved_config, config.to_dict(), checkpoints.directory)
     _check_same_layout(meta.get("layout"), layout, checkpoints.directory)
     host_state = checkpoints.restore_state(latest, host_state)
