@@ -27,7 +27,8 @@ config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Train
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.")
 flags.DEFINE_string("from_records", None, "Train nothing: print the grid's markdown tables "
-                    "(goals, then per dataset MAE, Spearman, bias, Kendall) from these records "
+                    "(goals with each row chosen on the other datasets, the optimistic same-figures "
+                    "goals, then per dataset MAE, Spearman, bias, Kendall) from these records "
                     "(JSON lines of WORKDIR/benchmark_grid.jsonl files, concatenated).")
 flags.DEFINE_string("plot", None, "With --from_records: also write the MAE-vs-k plot here.")
 flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],

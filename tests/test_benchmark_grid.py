@@ -215,6 +215,64 @@ def test_goals_table_names_the_best_row_and_its_paired_gap():
   assert table[2] == "| shared | random | naive | +1.00 ± 0.00 |"
 
 
+# Three datasets, shared labels, k = 10 (MAE): random/irt is best on a and c and
+# random/gp_irt on b, but averaged over the *other two* gp_irt wins for a and c and
+# irt for b, so every held-out choice differs from the in-sample best (and, for a
+# and c, from the choice of their first other dataset alone). anchors_items/irt ran
+# on a and b only: lowest on both, it must not compete anywhere (c never ran it).
+HELDOUT_MAE = {"a": {("random", "naive"): 0.10, ("random", "irt"): 0.05,
+                     ("random", "gp_irt"): 0.07, ("stratified", "irt"): 0.06,
+                     ("stratified", "gp_irt"): 0.065, ("anchors_items", "irt"): 0.01},
+               "b": {("random", "naive"): 0.10, ("random", "irt"): 0.09,
+                     ("random", "gp_irt"): 0.05, ("stratified", "irt"): 0.08,
+                     ("stratified", "gp_irt"): 0.06, ("anchors_items", "irt"): 0.02},
+               "c": {("random", "naive"): 0.10, ("random", "irt"): 0.06,
+                     ("random", "gp_irt"): 0.07, ("stratified", "irt"): 0.08,
+                     ("stratified", "gp_irt"): 0.062}}
+
+
+def _heldout_records():
+  records = [_record(d, "shared", c, e, 10, v, 0.01, rho=0.5)
+             for d, rows in HELDOUT_MAE.items() for (c, e), v in rows.items()]
+  for r in records:  # on a: random/gp_irt beats the naive mean of the same picks by 3 +- 1
+    if r["dataset"] == "a" and r["choice"] == "random" and r["estimator"] != "irt":
+      gp = r["estimator"] == "gp_irt"
+      r["mae"]["per_draw"] = [0.07, 0.06, 0.08] if gp else [0.09, 0.10, 0.11]
+      r["spearman"]["mean"] = 0.7 if gp else 0.6
+  return records
+
+
+def test_heldout_goals_choose_each_datasets_rows_on_the_other_datasets():
+  rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+          for line in report.benchmark_grid_heldout_goals(_heldout_records()).splitlines()[2:]}
+  assert sorted(rows) == ["a", "b", "c"]
+  assert rows["a"] == ["a", "shared", "10", "10.00 ± 1.00", "random/gp_irt", "7.00 ± 1.00",
+                       "+3.00 ± 1.00", "yes", "stratified/gp_irt: 6.50 vs 7.00 (+0.50)", "yes",
+                       "0.700 ± 0.100 / 0.600 ± 0.100", "yes"]
+  # b: irt (others 5.5 vs gp_irt 7.0); one draw each, so no paired spread: not met at k = 10.
+  # Goal 2: stratified/gp_irt gains on a and c on average (+0.65) but loses 1 point on b.
+  assert rows["b"][4:10] == ["random/irt", "9.00 ± 1.00", "n/a", "no",
+                             "stratified/gp_irt: 6.00 vs 5.00 (-1.00)", "no"]
+  assert rows["c"][4:6] == ["random/gp_irt", "7.00 ± 1.00"]
+  # c: on a and b stratified gains 0 with irt, -0.25 with gp_irt; here gp_irt would gain.
+  assert rows["c"][8:10] == ["stratified/irt: 8.00 vs 6.00 (-2.00)", "no"]
+  # The optimistic table picks on the same figures.
+  optimistic = report.benchmark_grid_goals(_heldout_records()).splitlines()[2:]
+  assert [line.split("|")[5].strip() for line in optimistic] == [
+      "anchors_items/irt", "anchors_items/irt", "random/irt"]
+
+
+def test_heldout_goals_hold_out_only_datasets_of_the_same_kind():
+  one_kind = [{**r, "kind": "irtnet"} for r in _heldout_records()]
+  other = [{**r, "kind": "knn", "dataset": "a (knn)"} for r in _heldout_records()
+           if r["dataset"] == "a"]
+  table = report.benchmark_grid_heldout_goals(one_kind + other)
+  assert table == report.benchmark_grid_heldout_goals(one_kind)  # a lone knn run: no row
+  md = report.benchmark_grid_markdown(other, metrics=("mae",))
+  assert "Needs the records of two or more datasets (of one kind): none here." in md
+  assert "optimistic" in md and "| a (knn) | shared | 10 |" in md
+
+
 @pytest.mark.slow
 def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
   path = tmp_path / "r.jsonl"

@@ -252,22 +252,56 @@ def config_fields() -> frozenset[str]:
   return frozenset(fields)
 
 
+def _module_file(module: str) -> str | None:
+  base = os.path.join(REPO, *module.split("."))
+  for path in (base + ".py", os.path.join(base, "__init__.py")):
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+@functools.lru_cache(maxsize=None)
+def _names(path: str) -> dict[str, ast.AST | None]:
+  """Top-level names a module defines or imports (a class maps to its node)."""
+  with open(path, encoding="utf-8") as f:
+    return _body_names(ast.parse(f.read()).body)
+
+
+def _body_names(body) -> dict[str, ast.AST | None]:
+  names = {}
+  for node in body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      names[node.name] = None
+    elif isinstance(node, ast.ClassDef):
+      names[node.name] = node
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      names.update({(a.asname or a.name).split(".")[0]: None for a in node.names})
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+      names.update({t.id: None for t in targets if isinstance(t, ast.Name)})
+  return names
+
+
 def resolves(module: str, attrs: list[str]) -> bool:
   """Whether irt_jax module `module` (or a submodule named by a prefix of `attrs`)
-  has the attribute chain `attrs`."""
-  try:
-    obj = importlib.import_module(module)
-  except ImportError:
-    return False
+  has the attribute chain `attrs`, read from the source (importing the tools would
+  define their absl flags twice over)."""
+  path = _module_file(module)
   for i, attr in enumerate(attrs):
-    if hasattr(obj, attr):
-      obj = getattr(obj, attr)
-      continue
-    try:
-      obj = importlib.import_module(module + "." + ".".join(attrs[:i + 1]))
-    except ImportError:
+    if path is None:
       return False
-  return True
+    sub = _module_file(module + "." + ".".join(attrs[:i + 1]))
+    if sub:
+      path = sub
+      continue
+    names = _names(path)
+    if attr not in names:
+      return False
+    node = names[attr]
+    if isinstance(node, ast.ClassDef) and i + 1 < len(attrs):
+      return attrs[i + 1] in _body_names(node.body)
+    return True
+  return path is not None
 
 
 def reference_error(span: str) -> str | None:
