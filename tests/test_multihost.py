@@ -1,6 +1,6 @@
 """Multi-process data parallelism on one machine, with the real `train.py`.
 
-Each job is the README's localhost recipe: N processes joined through a
+Each job is the localhost recipe of docs/distributed.md: N processes joined through a
 coordinator on localhost, each seeing a few forced CPU devices, talking through
 gloo. One process with 4 devices and 2 processes with 2 devices each must train
 the same parameters; a job that loses a process must die within a bounded time

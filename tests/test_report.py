@@ -1,4 +1,4 @@
-"""The README's kinds table, from records by hand (report.kinds_table)."""
+"""The kinds table of docs/results.md, from records by hand (report.kinds_table)."""
 
 import json
 import subprocess

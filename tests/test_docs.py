@@ -1,0 +1,406 @@
+"""The docs cannot drift from the code: every command, flag, file, module and
+function that README.md and docs/*.md name must exist.
+
+Commands (`python train.py ...`, `.venv/bin/python -m irt_jax.route ...`,
+`bench/run.py ...`) are parsed: the script or module must exist, and each `--flag`
+must be one its entry point defines, read from the entry point's own help (absl's
+`--helpxml`, argparse's `--help`) in a subprocess, once per entry point;
+`--config.x.y=...` overrides must name a field of the config file the command
+passes (or the entry point's default). Backticked references are resolved: repo
+paths (`irt_jax/...`, `tests/...`), dotted names (`irt_jax.routing.rules`,
+`rules.choose_with_cost`, `Router.from_checkpoint`) by import, config fields
+(`train.batching`) against the configs. Each check is also run on a planted error,
+so a checker that accepts everything fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import functools
+import glob
+import importlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
+PATH_PREFIXES = ("irt_jax", "tests", "scripts", "bench", "configs", "docs", ".ci")
+FILE_EXTENSIONS = {"json", "jsonl", "csv", "npy", "npz", "py", "md", "png", "txt", "safetensors", "sh", "toml",
+                   "ini", "yaml", "cfg", "html", "xml", "bin", "pt", "log"}
+
+
+# ---------------------------------------------------------------- extraction
+
+def read(doc: str) -> str:
+  with open(os.path.join(REPO, doc), encoding="utf-8") as f:
+    return f.read()
+
+
+def split_markdown(text: str) -> tuple[list[tuple[str, str]], str]:
+  """(fenced blocks as (language, body), the prose outside them)."""
+  blocks, prose, lines, lang, inside = [], [], [], "", False
+  for line in text.splitlines():
+    if line.lstrip().startswith("```"):
+      if inside:
+        blocks.append((lang, "\n".join(lines)))
+        lines, inside = [], False
+      else:
+        lang, inside = line.lstrip()[3:].strip(), True
+      continue
+    (lines if inside else prose).append(line)
+  return blocks, "\n".join(prose)
+
+
+def inline_spans(prose: str) -> list[str]:
+  return re.findall(r"`([^`\n]+)`", prose)
+
+
+def logical_lines(body: str) -> list[str]:
+  """Shell lines with backslash continuations joined and comments dropped."""
+  out, current = [], ""
+  for line in body.splitlines():
+    line = re.sub(r"(^|\s)#.*$", "", line)
+    if line.rstrip().endswith("\\"):
+      current += line.rstrip()[:-1] + " "
+      continue
+    out.append(current + line)
+    current = ""
+  if current:
+    out.append(current)
+  return out
+
+
+def expand_variables(lines: list[str]) -> list[str]:
+  """Substitutes `NAME="..."` assignments made earlier in the block (e.g. $ARGS)."""
+  values, out = {}, []
+  for line in lines:
+    m = re.match(r'\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)="([^"]*)"\s*$', line)
+    if m:
+      values[m.group(1)] = m.group(2)
+    out.append(re.sub(r"\$\{?([A-Z_][A-Z0-9_]*)\}?", lambda v: values.get(v.group(1), v.group(0)), line))
+  return out
+
+
+def commands_in(line: str) -> list[list[str]]:
+  """The python invocations in one shell line, each as [entry, args...] where entry
+  is a script path or `-m module`. Segments are split at shell separators and quotes;
+  a segment that starts with a repo script (`bench/run.py --quick`) counts too."""
+  found = []
+  for segment in re.split(r"&&|\|\||;|\||\"|'", line):
+    segment = segment.strip()
+    m = re.search(r"(?:^|\s)(?:[\w./-]*/)?python3?(?:\s+(.*))?$", segment)
+    if m:
+      words = (m.group(1) or "").split()
+    elif re.match(r"[\w./-]+\.py(\s|$)", segment) and os.path.isfile(os.path.join(REPO, segment.split()[0])):
+      words = segment.split()
+    else:
+      continue
+    words = [w.strip("[]") for w in words if w.strip("[]")]
+    if words and words[0] == "-m" and len(words) > 1:
+      found.append(["-m " + words[1]] + words[2:])
+    elif words and words[0].endswith(".py"):
+      found.append(words)
+  return found
+
+
+def doc_commands(text: str) -> list[list[str]]:
+  blocks, prose = split_markdown(text)
+  commands = []
+  for lang, body in blocks:
+    if lang in ("", "bash", "sh", "shell", "console"):
+      for line in expand_variables(logical_lines(body)):
+        commands += commands_in(re.sub(r"^\s*\$\s+", "", line))
+  for span in inline_spans(prose):
+    commands += commands_in(span)
+  return commands
+
+
+def shell_scripts(text: str) -> list[str]:
+  return re.findall(r"(?:^|\s)(?:bash|sh)\s+([\w./-]+\.sh)", text, re.M)
+
+
+# ---------------------------------------------------------------- entry points
+
+def entry_file(entry: str) -> str | None:
+  """The file an entry point runs, or None if it does not exist."""
+  if entry.startswith("-m "):
+    spec = importlib.util.find_spec(entry[3:]) if entry[3:].split(".")[0] == "irt_jax" else None
+    return spec.origin if spec else None
+  path = os.path.join(REPO, entry)
+  return path if os.path.isfile(path) else None
+
+
+def _help_command(entry: str, path: str) -> list[str]:
+  with open(path, encoding="utf-8") as f:
+    uses_argparse = "argparse" in f.read()
+  target = ["-m", entry[3:]] if entry.startswith("-m ") else [path]
+  return [sys.executable, *target, "--help" if uses_argparse else "--helpxml"]
+
+
+def parse_help(output: str) -> dict[str, str | None]:
+  """Flag name -> default, from absl's XML help or argparse's text help."""
+  start = output.find("<?xml")
+  if start >= 0:
+    root = ET.fromstring(output[start:])
+    return {flag.findtext("name"): flag.findtext("default") for flag in root.iter("flag")}
+  names = re.findall(r"^\s+(?:-\w[\w-]*,\s*)?--([A-Za-z_][\w-]*)", output, re.M)
+  return {name: None for name in names} | {"help": None}
+
+
+@functools.lru_cache(maxsize=None)
+def entry_flags(entry: str) -> dict[str, str | None]:
+  path = entry_file(entry)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  result = subprocess.run(_help_command(entry, path), cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+  flags = parse_help(result.stdout)
+  assert flags, f"{entry} --help printed no flags: {result.stderr[-2000:]}"
+  if "config" in flags:                          # absl's help prints the loaded config, not its path
+    with open(path, encoding="utf-8") as f:
+      default = re.search(r'DEFINE_config_file\(\s*"config",\s*"([^"]+)"', f.read())
+    flags["config"] = default.group(1) if default else None
+  return flags
+
+
+def load_config(path: str):
+  spec = importlib.util.spec_from_file_location("doc_config", os.path.join(REPO, path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def has_field(config, dotted: str) -> bool:
+  node = config
+  for key in dotted.split("."):
+    try:
+      node = node[key]
+    except (KeyError, TypeError, AttributeError):
+      return False
+  return True
+
+
+def command_errors(command: list[str], flags_of=entry_flags) -> list[str]:
+  """What is wrong with one documented command (empty if nothing)."""
+  entry, args = command[0], command[1:]
+  if entry == "-m pytest":
+    return [f"pytest path {a} does not exist" for a in args
+            if a.startswith("tests/") and not os.path.exists(os.path.join(REPO, a.split("::")[0]))]
+  if entry.startswith("-m ") and not entry.startswith("-m irt_jax"):
+    return []                                     # python -m venv, pip, ...
+  if entry_file(entry) is None:
+    return [f"{entry}: no such script or module"]
+  flags = flags_of(entry)
+  errors, overrides, config_file = [], [], flags.get("config")
+  for arg in args:
+    if not arg.startswith("--") or arg in ("--",):
+      continue
+    name, _, value = arg[2:].partition("=")
+    if name.startswith("config.") and "config" in flags:
+      overrides.append(name[len("config."):])
+    elif name == "config":
+      config_file = value
+    elif name not in flags and not (name.startswith("no") and name[2:] in flags):
+      errors.append(f"{entry}: unknown flag --{name}")
+  if overrides and config_file:
+    if not os.path.isfile(os.path.join(REPO, config_file)):
+      return errors + [f"{entry}: config file {config_file} does not exist"]
+    config = load_config(config_file)
+    errors += [f"{entry}: {config_file} has no field {o}" for o in overrides if not has_field(config, o)]
+  return errors
+
+
+# ---------------------------------------------------------------- references
+
+@functools.lru_cache(maxsize=None)
+def package_index() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+  """Short module name -> full names, and class name -> defining modules, in irt_jax."""
+  modules, classes = {}, {}
+  for path in glob.glob(os.path.join(REPO, "irt_jax", "**", "*.py"), recursive=True):
+    rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+    full = rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+    modules.setdefault(full.split(".")[-1], []).append(full)
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read())
+    for node in tree.body:
+      if isinstance(node, ast.ClassDef):
+        classes.setdefault(node.name, []).append(full)
+  return modules, classes
+
+
+@functools.lru_cache(maxsize=None)
+def config_fields() -> frozenset[str]:
+  """Every field path of every configs/*.py (data.dir, train.batching, ...)."""
+  fields = set()
+
+  def walk(node, prefix):
+    for key in node.keys():
+      fields.add(prefix + key)
+      if hasattr(node[key], "keys"):
+        walk(node[key], prefix + key + ".")
+  for path in glob.glob(os.path.join(REPO, "configs", "*.py")):
+    if not path.endswith("__init__.py"):
+      walk(load_config(os.path.relpath(path, REPO)), "")
+  return frozenset(fields)
+
+
+def resolves(module: str, attrs: list[str]) -> bool:
+  """Whether irt_jax module `module` (or a submodule named by a prefix of `attrs`)
+  has the attribute chain `attrs`."""
+  try:
+    obj = importlib.import_module(module)
+  except ImportError:
+    return False
+  for i, attr in enumerate(attrs):
+    if hasattr(obj, attr):
+      obj = getattr(obj, attr)
+      continue
+    try:
+      obj = importlib.import_module(module + "." + ".".join(attrs[:i + 1]))
+    except ImportError:
+      return False
+  return True
+
+
+def reference_error(span: str) -> str | None:
+  """Why a backticked dotted name does not resolve, or None (also for names that
+  are not this project's: jax.*, a variable's attribute, a file name)."""
+  name = re.sub(r"\(.*\)$", "", span.strip())
+  if not re.fullmatch(r"[A-Za-z_]\w*(\.\w+)+", name) or name.rsplit(".", 1)[1] in FILE_EXTENSIONS:
+    return None
+  parts = name.split(".")
+  modules, classes = package_index()
+  if parts[0] == "irt_jax":
+    candidates = [(".".join(parts[:2]), parts[2:])]
+  elif parts[0] in modules:
+    candidates = [(full, parts[1:]) for full in modules[parts[0]]]
+  elif parts[0] in classes:
+    candidates = [(full, parts) for full in classes[parts[0]]]
+  elif parts[0] in {f.split(".")[0] for f in config_fields()}:
+    candidates = []
+  else:
+    return None
+  if any(resolves(module, attrs) for module, attrs in candidates) or name in config_fields():
+    return None
+  return f"`{span}` names nothing in irt_jax or configs/"
+
+
+def path_errors(text: str) -> list[str]:
+  pattern = r"(?<![\w/.$-])((?:%s)/[\w./-]*)" % "|".join(re.escape(p) for p in PATH_PREFIXES)
+  errors = []
+  for path in set(re.findall(pattern, text)):
+    path = path.rstrip(".,:;")
+    if not os.path.exists(os.path.join(REPO, path)):
+      errors.append(f"{path} does not exist")
+  return errors
+
+
+def import_errors(text: str) -> list[str]:
+  """`from irt_jax... import X` lines of python blocks must import."""
+  errors = []
+  blocks, _ = split_markdown(text)
+  for lang, body in blocks:
+    if lang != "python":
+      continue
+    for module, names in re.findall(r"^\s*from\s+(irt_jax[\w.]*)\s+import\s+([\w, ]+)", body, re.M):
+      for name in (n.strip() for n in names.split(",")):
+        if not resolves(module, [name]):
+          errors.append(f"from {module} import {name} fails")
+  return errors
+
+
+def reference_errors(text: str) -> list[str]:
+  _, prose = split_markdown(text)
+  errors = [e for e in map(reference_error, inline_spans(prose)) if e]
+  errors += path_errors(text) + import_errors(text)
+  errors += [f"{s} does not exist" for s in shell_scripts(text) if not os.path.isfile(os.path.join(REPO, s))]
+  return sorted(set(errors))
+
+
+# ---------------------------------------------------------------- the tests
+
+def all_commands() -> list[tuple[str, list[str]]]:
+  return [(doc, command) for doc in DOCS for command in doc_commands(read(doc))]
+
+
+def test_the_docs_show_commands_of_each_tool():
+  entries = {command[0] for _, command in all_commands()}
+  for entry in ("train.py", "eval.py", "-m irt_jax.route", "-m irt_jax.serve", "-m irt_jax.add_model",
+                "-m irt_jax.benchmark_prediction", "scripts/compare_kinds.py", "bench/run.py"):
+    assert entry in entries, f"no command of {entry} found in the docs: the extraction misses them"
+
+
+@pytest.mark.slow
+def test_every_documented_command_uses_flags_its_entry_point_defines():
+  commands = all_commands()
+  entries = sorted({c[0] for _, c in commands if c[0].startswith(("-m irt_jax",)) or c[0].endswith(".py")})
+  entries = [e for e in entries if entry_file(e)]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+    list(pool.map(entry_flags, entries))         # fills the cache, one help run per entry point
+  errors = [f"{doc}: {e}" for doc, command in commands for e in command_errors(command)]
+  assert not errors, "\n".join(errors)
+
+
+def test_every_documented_file_module_and_function_exists():
+  errors = [f"{doc}: {e}" for doc in DOCS for e in reference_errors(read(doc))]
+  assert not errors, "\n".join(errors)
+
+
+# ---------------------------------------------------------------- the checks catch planted errors
+
+FAKE_FLAGS = {"-m irt_jax.route": {"workdir": None, "json": None, "help": None},
+              "train.py": {"config": "configs/synthetic.py", "workdir": None}}
+
+
+def test_a_planted_unknown_flag_or_config_field_or_script_is_caught():
+  text = ("```bash\n.venv/bin/python -m irt_jax.route --workdir=runs/x \\\n    --no_such_flag=1 --nojson\n"
+          "python train.py --config=configs/irtnet.py --config.model.no_such_field=3 --config.optim.lr=1e-3\n"
+          ".venv/bin/python scripts/no_such_script.py --x=1\n```\n")
+  commands = doc_commands(text)
+  assert [c[0] for c in commands] == ["-m irt_jax.route", "train.py", "scripts/no_such_script.py"]
+  errors = [e for c in commands for e in command_errors(c, flags_of=FAKE_FLAGS.get)]
+  assert errors == ["-m irt_jax.route: unknown flag --no_such_flag",
+                    "train.py: configs/irtnet.py has no field model.no_such_field",
+                    "scripts/no_such_script.py: no such script or module"]
+
+
+def test_a_config_override_is_checked_against_the_default_config():
+  command = doc_commands("`train.py --config.model.no_such_field=1 --config.data.dir=x`")
+  assert command == [["train.py", "--config.model.no_such_field=1", "--config.data.dir=x"]]
+  assert command_errors(command[0], flags_of=FAKE_FLAGS.get) == [
+      "train.py: configs/synthetic.py has no field model.no_such_field"]
+
+
+def test_a_planted_missing_function_module_or_path_is_caught():
+  good = ("`irt_jax.routing.rules.choose_with_cost` and `rules.choose_under_budget(logits, ...)`, "
+          "`models.irtnet.expert_hidden`, `Router.from_checkpoint`, `train.batching`, `data.dir`, "
+          "`irt_jax/routing/rules.py`, `report.json`, `jax.random.bernoulli`, `kind.irt`\n"
+          "```python\nfrom irt_jax.routing.router import Router\n```\nbash scripts/paper_results.sh\n")
+  assert reference_errors(good) == []
+  bad = ("`irt_jax.routing.rules.choose_by_magic`, `models.irtnet.expert_mlps`, `Router.no_such_method`, "
+         "`train.no_such_field`, `irt_jax/routing.py`\n"
+         "```python\nfrom irt_jax.routing import route_all\n```\nbash scripts/no_such.sh\n")
+  errors = reference_errors(bad)
+  assert sorted(errors) == sorted([
+      "`irt_jax.routing.rules.choose_by_magic` names nothing in irt_jax or configs/",
+      "`models.irtnet.expert_mlps` names nothing in irt_jax or configs/",
+      "`Router.no_such_method` names nothing in irt_jax or configs/",
+      "`train.no_such_field` names nothing in irt_jax or configs/",
+      "irt_jax/routing.py does not exist",
+      "from irt_jax.routing import route_all fails",
+      "scripts/no_such.sh does not exist"])
+
+
+def test_help_of_absl_and_argparse_entry_points_is_parsed():
+  xml = ('junk\n<?xml version="1.0"?>\n<AllFlags><program>x</program><flag><file>a</file><name>workdir</name>'
+         '<default>runs/x</default></flag><flag><name>json</name><default>false</default></flag></AllFlags>')
+  assert parse_help(xml) == {"workdir": "runs/x", "json": "false"}
+  argparse_help = ("usage: run.py [-h] [--quick]\n\noptions:\n  -h, --help  show\n  --quick     CI-sized\n"
+                   "  --only ONLY  items\n")
+  assert set(parse_help(argparse_help)) == {"help", "quick", "only"}
