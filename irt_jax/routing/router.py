@@ -79,8 +79,10 @@ class Router:
 
   @classmethod
   def from_checkpoint(cls, workdir: str, encoder_dir: str | None = None, step="best",
-                      costs=None) -> "Router":
-    """The run in `workdir` and its query encoder.
+                      costs=None, encoder_precision: str = "float32") -> "Router":
+    """The run in `workdir` and its query encoder (its layers' matmuls at
+    `encoder_precision`, one of `networks.PRECISIONS`; docs/encoder.md has the check of
+    bfloat16 against float32).
 
     The encoder folder is `encoder_dir`, else the one the run recorded. When the
     run recorded a fingerprint of its encoder's weights, a folder with other
@@ -109,7 +111,7 @@ class Router:
 
     def load():
       from irt_jax.encoder import load_encoder
-      encoder = load_encoder(folder, max_length=max_length)
+      encoder = load_encoder(folder, max_length=max_length, precision=encoder_precision)
       if encoder.dim != input_dim:
         raise RouterError(f"{folder}: encoder {encoder.name!r} makes {encoder.dim}-d embeddings "
                           f"but this run reads {input_dim}-d ones (it was trained with {name!r})")
