@@ -353,6 +353,19 @@ def test_bucket_plan(tiny_encoders):
     assert len(idx) <= rows <= 2
 
 
+def test_row_chunks_cover_the_batch_with_little_filler():
+  from irt_jax.encoder.sentence_encoder import row_chunks
+  for batch_size in (1, 2, 48, 64):
+    for n in range(1, 3 * batch_size + 2):
+      chunks = row_chunks(n, batch_size)
+      assert sum(take for take, _ in chunks) == n
+      for take, rows in chunks:
+        assert take <= rows <= batch_size
+        assert rows == batch_size or rows & (rows - 1) == 0  # power of two: few shapes
+        assert rows - take <= take // 4  # at most a fifth of a chunk is filler
+  assert row_chunks(9, 64) == [(8, 8), (1, 1)]  # not 9 texts padded to 16 rows
+
+
 def test_truncation_and_max_length_override(tiny_dirs):
   enc = load_encoder(str(tiny_dirs["bert"]), max_length=16)
   assert enc.max_length == 16 and enc.buckets == (16,)
