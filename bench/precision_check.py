@@ -14,7 +14,8 @@ tests/test_encoder.py::test_encode_reproduces_shipped_routerdc_embeddings):
              float32 embeddings and on the reduced ones (same run, same queries), their
              difference in points and a paired bootstrap 95% interval of it.
 A precision is accepted when min cosine >= 0.999 and |micro difference| <= 0.2 points
-on every dataset. One JSON line per (dataset, precision) goes to --out.
+on every dataset. One JSON line per (dataset, precision) goes to --out; --table prints
+the docs' table from those records.
 """
 
 from __future__ import annotations
@@ -85,6 +86,21 @@ def check(dataset: str, run_dir: str, encoders: dict, n: int) -> list[dict]:
   return out
 
 
+def table(path: str) -> str:
+  """The docs' markdown table from the records at ``path``."""
+  rows = ["| dataset | precision | test queries | cosine min / median | routing micro, float32 -> "
+          "reduced (points) | changed choices | paired 95% interval | accepted |",
+          "|---|---|---|---|---|---|---|---|"]
+  with open(path) as f:
+    for r in map(json.loads, f):
+      lo, hi = r["micro_diff_ci95"]
+      rows.append(f"| {r['dataset']} | {r['precision']} | {r['queries']} | {r['cosine_min']:.5f} / "
+                  f"{r['cosine_median']:.6f} | {r['micro_float32']:.1f} -> {r['micro']:.1f} "
+                  f"({r['micro_diff_points']:+.1f}) | {r['changed_choices']} | [{lo:+.1f}, {hi:+.1f}] "
+                  f"| {'yes' if r['accepted'] else 'no'} |")
+  return "\n".join(rows)
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--runs", default="runs/logreg_{dataset}",
@@ -92,7 +108,11 @@ def main() -> None:
   ap.add_argument("--precisions", default="bfloat16,int8")
   ap.add_argument("--queries", type=int, default=150, help="test queries per dataset")
   ap.add_argument("--out", default=str(REPO / "docs" / "results" / "encoder_precision.jsonl"))
+  ap.add_argument("--table", action="store_true", help="print the docs' table from --out and stop")
   args = ap.parse_args()
+  if args.table:
+    print(table(args.out))
+    return
   encoders = {p: load_encoder(MPNET, precision=p) for p in args.precisions.split(",")}
   records = []
   for dataset in DATASETS:
