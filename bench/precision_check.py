@@ -12,7 +12,8 @@ tests/test_encoder.py::test_encode_reproduces_shipped_routerdc_embeddings):
   cosine     min / median of each query's cosine to the float32 embedding;
   routing    micro accuracy of the run's argmax choice among the known models, on the
              float32 embeddings and on the reduced ones (same run, same queries), their
-             difference in points and a paired bootstrap 95% interval of it.
+             difference in points, how many queries' outcome (right / wrong) changed, and
+             a paired bootstrap 95% interval of the difference.
 A precision is accepted when min cosine >= 0.999 and |micro difference| <= 0.2 points
 on every dataset. One JSON line per (dataset, precision) goes to --out; --table prints
 the docs' table from those records.
@@ -80,7 +81,7 @@ def check(dataset: str, run_dir: str, encoders: dict, n: int) -> list[dict]:
                 "run": run_dir, "cosine_min": float(cos.min()),
                 "cosine_median": float(np.median(cos)), "micro_float32": 100 * base.mean(),
                 "micro": 100 * got.mean(), "micro_diff_points": 100 * (got.mean() - base.mean()),
-                "micro_diff_ci95": [lo, hi], "changed_choices": int((got != base).sum()),
+                "micro_diff_ci95": [lo, hi], "changed_outcomes": int((got != base).sum()),
                 "encode_s": seconds})
     print(json.dumps(out[-1]), flush=True)
   return out
@@ -89,14 +90,14 @@ def check(dataset: str, run_dir: str, encoders: dict, n: int) -> list[dict]:
 def table(path: str) -> str:
   """The docs' markdown table from the records at ``path``."""
   rows = ["| dataset | precision | test queries | cosine min / median | routing micro, float32 -> "
-          "reduced (points) | changed choices | paired 95% interval | accepted |",
+          "reduced (points) | queries whose outcome changed | paired 95% interval | accepted |",
           "|---|---|---|---|---|---|---|---|"]
   with open(path) as f:
     for r in map(json.loads, f):
       lo, hi = r["micro_diff_ci95"]
       rows.append(f"| {r['dataset']} | {r['precision']} | {r['queries']} | {r['cosine_min']:.5f} / "
                   f"{r['cosine_median']:.6f} | {r['micro_float32']:.1f} -> {r['micro']:.1f} "
-                  f"({r['micro_diff_points']:+.1f}) | {r['changed_choices']} | [{lo:+.1f}, {hi:+.1f}] "
+                  f"({r['micro_diff_points']:+.1f}) | {r['changed_outcomes']} | [{lo:+.1f}, {hi:+.1f}] "
                   f"| {'yes' if r['accepted'] else 'no'} |")
   return "\n".join(rows)
 
