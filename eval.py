@@ -11,6 +11,7 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import evaluation
@@ -35,7 +36,7 @@ flags.DEFINE_string("benchmark_prediction", None, "A benchmark_prediction.json (
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     if FLAGS.compare:
       result = evaluation.compare([FLAGS.workdir] + FLAGS.compare, FLAGS.split, FLAGS.step)

@@ -1,4 +1,4 @@
-r"""Trains IrtNet: flags -> config -> training.train_and_evaluate.
+r"""Trains IrtNet: flags -> config -> data -> training.run (trains or fits, by the kind).
 
   python train.py                                   # synthetic default, ~1 minute on CPU
   python train.py --config=configs/irtnet.py --config.data.dir=../shared/data/routerdc \
@@ -9,6 +9,7 @@ run the same command in every process, plus --distributed (TPU pods, Slurm) or
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
+import os
 import sys
 
 from irt_jax import utils
@@ -21,14 +22,16 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from irt_jax import logs  # noqa: E402
 from irt_jax import checkpoint  # noqa: E402
 from irt_jax.data import io as data_lib  # noqa: E402
+from irt_jax.data import resolve  # noqa: E402
 from irt_jax.training import distributed  # noqa: E402
 from irt_jax.training import loop as training  # noqa: E402
 from irt_jax.models import base as kind_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
+config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", "runs/synthetic", "Checkpoints, metrics and reports go here.")
 # Multi-process jobs (TPU pods, Slurm, or explicit addresses).
@@ -57,7 +60,7 @@ flags.DEFINE_enum("cpu_collectives", "gloo", ["gloo", "mpi", "none"],
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     distributed.join(auto_detect=FLAGS.distributed,
                      coordinator_address=FLAGS.coordinator_address,
@@ -70,9 +73,12 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e))
   config = utils.config_from_flag(FLAGS, "train.py")
-  logging.info("config:\n%s", config)
+  logging.vlog(1, "config:\n%s", config)  # saved with the checkpoints; shown with --verbosity=1
   try:
-    summary = training.train_and_evaluate(config, FLAGS.workdir)
+    training.check_config(config)  # a config mistake costs no data preparation
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    data = resolve.prepare_and_load(config, FLAGS.workdir)
+    summary = training.run(config, FLAGS.workdir, data)
   except (data_lib.DataError, kind_lib.ConfigError, training.TrainingError,
           checkpoint.CheckpointError) as e:
     sys.exit(f"train.py: {e}")  # a user's mistake: one line, non-zero exit

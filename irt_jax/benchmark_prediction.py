@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import utils
@@ -21,7 +22,7 @@ from irt_jax.protocols import leave_benchmark_out as bp
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config file.",
+config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.", required=True)
 flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
@@ -38,7 +39,7 @@ flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
     ks = sorted({int(k) for k in FLAGS.ks})
   except ValueError:

@@ -1,8 +1,8 @@
 """Orbax checkpoints that describe themselves.
 
 A checkpoint step holds four items: `state` (params, optimiser state, step), and
-three JSON items: `meta` (epoch, seed, schedule and early-stopping state, history,
-best step), `config` (the full training config) and `index` (model names,
+three JSON items: `meta` (`run_meta`: step, seed, schedule and early-stopping
+state, history, best step, models added after training), `config` (the full training config) and `index` (model names,
 benchmark names, dataset), so evaluation and routing need nothing but the workdir.
 
 Which step is best has one source of truth: the `best` record in the meta of
@@ -19,7 +19,6 @@ a kill during a save are ignored and cleaned when training opens the workdir.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -32,6 +31,27 @@ ITEMS = ("state", "meta", "config", "index")
 
 class CheckpointError(RuntimeError):
   """A checkpoint that is missing, unreadable or does not fit the run."""
+
+
+def run_meta(*, step: int, seed: int | None, history: list, best: dict | None,
+             stopped: bool, epoch_sums: dict | None = None, layout: dict | None = None,
+             plateau: dict | None = None, early_stopping: dict | None = None,
+             added_models: list = (), ability_updates: list = ()) -> dict:
+  """The `meta` item of a checkpoint, with the same keys whatever wrote it.
+
+  Trained runs fill every field (the controllers and the epoch's partial sums
+  are what a resume continues from; `layout` is the device layout and data
+  fingerprint a resume must match); fitted runs and runs with added models leave
+  the training-only ones None. `added_models`: the LLMs added after training
+  (name, answers, source run and step), oldest first; `ability_updates`: the
+  abilities changed after training (from feedback: `python -m irt_jax.update`),
+  oldest first. One builder, so readers
+  (eval, the Router, add_model, a resume) find every key in every run.
+  """
+  return {"step": int(step), "seed": seed, "history": list(history), "best": best,
+          "stopped": bool(stopped), "epoch_sums": epoch_sums, "layout": layout,
+          "plateau": plateau, "early_stopping": early_stopping,
+          "added_models": list(added_models), "ability_updates": list(ability_updates)}
 
 
 def recorded_best(meta: dict) -> int | None:
@@ -135,13 +155,3 @@ def _check_finite(tree: Any, where: str) -> None:
     arr = np.asarray(leaf)
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
       raise CheckpointError(f"{where}: parameter {jax.tree_util.keystr(path)} holds NaN/inf")
-
-
-class _DropOrbaxInfo(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
-
-
-def quiet_orbax_logs() -> None:
-  """Orbax logs every file it writes at INFO; keep its warnings and errors only."""
-  logging.getLogger("absl").addFilter(_DropOrbaxInfo())

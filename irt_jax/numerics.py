@@ -1,4 +1,5 @@
-"""Numerics shared by every layer: P(correct) from logits in float64.
+"""Numerics shared by every layer: P(correct) from logits in float64, and the one
+parser of the finite non-negative numbers (cost weights, budgets) users give.
 
 One home for the sigmoid, so that evaluation, routing, cold start and the service
 all turn logits into probabilities the same way (float32 saturates near logit 17,
@@ -7,9 +8,35 @@ where cost-aware choices would then see ties).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 from scipy import special
+
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
   """P(correct) from logits, in float64 (float32 saturates to 1.0 near logit 17)."""
   return special.expit(np.asarray(logits, np.float64))
+
+
+def non_negative(value, what: str, *, from_text: bool = False) -> float:
+  """`value` as a finite float >= 0, else a ValueError naming `what` and the value.
+
+  The one parser for the cost weights and budgets that the Router, the command
+  line and the service accept. JSON's true/false are not numbers here (Python
+  counts them as ints); text is parsed only with `from_text` (e.g. the `0.3` of
+  a model name `router-irtnet-0.3`), so a JSON string "0.3" stays an error.
+  """
+  number = None
+  if isinstance(value, str) and from_text:
+    try:
+      number = float(value)
+    except ValueError:
+      number = None
+  elif isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+    number = float(value)
+  if number is None or not math.isfinite(number) or number < 0:
+    shown = value if isinstance(value, str) else repr(value)
+    raise ValueError(f"{what} must be a finite number >= 0, got {shown}")
+  return number

@@ -15,6 +15,8 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
 flags.DEFINE_string("encoder_dir", None, "Query encoder folder (default: the one the run "
@@ -71,19 +73,14 @@ def main(argv):
     raise app.UsageError("no queries: pass them as arguments or --input=FILE.jsonl")
 
   from irt_jax import checkpoint
-  from irt_jax.routing import costs as costs_lib
   from irt_jax.data import io as data_lib
   from irt_jax.routing import router as router_lib
   from irt_jax.encoder import EncoderError
 
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   try:
-    step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
-    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step,
-                                               encoder_precision=FLAGS.encoder_precision)
-    if FLAGS.costs:
-      router = router.with_costs(costs_lib.for_routing(
-          FLAGS.costs, router.model_names, tokenizer_dir=costs_lib.default_tokenizer()))
+    router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
+                             encoder_precision=FLAGS.encoder_precision)
     routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
     sys.exit(f"route: {e}")

@@ -1,10 +1,13 @@
 r"""Serves a trained run as an OpenAI-compatible router: flags -> serving.create_app -> uvicorn.
 
   python -m irt_jax.serve --workdir=runs/routerdc --encoder_dir=.models/all-mpnet-base-v2 \
-      --upstreams=upstreams.json --port=8000
+      --upstreams=upstreams.json --port=8000 \
+      [--api_keys_file=keys.txt --admin_keys_file=admin.txt --feedback_log=feedback.jsonl]
   # then, with the openai client: base_url="http://127.0.0.1:8000/v1", model="router-irtnet"
 
-The encoder loads (and compiles) once, before the port opens.
+The encoder loads (and compiles) once, before the port opens. SIGHUP re-reads the
+keys files and reloads the run (e.g. a new best step); POST /admin/reload (an
+admin key) reloads it or another run ({"workdir": ...}). See docs/serving.md.
 """
 
 import os
@@ -13,9 +16,11 @@ import sys
 from absl import app
 from absl import flags
 
+from irt_jax import logs
 from irt_jax.serving import app as serving
 
-_DEFAULTS = serving.Limits()
+_LIMITS = serving.Limits()
+_FALLBACKS = serving.Fallbacks()
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
 flags.DEFINE_string("encoder_dir", None, "Query encoder folder (default: the one the run "
@@ -29,14 +34,71 @@ flags.DEFINE_string("upstreams", None, 'JSON file: {"<model>": {"base_url": "htt
 flags.DEFINE_string("costs", None, "Costs: a JSON file model name -> cost per query, or a "
                     "model_prices.csv (USD per million tokens; each query priced by its tokens). "
                     "Enables router-<kind>-<cost_weight> and /route's cost_weight, budget.")
-flags.DEFINE_integer("max_queries", _DEFAULTS.max_queries, "Queries per /route request.")
-flags.DEFINE_integer("max_query_chars", _DEFAULTS.max_query_chars, "Characters per query.")
-flags.DEFINE_integer("max_body_bytes", _DEFAULTS.max_body_bytes, "Request body size.")
-flags.DEFINE_float("upstream_timeout_s", _DEFAULTS.upstream_timeout_s,
+flags.DEFINE_string("api_keys_file", None, "File of API keys, one per line: requests without "
+                    "'Authorization: Bearer <one of them>' get 401 (/health stays open). "
+                    "Re-read when it changes and on SIGHUP. Without it anyone may call.")
+flags.DEFINE_string("admin_keys_file", None, "File of admin keys (same format) for POST "
+                    "/admin/reload; without it that endpoint is off (SIGHUP still reloads).")
+flags.DEFINE_string("feedback_log", None, "JSON-lines file POST /v1/feedback appends to "
+                    "(fsynced per record); without it /v1/feedback is off.")
+flags.DEFINE_integer("fallbacks", _FALLBACKS.fallbacks, "Further ranked models tried when the "
+                     "chosen model's upstream fails before answering.")
+flags.DEFINE_float("cooldown_s", _FALLBACKS.cooldown_s, "Seconds a model whose upstream keeps "
+                   "failing goes to the back of every ranking.")
+flags.DEFINE_integer("cooldown_failures", _FALLBACKS.failures, "Failures in a row that start a "
+                     "cool-down.")
+flags.DEFINE_float("deadline_s", _FALLBACKS.deadline_s, "Seconds for all tries of one chat "
+                   "request together.")
+flags.DEFINE_integer("max_queries", _LIMITS.max_queries, "Queries per /route request.")
+flags.DEFINE_integer("max_query_chars", _LIMITS.max_query_chars, "Characters per query.")
+flags.DEFINE_integer("max_body_bytes", _LIMITS.max_body_bytes, "Request body size.")
+flags.DEFINE_float("upstream_timeout_s", _LIMITS.upstream_timeout_s,
                    "Seconds to wait for an upstream (connect and each read).")
-flags.DEFINE_integer("max_batch_queries", _DEFAULTS.max_batch_queries,
+flags.DEFINE_integer("max_batch_queries", _LIMITS.max_batch_queries,
                      "Queries encoded together across concurrent requests.")
+flags.DEFINE_integer("keep_alive_s", 75, "Seconds an idle client connection is kept open; "
+                   "longer than clients keep theirs (httpx, the openai client: 5 s), so a client "
+                   "never sends on a connection the service is closing.")
 flags.DEFINE_string("log_level", "info", "uvicorn's log level.")
+
+
+def build_app():
+  """The app the flags describe; a user's mistake ends in one line (sys.exit)."""
+  from irt_jax import checkpoint
+  from irt_jax.coldstart.feedback import FeedbackError
+  from irt_jax.data import io as data_lib
+  from irt_jax.encoder import EncoderError
+  from irt_jax.routing import router as router_lib
+  from irt_jax.serving.keys import KeyFile
+
+  logs.quiet_startup()
+  load = lambda workdir, old: router_lib.load(workdir or old.workdir, FLAGS.encoder_dir,
+                                              FLAGS.step, FLAGS.costs, reuse=old)
+  try:
+    upstreams = serving.load_upstreams(FLAGS.upstreams) if FLAGS.upstreams else {}
+    access = serving.Access(
+        keys=KeyFile(FLAGS.api_keys_file) if FLAGS.api_keys_file else None,
+        admin_keys=KeyFile(FLAGS.admin_keys_file) if FLAGS.admin_keys_file else None)
+    router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs)
+    router.logits(["warm up"])      # the encoder loads here, once; errors end here
+    limits = serving.Limits(max_queries=FLAGS.max_queries, max_query_chars=FLAGS.max_query_chars,
+                            max_body_bytes=FLAGS.max_body_bytes,
+                            upstream_timeout_s=FLAGS.upstream_timeout_s,
+                            max_batch_queries=FLAGS.max_batch_queries)
+    fallbacks = serving.Fallbacks(fallbacks=FLAGS.fallbacks, cooldown_s=FLAGS.cooldown_s,
+                                  failures=FLAGS.cooldown_failures, deadline_s=FLAGS.deadline_s)
+    app_ = serving.create_app(router, upstreams, limits, fallbacks=fallbacks, access=access,
+                              feedback_log=FLAGS.feedback_log, reloader=load)
+  except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, FeedbackError,
+          OSError, ValueError) as e:
+    sys.exit(f"serve: {e}")
+  unknown = sorted(set(upstreams) - set(router.model_names))
+  if unknown:
+    print(f"serve: upstreams {unknown} are not among the run's models; they pass through "
+          f"by name only", file=sys.stderr)
+  if access.keys is None:
+    print("serve: no --api_keys_file: anyone who can reach the port may call", file=sys.stderr)
+  return app_
 
 
 def main(argv):
@@ -46,34 +108,10 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
-  from irt_jax import checkpoint
-  from irt_jax.routing import costs as costs_lib
-  from irt_jax.data import io as data_lib
-  from irt_jax.routing import router as router_lib
-  from irt_jax.encoder import EncoderError
-
-  checkpoint.quiet_orbax_logs()
-  limits = serving.Limits(max_queries=FLAGS.max_queries, max_query_chars=FLAGS.max_query_chars,
-                          max_body_bytes=FLAGS.max_body_bytes,
-                          upstream_timeout_s=FLAGS.upstream_timeout_s,
-                          max_batch_queries=FLAGS.max_batch_queries)
-  try:
-    upstreams = serving.load_upstreams(FLAGS.upstreams) if FLAGS.upstreams else {}
-    step = FLAGS.step if FLAGS.step in ("best", "latest") else int(FLAGS.step)
-    router = router_lib.Router.from_checkpoint(FLAGS.workdir, FLAGS.encoder_dir, step)
-    if FLAGS.costs:
-      router = router.with_costs(costs_lib.for_routing(
-          FLAGS.costs, router.model_names, tokenizer_dir=costs_lib.default_tokenizer()))
-    router.logits(["warm up"])      # the encoder loads here, once; errors end here
-  except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
-    sys.exit(f"serve: {e}")
-  unknown = sorted(set(upstreams) - set(router.model_names))
-  if unknown:
-    print(f"serve: upstreams {unknown} are not among the run's models; they pass through "
-          f"by name only", file=sys.stderr)
+  app_ = build_app()
   import uvicorn
-  uvicorn.run(serving.create_app(router, upstreams, limits), host=FLAGS.host, port=FLAGS.port,
-              log_level=FLAGS.log_level)
+  uvicorn.run(app_, host=FLAGS.host, port=FLAGS.port, log_level=FLAGS.log_level,
+              timeout_keep_alive=FLAGS.keep_alive_s)
 
 
 if __name__ == "__main__":

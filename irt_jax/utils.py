@@ -91,6 +91,16 @@ def apply_overrides(config, items) -> None:
     node[path[-1]] = _typed_like(node[path[-1]], text, item)
 
 
+def config_file(name: str) -> str:
+  """configs/<name>.py beside the irt_jax package, found from this file.
+
+  A tool's default config must not depend on the working directory: `python -m
+  irt_jax.benchmark_prediction` runs from anywhere once installed. configs/ sits next
+  to irt_jax/ in a checkout, an editable install and a wheel (which ships it).
+  """
+  return str(Path(__file__).resolve().parent.parent / "configs" / f"{name}.py")
+
+
 def config_from_flag(flags_values, program: str, name: str = "config"):
   """The config of a `config_flags.DEFINE_config_file` flag, or one line and exit 1.
 

@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from irt_jax import logs  # noqa: E402
 from irt_jax import utils  # noqa: E402
 
 utils.retain_freed_memory()  # before jax or numpy start threads (see its docstring)
@@ -63,7 +64,7 @@ def run_one(kind, dataset, seed, out):
   config.data.dir = os.path.join(FLAGS.data_root, dataset)
   workdir = os.path.join(FLAGS.workdir, f"{kind}{FLAGS.tag}-{dataset}-s{seed}")
   t0 = time.time()
-  summary = training.train_and_evaluate(config, workdir)
+  summary = training.run(config, workdir)  # trains or fits, by the kind; resolves the data
   seconds = time.time() - t0
   run = predictors.load(workdir)
   data = resolve.prepare_and_load(run.config, workdir, require=("train", "test"))
@@ -90,7 +91,7 @@ def read_records(path: str) -> list[dict]:
 
 def main(argv):
   del argv
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   os.makedirs(FLAGS.workdir, exist_ok=True)
   out = FLAGS.records or os.path.join(FLAGS.workdir, "results.jsonl")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

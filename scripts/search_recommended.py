@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from irt_jax import logs  # noqa: E402
 from irt_jax import utils  # noqa: E402
 
 utils.retain_freed_memory()  # before jax or numpy start threads (see its docstring)
@@ -46,7 +47,7 @@ def base_config(overrides):
 
 def main(argv):
   del argv
-  checkpoint.quiet_orbax_logs()
+  logs.quiet_startup()
   done = set()
   if os.path.exists(FLAGS.out):
     try:

@@ -30,6 +30,27 @@ from irt_jax.data import synthetic  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+MINILM_DIR = os.environ.get("IRT_JAX_MINILM_DIR", os.path.join(REPO, ".models", "all-MiniLM-L6-v2"))
+MPNET_DIR = os.environ.get("IRT_JAX_MPNET_DIR", os.path.join(REPO, ".models", "all-mpnet-base-v2"))
+
+
+def needs_shared_data(*parts: str) -> pytest.MarkDecorator:
+  """Skips a test when ../shared/data/<parts> is missing, naming the path.
+
+  A user's clone has no ../shared beside it (docs/data.md says where that data
+  comes from); CI and the project's machines have it, and run these tests."""
+  path = os.path.join(SHARED_DATA, *parts)
+  return pytest.mark.skipif(not os.path.exists(path),
+                            reason=f"needs the shared real data: {path} is missing")
+
+
+def needs_encoder(model_dir: str, file: str = "model.safetensors") -> pytest.MarkDecorator:
+  """Skips a test when an encoder folder lacks `file` (weights by default; a
+  tokenizer test passes its tokenizer file), naming the path and how to fetch it."""
+  path = os.path.join(model_dir, file)
+  return pytest.mark.skipif(
+      not os.path.isfile(path),
+      reason=f"needs encoder weights: {path} is missing (python -m irt_jax.encoder.fetch --out=.models)")
 
 
 @pytest.fixture

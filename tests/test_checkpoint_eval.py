@@ -18,11 +18,10 @@ from irt_jax.data import io as data_lib
 from irt_jax import evaluation
 from irt_jax.evaluation import evaluators
 from irt_jax import metrics
-from irt_jax.models import irtnet as model_lib
 from irt_jax.routing import rules
 from irt_jax import predictors
 from irt_jax.training import loop as training
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, needs_shared_data
 
 REPORT_KEYS = {"correctness", "routing", "n_models", "n_queries", "dataset", "checkpoint_step"}
 
@@ -35,6 +34,7 @@ def trained(tmp_path_factory):
   return workdir, training.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_restore_then_evaluate_gives_identical_metrics(trained):
   workdir, summary = trained
   latest = predictors.load(workdir, "latest")
@@ -72,6 +72,7 @@ def _train_cmd(workdir, *extra):
           "--config.model.hidden_dim=128", "--config.checkpoint.every_steps=7", *extra]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_ends_like_an_uninterrupted_run(tmp_path):
   interrupted, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
   proc = subprocess.Popen(_train_cmd(interrupted), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -106,6 +107,7 @@ def test_kill_9_mid_run_then_rerun_ends_like_an_uninterrupted_run(tmp_path):
   assert strip(lines(interrupted)) == strip(lines(clean))
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_the_report(trained, tmp_path):
   workdir, _ = trained
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={workdir}",
@@ -179,19 +181,22 @@ def test_routing_on_a_hand_made_sparse_matrix():
   assert b["random"]["macro"] == pytest.approx(((0.5 + 1 / 3) / 2 + 0.25) / 2)
 
 
-def test_route_restricts_to_candidates_and_rejects_unknown_names():
-  proba = np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.6]])
-  names = ["a", "b", "c"]
-  assert rules.route(proba, names) == ["b", "a"]
-  assert rules.route(proba, names, candidates=["a", "c"]) == ["c", "a"]
-  with pytest.raises(ValueError, match=r"unknown model name\(s\) \['zz'\]"):
-    rules.route(proba, names, candidates=["a", "zz"])
+def test_plain_routing_picks_the_likeliest_allowed_model():
+  # choose_by_score is what rules.choose_with_cost(cost_weight=0) and the Router
+  # reduce to: the argmax among allowed models (candidates, or known cells).
+  logits = np.log(np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.6]]))
+  every = np.ones((2, 3), bool)
+  assert rules.choose_by_score(logits, every).tolist() == [1, 0]
+  candidates = np.array([True, False, True])[None, :]
+  assert rules.choose_by_score(logits, np.broadcast_to(candidates, (2, 3))).tolist() == [2, 0]
+  assert rules.choose_with_cost(logits, None, 0.0, candidates).tolist() == [2, 0]
+  assert rules.choose_by_score(logits, np.zeros((2, 3), bool)).tolist() == [-1, -1]
 
 
 @pytest.mark.parametrize("name, oracle, best, rand", [
-    ("routerdc", (82.59, 76.38), (58.27, 46.99), (55.20, 47.17)),
-    ("llmrouter", (80.27, 79.96), (63.38, 62.63), (42.57, 41.76)),
-    ("zeroeval", (98.94, 98.57), (94.72, 93.95), (66.82, 62.17)),
+    pytest.param("routerdc", (82.59, 76.38), (58.27, 46.99), (55.20, 47.17), marks=needs_shared_data("routerdc")),
+    pytest.param("llmrouter", (80.27, 79.96), (63.38, 62.63), (42.57, 41.76), marks=needs_shared_data("llmrouter")),
+    pytest.param("zeroeval", (98.94, 98.57), (94.72, 93.95), (66.82, 62.17), marks=needs_shared_data("zeroeval")),
 ])
 def test_baselines_agree_with_the_shared_data_readme(name, oracle, best, rand):
   data = data_lib.load_dataset(os.path.join(SHARED_DATA, name))

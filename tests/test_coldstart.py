@@ -10,7 +10,7 @@ import pytest
 import scipy.optimize
 
 from configs import test as test_config
-from irt_jax import add_model
+from irt_jax.coldstart import add as add_model
 from irt_jax.coldstart import ability as coldstart
 from irt_jax.data import io as data_lib
 from irt_jax import predictors
@@ -178,6 +178,7 @@ def _listing(folder):
                 for r, _, fs in os.walk(folder) for f in fs)
 
 
+@pytest.mark.slow
 def test_add_model_cli_end_to_end(run_dir, tmp_path):
   old, data, responses = _responses(run_dir, tmp_path / "answers.csv")
   before = _listing(os.path.join(run_dir, "checkpoints"))

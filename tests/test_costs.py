@@ -12,8 +12,9 @@ from irt_jax.routing import costs
 from irt_jax.routing import rules
 from irt_jax.data.io import DataError
 from irt_jax.evaluation import cost_frontier as cf
+from tests.conftest import MINILM_DIR
 
-MINILM = os.path.join(os.path.dirname(__file__), "..", ".models", "all-MiniLM-L6-v2")
+MINILM = MINILM_DIR
 
 
 def _logit(p):
@@ -55,8 +56,9 @@ def test_prices_bad_input(tmp_path):
 
 def test_token_counts_fallback_and_tokenizer():
   np.testing.assert_array_equal(costs.token_counts(["", "abcd", "abcde"]), [0, 1, 2])
-  if not os.path.isdir(MINILM):
-    pytest.skip("no MiniLM tokenizer in .models")
+  if not os.path.isfile(os.path.join(MINILM, "tokenizer.json")):
+    pytest.skip(f"needs a MiniLM tokenizer: {MINILM}/tokenizer.json is missing "
+                "(python -m irt_jax.encoder.fetch --out=.models)")
   # WordPiece: 'hello', 'world', '!' (no [CLS]/[SEP]).
   np.testing.assert_array_equal(costs.token_counts(["hello world!"], MINILM), [3])
 

@@ -11,7 +11,7 @@ import pytest
 from irt_jax.training import batches
 from irt_jax.data import io as data_lib
 from irt_jax.data import synthetic
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, needs_shared_data
 
 
 def _copy(src, tmp_path):
@@ -71,6 +71,7 @@ def test_full_layout_with_string_ids_prompts_and_duplicates(tmp_path):
   assert "test" not in data.splits  # optional split absent
 
 
+@needs_shared_data("routerdc")
 def test_shared_routerdc_loads_aligned():
   data = data_lib.load_dataset(os.path.join(SHARED_DATA, "routerdc"))
   assert (data.n_models, data.n_queries, data.embed_dim) == (7, 20565, 768)

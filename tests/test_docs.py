@@ -164,8 +164,10 @@ def entry_flags(entry: str) -> dict[str, str | None]:
   assert flags, f"{entry} --help printed no flags: {result.stderr[-2000:]}"
   if "config" in flags:                          # absl's help prints the loaded config, not its path
     with open(path, encoding="utf-8") as f:
-      default = re.search(r'DEFINE_config_file\(\s*"config",\s*"([^"]+)"', f.read())
-    flags["config"] = default.group(1) if default else None
+      source = f.read()
+    literal = re.search(r'DEFINE_config_file\(\s*"config",\s*"([^"]+)"', source)
+    named = re.search(r'DEFINE_config_file\(\s*"config",\s*utils\.config_file\("(\w+)"\)', source)
+    flags["config"] = literal.group(1) if literal else f"configs/{named.group(1)}.py" if named else None
   return flags
 
 

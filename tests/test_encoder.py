@@ -26,12 +26,14 @@ from irt_jax.data import encode as encode_cli
 from irt_jax.encoder import EncoderError, load_encoder
 from irt_jax.encoder import fetch as fetch_mod
 from irt_jax.encoder.networks import relative_position_buckets
+from tests import conftest
+from tests.conftest import needs_encoder, needs_shared_data
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(conftest.SHARED_DATA)
 REFS = SHARED / "encoder_refs"
-MINILM_DIR = Path(os.environ.get("IRT_JAX_MINILM_DIR", REPO / ".models" / "all-MiniLM-L6-v2"))
-MPNET_DIR = Path(os.environ.get("IRT_JAX_MPNET_DIR", REPO / ".models" / "all-mpnet-base-v2"))
+MINILM_DIR = Path(conftest.MINILM_DIR)
+MPNET_DIR = Path(conftest.MPNET_DIR)
 
 TEXTS = [
     "What is the capital of France?",
@@ -328,6 +330,7 @@ def test_tiny_matches_naive_reference(arch, tiny_dirs, tiny_encoders):
   assert np.abs(got[0] - got[2]).max() > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_padding_and_bucketing_invariance(arch, tiny_dirs, tiny_encoders):
   enc = tiny_encoders[arch]
@@ -606,6 +609,7 @@ def test_encode_resume_and_refusals(tmp_path, tiny_dirs, tiny_encoders):
   np.testing.assert_allclose(np.load(tmp_path / "r.npy"), other.encode(PROMPTS), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_encode_cli_subprocess(tmp_path, tiny_dirs, tiny_encoders):
   d = write_question_order(tmp_path / "cli")
   env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -674,6 +678,7 @@ def test_fetch_split_zip_offline(tmp_path, monkeypatch):
     fetch_mod.fetch("fake", tmp_path / "out2", wheel_dir=wheel_dir)
 
 
+@needs_shared_data("encoder_refs", "wheel_sha256.txt")
 def test_fetch_constants_match_shared_hash_list():
   listed = {}
   for line in (REFS / "wheel_sha256.txt").read_text().splitlines():
@@ -706,23 +711,22 @@ def _check_against_reference(model_dir: Path, ref_name: str) -> None:
   assert np.abs(got_mixed[[1, 3]] - ref).max() <= 1e-5
 
 
-@pytest.mark.skipif(
-    not (MINILM_DIR / "model.safetensors").is_file(), reason=f"no MiniLM weights at {MINILM_DIR}")
+@needs_encoder(conftest.MINILM_DIR)
+@needs_shared_data("encoder_refs")
 def test_minilm_matches_sentence_transformers():
   _check_against_reference(MINILM_DIR, "all-MiniLM-L6-v2_st_2sents.npy")
 
 
-@pytest.mark.skipif(
-    not (MPNET_DIR / "model.safetensors").is_file(), reason=f"no MPNet weights at {MPNET_DIR}")
+@pytest.mark.slow
+@needs_encoder(conftest.MPNET_DIR)
+@needs_shared_data("encoder_refs")
 def test_mpnet_matches_sentence_transformers():
   _check_against_reference(MPNET_DIR, "all-mpnet-base-v2_st_2sents.npy")
 
 
-@pytest.mark.skipif(
-    not (MPNET_DIR / "model.safetensors").is_file() or
-    not (SHARED / "routerdc" / "question_embeddings.npy").is_file(),
-    reason="needs MPNet weights and shared/data/routerdc",
-)
+@pytest.mark.slow
+@needs_encoder(conftest.MPNET_DIR)
+@needs_shared_data("routerdc", "question_embeddings.npy")
 def test_encode_reproduces_shipped_routerdc_embeddings(tmp_path):
   src = SHARED / "routerdc"
   ids, prompts, cats = encode_cli.read_question_order(src / "question_order.csv")

@@ -47,10 +47,11 @@ def trained(tmp_path_factory):
   out = {}
   for kind in KINDS:
     workdir = str(root / kind)
-    out[kind] = (workdir, training.train_and_evaluate(tiny_config(kind), workdir))
+    out[kind] = (workdir, training.run(tiny_config(kind), workdir))
   return out
 
 
+@pytest.mark.slow  # the `trained` fixture trains every kind
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_beats_the_per_model_train_mean_on_auc(trained, kind):
   workdir, summary = trained[kind]
@@ -64,6 +65,7 @@ def test_every_kind_beats_the_per_model_train_mean_on_auc(trained, kind):
   assert metrics.auc(logits[test.mask], test.labels[test.mask]) > floor + 0.02
 
 
+@pytest.mark.slow  # the `trained` fixture trains every kind
 def test_compare_tabulates_runs_of_every_kind(trained):
   workdirs = [trained[k][0] for k in KINDS]
   result = evaluation.compare(workdirs, "test")
@@ -75,6 +77,7 @@ def test_compare_tabulates_runs_of_every_kind(trained):
   assert len({rows[k]["log_loss"] for k in KINDS}) == len(KINDS)
 
 
+@pytest.mark.slow
 def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, tmp_path):
   a, b, c = (trained[k][0] for k in ("irtnet", "knn", "mf"))
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={b},{c}",
@@ -93,7 +96,7 @@ def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, t
   other = tmp_path / "other"
   config = tiny_config("knn")
   config.data.synthetic.n_models = 5
-  training.train_and_evaluate(config, str(other))
+  training.run(config, str(other))
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={other}"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Traceback" not in out.stderr
@@ -172,6 +175,7 @@ def test_every_registered_kind_has_a_config_with_its_name():
     models.get(kind).spec(config.model, 3, 8)  # every field the kind takes, no other
 
 
+@pytest.mark.slow  # the `trained` fixture trains every kind
 @pytest.mark.parametrize("kind", [k for k in KINDS if models.get(k).irt is not None])
 def test_cold_start_adds_a_model_to_every_kind_with_abilities(trained, kind):
   """An existing model re-added from its own train answers predicts like itself."""

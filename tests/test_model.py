@@ -46,6 +46,7 @@ def _numpy_logits(p, v, spec):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kw", [{}, {"top_k": 2}, {"n_shared": 2}, {"init": "lecun"}])
 def test_logits_match_numpy_reference(kw):
   spec = _spec(**kw)
@@ -72,6 +73,7 @@ def test_torch_default_init_ranges():
   assert abs(theta.std() - 1.0) < 0.35  # nn.Embedding's N(0, 1)
 
 
+@pytest.mark.slow
 def test_top_k_gate_is_sparse_and_normalised():
   spec = _spec(n_experts=6, top_k=2)
   params = model_lib.init_params(jax.random.PRNGKey(2), spec)

@@ -121,6 +121,7 @@ def reference_runs(tmp_path_factory):
   return single, multi
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_same_parameters_as_one(reference_runs):
   single, multi = reference_runs
   step_1, params_1 = _params(single)
@@ -142,6 +143,7 @@ def test_two_processes_train_the_same_parameters_as_one(reference_runs):
   assert p.shape == (2, 12) and np.isfinite(p).all()
 
 
+@pytest.mark.slow
 def test_a_lost_process_fails_the_job_and_a_restart_resumes(reference_runs, tmp_path):
   _, multi = reference_runs
   workdir = str(tmp_path / "killed")
@@ -179,6 +181,7 @@ def test_a_lost_process_fails_the_job_and_a_restart_resumes(reference_runs, tmp_
   _assert_same_params(params, _params(multi)[1])
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_at_an_agreed_step_and_a_rerun_ends_as_if_uninterrupted(
     reference_runs, tmp_path):
   workdir = str(tmp_path / "preempted")

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from irt_jax.evaluation import report
 from tests.conftest import REPO
 
@@ -56,6 +58,7 @@ def test_compare_kinds_table_only_without_records_is_one_line_not_a_traceback(tm
   assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_compare_kinds_names_the_line_of_a_half_written_record(tmp_path):
   # A run killed while appending leaves a partial last line; every later
   # comparison must say where, not fail with a JSON traceback.
@@ -75,6 +78,7 @@ def test_compare_kinds_names_the_line_of_a_half_written_record(tmp_path):
   assert proc.returncode == 0 and "| routerdc | irtnet | 1 | 60.00 | 0.7000 |" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
   # Checked up front: a typo in the last grid entry must not surface after hours of runs.
   proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=logreg,irtnet",
@@ -107,8 +111,9 @@ def test_a_cell_recorded_with_other_overrides_is_kept_but_named(tmp_path):
   records = tmp_path / "kinds.jsonl"
   old = dict(_record("logreg", "llmrouter", 0, 0.75, 0.82, 20.0), overrides=["knn.k=5"])
   records.write_text(json.dumps(old) + "\n")
+  (tmp_path / "data" / "llmrouter").mkdir(parents=True)   # the cell is recorded: nothing is read from it
   proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=logreg",
-                         "--datasets=llmrouter", f"--records={records}",
+                         "--datasets=llmrouter", f"--records={records}", f"--data_root={tmp_path / 'data'}",
                          f"--workdir={tmp_path / 'w'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
@@ -118,6 +123,7 @@ def test_a_cell_recorded_with_other_overrides_is_kept_but_named(tmp_path):
   assert "| llmrouter | logreg | 1 | 75.00 |" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_missing_or_broken_dataset_ends_both_scripts_in_one_line(tmp_path):
   (tmp_path / "broken").mkdir()  # a folder with no CSVs: the data loader's own error
   common = [f"--data_root={tmp_path}"]

@@ -46,6 +46,7 @@ def _same_params(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.slow
 def test_best_epoch_not_last_survives_two_resumes_and_is_what_eval_restores(tmp_path,
                                                                               monkeypatch):
   # Epoch 1 is best; epoch 4 ties it (the earliest of a tie stays best).
@@ -102,6 +103,7 @@ def _leave_a_killed_save(ckpt_dir, from_step, to_step):
   return tmp
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_save_is_ignored_and_cleaned_on_resume(tmp_path, monkeypatch):
   scripted_training.script_val_accuracy(monkeypatch, [0.5, 0.9, 0.6])
   workdir, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
@@ -132,6 +134,7 @@ def _scripted_train(workdir, schedule, *extra, kill_after_saves=None):
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_kill_9_after_the_best_epoch_then_resume_and_eval_restores_the_best(tmp_path):
   """The issue's scenario with the real train.py: best epoch 1 (step 40), SIGKILL
   right after the mid-epoch save at step 49, rerun, evaluate the default step."""
@@ -186,6 +189,7 @@ def test_resume_on_another_device_or_process_count_is_refused(one_epoch, monkeyp
   assert expect + "4 device(s) in 2 process(es)" in _refusal(one_epoch)
 
 
+@pytest.mark.slow
 def test_resume_on_changed_data_is_refused_naming_what_changed(one_epoch):
   data_dir = os.path.join(one_epoch, "synthetic_data")
   train_csv = os.path.join(data_dir, "train.csv")

@@ -15,13 +15,13 @@ from irt_jax.routing import costs
 from irt_jax.routing import rules
 from irt_jax.training import loop as training
 from irt_jax.routing.router import Router, RouterError
-from tests.conftest import REPO
+from tests.conftest import MINILM_DIR, REPO, needs_encoder
 from tests.fake_encoder import HashEncoder
 from tests.test_encoder import make_tiny_model
 
 pytest_plugins = ["tests.router_fixtures"]   # run, text_run, text_router: shared with test_serve
 
-MINILM = os.path.join(REPO, ".models", "all-MiniLM-L6-v2")
+MINILM = MINILM_DIR
 TEXTS = ["What is 17 * 23?", "Name the capital of Australia.", "Write a haiku about rain.",
          "Prove that sqrt(2) is irrational.", "Translate 'good morning' into French."]
 
@@ -116,18 +116,50 @@ def test_cost_weight_trades_probability_for_cost():
   assert [r.model for r in per_query.route(["q0", "q1"], cost_weight=0.4)] == ["m1", "m0"]
 
 
+def test_rank_is_the_fallback_order():
+  # Logits: m2 > m0 > m3 > m1 on q0; costs make m3 (free) win q0 at a high cost weight.
+  table = [[1.0, -2.0, 3.0, 0.5], [0.0, 2.0, -1.0, 1.0]]
+  router = fixed_router(table, costs=[1.0, 1.0, 2.0, 0.0])
+  assert router.rank_logits(np.array(table)) == [["m2", "m0", "m3", "m1"], ["m1", "m3", "m0", "m2"]]
+  assert router.rank_logits(np.array(table), k=2, candidates=["m0", "m1", "m3"]) == [
+      ["m0", "m3"], ["m1", "m3"]]
+  # P - 0.5 * cost on q0: m0 0.231, m1 -0.381, m2 -0.047, m3 0.622.
+  assert router.rank_logits(np.array(table), cost_weight=0.5, texts=["q0", "q1"])[0] == [
+      "m3", "m0", "m2", "m1"]
+  # The head of the ranking is the Router's choice and the next its runner-up.
+  for w in (0.0, 0.2, 0.5, 3.0):
+    routes = router.route_logits(np.array(table), w, texts=["q0", "q1"])
+    ranks = router.rank_logits(np.array(table), w, texts=["q0", "q1"])
+    assert [r[:2] for r in ranks] == [[x.model, x.runner_up] for x in routes]
+  with pytest.raises(RouterError, match="needs costs"):
+    fixed_router(table).rank_logits(np.array(table), cost_weight=0.1)
+
+
+def test_load_parses_steps_and_refuses_bad_ones(run):
+  from irt_jax.routing import router as router_lib
+  assert router_lib.parse_step("best") == "best" and router_lib.parse_step("12") == 12
+  with pytest.raises(RouterError, match="step must be 'best', 'latest' or a step number"):
+    router_lib.load(run, step="newest")
+
+
 def test_costs_are_required_and_checked():
   router = fixed_router([[2.0, 0.0]])
   with pytest.raises(RouterError, match="need costs"):
     router.route(["q0"], cost_weight=0.1)
   with pytest.raises(RouterError, match="need costs"):
     router.route(["q0"], budget=1.0)
-  with pytest.raises(RouterError, match=r"do not fit 2 models"):
+  with pytest.raises(RouterError, match=r"does not fit 2 models"):
     fixed_router([[2.0, 0.0]], costs=[1.0, 2.0, 3.0])
-  with pytest.raises(RouterError, match="lack model"):
+  with pytest.raises(RouterError, match=r"no cost for model\(s\) \['m1'\]"):
     fixed_router([[2.0, 0.0]], costs={"m0": 1.0})
-  with pytest.raises(RouterError, match=">= 0"):
+  with pytest.raises(RouterError, match="cost_weight must be a finite number >= 0, got -1"):
     fixed_router([[2.0, 0.0]], costs=[1.0, 0.0]).route(["q0"], cost_weight=-1)
+  with pytest.raises(RouterError, match="budget must be a finite number >= 0, got nan"):
+    fixed_router([[2.0, 0.0]], costs=[1.0, 0.0]).route(["q0"], budget=float("nan"))
+  with pytest.raises(RouterError, match="cost of 'm0' must be a finite number >= 0, got True"):
+    fixed_router([[2.0, 0.0]], costs={"m0": True, "m1": 0.0})
+  with pytest.raises(RouterError, match="costs must be finite numbers >= 0"):
+    fixed_router([[2.0, 0.0]], costs=[np.inf, 0.0])
   with pytest.raises(RouterError, match="3 rows for 1 queries"):
     fixed_router([[2.0, 0.0]], costs=np.zeros((3, 2))).route(["q0"])
 
@@ -204,7 +236,7 @@ def test_text_run_routes_with_its_recorded_encoder_loaded_once(text_run, text_ro
   Router.from_checkpoint(workdir, encoder_dir=str(same))
 
 
-@pytest.mark.skipif(not os.path.isdir(MINILM), reason="no .models/all-MiniLM-L6-v2")
+@needs_encoder(MINILM)
 def test_real_minilm_encoder(tmp_path, text_run):
   from irt_jax import predictors
   config = test_config.get_config()
@@ -232,6 +264,7 @@ def _cli(*args):
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_routes_jsonl(text_run, text_router, tmp_path):
   workdir, _ = text_run
   router = text_router

@@ -3,115 +3,27 @@ upstreams that record what they received, bad input, and a bounded burst."""
 
 import asyncio
 import json
-import os
-import socket
+import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 
 from irt_jax import predictors
 from irt_jax.serving import app as serving
 from irt_jax.routing.router import Router
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
+from tests.stub_upstream import Service, Stub, _free_port
 
-pytest_plugins = ["tests.router_fixtures"]   # run, text_run, text_router
+pytest_plugins = ["tests.router_fixtures", "tests.serve_fixtures"]   # run, ...; stub
 
 LIMITS = serving.Limits(max_queries=8, max_query_chars=200, max_body_bytes=4000,
                         upstream_timeout_s=0.5, max_batch_queries=64)
-SLOW_S = 3.0   # the slow stub's delay: well past LIMITS.upstream_timeout_s
-
-
-class Stub(BaseHTTPRequestHandler):
-  """An OpenAI-compatible upstream: answers 'answer from <model>', as JSON or SSE.
-
-  The model id `slow` sleeps, `broken` answers 500; every request is recorded.
-  """
-  received: list = []
-
-  def log_message(self, *args):
-    pass
-
-  def do_POST(self):
-    body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-    Stub.received.append({"path": self.path, "auth": self.headers.get("authorization"),
-                          "body": body})
-    model = body["model"]
-    if model == "slow":
-      time.sleep(SLOW_S)
-    if model == "broken":
-      self._send(500, b'{"error": "boom"}', "application/json")
-      return
-    text = f"answer from {model}"
-    if not body.get("stream"):
-      reply = {"id": "c1", "object": "chat.completion", "created": 1, "model": model,
-               "choices": [{"index": 0, "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": text}}],
-               "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}
-      self._send(200, json.dumps(reply).encode(), "application/json")
-      return
-    events = []
-    for i, piece in enumerate(text.split(" ")):
-      chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
-               "choices": [{"index": 0, "delta": {"content": (" " if i else "") + piece},
-                            "finish_reason": None}]}
-      events.append(f"data: {json.dumps(chunk)}\n\n")
-    events.append("data: [DONE]\n\n")
-    self._send(200, "".join(events).encode(), "text/event-stream")
-
-  def _send(self, status, payload, ctype):
-    self.send_response(status)
-    self.send_header("content-type", ctype)
-    self.send_header("content-length", str(len(payload)))
-    self.end_headers()
-    self.wfile.write(payload)
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def stub():
-  server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-  server.shutdown()
-  server.server_close()
-
-
-class Service:
-  """create_app under uvicorn in a thread, on a free loopback port."""
-
-  def __init__(self, app):
-    self.sock = socket.socket()
-    self.sock.bind(("127.0.0.1", 0))
-    self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-    self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                   daemon=True)
-    self.thread.start()
-    for _ in range(600):                       # bounded wait for startup (warm-up included)
-      if self.server.started or not self.thread.is_alive():
-        break
-      time.sleep(0.05)
-    assert self.server.started, "the service did not start"
-
-  def close(self):
-    self.server.should_exit = True
-    self.thread.join(timeout=30)
-    self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +149,7 @@ def _post(setup, path, **kwargs):
     (b'{"queries": ["ok", 3]}', 400, "queries[1] must be a string"),
     (b'{"queries": ["' + b"x" * 201 + b'"]}', 400, "201 characters; the limit is 200"),
     (json.dumps({"queries": ["q"] * 9}).encode(), 400, "9 queries in one request; the limit is 8"),
-    (b'{"queries": ["q"], "cost_weight": "high"}', 400, "'cost_weight' must be a number"),
+    (b'{"queries": ["q"], "cost_weight": "high"}', 400, "'cost_weight' must be a finite number"),
     (b'{"queries": ["q"], "cost_weight": NaN}', 400, "not valid JSON"),
     (b'{"queries": ["q"], "candidates": ["nobody"]}', 400, "unknown candidate model(s) ['nobody']"),
     (b'{"queries": ["q"], "budget": 0.0001}', 400, "below the mean cost of the cheapest routing"),
@@ -349,30 +261,61 @@ def test_upstreams_file_errors(tmp_path, monkeypatch):
     assert message in str(e.value) and str(path) in str(e.value)
 
 
+def _wait_for(predicate, proc, what: str, seconds: float = 120):
+  for _ in range(int(seconds * 10)):                # bounded
+    try:
+      if predicate():
+        return
+    except httpx.HTTPError:
+      pass
+    assert proc.poll() is None, proc.stdout.read()
+    time.sleep(0.1)
+  raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
 def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):
   workdir, _ = text_run
   router = text_router
   upstreams = tmp_path / "upstreams.json"
   upstreams.write_text(json.dumps({n: {"base_url": stub} for n in router.model_names}))
+  (tmp_path / "keys.txt").write_text("sk-user-1\n")
+  (tmp_path / "admin.txt").write_text("sk-admin-1\n")
+  log = tmp_path / "feedback.jsonl"
   port = _free_port()
+  url = f"http://127.0.0.1:{port}"
   proc = subprocess.Popen([sys.executable, "-m", "irt_jax.serve", f"--workdir={workdir}",
-                           f"--port={port}", f"--upstreams={upstreams}", "--log_level=warning"],
+                           f"--port={port}", f"--upstreams={upstreams}", "--log_level=warning",
+                           f"--api_keys_file={tmp_path / 'keys.txt'}",
+                           f"--admin_keys_file={tmp_path / 'admin.txt'}", f"--feedback_log={log}"],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
-    for _ in range(1200):                    # bounded: up to ~120 s for start-up on CI
-      try:
-        if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-          break
-      except httpx.HTTPError:
-        pass
-      assert proc.poll() is None, proc.stdout.read()
-      time.sleep(0.1)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+    _wait_for(lambda: httpx.get(url + "/health", timeout=1).status_code == 200, proc, "start-up")
+    client = openai.OpenAI(base_url=url + "/v1", api_key="sk-user-1", max_retries=0)
     question = "How many legs does a spider have?"
     reply = client.chat.completions.create(model=f"router-{router.name}",
                                            messages=[{"role": "user", "content": question}])
     assert reply.model == router.route([question])[0].model
     assert reply.choices[0].message.content == f"answer from {reply.model}"
+    with pytest.raises(openai.AuthenticationError):
+      client.with_options(api_key="sk-admin-1").models.list()
+    client.post("/feedback", body={"id": reply.id, "correct": 1}, cast_to=object)
+    assert [r["query"] for r in map(json.loads, log.read_text().splitlines())] == [question]
+    # SIGHUP reloads the run; POST /admin/reload (admin key) reloads it by name.
+    proc.send_signal(signal.SIGHUP)
+    _wait_for(lambda: httpx.get(url + "/health").json()["reloads"] == 1, proc, "SIGHUP reload")
+    r = httpx.post(url + "/admin/reload", json={"workdir": workdir}, timeout=120,
+                   headers={"authorization": "Bearer sk-admin-1"})
+    assert r.status_code == 200 and r.json()["reloads"] == 2, r.text
+    assert client.models.list().data[0].id == f"router-{router.name}"
   finally:
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def test_serve_command_refuses_a_missing_keys_file(text_run, tmp_path):
+  done = subprocess.run([sys.executable, "-m", "irt_jax.serve", f"--workdir={text_run[0]}",
+                         f"--api_keys_file={tmp_path / 'none.txt'}"], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0 and "none.txt: cannot read keys" in done.stderr
+  assert "Traceback" not in done.stderr

@@ -30,6 +30,7 @@ def test_missing_embeddings_without_an_encoder_is_a_clear_error(config, text_onl
     resolve.prepare_and_load(config, str(tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_training_from_text_alone_encodes_once_and_routes(config, text_only, tmp_path):
   folder, encoder_dir = text_only
   config.data.dir = folder

@@ -22,6 +22,7 @@ from irt_jax.data import synthetic
 from irt_jax.training import loop as training
 
 
+@pytest.mark.slow
 def test_training_recovers_the_synthetic_truth(config, tmp_path):
   config.data.synthetic.update(n_queries=1500, n_models=16)
   config.model.update(n_experts=4, top_k=4, hidden_dim=64, output_dim=32, ability_dim=6)
@@ -55,6 +56,7 @@ def _step_on(n_devices, spec, optimizer, host_state, block, rng):
   return parallel.unreplicate(new_state), parallel.unreplicate(metrics)
 
 
+@pytest.mark.slow
 def test_four_device_step_equals_one_device_step(synthetic_dir):
   assert jax.local_device_count() == 4
   data = data_lib.load_dataset(synthetic_dir)
@@ -76,6 +78,7 @@ def test_four_device_step_equals_one_device_step(synthetic_dir):
   assert not np.allclose(one.params["theta"], host_state.params["theta"])
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_numbers(config, tmp_path):
   config.train.num_epochs = 2
   a = training.train_and_evaluate(config, str(tmp_path / "a"))

@@ -94,33 +94,46 @@ def from_arrays(z) -> data_lib.ResponseData:
       benchmark_names=strings("benchmark_names"), splits=splits)
 
 
-def load_and_cache(data_dir: str, cache_dir: str, *, benchmarks="", embeddings_file: str = "question_embeddings.npy",
-         embeddings_cache: str | None = None, splits: Sequence[str] = data_lib.SPLITS,
-         require: Sequence[str] = ("train", "val")) -> data_lib.ResponseData:
+def load_and_cache(data_dir: str, cache_dir: str | None, *, benchmarks="",
+                   embeddings_file: str = "question_embeddings.npy",
+                   embeddings_cache: str | None = None, splits: Sequence[str] = data_lib.SPLITS,
+                   require: Sequence[str] = ("train", "val"),
+                   read_from: Sequence[str] = ()) -> data_lib.ResponseData:
   """`data_lib.load_dataset` with its result kept in `cache_dir` for the next call.
 
-  An unreadable cached copy is logged and replaced; a failed write (read-only or
-  full disk) is logged and the freshly parsed data returned: the cache never
-  makes a load fail that would succeed without it.
+  A copy is looked for in `cache_dir`, then in each folder of `read_from` (only
+  read: a run being evaluated or extended keeps the copy its training left, and
+  is never written to); `cache_dir=None` writes no copy. An unreadable cached copy
+  is logged and skipped; a failed write (read-only or full disk) is logged and
+  the freshly parsed data returned: the cache never makes a load fail that would
+  succeed without it.
   """
   kwargs = dict(benchmarks=benchmarks, embeddings_file=embeddings_file,
                 embeddings_cache=embeddings_cache, splits=splits, require=require)
-  path = os.path.join(cache_dir, f"dataset-{cache_key(data_dir, **kwargs)}.npz")
-  if os.path.exists(path):
-    try:
-      with np.load(path, allow_pickle=False) as z:
-        return from_arrays(z)
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
-      logging.warning("%s: cached copy of %s unreadable (%s); reading the CSV files",
-                      path, data_dir, e)
+  name = f"dataset-{cache_key(data_dir, **kwargs)}.npz"
+  for folder in ([cache_dir] if cache_dir else []) + list(read_from):
+    path = os.path.join(folder, name)
+    if os.path.exists(path):
+      try:
+        with np.load(path, allow_pickle=False) as z:
+          return from_arrays(z)
+      except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        logging.warning("%s: cached copy of %s unreadable (%s); reading the CSV files",
+                        path, data_dir, e)
   data = data_lib.load_dataset(data_dir, **kwargs)
+  if cache_dir:
+    _write(data, os.path.join(cache_dir, name))
+  return data
+
+
+def _write(data: data_lib.ResponseData, path: str) -> None:
+  """Writes a cached copy aside and renames it into place (logged, never raised)."""
   tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
   try:
-    os.makedirs(cache_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     np.savez(tmp, **to_arrays(data))
     os.replace(tmp, path)
   except OSError as e:
     logging.warning("%s: could not write the cached copy (%s)", path, e)
     if os.path.exists(tmp):
       os.remove(tmp)
-  return data

@@ -3,6 +3,17 @@
 `data.dir = ''` means the synthetic dataset, generated once into
 `workdir/synthetic_data`; otherwise a folder in the EmbedLLM/IrtNet layout. A
 folder without query embeddings is encoded once with `encoder.model_dir`.
+
+Two ways in. `prepare_and_load` is for the run being written (training): it
+prepares what is missing there and keeps a parsed copy of the data (data.cache)
+in `workdir/data_cache`. `load_for_run` is for a run being read (eval, compare,
+add_model): it writes nothing into that run's workdir, so a run on a read-only
+volume can be evaluated, extended and served, and reading a run leaves it as it
+was; it reads the copy training left there and writes none of its own.
+
+Cache folder: set the environment variable IRT_JAX_CACHE_DIR to keep every
+parsed copy (training's and readers') in one folder of your choice instead;
+copies are named by their sources' content, so runs can share it.
 """
 
 from __future__ import annotations
@@ -79,17 +90,48 @@ def encode_if_needed(config, workdir: str, folder: str) -> str | None:
   return out
 
 
+CACHE_DIR_ENV = "IRT_JAX_CACHE_DIR"
+
+
+def _cache_dir(default: str | None) -> str | None:
+  """Where parsed copies are written: $IRT_JAX_CACHE_DIR when set, else `default`."""
+  return os.environ.get(CACHE_DIR_ENV) or default
+
+
 def prepare_and_load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
-  """The run's data. First prepares what is missing, once: generates the
-  synthetic data, encodes a text-only folder's prompts, keeps a parsed copy in
-  `workdir/data_cache` (a run's resume and its eval.py read the same folder
-  again; never written beside shared or read-only data)."""
+  """The data of the run being written in `workdir`. First prepares what is
+  missing, once: generates the synthetic data, encodes a text-only folder's
+  prompts, keeps a parsed copy in `workdir/data_cache` (a run's resume reads the
+  same folder again; never written beside shared or read-only data)."""
   path = prepare_folder(config, workdir)
   cache = encode_if_needed(config, workdir, path)
-  return data_cache.load_and_cache(path, os.path.join(workdir, "data_cache"),
-                         benchmarks=config.data.benchmarks,
-                         embeddings_file=config.data.embeddings_file,
-                         embeddings_cache=cache, require=require)
+  return data_cache.load_and_cache(path, _cache_dir(os.path.join(workdir, "data_cache")),
+                                   benchmarks=config.data.benchmarks,
+                                   embeddings_file=config.data.embeddings_file,
+                                   embeddings_cache=cache, require=require)
+
+
+def load_for_run(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
+  """The data of the trained run in `workdir`, read without writing there.
+
+  What training prepared must exist (its synthetic data, a text-only folder's
+  encoded prompts): a missing part is a DataError naming it, not regenerated
+  into the run. The parsed copy in `workdir/data_cache` is used when training
+  left one for the same request; a new copy goes to $IRT_JAX_CACHE_DIR if the
+  user set it, else nowhere.
+  """
+  path = folder(config, workdir)
+  if not os.path.isdir(path):
+    raise data_lib.DataError(f"{path}: the data of the run in {workdir} is not there "
+                             f"(config.data.dir={config.data.dir!r})")
+  encoded = None
+  if not os.path.exists(os.path.join(path, config.data.embeddings_file)):
+    candidate = os.path.join(workdir, config.data.embeddings_file)
+    encoded = candidate if os.path.exists(candidate) else None  # else load_dataset explains
+  return data_cache.load_and_cache(path, _cache_dir(None), benchmarks=config.data.benchmarks,
+                                   embeddings_file=config.data.embeddings_file,
+                                   embeddings_cache=encoded, require=require,
+                                   read_from=[os.path.join(workdir, "data_cache")])
 
 
 def encoder_record(config, workdir: str) -> dict:

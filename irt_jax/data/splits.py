@@ -2,19 +2,17 @@
 
 `leave_out(data, b)` returns a ResponseData whose train and val hold only other
 benchmarks' cells, and B's cells (from every split: none of them is trained on)
-as the target. `write_folder` writes such a ResponseData in the compact CSV
-layout, so the ordinary `training.train_and_evaluate` trains on it unchanged
-(the query table and embeddings stay whole and row-aligned: B's query texts are
+as the target; training takes it as it is (`training.run(config, workdir, data)`):
+the query table and embeddings stay whole and row-aligned (B's query texts are
 what the model predicts from; only their labels are withheld).
+`without_models(data, names)` is the leave-models-out subset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
-import pandas as pd
 
 from irt_jax.data import io as data_lib
 
@@ -80,36 +78,23 @@ def leave_out(data: data_lib.ResponseData, b: int, protocol: str = "ours",
   return dataclasses.replace(data, splits=splits), target
 
 
-def write_folder(data: data_lib.ResponseData, folder: str, source_dir: str | None = None,
-                 embeddings_file: str = "question_embeddings.npy") -> str:
-  """Writes `data` in the compact layout (its splits only) for train_and_evaluate.
+def without_models(data: data_lib.ResponseData, drop) -> data_lib.ResponseData:
+  """`data` without some models' columns (leave-models-out trains on the rest).
 
-  Embeddings are linked from `source_dir` when it holds them (same rows, as the
-  query table is written whole and in order), else saved. Files are written
-  aside and renamed, so a folder with train.csv is complete.
+  Every split loses the columns of `drop` and then the query rows with no known
+  cell left, as loading a folder without those models' rows would give; queries,
+  embeddings and benchmarks stay whole and row-aligned.
   """
-  os.makedirs(folder, exist_ok=True)
-  names = np.asarray(data.model_names, dtype=object)
-  categories = np.asarray(data.benchmark_names, dtype=object)[data.benchmark]
-  ids = np.asarray(data.query_ids, dtype=object)
-  tables = {"model_order.csv": pd.DataFrame({"model_id": np.arange(data.n_models),
-                                             "model_name": names}),
-            "question_order.csv": pd.DataFrame({"prompt_id": ids, "category": categories})}
+  unknown = sorted(set(drop) - set(data.model_names))
+  if unknown:
+    raise data_lib.DataError(f"{data.name}: no model(s) {unknown} to leave out")
+  keep = np.array([i for i, n in enumerate(data.model_names) if n not in set(drop)], np.int64)
+  if not len(keep):
+    raise data_lib.DataError(f"{data.name}: leaving out {len(drop)} model(s) leaves none")
+  splits = {}
   for name, part in data.splits.items():
-    rows, cols = np.nonzero(part.mask)
-    q = part.queries[rows]
-    tables[f"{name}.csv"] = pd.DataFrame({
-        "prompt_id": ids[q], "model_id": cols, "category": categories[q],
-        "label": part.labels[rows, cols], "model_name": names[cols]})
-  source = os.path.join(source_dir, embeddings_file) if source_dir else None
-  target = os.path.join(folder, embeddings_file)
-  if not os.path.exists(target):
-    if source and os.path.exists(source):
-      os.symlink(os.path.abspath(source), target)
-    else:
-      np.save(f"{target}.tmp.npy", data.embeddings.astype(np.float32))
-      os.replace(f"{target}.tmp.npy", target)
-  for name in sorted(tables, key=lambda n: n == "train.csv"):  # train.csv last
-    tables[name].to_csv(f"{os.path.join(folder, name)}.tmp", index=False)
-    os.replace(f"{os.path.join(folder, name)}.tmp", os.path.join(folder, name))
-  return folder
+    labels = part.labels[:, keep]
+    rows = (labels >= 0).any(axis=1)
+    splits[name] = data_lib.Split(queries=part.queries[rows], labels=labels[rows])
+  return dataclasses.replace(data, model_names=tuple(data.model_names[i] for i in keep),
+                             splits=splits)

@@ -53,7 +53,7 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   """Restores `workdir`'s checkpoint, evaluates a split, writes report.json and
   report.md (with PNG plots in plots/) in `output_dir` (default WORKDIR/eval)."""
   trained = predictors.load(workdir, step)
-  data = resolve.prepare_and_load(trained.config, workdir, require=("train", split))
+  data = resolve.load_for_run(trained.config, workdir, require=("train", split))
   out = output_dir or os.path.join(workdir, "eval")
   options = {"plot_dir": out, **(options or {})}  # evaluators' figures go beside the report
   report = evaluate(trained, data, split, names or default_evaluators(trained, options),
@@ -78,7 +78,7 @@ def compare(workdirs: list[str], split: str = "test", step: int | str = "best") 
     if r.predictor.input_dim != runs[0].predictor.input_dim:
       raise ValueError(f"{w}: reads {r.predictor.input_dim}-d embeddings, {workdirs[0]} "
                        f"{runs[0].predictor.input_dim}-d; compare runs of one dataset")
-  data = resolve.prepare_and_load(runs[0].config, runs[0].workdir, require=("train", split))
+  data = resolve.load_for_run(runs[0].config, runs[0].workdir, require=("train", split))
   reports = {}
   for w, r in zip(workdirs, runs):
     label = os.path.basename(os.path.normpath(w))

@@ -43,13 +43,6 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return coords, np.pad(share[:2], (0, max(0, 2 - len(share[:2]))))
 
 
-def ability_map(theta: np.ndarray, names, path: str, title: str = "LLM abilities",
-                accuracy=None) -> str:
-  """The LLMs' ability vectors on their first two principal axes, labelled."""
-  coords, share = pca_2d(theta)
-  return ability_scatter(coords, share, names, path, title, accuracy)
-
-
 def ability_scatter(coords, share, names, path: str, title: str = "LLM abilities",
                     accuracy=None) -> str:
   """Already-projected ability coordinates [M, 2] with names (and accuracy as colour)."""

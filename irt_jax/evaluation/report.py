@@ -186,6 +186,72 @@ def _f(x, fmt=".4f") -> str:
   return "n/a" if x is None else format(x, fmt)
 
 
+def _correctness_md(c: dict) -> list[str]:
+  return ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
+          f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
+          f"{_f(c['brier'])} |", ""]
+
+
+def _routing_md(r: dict) -> list[str]:
+  out = ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
+         "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
+  out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
+          for n, b in r["baselines"].items()]
+  return out + ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
+                                                  for k, v in r["per_benchmark"].items()), ""]
+
+
+def _gate_md(g: dict) -> list[str]:
+  if "per_benchmark" not in g:
+    return ["", f"Gate: {g.get('skipped')}"] if g else []
+  out = ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
+         f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
+         "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
+  for name, v in g["per_benchmark"].items():
+    top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
+    out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
+               ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
+  return out
+
+
+def _interpretability_md(i: dict) -> list[str]:
+  out = ["## Interpretability", ""]
+  if "skipped" in i:
+    return out + [f"Skipped: {i['skipped']}", ""]
+  d = i["difficulty"]
+  out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
+  for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
+                     ("identified_benchmark_vs_accuracy",
+                      "benchmark mean identified difficulty vs mean accuracy"),
+                     ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
+                     ("identified_query_vs_fraction_correct",
+                      "query identified difficulty vs fraction correct")):
+    v = d[key]
+    out.append(f"| {label} | {_f(v['pearson'], '.3f')} | {_f(v['spearman'], '.3f')} | "
+               f"{v['n']} |")
+  out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
+  for model, nbrs in i["abilities"]["nearest_neighbours"].items():
+    out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
+  return out + _gate_md(i.get("gate", {})) + [""]
+
+
+def _calibration_md(cal: dict) -> list[str]:
+  out = ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
+         f"{cal['n_cells']} cells."]
+  t = cal.get("temperature", {})
+  if "value" in t:
+    out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
+               f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
+  return out + [""]
+
+
+def _benchmark_prediction_md(bp: dict) -> list[str]:
+  return ["## Benchmark-score prediction (leave one benchmark out)", "",
+          benchmark_prediction_markdown(
+              {"dataset": bp["dataset"], "setup": bp["setup"], "mean": bp["mean"],
+               "per_benchmark": bp["per_benchmark"]})]
+
+
 def markdown(report: dict, plot_files: dict | None = None,
              relative_to: str | None = None) -> str:
   """The report as markdown: correctness, routing, interpretability, calibration,
@@ -193,66 +259,14 @@ def markdown(report: dict, plot_files: dict | None = None,
   out = [f"# {report['dataset']} / {report['split']}: {report.get('kind', '?')} "
          f"(checkpoint step {report['checkpoint_step']})", "",
          f"{report['n_models']} LLMs x {report['n_queries']} queries.", ""]
-  c = report.get("correctness")
-  if c:
-    out += ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
-            f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
-            f"{_f(c['brier'])} |", ""]
-  r = report.get("routing")
-  if r:
-    out += ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
-            "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
-    out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
-            for n, b in r["baselines"].items()]
-    out += ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
-                                              for k, v in r["per_benchmark"].items()), ""]
-  i = report.get("interpretability")
-  if i:
-    out += ["## Interpretability", ""]
-    if "skipped" in i:
-      out += [f"Skipped: {i['skipped']}", ""]
-    else:
-      d = i["difficulty"]
-      out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
-      for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
-                         ("identified_benchmark_vs_accuracy",
-                          "benchmark mean identified difficulty vs mean accuracy"),
-                         ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
-                         ("identified_query_vs_fraction_correct",
-                          "query identified difficulty vs fraction correct")):
-        v = d[key]
-        out.append(f"| {label} | {_f(v['pearson'], '.3f')} | {_f(v['spearman'], '.3f')} | "
-                   f"{v['n']} |")
-      out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
-      for model, nbrs in i["abilities"]["nearest_neighbours"].items():
-        out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
-      g = i.get("gate", {})
-      if "per_benchmark" in g:
-        out += ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
-                f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
-                "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
-        for name, v in g["per_benchmark"].items():
-          top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
-          out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
-                     ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
-      elif g:
-        out += ["", f"Gate: {g.get('skipped')}"]
-      out.append("")
-  cal = report.get("calibration")
-  if cal:
-    out += ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
-            f"{cal['n_cells']} cells."]
-    t = cal.get("temperature", {})
-    if "value" in t:
-      out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
-                 f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
-    out.append("")
+  for key, section in (("correctness", _correctness_md), ("routing", _routing_md),
+                       ("interpretability", _interpretability_md),
+                       ("calibration", _calibration_md)):
+    if report.get(key):
+      out += section(report[key])
   bp = report.get("benchmark_prediction")
   if bp and "mean" in bp:
-    out += ["## Benchmark-score prediction (leave one benchmark out)", "",
-            benchmark_prediction_markdown(
-                {"dataset": bp["dataset"], "setup": bp["setup"], "mean": bp["mean"],
-                 "per_benchmark": bp["per_benchmark"]})]
+    out += _benchmark_prediction_md(bp)
   out += _plot_links(plot_files, relative_to)
   return "\n".join(out) + "\n"
 

@@ -7,7 +7,9 @@ estimators of evaluation.benchmark_scores (zero-shot, and from k labels per LLM)
 
 Each held-out run lives in WORKDIR/heldout/<B>/ (a normal training workdir, so
 an interrupted one resumes) and ends in predictions.npz; a benchmark with that
-file is skipped on a rerun.
+file is skipped on a rerun. It trains on the subset in memory: its config names
+the dataset's folder, its checkpoint the subset's fingerprint (which a resumed
+run must match), and no copy of the data is written.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from irt_jax.evaluation.benchmark_scores import (
 
 
 def _sub_config(config, folder: str, protocol: str):
+  """The held-out run's config: the dataset's folder (where its data and
+  embeddings come from) and, for protocol 'paper', the released code's schedule."""
   sub = config.copy_and_resolve_references()
   with sub.unlocked():
     sub.data.dir = folder
@@ -65,11 +69,8 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
     with np.load(path, allow_pickle=False) as f:
       return {k: f[k] for k in f.files}
   train_data, target = data_splits.leave_out(data, b, protocol, seed=config.seed)
-  folder = os.path.join(subdir, "data")
-  if not os.path.exists(os.path.join(folder, "train.csv")):
-    data_splits.write_folder(train_data, folder, resolve.folder(config, workdir),
-                             config.data.embeddings_file)
-  training.train_and_evaluate(_sub_config(config, folder, protocol), subdir)
+  sub = _sub_config(config, os.path.abspath(resolve.folder(config, workdir)), protocol)
+  training.run(sub, subdir, train_data)
   try:
     run = predictors.load(subdir, "best")
   except ckpt_lib.CheckpointError as e:  # the best step was not kept: say so, use the latest

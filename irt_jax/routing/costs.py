@@ -28,6 +28,7 @@ import functools
 import math
 import os
 import re
+from collections.abc import Mapping
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +36,7 @@ import pandas as pd
 
 from irt_jax.data import io as data_lib
 from irt_jax.data.io import DataError
+from irt_jax.numerics import non_negative
 
 PRICES_FILE = "model_prices.csv"
 COSTS_FILE = "costs.csv"
@@ -43,9 +45,11 @@ COSTS_FILE = "costs.csv"
 # scales every cost by the same factor per query.
 OUTPUT_TOKENS = 256
 CHARS_PER_TOKEN = 4  # fallback token count: ceil(len(text) / 4)
-# The tokenizer evaluation counts with when none is named and this folder exists
-# (relative to the working directory); else the chars/4 rule.
-DEFAULT_TOKENIZER = os.path.join(".models", "all-MiniLM-L6-v2")
+# The tokenizer evaluation counts with when none is named and this folder exists: the
+# checkout's .models/ (where `python -m irt_jax.encoder.fetch` puts it), found from this
+# file, not the working directory, so a price does not depend on where a tool runs.
+DEFAULT_TOKENIZER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                 ".models", "all-MiniLM-L6-v2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +192,58 @@ def default_tokenizer() -> str | None:
   return DEFAULT_TOKENIZER if os.path.isdir(DEFAULT_TOKENIZER) else None
 
 
+def check_costs(costs, model_names: Sequence[str] | int, n: int | None = None, *,
+                where: str = "costs", missing_ok: bool = False) -> np.ndarray:
+  """Costs as float64 [M] (per model) or [n, M] (per query and model), checked.
+
+  The one check behind the Router, the command line, the service and
+  evaluation. `costs`: an array, a `Costs`, or a mapping model name -> cost
+  (every model of `model_names`, no other; it becomes [M]). `model_names` may be
+  a count where no mapping can come. `n`, when known, is the number of queries
+  a per-query table must have. `missing_ok` lets NaN through (cells a sparse
+  data set has no cost for, which evaluation never chooses). Errors are
+  DataErrors that start with `where` (a file name when the costs came from one).
+  """
+  if isinstance(costs, Costs):
+    costs = costs.values
+  m = model_names if isinstance(model_names, int) else len(model_names)
+  if isinstance(costs, Mapping):
+    costs = _costs_by_name(costs, model_names, where)
+  try:
+    arr = np.asarray(costs, np.float64)
+  except (TypeError, ValueError) as e:
+    raise DataError(f"{where}: costs must be numbers: {e}") from None
+  if arr.ndim not in (1, 2) or arr.shape[-1] != m:
+    raise DataError(f"{where}: cost of shape {arr.shape} does not fit {m} models: give [{m}] "
+                    f"(per model) or [queries, {m}] (per query and model)")
+  if arr.ndim == 2 and n is not None and arr.shape[0] != n:
+    raise DataError(f"{where}: per-query costs have {arr.shape[0]} rows for {n} queries")
+  values = arr[~np.isnan(arr)] if missing_ok else arr
+  if not np.isfinite(values).all() or (values < 0).any():
+    raise DataError(f"{where}: costs must be finite numbers >= 0")
+  return arr
+
+
+def _costs_by_name(costs: Mapping, model_names, where: str) -> list[float]:
+  """[M] from a mapping model name -> cost, each value checked by its name."""
+  if isinstance(model_names, int):
+    raise DataError(f"{where}: a mapping model name -> cost needs the model names")
+  for name, value in costs.items():
+    try:
+      non_negative(value, f"{where}: cost of {name!r}")
+    except ValueError as e:
+      raise DataError(str(e)) from None
+  unknown = sorted(set(costs) - set(model_names))
+  if unknown:
+    raise DataError(f"{where}: unknown model(s) {unknown[:5]}; the run's models are "
+                    f"{', '.join(model_names)}")
+  missing = [k for k in model_names if k not in costs]
+  if missing:
+    raise DataError(f"{where}: no cost for model(s) {missing[:5]}; every one of the run's "
+                    f"{len(model_names)} models needs one")
+  return [float(costs[k]) for k in model_names]
+
+
 def read_json_costs(path: str, model_names: Sequence[str]) -> np.ndarray:
   """[M] from a JSON object model name -> cost per query (every model, no other)."""
   import json
@@ -198,19 +254,7 @@ def read_json_costs(path: str, model_names: Sequence[str]) -> np.ndarray:
     raise DataError(f"{path}: cannot read costs: {e}") from None
   if not isinstance(obj, dict):
     raise DataError(f"{path}: costs must be a JSON object model name -> number")
-  for name, value in obj.items():
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value >= 0):
-      raise DataError(f"{path}: cost of {name!r} must be a finite number >= 0, got {value!r}")
-  unknown = sorted(set(obj) - set(model_names))
-  if unknown:
-    raise DataError(f"{path}: unknown model(s) {unknown[:5]}; the run's models are "
-                    f"{', '.join(model_names)}")
-  missing = [m for m in model_names if m not in obj]
-  if missing:
-    raise DataError(f"{path}: no cost for model(s) {missing[:5]}; every one of the run's "
-                    f"{len(model_names)} models needs one")
-  return np.array([float(obj[m]) for m in model_names])
+  return check_costs(obj, model_names, where=path)
 
 
 def for_routing(path: str, model_names: Sequence[str], *, tokenizer_dir: str | None = None,

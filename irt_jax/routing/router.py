@@ -23,14 +23,14 @@ import copy
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from irt_jax.routing import costs as costs_lib
 from irt_jax.routing import rules
-from irt_jax.numerics import sigmoid
+from irt_jax.numerics import non_negative, sigmoid
 
 
 class RouterError(ValueError):
@@ -71,6 +71,9 @@ class Router:
     self._load_encoder = encoder if self._encoder is None else None
     self._lock = threading.Lock()
     self.costs = self._check_costs(costs)
+    # What the encoder is (folder, weights, max length), so a reload of another
+    # checkpoint trained with the same encoder can share the one already loaded.
+    self.encoder_key: tuple | None = None
 
   # ---------------------------------------------------------------- building
   @classmethod
@@ -117,7 +120,10 @@ class Router:
                           f"but this run reads {input_dim}-d ones (it was trained with {name!r})")
       return encoder
 
-    return cls(run.predictor, load, costs=costs, name=run.kind.name, workdir=workdir)
+    router = cls(run.predictor, load, costs=costs, name=run.kind.name, workdir=workdir)
+    router.encoder_key = (os.path.realpath(folder), record.get("fingerprint"), max_length,
+                          encoder_precision)
+    return router
 
   def with_costs(self, costs) -> "Router":
     """This Router (same predictor, same encoder, loaded once) with other costs:
@@ -138,35 +144,14 @@ class Router:
 
   # ---------------------------------------------------------------- costs
   def _check_costs(self, costs, n: int | None = None) -> Any:
-    """Costs as float64 [M] or [N, M] (a name -> cost mapping becomes [M]);
+    """Costs as float64 [M] or [N, M] (`costs.check_costs`, the one check);
     callables are checked when called."""
-    if isinstance(costs, costs_lib.Costs):
-      costs = costs.values
-    if costs is None or callable(costs):
+    if costs is None or (callable(costs) and not isinstance(costs, costs_lib.Costs)):
       return costs
-    m = len(self.model_names)
-    if isinstance(costs, Mapping):
-      unknown = sorted(set(costs) - set(self.model_names))
-      if unknown:
-        raise RouterError(f"costs name unknown model(s) {unknown[:5]}; this router knows: "
-                          f"{', '.join(self.model_names)}")
-      missing = [k for k in self.model_names if k not in costs]
-      if missing:
-        raise RouterError(f"costs lack model(s) {missing[:5]}; every one of the run's {m} "
-                          f"models needs a cost")
-      costs = [costs[k] for k in self.model_names]
     try:
-      arr = np.asarray(costs, np.float64)
-    except (TypeError, ValueError) as e:
-      raise RouterError(f"costs must be numbers: {e}") from None
-    if arr.ndim not in (1, 2) or arr.shape[-1] != m:
-      raise RouterError(f"costs of shape {arr.shape} do not fit {m} models: give [{m}] "
-                        f"(per model) or [queries, {m}] (per query and model)")
-    if arr.ndim == 2 and n is not None and arr.shape[0] != n:
-      raise RouterError(f"per-query costs have {arr.shape[0]} rows for {n} queries")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-      raise RouterError("costs must be finite and >= 0")
-    return arr
+      return costs_lib.check_costs(costs, self.model_names, n)
+    except costs_lib.DataError as e:
+      raise RouterError(str(e)) from None
 
   def cost_matrix(self, texts: Sequence[str] | None, n: int, costs=None) -> np.ndarray | None:
     """Costs [n, M] for this call (`costs` overrides the Router's), or None."""
@@ -236,12 +221,7 @@ class Router:
     """`route` for logits already computed ([N, M], e.g. by a batched service)."""
     logits = np.asarray(logits, np.float64)
     n = logits.shape[0]
-    try:
-      cost_weight = float(cost_weight)
-    except (TypeError, ValueError):
-      raise RouterError(f"cost_weight must be a number, got {cost_weight!r}") from None
-    if not np.isfinite(cost_weight) or cost_weight < 0:
-      raise RouterError(f"cost_weight must be finite and >= 0, got {cost_weight}")
+    cost_weight = _non_negative(cost_weight, "cost_weight")
     allowed = np.broadcast_to(self.allowed(candidates), logits.shape)
     cost = self.cost_matrix(texts, n, costs)
     if cost is None and (cost_weight > 0 or budget is not None):
@@ -249,12 +229,7 @@ class Router:
                         "costs= (a vector [models], a matrix [queries, models] or a mapping "
                         "model name -> cost)")
     if budget is not None:
-      try:
-        budget = float(budget)
-      except (TypeError, ValueError):
-        raise RouterError(f"budget must be a number, got {budget!r}") from None
-      if not np.isfinite(budget) or budget < 0:
-        raise RouterError(f"budget must be finite and >= 0, got {budget}")
+      budget = _non_negative(budget, "budget")
       try:
         first = rules.choose_under_budget(logits, cost, budget, allowed)
       except ValueError as e:
@@ -276,3 +251,62 @@ class Router:
           runner_up_p=float(p[q, j]) if j >= 0 else None))
     return out
 
+  def rank_logits(self, logits: np.ndarray, cost_weight: float = 0.0,
+                  candidates: Sequence[str] | None = None, k: int | None = None,
+                  texts: Sequence[str] | None = None) -> list[list[str]]:
+    """Per query, up to `k` allowed models best first by the same rule as
+    `route_logits` (P - cost_weight * cost, ties by logit): the order in which
+    the service falls back when a model's upstream fails. Each place is
+    `rules.choose_with_cost` among the models not yet placed."""
+    logits = np.asarray(logits, np.float64)
+    n, m = logits.shape
+    cost_weight = _non_negative(cost_weight, "cost_weight")
+    left = np.array(np.broadcast_to(self.allowed(candidates), (n, m)))
+    cost = self.cost_matrix(texts, n) if cost_weight > 0 else None
+    if cost_weight > 0 and cost is None:
+      raise RouterError("cost_weight > 0 needs costs per model; give the Router costs=")
+    ranks: list[list[str]] = [[] for _ in range(n)]
+    for _ in range(m if k is None else min(k, m)):
+      pick = rules.choose_with_cost(logits, cost, cost_weight, left)
+      for q in np.flatnonzero(pick >= 0):
+        ranks[q].append(self.model_names[pick[q]])
+        left[q, pick[q]] = False
+    return ranks
+
+
+def _non_negative(value, what: str) -> float:
+  try:
+    return non_negative(value, what)
+  except ValueError as e:
+    raise RouterError(str(e)) from None
+
+
+def parse_step(step) -> str | int:
+  """'best', 'latest' or a step number (an int or its text)."""
+  if step in ("best", "latest") or (isinstance(step, int) and not isinstance(step, bool)):
+    return step
+  if isinstance(step, str) and step.isdigit():
+    return int(step)
+  raise RouterError(f"step must be 'best', 'latest' or a step number, got {step!r}")
+
+
+def load(workdir: str, encoder_dir: str | None = None, step="best", costs: str | None = None,
+         *, reuse: Router | None = None, encoder_precision: str = "float32") -> Router:
+  """The Router of a trained run with the costs of a file: the one loader behind
+  `irt_jax.route`, `irt_jax.serve` and the service's reload.
+
+  `costs`: a JSON file model name -> cost or a model_prices.csv
+  (`costs.for_routing`; tokens counted by `costs.default_tokenizer()`).
+  `reuse`: a Router already serving; when the new run was trained with the same
+  encoder (same folder, weights, max length and precision) the loaded encoder is shared,
+  so a reload costs the checkpoint, not a second encoder.
+  """
+  router = Router.from_checkpoint(workdir, encoder_dir, parse_step(step),
+                                  encoder_precision=encoder_precision)
+  if (reuse is not None and reuse.encoder_key is not None
+      and reuse.encoder_key == router.encoder_key and reuse._encoder is not None):
+    router._encoder = reuse._encoder
+  if costs:
+    router = router.with_costs(costs_lib.for_routing(
+        costs, router.model_names, tokenizer_dir=costs_lib.default_tokenizer()))
+  return router

@@ -11,6 +11,7 @@ import heapq
 import numpy as np
 
 from irt_jax.data.io import Split
+from irt_jax.routing import costs
 from irt_jax.numerics import sigmoid
 
 
@@ -41,18 +42,6 @@ def best_single_order(train: Split) -> np.ndarray:
   return np.lexsort((np.arange(len(acc)), -acc))
 
 
-def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
-  """Best model name per query for scores [n, M] (logits of P(correct)); `candidates`
-  restricts the choice (e.g. to the models a deployment can call)."""
-  allowed = np.ones(scores.shape, bool)
-  if candidates is not None:
-    unknown = sorted(set(candidates) - set(model_names))
-    if unknown:
-      raise ValueError(f"unknown model name(s) {unknown}; this run knows {list(model_names)}")
-    allowed[:] = np.isin(np.asarray(model_names), list(candidates))[None, :]
-  return [model_names[i] for i in choose_by_score(scores, allowed)]
-
-
 # ----------------------------------------------------------------------------
 # Cost-aware choices: the one home of the rules that the Router, the command
 # line, the service and the cost-frontier evaluator all use. They take logits
@@ -63,12 +52,9 @@ def route(scores: np.ndarray, model_names, candidates=None) -> list[str]:
 
 
 def cost_table(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-  """`cost` broadcast to [n, M], or a ValueError saying which shapes fit."""
-  cost = np.asarray(cost, np.float64)
-  if cost.shape not in ((shape[1],), shape):
-    raise ValueError(f"cost of shape {cost.shape} does not fit {shape[0]} queries x "
-                     f"{shape[1]} models; give [{shape[1]}] or [{shape[0]}, {shape[1]}]")
-  return np.broadcast_to(cost, shape)
+  """`cost` broadcast to [n, M], checked by `costs.check_costs` (a DataError, a
+  ValueError, saying which shapes fit); NaN marks cells without a cost."""
+  return np.broadcast_to(costs.check_costs(cost, shape[1], shape[0], missing_ok=True), shape)
 
 
 def best_two(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +96,52 @@ def choose_with_cost(logits: np.ndarray, cost: np.ndarray | None, cost_weight: f
   return (first, second) if runner_up else first
 
 
+def upper_hull(cost: np.ndarray, logits: np.ndarray, p: np.ndarray) -> list[int]:
+  """One query's models worth upgrading through (`cost`, `logits`, `p` over its
+  known models, [k] each): the upper convex hull of its (cost, P) points from
+  the cheapest (the likeliest among equally cheap ones) up, as indices into the
+  arrays. Successive gain/cost ratios along it fall."""
+  hull: list[int] = []
+  for j in np.lexsort((-logits, cost)):  # cheapest first; equal costs: likeliest first
+    if hull and cost[j] == cost[hull[-1]]:
+      continue                        # same cost, less likely
+    if hull and logits[j] <= logits[hull[-1]]:
+      continue                        # dearer and no more likely: dominated
+    while len(hull) >= 2:             # keep the upper hull concave
+      a, b = hull[-2], hull[-1]
+      if (p[b] - p[a]) * (cost[j] - cost[b]) <= (p[j] - p[b]) * (cost[b] - cost[a]):
+        hull.pop()
+      else:
+        break
+    hull.append(int(j))
+  return hull
+
+
+def _upgrade(hulls: list[list[int]], chosen: np.ndarray, cost: np.ndarray, p: np.ndarray,
+             spent: float, limit: float) -> np.ndarray:
+  """Takes every query's hull steps in one order of falling gain per cost while
+  the total cost stays within `limit`; a step that does not fit leaves its query
+  where it is (its later steps build on it), others still go on."""
+  def ratio(q, a, b):
+    return float((p[q, b] - p[q, a]) / (cost[q, b] - cost[q, a]))
+
+  heap = [(-ratio(q, h[0], h[1]), q, 1) for q, h in enumerate(hulls) if len(h) > 1]
+  heapq.heapify(heap)
+  while heap:
+    neg_ratio, q, step = heapq.heappop(heap)
+    if neg_ratio >= 0:
+      break                           # no step left that raises P
+    hull = hulls[q]
+    extra = cost[q, hull[step]] - cost[q, hull[step - 1]]
+    if spent + extra > limit:
+      continue
+    spent += extra
+    chosen[q] = hull[step]
+    if step + 1 < len(hull):
+      heapq.heappush(heap, (-ratio(q, hull[step], hull[step + 1]), q, step + 1))
+  return chosen
+
+
 def choose_under_budget(logits: np.ndarray, cost: np.ndarray, budget: float,
                         known: np.ndarray) -> np.ndarray:
   """Per query a known model (-1 if none) maximising the summed P(correct) with
@@ -117,8 +149,8 @@ def choose_under_budget(logits: np.ndarray, cost: np.ndarray, budget: float,
 
   Greedy upgrade by marginal gain per cost: every query starts at its cheapest
   known model (the likeliest among equally cheap ones); the only upgrades worth
-  considering lie on the upper convex hull of its (cost, P) points, whose
-  successive gain/cost ratios fall. All queries' hull steps are taken in one
+  considering lie on the upper convex hull of its (cost, P) points (`upper_hull`),
+  whose successive gain/cost ratios fall. All queries' hull steps are taken in one
   order of falling ratio while the total cost fits. Stopping at the first step
   that does not fit is exactly the Lagrangian sweep of cost_weight (each query
   at argmax P - lambda * cost for the ratio lambda reached); the greedy then
@@ -136,26 +168,9 @@ def choose_under_budget(logits: np.ndarray, cost: np.ndarray, budget: float,
   hulls: list[list[int]] = []
   for q in range(n):
     idx = np.flatnonzero(known[q])
-    # Cheapest first; among equal costs the likeliest (by logit) first.
-    idx = idx[np.lexsort((-logits[q, idx], cost[q, idx]))]
-    hull: list[int] = []
-    for j in idx:
-      if hull and cost[q, j] == cost[q, hull[-1]]:
-        continue                      # same cost, less likely
-      if hull and logits[q, j] <= logits[q, hull[-1]]:
-        continue                      # dearer and no more likely: dominated
-      while len(hull) >= 2:           # keep the upper hull concave
-        a, b = hull[-2], hull[-1]
-        left = (p[q, b] - p[q, a]) * (cost[q, j] - cost[q, b])
-        right = (p[q, j] - p[q, b]) * (cost[q, b] - cost[q, a])
-        if left <= right:
-          hull.pop()
-        else:
-          break
-      hull.append(int(j))
-    hulls.append(hull)
-    if hull:
-      chosen[q] = hull[0]
+    hulls.append([int(idx[j]) for j in upper_hull(cost[q, idx], logits[q, idx], p[q, idx])])
+    if hulls[-1]:
+      chosen[q] = hulls[-1][0]
   rows = np.flatnonzero(chosen >= 0)
   total = float(cost[rows, chosen[rows]].sum())
   limit = float(budget) * n
@@ -163,22 +178,4 @@ def choose_under_budget(logits: np.ndarray, cost: np.ndarray, budget: float,
   if total > limit + slack:
     raise ValueError(f"budget {budget:g} is below the mean cost of the cheapest routing, "
                      f"{total / max(n, 1):g}, for these queries")
-
-  def ratio(q, a, b):
-    return float((p[q, b] - p[q, a]) / (cost[q, b] - cost[q, a]))
-
-  heap = [(-ratio(q, h[0], h[1]), q, 1) for q, h in enumerate(hulls) if len(h) > 1]
-  heapq.heapify(heap)
-  while heap:
-    neg_ratio, q, step = heapq.heappop(heap)
-    if neg_ratio >= 0:
-      break                           # no step left that raises P
-    hull = hulls[q]
-    extra = cost[q, hull[step]] - cost[q, hull[step - 1]]
-    if total + extra > limit + slack:
-      continue                        # this query stays; later steps build on this one
-    total += extra
-    chosen[q] = hull[step]
-    if step + 1 < len(hull):
-      heapq.heappush(heap, (-ratio(q, hull[step], hull[step + 1]), q, step + 1))
-  return chosen
+  return _upgrade(hulls, chosen, cost, p, total, limit + slack)

@@ -2,23 +2,28 @@
 
     app = create_app(router, upstreams, Limits())   # served by uvicorn (irt_jax/serve.py)
 
-Endpoints:
-  GET  /health
+Endpoints (all but /health need `Authorization: Bearer <key>` when the service
+has a keys file; /admin/* needs an admin key):
+  GET  /health                open: status, the router, each upstream's cool-down
+  GET  /metrics               Prometheus text format (serving/metrics.py)
   GET  /v1/models             the routers offered and the LLMs routed among
   POST /route                 {"queries": [...], "cost_weight": 0, "candidates": [...], "budget": x}
   POST /v1/chat/completions   OpenAI chat request; `model` = "router-<kind>" or
                               "router-<kind>-<cost_weight>" routes the last user message and
-                              forwards the request to the chosen model's upstream; a model
+                              forwards the request to the best-ranked model whose upstream
+                              answers (serving/upstream.py: fallbacks, cool-downs); a model
                               named in the upstreams file passes straight through.
+  POST /v1/feedback           {"id": <completion id or query text>, "model": ..., "correct": 0|1}
+                              appended to the feedback log (serving/feedback.py)
+  POST /admin/reload          {"workdir": optional} swaps in a newly loaded Router (also SIGHUP)
 
 Every error is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}},
-so OpenAI clients raise it with its message: 400 bad input, 404 unknown model,
-413 oversized body, 502 upstream down or failing, 504 upstream too slow.
+so OpenAI clients raise it with its message: 400 bad input, 401 no valid key, 404
+unknown model, 413 oversized body, 502 every upstream tried failed, 504 too slow.
 
-Concurrent requests are micro-batched: requests that arrive while a batch is
-being encoded and scored form the next batch (one encoder call for all their
-queries, up to `Limits.max_batch_queries`), so a burst costs a few large
-encoder calls instead of many small ones, and an idle service adds no wait.
+A reload is atomic: each request takes the Router serving when it arrives and
+uses it to the end (its batch is scored by that Router), so a request in flight
+during a reload finishes on the old one and none is refused.
 """
 
 from __future__ import annotations
@@ -27,450 +32,361 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import math
-import os
+import logging
+import signal
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-import numpy as np
 from fastapi import Request
 
 from irt_jax import numerics
+from irt_jax.coldstart.feedback import FeedbackLog
 from irt_jax.routing.router import Router, RouterError
+from irt_jax.serving.batcher import Batcher
+from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, new_id, parse_feedback
+from irt_jax.serving.keys import KeyFile, bearer
+from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
+from irt_jax.serving.requests import (ApiError, Limits, error_body, last_user_text,
+                                      parse_route_request, read_json, router_model)
+from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Answer, Fallbacks, Forwarder,
+                                      Upstream, UpstreamsError, load_upstreams, parse_upstreams)
 
-ROUTED_HEADER = "x-irt-jax-routed-model"
+__all__ = ["create_app", "Limits", "Fallbacks", "Access", "ApiError", "error_body", "Batcher",
+           "Upstream", "UpstreamsError", "load_upstreams", "parse_upstreams", "ROUTED_HEADER",
+           "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER"]
+
 P_HEADER = "x-irt-jax-p-correct"
+OPEN_PATHS = {"/health"}
+ENDPOINTS = {"/health", "/metrics", "/v1/models", "/route", "/v1/chat/completions",
+             "/v1/feedback", "/admin/reload"}
+log = logging.getLogger("irt_jax.serving")
+
+# (workdir or None for the one serving now, the Router serving now) -> a new Router
+Reloader = Callable[[str | None, Router], Router]
 
 
 @dataclasses.dataclass(frozen=True)
-class Limits:
-  """What one request may ask; serve.py's flags take their defaults from here."""
-  max_queries: int = 64              # queries per /route request
-  max_query_chars: int = 32_000      # characters per query (or last user message)
-  max_body_bytes: int = 1_000_000    # request body size
-  upstream_timeout_s: float = 60.0   # per read from an upstream (and its connect)
-  max_batch_queries: int = 512       # queries encoded together across concurrent requests
+class Access:
+  """Who may call: API keys (None: anyone) and admin keys (None: no /admin)."""
+  keys: KeyFile | None = None
+  admin_keys: KeyFile | None = None
+
+  def refusal(self, path: str, authorization: str | None) -> ApiError | None:
+    """The error a request for `path` gets, or None when it may go on."""
+    if path in OPEN_PATHS:
+      return None
+    key = bearer(authorization)
+    if path.startswith("/admin/"):
+      if self.admin_keys is None:
+        return ApiError(403, "admin endpoints are off: start the service with "
+                             "--admin_keys_file=FILE (SIGHUP reloads without one)",
+                        code="admin_off")
+      store = self.admin_keys
+    elif self.keys is None:
+      return None
+    else:
+      store = self.keys
+    if store.valid(key):
+      return None
+    return ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <key>' with a "
+                         "key from the service's keys file", code="invalid_api_key")
 
 
-@dataclasses.dataclass(frozen=True)
-class Upstream:
-  """An OpenAI-compatible endpoint serving one model."""
-  base_url: str                      # e.g. http://127.0.0.1:8001/v1
-  api_key_env: str | None = None     # environment variable holding its API key
-  model: str | None = None           # the model id the upstream knows it by
+class Service:
+  """The app's state: the Router serving now (swapped whole by `reload`), the
+  batcher, the upstream forwarder, the feedback log and the metrics."""
 
-  def api_key(self) -> str | None:
-    return os.environ.get(self.api_key_env) if self.api_key_env else None
+  def __init__(self, router: Router, upstreams: dict[str, Upstream], limits: Limits,
+               fallbacks: Fallbacks, access: Access, feedback_log: str | None,
+               reloader: Reloader | None, transport=None):
+    self.router, self.upstreams, self.limits = router, upstreams, limits
+    self.fallbacks, self.access, self.reloader = fallbacks, access, reloader
+    self.metrics = Metrics()
+    self.batcher = Batcher(router.logits, limits.max_batch_queries, self.metrics.batch)
+    self.forwarder = Forwarder(upstreams, limits.upstream_timeout_s, fallbacks, self.metrics,
+                               transport)
+    self.feedback = FeedbackLog(feedback_log) if feedback_log else None
+    self.ids = CompletionIds()
+    self.reloads = 0
+    self._reload_lock: asyncio.Lock | None = None
+    self._tasks: set[asyncio.Task] = set()
 
+  def prefix(self, router: Router | None = None) -> str:
+    return f"router-{(router or self.router).name}"
 
-class UpstreamsError(ValueError):
-  """An upstreams file that cannot be used."""
+  def routable(self, router: Router) -> list[str]:
+    return [m for m in router.model_names if m in self.upstreams]
 
-
-def load_upstreams(path: str, check_env: bool = True) -> dict[str, Upstream]:
-  """Reads `{"<model>": {"base_url": ..., "api_key_env": ..., "model": ...}}`."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      obj = json.load(f)
-  except (OSError, ValueError) as e:
-    raise UpstreamsError(f"{path}: cannot read upstreams: {e}") from None
-  return parse_upstreams(obj, path, check_env)
-
-
-def parse_upstreams(obj, where: str = "upstreams", check_env: bool = True) -> dict[str, Upstream]:
-  if not isinstance(obj, dict):
-    raise UpstreamsError(f"{where}: must be a JSON object model name -> "
-                         f'{{"base_url": ..., "api_key_env": ...}}')
-  fields = {f.name for f in dataclasses.fields(Upstream)}
-  out = {}
-  for name, entry in obj.items():
-    if not isinstance(entry, dict):
-      raise UpstreamsError(f"{where}: {name!r} must map to an object with base_url")
-    unknown = sorted(set(entry) - fields)
-    if unknown:
-      raise UpstreamsError(f"{where}: {name!r} has unknown field(s) {unknown}; fields: "
-                           f"{', '.join(sorted(fields))}")
-    url = entry.get("base_url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-      raise UpstreamsError(f"{where}: {name!r} needs base_url = http(s)://host[:port]/v1, "
-                           f"got {url!r}")
-    for key in ("api_key_env", "model"):
-      if entry.get(key) is not None and not isinstance(entry[key], str):
-        raise UpstreamsError(f"{where}: {name!r}.{key} must be a string")
-    upstream = Upstream(base_url=url.rstrip("/"), api_key_env=entry.get("api_key_env"),
-                        model=entry.get("model"))
-    if check_env and upstream.api_key_env and upstream.api_key_env not in os.environ:
-      raise UpstreamsError(f"{where}: {name!r} reads its API key from ${upstream.api_key_env}, "
-                           f"which is not set")
-    out[name] = upstream
-  return out
-
-
-class ApiError(Exception):
-  def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-               code: str | None = None, headers: dict | None = None):
-    super().__init__(message)
-    self.status, self.message, self.type, self.code = status, message, type_, code
-    self.headers = headers or {}
-
-
-def error_body(message: str, type_: str, code: str | None = None) -> dict:
-  return {"error": {"message": message, "type": type_, "param": None, "code": code}}
-
-
-class Batcher:
-  """Joins the queries of concurrent requests into one `fn(texts) -> logits` call.
-
-  One worker task takes everything queued (up to max_rows queries), runs `fn`
-  in a thread (the event loop stays free) and hands each request its rows.
-  """
-
-  def __init__(self, fn: Callable[[list[str]], np.ndarray], max_rows: int):
-    self.fn, self.max_rows = fn, max_rows
-    self.queue: asyncio.Queue | None = None
-    self.task: asyncio.Task | None = None
-    self.batches = 0                  # calls of fn, for the bench and tests
-    self.rows = 0
-
-  def start(self) -> None:
-    self.queue = asyncio.Queue()
-    self.task = asyncio.get_running_loop().create_task(self._run())
+  async def start(self) -> None:
+    self._reload_lock = asyncio.Lock()
+    await self.forwarder.start()
+    self.batcher.start()
+    await self.batcher.submit(["warm up"])   # loads the encoder (once) and compiles
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+      asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_sighup)
 
   async def stop(self) -> None:
-    if self.task is not None:
-      self.task.cancel()
-      with contextlib.suppress(asyncio.CancelledError):
-        await self.task
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+      asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    await self.batcher.stop()
+    await self.forwarder.close()
+    if self.feedback is not None:
+      self.feedback.close()
 
-  async def submit(self, texts: list[str]) -> np.ndarray:
-    future = asyncio.get_running_loop().create_future()
-    await self.queue.put((texts, future))
-    return await future
+  def on_sighup(self) -> None:
+    """SIGHUP: re-read the keys files, and reload the Router if there is a run to reload."""
+    for store in (self.access.keys, self.access.admin_keys):
+      if store is not None:
+        with contextlib.suppress(OSError):
+          store.reload()
+    if self.reloader is not None:
+      task = asyncio.get_running_loop().create_task(self._reload_logged())
+      self._tasks.add(task)
+      task.add_done_callback(self._tasks.discard)
 
-  async def _run(self) -> None:
-    held = None
-    while True:
-      first = held if held is not None else await self.queue.get()
-      held = None
-      items, rows = [first], len(first[0])
-      while not self.queue.empty():
-        item = self.queue.get_nowait()
-        if rows + len(item[0]) > self.max_rows:
-          held = item
-          break
-        items.append(item)
-        rows += len(item[0])
-      items = [(t, f) for t, f in items if not f.done()]   # cancelled by a gone client
-      if not items:
-        continue
-      texts = [t for ts, _ in items for t in ts]
+  async def _reload_logged(self) -> None:
+    try:
+      result = await self.reload(None)
+      log.info("SIGHUP: reloaded %s (%d models)", result["workdir"], len(result["models"]))
+    except ApiError as e:
+      log.error("SIGHUP: %s", e.message)
+
+  async def reload(self, workdir: str | None) -> dict:
+    """Loads a Router (in a thread, warmed up) and swaps it in; the old one
+    keeps serving until then, and serves on if loading fails."""
+    if self.reloader is None:
+      raise ApiError(400, "this service was given no run to reload from", code="no_reload")
+    async with self._reload_lock:
+      old = self.router
+
+      def load() -> Router:
+        new = self.reloader(workdir, old)
+        new.logits(["warm up"])
+        return new
+
       try:
-        logits = await asyncio.to_thread(self.fn, texts)
-      except Exception as e:  # noqa: BLE001 - handed to each waiting request
-        for _, f in items:
-          if not f.done():
-            f.set_exception(e)
-        continue
-      self.batches += 1
-      self.rows += len(texts)
-      start = 0
-      for ts, f in items:
-        if not f.done():
-          f.set_result(logits[start:start + len(ts)])
-        start += len(ts)
+        new = await asyncio.to_thread(load)
+      except Exception as e:  # noqa: BLE001 - any failure leaves the old Router serving
+        self.metrics.reloads.labels("failed").inc()
+        raise ApiError(400, f"reload failed, still serving {old.workdir or self.prefix(old)}: "
+                            f"{type(e).__name__}: {e}", code="reload_failed") from None
+      self.router = new
+      self.batcher.fn = new.logits
+      self.reloads += 1
+      self.metrics.reloads.labels("ok").inc()
+    return {"router": self.prefix(new), "workdir": new.workdir, "models": list(new.model_names),
+            "reloads": self.reloads}
 
+  async def plan(self, router: Router, text: str, weight: float) -> tuple[list[str], dict]:
+    """The models to try for a chat query, best first (cooling ones last), and P(correct)."""
+    routable = self.routable(router)
+    if not routable:
+      raise ApiError(503, "no upstream is configured for any model this router chooses "
+                          "among; give --upstreams", "server_error", "no_upstream")
+    start = time.perf_counter()
+    logits = await self.batcher.submit([text], router.logits)
+    cooling = sum(self.forwarder.cooldowns.cooling(m) for m in routable)
+    tries = 1 + self.fallbacks.fallbacks
+    try:
+      (ranking,) = router.rank_logits(logits, weight, routable, k=tries + cooling, texts=[text])
+    except RouterError as e:
+      raise ApiError(400, str(e)) from None
+    self.metrics.route_seconds.observe(time.perf_counter() - start)
+    p = dict(zip(router.model_names, numerics.sigmoid(logits[0]).tolist()))
+    return self.forwarder.cooldowns.order(ranking)[:tries], p
 
-# ---------------------------------------------------------------- request checks
+  def health(self) -> dict:
+    router = self.router
+    upstreams = self.forwarder.cooldowns.snapshot(sorted(self.upstreams))
+    return {"status": "ok", "router": self.prefix(router), "workdir": router.workdir,
+            "models": len(router.model_names), "routable": len(self.routable(router)),
+            "batches": self.batcher.batches, "reloads": self.reloads,
+            "cooling_down": [m for m, s in upstreams.items() if s["state"] == "cooling_down"],
+            "upstreams": upstreams}
 
-async def read_json(request, limits: Limits) -> Any:
-  """The body as JSON, refusing more than max_body_bytes before reading it all."""
-  length = request.headers.get("content-length")
-  if length and length.isdigit() and int(length) > limits.max_body_bytes:
-    raise ApiError(413, f"request body of {length} bytes exceeds the limit of "
-                        f"{limits.max_body_bytes}", code="body_too_large")
-  chunks, size = [], 0
-  async for chunk in request.stream():
-    size += len(chunk)
-    if size > limits.max_body_bytes:
-      raise ApiError(413, f"request body exceeds the limit of {limits.max_body_bytes} bytes",
-                     code="body_too_large")
-    chunks.append(chunk)
-  raw = b"".join(chunks)
-  if not raw:
-    raise ApiError(400, "request body is empty; send a JSON object")
-
-  def no_constants(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-  try:
-    return json.loads(raw, parse_constant=no_constants)
-  except (ValueError, UnicodeDecodeError) as e:
-    raise ApiError(400, f"request body is not valid JSON: {e}") from None
-
-
-def _number(body: dict, key: str, default):
-  value = body.get(key, default)
-  if value is None:
-    return default
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-      or value < 0:
-    raise ApiError(400, f"'{key}' must be a number >= 0, got {json.dumps(value)}", code=key)
-  return float(value)
-
-
-def _query(text, where: str, limits: Limits) -> str:
-  if not isinstance(text, str):
-    raise ApiError(400, f"{where} must be a string, got {type(text).__name__}")
-  if not text.strip():
-    raise ApiError(400, f"{where} is empty")
-  if len(text) > limits.max_query_chars:
-    raise ApiError(400, f"{where} has {len(text)} characters; the limit is "
-                        f"{limits.max_query_chars}", code="query_too_long")
-  return text
-
-
-def parse_route_request(body, limits: Limits) -> dict:
-  if not isinstance(body, dict):
-    raise ApiError(400, "request body must be a JSON object with 'queries'")
-  allowed = {"queries", "cost_weight", "candidates", "budget"}
-  unknown = sorted(set(body) - allowed)
-  if unknown:
-    raise ApiError(400, f"unknown field(s) {unknown}; /route takes {sorted(allowed)}")
-  queries = body.get("queries")
-  if not isinstance(queries, list) or not queries:
-    raise ApiError(400, "'queries' must be a non-empty list of strings", code="queries")
-  if len(queries) > limits.max_queries:
-    raise ApiError(400, f"{len(queries)} queries in one request; the limit is "
-                        f"{limits.max_queries}", code="too_many_queries")
-  queries = [_query(q, f"queries[{i}]", limits) for i, q in enumerate(queries)]
-  candidates = body.get("candidates")
-  if candidates is not None and (not isinstance(candidates, list) or
-                                 not all(isinstance(c, str) for c in candidates)):
-    raise ApiError(400, "'candidates' must be a list of model names", code="candidates")
-  budget = body.get("budget")
-  return {"queries": queries, "cost_weight": _number(body, "cost_weight", 0.0),
-          "candidates": candidates,
-          "budget": None if budget is None else _number(body, "budget", None)}
-
-
-def last_user_text(messages, limits: Limits) -> str:
-  """The text of the last user message (string content or the text parts of a list)."""
-  if not isinstance(messages, list) or not messages:
-    raise ApiError(400, "'messages' must be a non-empty list", code="messages")
-  for i in range(len(messages) - 1, -1, -1):
-    message = messages[i]
-    if not isinstance(message, dict):
-      raise ApiError(400, f"messages[{i}] must be an object with role and content")
-    if message.get("role") != "user":
-      continue
-    content = message.get("content")
-    if isinstance(content, list):
-      parts = [p.get("text") for p in content
-               if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
-      content = "\n".join(parts)
-    return _query(content, f"messages[{i}].content", limits)
-  raise ApiError(400, "no user message to route on", code="messages")
-
-
-# ---------------------------------------------------------------- the app
 
 def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
-               limits: Limits | None = None, transport=None):
-  """The service's FastAPI app. `transport` (an httpx transport) is for tests."""
-  import httpx
+               limits: Limits | None = None, transport=None, *,
+               fallbacks: Fallbacks | None = None, access: Access | None = None,
+               feedback_log: str | None = None, reloader: Reloader | None = None):
+  """The service's FastAPI app. `transport` (an httpx transport) is for tests;
+  `reloader` makes /admin/reload and SIGHUP work; `feedback_log` /v1/feedback."""
   from fastapi import FastAPI
-  from fastapi.responses import JSONResponse, StreamingResponse
 
-  upstreams = dict(upstreams or {})
-  limits = limits or Limits()
-  prefix = f"router-{router.name}"
-  routable = [m for m in router.model_names if m in upstreams]
-  batcher = Batcher(router.logits, limits.max_batch_queries)
-  state: dict[str, Any] = {}
+  svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
+                access or Access(), feedback_log, reloader, transport)
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
-    timeout = httpx.Timeout(limits.upstream_timeout_s)
-    state["client"] = httpx.AsyncClient(timeout=timeout, transport=transport,
-                                        limits=httpx.Limits(max_connections=256))
-    batcher.start()
-    await batcher.submit(["warm up"])   # loads the encoder (once) and compiles
+    await svc.start()
     try:
       yield
     finally:
-      await batcher.stop()
-      await state["client"].aclose()
+      await svc.stop()
 
   app = FastAPI(title="irt_jax router", lifespan=lifespan)
-  app.state.batcher = batcher
+  app.state.service = svc
+  app.state.batcher = svc.batcher
+  _add_guard(app, svc)
+  _add_info_routes(app, svc)
+  _add_route_route(app, svc)
+  _add_chat_route(app, svc)
+  _add_feedback_and_admin(app, svc)
+  return app
+
+
+def _error(exc: ApiError):
+  from fastapi.responses import JSONResponse
+  return JSONResponse(error_body(exc.message, exc.type, exc.code), status_code=exc.status,
+                      headers=exc.headers)
+
+
+def _add_guard(app, svc: Service) -> None:
+  """Keys before anything else, error bodies in OpenAI's shape, and every
+  request counted by endpoint and status."""
+  from fastapi.responses import JSONResponse
 
   @app.exception_handler(ApiError)
   async def api_error(request, exc: ApiError):
-    return JSONResponse(error_body(exc.message, exc.type, exc.code), status_code=exc.status,
-                        headers=exc.headers)
+    return _error(exc)
 
   @app.exception_handler(Exception)
   async def unexpected(request, exc: Exception):
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}",
                                    "server_error"), status_code=500)
 
-  def resolve(model) -> tuple[str, float | None]:
-    """(target, cost_weight): cost_weight None for a plain pass-through model."""
-    if not isinstance(model, str) or not model:
-      raise ApiError(400, "'model' must be a model or router name", code="model")
-    if model in upstreams:
-      return model, None
-    if model == prefix:
-      return model, 0.0
-    if model.startswith(prefix + "-"):
-      text = model[len(prefix) + 1:]
-      try:
-        weight = float(text)
-      except ValueError:
-        weight = -1.0
-      if not math.isfinite(weight) or weight < 0:
-        raise ApiError(400, f"{model!r}: the cost weight after '{prefix}-' must be a number "
-                            f">= 0, e.g. {prefix}-0.3", code="model")
-      if weight > 0 and router.costs is None:
-        raise ApiError(400, f"{model!r}: this service has no model costs, so only {prefix} "
-                            f"(cost weight 0) is offered", code="model")
-      return model, weight
-    offered = [prefix, f"{prefix}-<cost_weight>"] + sorted(upstreams)
-    raise ApiError(404, f"model {model!r} not found; offered: {', '.join(offered)}",
-                   code="model_not_found")
+  @app.middleware("http")
+  async def guard(request: Request, call_next):
+    path = request.url.path
+    endpoint = path if path in ENDPOINTS else "other"
+    refusal = svc.access.refusal(path, request.headers.get("authorization"))
+    try:
+      response = _error(refusal) if refusal else await call_next(request)
+    except Exception:
+      svc.metrics.request(endpoint, 500)
+      raise
+    svc.metrics.request(endpoint, response.status_code)
+    return response
 
-  async def scores(texts: list[str]) -> np.ndarray:
-    return await batcher.submit(texts)
+
+def _add_info_routes(app, svc: Service) -> None:
+  from fastapi.responses import Response
 
   @app.get("/health")
   async def health():
-    return {"status": "ok", "router": prefix, "models": len(router.model_names),
-            "routable": len(routable), "batches": batcher.batches}
+    return svc.health()
+
+  @app.get("/metrics")
+  async def metrics():
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
   @app.get("/v1/models")
   async def list_models():
-    created = int(time.time())
+    router, created = svc.router, int(time.time())
+    prefix, routable = svc.prefix(router), svc.routable(router)
+    about = (f"routes each request among {len(routable)} models with upstreams "
+             f"({len(router.model_names)} known)")
+    if router.costs is not None:
+      about += f"; '{prefix}-<w>' routes on P(correct) - w * cost"
     data = [{"id": prefix, "object": "model", "created": created, "owned_by": "irt_jax",
-             "description": (f"routes each request among {len(routable)} models with upstreams "
-                             f"({len(router.model_names)} known); '{prefix}-<w>' routes on "
-                             f"P(correct) - w * cost" if router.costs is not None else
-                             f"routes each request among {len(routable)} models with upstreams "
-                             f"({len(router.model_names)} known)")}]
+             "description": about}]
     for name in router.model_names:
       data.append({"id": name, "object": "model", "created": created, "owned_by": "irt_jax",
-                   "routed": True, "upstream": name in upstreams})
-    for name in sorted(set(upstreams) - set(router.model_names)):
+                   "routed": True, "upstream": name in svc.upstreams})
+    for name in sorted(set(svc.upstreams) - set(router.model_names)):
       data.append({"id": name, "object": "model", "created": created, "owned_by": "irt_jax",
                    "routed": False, "upstream": True})
     return {"object": "list", "data": data}
 
+
+def _add_route_route(app, svc: Service) -> None:
   @app.post("/route")
   async def route(request: Request):
-    req = parse_route_request(await read_json(request, limits), limits)
-    logits = await scores(req["queries"])
+    req = parse_route_request(await read_json(request, svc.limits), svc.limits)
+    router = svc.router
+    start = time.perf_counter()
+    logits = await svc.batcher.submit(req["queries"], router.logits)
     try:
       routes = router.route_logits(logits, req["cost_weight"], req["budget"], req["candidates"],
                                    texts=req["queries"])
     except RouterError as e:
       raise ApiError(400, str(e)) from None
-    p = numerics.sigmoid(logits)
-    return {"router": prefix, "models": [r.model for r in routes],
+    svc.metrics.route_seconds.observe(time.perf_counter() - start)
+    return {"router": svc.prefix(router), "models": [r.model for r in routes],
             "model_names": list(router.model_names),
-            "p_correct": p.tolist(),
+            "p_correct": numerics.sigmoid(logits).tolist(),
             "expected_cost": [r.expected_cost for r in routes],
             "runner_up": [r.runner_up for r in routes]}
 
+
+def _add_chat_route(app, svc: Service) -> None:
   @app.post("/v1/chat/completions")
   async def chat(request: Request):
-    body = await read_json(request, limits)
+    body = await read_json(request, svc.limits)
     if not isinstance(body, dict):
       raise ApiError(400, "request body must be a JSON object (an OpenAI chat request)")
-    target, weight = resolve(body.get("model"))
-    headers = {}
+    router = svc.router               # this request's Router to the end, even across a reload
+    weight = router_model(body.get("model"), svc.prefix(router), router.costs is not None,
+                          list(svc.upstreams))
+    p = None
     if weight is not None:
-      text = last_user_text(body.get("messages"), limits)
-      if not routable:
-        raise ApiError(503, "no upstream is configured for any model this router chooses "
-                            "among; give --upstreams", "server_error", "no_upstream")
-      logits = await scores([text])
-      try:
-        (choice,) = router.route_logits(logits, weight, None, routable, texts=[text])
-      except RouterError as e:
-        raise ApiError(400, str(e)) from None
-      target = choice.model
-      headers[P_HEADER] = f"{choice.p_correct:.6f}"
-    elif not isinstance(body.get("messages"), list):
+      text = last_user_text(body.get("messages"), svc.limits)
+      plan, p = await svc.plan(router, text, weight)
+    elif not isinstance(body.get("messages"), list) or not body["messages"]:
       raise ApiError(400, "'messages' must be a non-empty list", code="messages")
-    headers[ROUTED_HEADER] = target
-    return await forward(body, target, headers, bool(body.get("stream")))
+    else:
+      plan, text = [body["model"]], _text_or_none(body["messages"], svc.limits)
+    completion_id = new_id()
+    answer = await svc.forwarder.send(body, plan, bool(body.get("stream")), completion_id)
+    return _respond(svc, answer, completion_id, text, p)
 
-  async def forward(body: dict, target: str, headers: dict, stream: bool):
-    upstream = upstreams[target]
-    payload = dict(body, model=upstream.model or target)
-    out_headers = {"content-type": "application/json"}
-    key = upstream.api_key()
-    if key:
-      out_headers["authorization"] = f"Bearer {key}"
-    url = upstream.base_url + "/chat/completions"
-    client: httpx.AsyncClient = state["client"]
+
+def _text_or_none(messages, limits: Limits) -> str | None:
+  """A pass-through request's query, remembered for feedback when it has one."""
+  try:
+    return last_user_text(messages, limits)
+  except ApiError:
+    return None
+
+
+def _respond(svc: Service, answer: Answer, completion_id: str, text: str | None, p: dict | None):
+  """The upstream's answer with the service's headers: who answered, who failed."""
+  from fastapi.responses import JSONResponse, StreamingResponse
+  headers = {ROUTED_HEADER: answer.model, COMPLETION_HEADER: completion_id}
+  if answer.failed:
+    headers[FAILED_HEADER] = ",".join(answer.failed)
+  if p is not None:
+    headers[P_HEADER] = f"{p[answer.model]:.6f}"
+  if answer.status == 200:
+    svc.metrics.routed.labels(answer.model).inc()
+    if text is not None:
+      svc.ids.remember(completion_id, text, answer.model)
+  if answer.events is not None:
+    return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
+  return JSONResponse(answer.data, status_code=answer.status, headers=headers)
+
+
+def _add_feedback_and_admin(app, svc: Service) -> None:
+  @app.post("/v1/feedback")
+  async def feedback(request: Request):
+    if svc.feedback is None:
+      raise ApiError(404, "feedback is off: start the service with --feedback_log=FILE",
+                     code="feedback_off")
+    body = await read_json(request, svc.limits)
+    record = parse_feedback(body, svc.ids, svc.router.model_names, svc.limits)
+    await asyncio.to_thread(svc.feedback.append, record)
+    svc.metrics.feedback.labels(record["model"]).inc()
+    return {"object": "feedback", "logged": True, "id": record["id"], "query": record["query"],
+            "model": record["model"], "correct": record["correct"]}
+
+  @app.post("/admin/reload")
+  async def reload(request: Request):
+    raw = await request.body()
     try:
-      response = await client.send(client.build_request("POST", url, json=payload,
-                                                        headers=out_headers), stream=True)
-    except httpx.TimeoutException:
-      raise ApiError(504, f"upstream for {target!r} ({url}) did not answer within "
-                          f"{limits.upstream_timeout_s:g} s", "upstream_error",
-                     "upstream_timeout", headers) from None
-    except httpx.HTTPError as e:
-      raise ApiError(502, f"upstream for {target!r} ({url}) is unreachable: "
-                          f"{type(e).__name__}: {e}", "upstream_error", "upstream_unreachable",
-                     headers) from None
-    if not stream or response.status_code != 200:
-      try:
-        raw = await response.aread()
-      except httpx.TimeoutException:
-        raise ApiError(504, f"upstream for {target!r} ({url}) did not finish its answer within "
-                            f"{limits.upstream_timeout_s:g} s", "upstream_error",
-                       "upstream_timeout", headers) from None
-      except httpx.HTTPError as e:
-        raise ApiError(502, f"upstream for {target!r} ({url}) broke off: {e}",
-                       "upstream_error", "upstream_unreachable", headers) from None
-      finally:
-        await response.aclose()
-      try:
-        data = json.loads(raw)
-      except ValueError:
-        data = None
-      if response.status_code >= 500 or (response.status_code == 200 and not isinstance(data, dict)):
-        snippet = raw[:300].decode("utf-8", "replace")
-        raise ApiError(502, f"upstream for {target!r} answered {response.status_code}: "
-                            f"{snippet}", "upstream_error", "upstream_error", headers)
-      if response.status_code != 200:   # the upstream's own 4xx, passed through
-        return JSONResponse(data if data is not None else error_body(
-            raw[:300].decode("utf-8", "replace"), "upstream_error"),
-                            status_code=response.status_code, headers=headers)
-      data["model"] = target
-      return JSONResponse(data, headers=headers)
-
-    async def events():
-      try:
-        async for line in response.aiter_lines():
-          if line.startswith("data:") and line[5:].strip() != "[DONE]":
-            try:
-              chunk = json.loads(line[5:])
-            except ValueError:
-              chunk = None
-            if isinstance(chunk, dict) and "model" in chunk:
-              chunk["model"] = target
-              line = "data: " + json.dumps(chunk)
-          yield line + "\n"
-      except httpx.HTTPError as e:
-        message = (f"upstream for {target!r} timed out mid-stream" if isinstance(
-            e, httpx.TimeoutException) else f"upstream for {target!r} broke off: {e}")
-        yield "data: " + json.dumps(error_body(message, "upstream_error")) + "\n\n"
-      finally:
-        await response.aclose()
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
-
-  return app
+      body = json.loads(raw) if raw.strip() else {}
+    except ValueError as e:
+      raise ApiError(400, f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict) or set(body) - {"workdir"} or not isinstance(
+        body.get("workdir", ""), str):
+      raise ApiError(400, 'reload takes an empty body or {"workdir": "<a trained run>"}')
+    return await svc.reload(body.get("workdir") or None)

@@ -61,8 +61,8 @@ def fit_and_save(config: ml_collections.ConfigDict, workdir: str, kind: kind_lib
   logging.info("fitted %s in %.1fs: train acc %.4f | val loss %.4f acc %.4f", kind.name,
                seconds, train["accuracy"], val["loss"], val["accuracy"])
   best = {"step": FIT_STEP, "epoch": 0, "val_accuracy": val["accuracy"]}
-  meta = {"history": [record], "epoch_sums": None, "stopped": True, "step": FIT_STEP,
-          "seed": config.seed, "best": best}
+  meta = ckpt_lib.run_meta(step=FIT_STEP, seed=config.seed, history=[record], best=best,
+                           stopped=True)
   state = {"step": np.int32(FIT_STEP), "params": params}
   checkpoints.save(FIT_STEP, state, meta=meta, config=config.to_dict(), index=index)
   checkpoints.wait()

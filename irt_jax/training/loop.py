@@ -298,144 +298,237 @@ def _stop_preempted(checkpoints: ckpt_lib.Checkpoints, step: int) -> None:
                               f"its checkpoint is written: rerun the same command to resume")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) the run in `workdir`; returns a summary with host state
-  (`resumed_from_step`: the checkpoint it continued from, None for a fresh run).
-
-  Everything a later `eval.py --workdir` needs ends up in `workdir/checkpoints`.
-  """
-  kind = models.for_config(config)  # an unknown kind, field or layout fails before
-  kind.spec(config.model, 1, 1)      # the workdir is made or data is read
+def check_config(config: ml_collections.ConfigDict) -> kind_lib.Kind:
+  """The config's kind, with its model fields and (gradient kinds) batch layout
+  checked: an unknown kind, field or layout fails before a workdir is made or
+  data is read, so entry points call this first."""
+  kind = models.for_config(config)
+  kind.spec(config.model, 1, 1)
   if kind.trained_by_gradient:
     batches.layout(config.train.batching, config.train.batch_cells, 1, 1)
+  return kind
+
+
+def run_index(config: ml_collections.ConfigDict, workdir: str,
+              data: data_lib.ResponseData) -> dict:
+  """What a checkpoint records to interpret its parameters: the data's index
+  maps and the encoder that made its query embeddings (for routing new text)."""
+  return {**data.index_maps(), "encoder": resolve.encoder_record(config, workdir)}
+
+
+def _data_for(config, workdir: str, data: data_lib.ResponseData | None):
+  """`data` as given; None: resolved from `config.data` into `workdir` (synthetic
+  data generated, text encoded, a parsed copy cached there) for library callers
+  that have not loaded it. Entry points resolve it themselves and hand it over."""
   os.makedirs(workdir, exist_ok=True)
-  # --- Data and layout ------------------------------------------------------
-  data = resolve.prepare_and_load(config, workdir)
+  if data is None:
+    data = resolve.prepare_and_load(config, workdir)
   logging.info("%s", data_lib.describe(data))
-  index = {**data.index_maps(), "encoder": resolve.encoder_record(config, workdir)}
-  if not kind.trained_by_gradient:
-    return fitting.fit_and_save(config, workdir, kind, data, index)
+  return data
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        data: data_lib.ResponseData | None = None) -> dict[str, Any]:
+  """Trains or fits the run in `workdir`, by its kind: the one place that picks.
+
+  Gradient kinds go through `train_and_evaluate`; kinds fitted directly from the
+  data (knn, logreg) through `fitting.fit_and_save`. Both end in the same
+  self-describing checkpoint. `data` as in `train_and_evaluate`.
+  """
+  kind = check_config(config)
+  if kind.trained_by_gradient:
+    return train_and_evaluate(config, workdir, data)
+  data = _data_for(config, workdir, data)
+  return fitting.fit_and_save(config, workdir, kind, data, run_index(config, workdir, data))
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the epochs of one training run share: its fixed setup, its replicated
+  state and step, and the host-side controllers saved with every checkpoint."""
+  config: ml_collections.ConfigDict
+  data: data_lib.ResponseData
+  batch_layout: batches.Layout
+  steps_per_epoch: int
+  eval_rows: int
+  p_train_step: Callable
+  p_eval_step: Callable
+  step_rng: jax.Array
+  checkpoints: ckpt_lib.Checkpoints
+  index: dict
+  layout: dict
+  plateau: Plateau
+  early: EarlyStopping
+  meta: dict
+  state: Any
+  step: int
+  resumed_from: int | None
+
+  def save(self, epoch_sums: dict | None) -> None:
+    """A checkpoint of the current step (`epoch_sums`: the counts so far of an
+    epoch stopped part-way, None at an epoch's end)."""
+    early = self.early
+    self.meta = ckpt_lib.run_meta(
+        step=self.step, seed=self.config.seed, history=self.meta["history"],
+        stopped=self.meta["stopped"], epoch_sums=epoch_sums, layout=self.layout,
+        plateau=dataclasses.asdict(self.plateau), early_stopping=dataclasses.asdict(early),
+        best={"step": early.best_step, "epoch": early.best_epoch,
+              "val_accuracy": early.best if early.best_step is not None else None})
+    self.checkpoints.save(self.step, parallel.unreplicate(self.state), meta=self.meta,
+                          config=self.config.to_dict(), index=self.index)
+
+
+def _batch_layout(config, data: data_lib.ResponseData) -> tuple[batches.Layout, int, int]:
+  """(the batch layout over every device, its steps per epoch, eval rows per block)."""
   n_global = jax.device_count()
   batch_layout = batches.layout(config.train.batching, config.train.batch_cells,
                                 data.n_models, n_global)
-  rows = batch_layout.rows
   eval_rows = math.ceil(config.train.eval_rows / n_global) * n_global
-  train_split = data.split("train")
-  steps_per_epoch = batch_layout.n_batches(train_split)
+  steps_per_epoch = batch_layout.n_batches(data.split("train"))
   logging.info("%d devices (%d processes); %s of %d rows x %d models per batch; "
-               "%d steps per epoch", n_global, jax.process_count(), batch_layout.name, rows,
-               data.n_models, steps_per_epoch)
+               "%d steps per epoch", n_global, jax.process_count(), batch_layout.name,
+               batch_layout.rows, data.n_models, steps_per_epoch)
+  return batch_layout, steps_per_epoch, eval_rows
 
-  # --- Model, optimiser, steps ----------------------------------------------
+
+def restore_or_init(config, workdir: str, kind: kind_lib.Kind,
+                    data: data_lib.ResponseData) -> _Run:
+  """A fresh run's state, or the latest checkpoint's when `workdir` holds one
+  (refused if it was written with another config, device layout or data)."""
+  batch_layout, steps_per_epoch, eval_rows = _batch_layout(config, data)
   utils.retain_freed_memory()  # temporaries reused, not faulted in again (entry points call it first)
   spec = kind.spec(config.model, data.n_models, data.embed_dim)
   optimizer = make_optimizer(config.optim)
-  rng = jax.random.PRNGKey(config.seed)
-  init_rng, step_rng = jax.random.split(rng)
+  init_rng, step_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   host_state = jax.device_get(init_state(init_rng, kind, spec, optimizer))
   logging.info("model %s: %d parameters", kind.name, kind_lib.count_params(host_state.params))
-  p_train_step = pmap_train_step(kind, spec, optimizer)
-  p_eval_step = pmap_eval_step(kind, spec)
-
-  # --- Resume ----------------------------------------------------------------
   checkpoints = ckpt_lib.Checkpoints(workdir)
-  config_dict = config.to_dict()
   plateau = Plateau(config.optim.plateau_factor, config.optim.plateau_patience,
                     config.optim.plateau_threshold)
   early = EarlyStopping(config.train.early_stop_patience)
   meta = {"history": [], "epoch_sums": None, "stopped": False}
-  layout = run_layout(data, rows, steps_per_epoch)
+  layout = run_layout(data, batch_layout.rows, steps_per_epoch)
   latest = checkpoints.latest_step()
   if latest is not None:
     _, meta, saved_config, _ = checkpoints.restore_json(latest)
-    _check_same_run(saved_config, config_dict, checkpoints.directory)
+    if meta.get("added_models") or meta.get("ability_updates"):
+      raise TrainingError(f"{checkpoints.directory} holds a run with LLMs added after "
+                          f"training (add_model) or abilities updated from feedback (update); "
+                          f"train in a fresh --workdir instead")
+    _check_same_run(saved_config, config.to_dict(), checkpoints.directory)
     _check_same_layout(meta.get("layout"), layout, checkpoints.directory)
     host_state = checkpoints.restore_state(latest, host_state)
     plateau = Plateau(**meta["plateau"])
     early = EarlyStopping(**{**meta["early_stopping"], "patience": early.patience})
     logging.info("Resumed from step %d of %s", latest, checkpoints.directory)
-  step = int(host_state.step)
-  start_epoch, start_block = divmod(step, steps_per_epoch)
-  state = parallel.replicate(host_state)
-  metrics_log = MetricsLog(workdir, start_epoch)
+  return _Run(config=config, data=data, batch_layout=batch_layout,
+              steps_per_epoch=steps_per_epoch, eval_rows=eval_rows,
+              p_train_step=pmap_train_step(kind, spec, optimizer),
+              p_eval_step=pmap_eval_step(kind, spec), step_rng=step_rng,
+              checkpoints=checkpoints, index=run_index(config, workdir, data), layout=layout,
+              plateau=plateau, early=early, meta=meta, state=parallel.replicate(host_state),
+              step=int(host_state.step), resumed_from=latest)
 
-  def save(epoch_sums):
-    meta.update(step=step, seed=config.seed, layout=layout, plateau=dataclasses.asdict(plateau),
-                early_stopping=dataclasses.asdict(early), epoch_sums=epoch_sums,
-                best={"step": early.best_step, "epoch": early.best_epoch,
-                      "val_accuracy": early.best if early.best_step is not None else None})
-    checkpoints.save(step, parallel.unreplicate(state), meta=meta, config=config_dict,
-                     index=index)
 
-  # --- Epochs -----------------------------------------------------------------
-  epoch = start_epoch
-  log_every = max(1, config.train.log_every_steps)
-  every_ckpt = config.checkpoint.every_steps
-  while epoch < config.train.num_epochs and not meta.get("stopped"):
-    t0 = time.time()
-    sums = meta.get("epoch_sums") if start_block else None
-    pending = []
-    preempted = False
-    for i, block in enumerate(batch_layout.iterate(
-        train_split, data.embeddings, seed=config.seed, epoch=epoch, start=start_block,
-        process_index=jax.process_index(), process_count=jax.process_count()),
-        start=start_block):
-      state, m = p_train_step(state, parallel.shard(block), step_rng)
-      step += 1
-      pending.append(m)
-      preempted = distributed.preemption_requested(step)  # SIGTERM in a multi-process job
-      if len(pending) >= log_every or i + 1 == steps_per_epoch or preempted or (
-          every_ckpt and step % every_ckpt == 0):
-        fetched = [parallel.unreplicate(p) for p in pending]
-        pending = []
-        # fsum in float64: the epoch's sums must not depend on where they were
-        # flushed (a preemption flushes at another step than an uninterrupted run).
-        part = {k: math.fsum(float(f[k]) for f in fetched) for k in fetched[0]}
-        sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
-        _check_finite(losses.summarise(part), "training")
-        running = losses.summarise(sums)
-        logging.info("epoch %d step %d/%d: train loss %.4f acc %.4f (%.1f steps/s)",
-                     epoch + 1, i + 1, steps_per_epoch, running["loss"], running["accuracy"],
-                     (i + 1 - start_block) / max(time.time() - t0, 1e-9))
-        if (preempted or every_ckpt and step % every_ckpt == 0) and i + 1 < steps_per_epoch:
-          save(sums)
-      if preempted:
-        break
-    if preempted and i + 1 < steps_per_epoch:
-      _stop_preempted(checkpoints, step)
-    start_block = 0
-    seconds = time.time() - t0
-
-    train = losses.summarise(sums)
-    val = evaluate_split(p_eval_step, state.params, data, "val", eval_rows)
-    _check_finite(val, "validation")
-    lr = learning_rate(state)
-    if plateau.update(val["loss"]):
-      state = set_learning_rate(state, lr * plateau.factor)
-      logging.info("val loss has not improved for %d epochs: lr %.3g -> %.3g",
-                   plateau.patience + 1, lr, lr * plateau.factor)
-    meta["stopped"] = early.update(val["accuracy"], step, epoch)
-    record = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train["loss"],
-              "train_accuracy": train["accuracy"], "val_loss": val["loss"],
-              "val_accuracy": val["accuracy"], "seconds": round(seconds, 3),
-              "steps_per_second": round((steps_per_epoch) / max(seconds, 1e-9), 3)}
-    meta["history"].append(record)
-    metrics_log.write(record)
-    logging.info("epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | "
-                 "%.1fs", epoch + 1, config.train.num_epochs, train["loss"],
-                 train["accuracy"], val["loss"], val["accuracy"], lr, seconds)
-    epoch += 1
-    save(None)
+def train_epoch(job: _Run, epoch: int, start_block: int) -> tuple[dict, bool]:
+  """The steps of one epoch from batch `start_block` on; (the epoch's summed
+  counts, whether a preemption notice stopped it). Checkpoints part-way through
+  every `checkpoint.every_steps` steps, and on a preemption notice."""
+  config, n_steps = job.config, job.steps_per_epoch
+  log_every, every_ckpt = max(1, config.train.log_every_steps), config.checkpoint.every_steps
+  t0 = time.time()
+  sums = job.meta.get("epoch_sums") if start_block else None
+  pending, preempted = [], False
+  for i, block in enumerate(job.batch_layout.iterate(
+      job.data.split("train"), job.data.embeddings, seed=config.seed, epoch=epoch,
+      start=start_block, process_index=jax.process_index(),
+      process_count=jax.process_count()), start=start_block):
+    job.state, m = job.p_train_step(job.state, parallel.shard(block), job.step_rng)
+    job.step += 1
+    pending.append(m)
+    preempted = distributed.preemption_requested(job.step)  # SIGTERM in a multi-process job
+    checkpoint_due = bool(every_ckpt and job.step % every_ckpt == 0)
+    if len(pending) >= log_every or i + 1 == n_steps or preempted or checkpoint_due:
+      fetched = [parallel.unreplicate(p) for p in pending]
+      pending = []
+      # fsum in float64: the epoch's sums must not depend on where they were
+      # flushed (a preemption flushes at another step than an uninterrupted run).
+      part = {k: math.fsum(float(f[k]) for f in fetched) for k in fetched[0]}
+      sums = part if sums is None else {k: sums[k] + part[k] for k in sums}
+      _check_finite(losses.summarise(part), "training")
+      running = losses.summarise(sums)
+      # Step lines only with --verbosity=1: by default one line per epoch (irt_jax.logs).
+      logging.vlog(1, "epoch %d step %d/%d: train loss %.4f acc %.4f (%.1f steps/s)",
+                   epoch + 1, i + 1, n_steps, running["loss"], running["accuracy"],
+                   (i + 1 - start_block) / max(time.time() - t0, 1e-9))
+      if (preempted or checkpoint_due) and i + 1 < n_steps:
+        job.save(sums)
     if preempted:
-      _stop_preempted(checkpoints, step)
-    if meta["stopped"]:
-      logging.info("early stop: no val-accuracy gain for %d epochs", early.patience)
+      break
+  if preempted and i + 1 < n_steps:
+    _stop_preempted(job.checkpoints, job.step)
+  return sums, preempted
 
-  checkpoints.wait()
-  checkpoints.close()
+
+def end_epoch(job: _Run, epoch: int, sums: dict, seconds: float) -> dict:
+  """Validates after an epoch, steps the plateau schedule and early stopping,
+  and records the epoch (checkpoint meta and metrics.jsonl)."""
+  train = losses.summarise(sums)
+  val = evaluate_split(job.p_eval_step, job.state.params, job.data, "val", job.eval_rows)
+  _check_finite(val, "validation")
+  lr = learning_rate(job.state)
+  if job.plateau.update(val["loss"]):
+    job.state = set_learning_rate(job.state, lr * job.plateau.factor)
+    logging.info("val loss has not improved for %d epochs: lr %.3g -> %.3g",
+                 job.plateau.patience + 1, lr, lr * job.plateau.factor)
+  job.meta["stopped"] = job.early.update(val["accuracy"], job.step, epoch)
+  record = {"epoch": epoch, "step": job.step, "lr": lr, "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"], "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"], "seconds": round(seconds, 3),
+            "steps_per_second": round(job.steps_per_epoch / max(seconds, 1e-9), 3)}
+  job.meta["history"].append(record)
+  logging.info("epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.3g | "
+               "%.1fs", epoch + 1, job.config.train.num_epochs, train["loss"],
+               train["accuracy"], val["loss"], val["accuracy"], lr, seconds)
+  return record
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       data: data_lib.ResponseData | None = None) -> dict[str, Any]:
+  """Trains (or resumes) the gradient-trained run in `workdir`; returns a summary
+  with host state (`resumed_from_step`: the checkpoint it continued from, None
+  for a fresh run).
+
+  `data`: what to train on, used as given (nothing is generated, encoded or
+  cached; its fingerprint is what a resumed run must match); None resolves
+  `config.data` into `workdir`. Kinds fitted without gradients go through `run`.
+  Everything a later `eval.py --workdir` needs ends up in `workdir/checkpoints`.
+  """
+  kind = check_config(config)
+  if not kind.trained_by_gradient:
+    raise kind_lib.ConfigError(f"model kind {kind.name!r} is fitted, not trained by gradient: "
+                               f"use training.run, which picks by the kind")
+  data = _data_for(config, workdir, data)
+  job = restore_or_init(config, workdir, kind, data)
+  epoch, start_block = divmod(job.step, job.steps_per_epoch)
+  metrics_log = MetricsLog(workdir, epoch)
+  while epoch < config.train.num_epochs and not job.meta.get("stopped"):
+    t0 = time.time()
+    sums, preempted = train_epoch(job, epoch, start_block)
+    start_block = 0
+    metrics_log.write(end_epoch(job, epoch, sums, time.time() - t0))
+    epoch += 1
+    job.save(None)
+    if preempted:
+      _stop_preempted(job.checkpoints, job.step)
+    if job.meta["stopped"]:
+      logging.info("early stop: no val-accuracy gain for %d epochs", job.early.patience)
+  job.checkpoints.wait()
+  job.checkpoints.close()
+  early = job.early
   logging.info("best val accuracy %.4f at epoch %s (step %s)", early.best,
                None if early.best_epoch is None else early.best_epoch + 1, early.best_step)
-  return {"state": parallel.unreplicate(state), "history": meta["history"],
-          "best": meta.get("best"), "resumed_from_step": latest,
-          "steps_per_epoch": steps_per_epoch,
-          "rows_per_batch": rows, "data": data}
+  return {"state": parallel.unreplicate(job.state), "history": job.meta["history"],
+          "best": job.meta.get("best"), "resumed_from_step": job.resumed_from,
+          "steps_per_epoch": job.steps_per_epoch, "rows_per_batch": job.batch_layout.rows,
+          "data": data}

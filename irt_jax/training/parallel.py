@@ -18,10 +18,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 AXIS = "data"  # the pmapped axis that gradients and metrics are summed over
 
 
-def global_device_count() -> int:
-  return jax.device_count()
-
-
 def local_device_count() -> int:
   return jax.local_device_count()
 

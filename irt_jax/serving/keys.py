@@ -1,0 +1,81 @@
+"""API keys from a file: one key per line, re-read when the file changes.
+
+Blank lines and lines starting with '#' are skipped. Only SHA-256 digests of
+the keys are kept, and a request's key is compared by its digest, so no key is
+held in a form a log line or an error message could print. The file is
+checked for a change (its mtime, size and inode) at most once a second and on
+`reload()` (SIGHUP); a file that has become unreadable keeps the keys last
+read, with a warning, so a half-done edit never locks everyone out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+
+log = logging.getLogger("irt_jax.serving")
+
+
+class KeysError(ValueError):
+  """A keys file that cannot be used at start-up."""
+
+
+def _digest(key: str) -> bytes:
+  return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class KeyFile:
+  """The set of valid keys of `path`; `valid(key)` re-reads the file if it changed."""
+
+  def __init__(self, path: str, check_every_s: float = 1.0):
+    self.path, self.check_every_s = path, check_every_s
+    self._lock = threading.Lock()
+    self._stamp = None
+    self._checked = 0.0
+    self.digests: frozenset[bytes] = frozenset()
+    try:
+      self.reload()
+    except OSError as e:
+      raise KeysError(f"{path}: cannot read keys: {e.strerror or e}") from None
+    if not self.digests:
+      log.warning("%s holds no keys: every request will get 401 until one is added", path)
+
+  def reload(self) -> None:
+    """Reads the file now (raises OSError if it cannot)."""
+    stat = os.stat(self.path)
+    with open(self.path, encoding="utf-8") as f:
+      lines = [line.strip() for line in f]
+    with self._lock:
+      self.digests = frozenset(_digest(x) for x in lines if x and not x.startswith("#"))
+      self._stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+      self._checked = time.monotonic()
+
+  def _refresh(self) -> None:
+    if time.monotonic() - self._checked < self.check_every_s:
+      return
+    self._checked = time.monotonic()
+    try:
+      stat = os.stat(self.path)
+      if (stat.st_mtime_ns, stat.st_size, stat.st_ino) != self._stamp:
+        self.reload()
+        log.info("%s changed: %d key(s) now valid", self.path, len(self.digests))
+    except OSError as e:
+      log.warning("%s: cannot re-read keys (%s); keeping the %d read before", self.path,
+                  e.strerror or e, len(self.digests))
+
+  def valid(self, key: str | None) -> bool:
+    if not key:
+      return False
+    self._refresh()
+    return _digest(key) in self.digests
+
+
+def bearer(authorization: str | None) -> str | None:
+  """The key of an `Authorization: Bearer <key>` header, or None."""
+  if not authorization:
+    return None
+  scheme, _, key = authorization.partition(" ")
+  return key.strip() or None if scheme.lower() == "bearer" else None

@@ -1,0 +1,110 @@
+"""Stub upstreams and an in-thread service for the serving tests (the `stub` fixture
+that serves Stub is in tests/serve_fixtures.py)."""
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+import uvicorn
+
+SLOW_S = 3.0   # the slow stub's delay: well past the tests' upstream timeouts (0.5 s)
+
+
+class Stub(BaseHTTPRequestHandler):
+  """An OpenAI-compatible upstream: answers 'answer from <model>', as JSON or SSE.
+
+  Model ids: `slow` / `stall` sleep SLOW_S, `broken` answers 500, `down503` 503,
+  `toomany` 429, `flaky` 503 while Stub.flaky_failures lasts, `cut` streams one
+  event and drops the connection; every request is recorded.
+  """
+  received: list = []
+  flaky_failures = 0          # the next this many requests for model "flaky" answer 503
+
+  def log_message(self, *args):
+    pass
+
+  def do_POST(self):
+    body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+    Stub.received.append({"path": self.path, "auth": self.headers.get("authorization"),
+                          "body": body})
+    model = body["model"]
+    if model in ("slow", "stall"):
+      time.sleep(SLOW_S)
+    failing = {"broken": 500, "down503": 503, "toomany": 429}.get(model)
+    if model == "flaky" and Stub.flaky_failures > 0:
+      Stub.flaky_failures -= 1
+      failing = 503
+    if failing:
+      self._send(failing, b'{"error": "boom"}', "application/json")
+      return
+    if model == "cut" and body.get("stream"):
+      self._cut_stream(model)
+      return
+    text = f"answer from {model}"
+    if not body.get("stream"):
+      reply = {"id": "c1", "object": "chat.completion", "created": 1, "model": model,
+               "choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text}}],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}
+      self._send(200, json.dumps(reply).encode(), "application/json")
+      return
+    events = []
+    for i, piece in enumerate(text.split(" ")):
+      chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+               "choices": [{"index": 0, "delta": {"content": (" " if i else "") + piece},
+                            "finish_reason": None}]}
+      events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append("data: [DONE]\n\n")
+    self._send(200, "".join(events).encode(), "text/event-stream")
+
+  def _cut_stream(self, model):
+    """One event, then the connection drops before the promised length is sent."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+             "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
+    event = f"data: {json.dumps(chunk)}\n\n".encode()
+    self.send_response(200)
+    self.send_header("content-type", "text/event-stream")
+    self.send_header("content-length", str(len(event) + 1000))
+    self.end_headers()
+    self.wfile.write(event)
+    self.wfile.flush()
+    time.sleep(0.2)
+    self.close_connection = True
+
+  def _send(self, status, payload, ctype):
+    self.send_response(status)
+    self.send_header("content-type", ctype)
+    self.send_header("content-length", str(len(payload)))
+    self.end_headers()
+    self.wfile.write(payload)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+class Service:
+  """create_app under uvicorn in a thread, on a free loopback port."""
+
+  def __init__(self, app):
+    self.sock = socket.socket()
+    self.sock.bind(("127.0.0.1", 0))
+    self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                   daemon=True)
+    self.thread.start()
+    for _ in range(600):                       # bounded wait for startup (warm-up included)
+      if self.server.started or not self.thread.is_alive():
+        break
+      time.sleep(0.05)
+    assert self.server.started, "the service did not start"
+
+  def close(self):
+    self.server.should_exit = True
+    self.thread.join(timeout=30)
+    self.sock.close()
