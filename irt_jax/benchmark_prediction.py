@@ -19,12 +19,18 @@ from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import utils
 from irt_jax.protocols import leave_benchmark_out as bp
+from irt_jax.evaluation import benchmark_grid as grid_lib
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.", required=True)
+flags.DEFINE_string("workdir", None, "Held-out runs and the results go here.")
+flags.DEFINE_string("from_records", None, "Train nothing: print the grid's markdown tables "
+                    "(goals with each row chosen on the other datasets, the optimistic same-figures "
+                    "goals, then per dataset MAE, Spearman, bias, Kendall) from these records "
+                    "(JSON lines of WORKDIR/benchmark_grid.jsonl files, concatenated).")
+flags.DEFINE_string("plot", None, "With --from_records: also write the MAE-vs-k plot here.")
 flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
                   "ours: train/val = the other benchmarks' own train/val splits; paper: "
                   "IrtNet's benchmark_prediction.py (all splits pooled, 90/10 cell split, "
@@ -33,12 +39,39 @@ flags.DEFINE_list("ks", [str(k) for k in bp.KS], "Few-shot label budgets per LLM
 flags.DEFINE_integer("random_repeats", bp.RANDOM_REPEATS, "Random draws per LLM and k.")
 flags.DEFINE_float("prior_sd", bp.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
 flags.DEFINE_list("benchmarks", [], "Only these held-out benchmarks (default: all).")
+flags.DEFINE_list("protocol_labels", list(grid_lib.PROTOCOLS),
+                  "Who is labelled in the grid: shared (one set of k queries for every LLM) "
+                  "and/or per_llm (k queries per LLM, each its own).")
+flags.DEFINE_list("selections", [], "Query choices in the grid (default: all): random, "
+                  "stratified, anchors_items, anchors_embeddings (shared), adaptive (per_llm).")
+flags.DEFINE_float("scale_prior_sd", grid_lib.SCALE_PRIOR_SD,
+                   "Prior sd of the irt estimator's discrimination scale (around 1).")
+flags.DEFINE_float("shared_prior_sd", grid_lib.scores_lib.SHARED_PRIOR_SD,
+                   "Prior sd of the benchmark-wide logit offset (around 0).")
 flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
+
+
+def tables_from_records(path: str, plot: str | None) -> None:
+  try:
+    records = utils.read_records(path, report_lib.GRID_REQUIRED)
+  except (OSError, ValueError) as e:
+    sys.exit(f"benchmark_prediction: {e}")
+  if not records:
+    sys.exit(f"benchmark_prediction: {path} holds no records")
+  records = report_lib.label_grid_runs(records)
+  print(report_lib.benchmark_grid_markdown(records))
+  if plot:
+    from irt_jax.evaluation import plots
+    logging.info("wrote %s", plots.grid_error_vs_k(records, plot))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.from_records:
+    return tables_from_records(FLAGS.from_records, FLAGS.plot)
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required (or --from_records for the tables alone)")
   logs.quiet_startup()
   try:
     ks = sorted({int(k) for k in FLAGS.ks})
@@ -50,7 +83,10 @@ def main(argv):
   try:
     result = bp.run(config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
                     repeats=FLAGS.random_repeats, benchmarks=FLAGS.benchmarks or None,
-                    prior_sd=FLAGS.prior_sd, plots=FLAGS.plots)
+                    prior_sd=FLAGS.prior_sd, plots=FLAGS.plots,
+                    label_protocols=FLAGS.protocol_labels, selections=FLAGS.selections or None,
+                    priors=grid_lib.Priors(FLAGS.prior_sd, FLAGS.shared_prior_sd,
+                                           FLAGS.scale_prior_sd))
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
     sys.exit(f"benchmark_prediction: {e}")
   logging.info("wrote %s/%s", FLAGS.workdir, bp.RESULT_FILE)

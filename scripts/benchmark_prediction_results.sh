@@ -35,6 +35,13 @@ if [ "$PROTOCOL" = ours ]; then
     echo "runs/small_$d/eval/report.md: interpretability, calibration and benchmark prediction"
   done
 fi
+# The grid (label protocols x query choices x estimators x k) of every run, one
+# record a line, then its tables: docs/benchmark_prediction.md's come from the
+# bench_predict runs' records, committed as docs/results/benchmark_grid.jsonl.
+for c in $CONFIGS; do
+  for d in $DATASETS; do cat runs/bp_${c}_${d}$(suffix)/benchmark_grid.jsonl; done
+done > runs/benchmark_grid$(suffix).jsonl
+$PY -m irt_jax.benchmark_prediction --from_records=runs/benchmark_grid$(suffix).jsonl
 $PY - "$(suffix)" "$CONFIGS" $DATASETS <<'PY'
 import json, sys
 from irt_jax.evaluation import report

@@ -297,13 +297,25 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   subset, _ = data_splits.leave_out(data, 1, "ours", seed=config.seed)
   assert meta["layout"]["data"] == data_lib.fingerprint(subset) != data_lib.fingerprint(data)
   assert saved_config["data"]["dir"] == os.path.abspath(os.path.join(workdir, "synthetic_data"))
-  assert sorted(os.listdir(heldout)) == ["checkpoints", "metrics.jsonl", bp.PREDICTIONS_FILE]
+  assert sorted(os.listdir(heldout)) == ["checkpoints", leave_benchmark_out.GRID_FILE, "metrics.jsonl",
+                                         bp.PREDICTIONS_FILE]
   # True scores: every LLM's accuracy over all of bench1's known cells (every split).
   rows = splits_union(data)[data.benchmark == 1]
   expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
   np.testing.assert_allclose(saved["scores"]["bench1"]["true"], expected)
   assert os.path.getsize(os.path.join(workdir, "plots", "error_vs_k.png")) > 5000
   assert os.path.exists(os.path.join(workdir, "benchmark_prediction.md"))
+  # The grid: every protocol's own choices x every estimator x k, in the JSON, the
+  # records, the markdown and a plot.
+  from irt_jax.evaluation import benchmark_grid
+  cells = {(r["protocol"], r["choice"], r["estimator"], r["k"]) for r in saved["grid"]}
+  assert cells == {(p, c, e, k) for p, c in benchmark_grid.cells()
+                   for e in benchmark_grid.ESTIMATORS for k in (5, 10)}
+  with open(os.path.join(workdir, "benchmark_grid.jsonl")) as f:
+    assert len(f.readlines()) == len(cells)
+  with open(os.path.join(workdir, "benchmark_prediction.md")) as f:
+    assert "| shared | anchors_items | irt |" in f.read()
+  assert os.path.getsize(os.path.join(workdir, "plots", "grid_mae_vs_k.png")) > 5000
 
   # A rerun skips the finished benchmark (no training, predictions untouched).
   done = os.path.join(workdir, "heldout", "bench1", bp.PREDICTIONS_FILE)

@@ -223,3 +223,24 @@ def test_update_cli_refuses_what_it_cannot_use(run, tmp_path):
   log.write_text("")
   _one_line_error(_cli(f"--workdir={run}", f"--feedback={log}", f"--out={out}"),
                   "no feedback to fit on (0 records")
+
+
+def test_refit_adds_a_new_model_from_its_feedback_only_when_asked(run):
+  trained = predictors.load(run)
+  data = resolve.load_for_run(trained.config, run, require=())
+  train = data.splits["train"]
+  rows = np.arange(40)
+  records = [{"query": data.prompts[train.queries[r]], "model": "newcomer",
+              "correct": int(train.labels[r, 1])} for r in rows]
+  emb = data.embeddings[train.queries[rows]]
+  with pytest.raises(feedback.FeedbackError, match=r"\['newcomer'\].*--add_new_models"):
+    feedback.refit(trained.predictor, emb, records)
+  new, summary = feedback.refit(trained.predictor, emb, records, add_new=True)
+  assert new.model_names == tuple(trained.model_names) + ("newcomer",)
+  assert summary["newcomer"]["new"] and summary["newcomer"]["answers"] == 40
+  # Cold start's own estimate: MAP under the population prior from the same answers.
+  a, b = ability.item_parameters(trained.predictor, emb)
+  prior = ability.prior_from_abilities(ability.abilities(trained.predictor))
+  expected, _ = ability.fit_ability(a, b, train.labels[rows, 1], prior)
+  np.testing.assert_allclose(ability.abilities(new)[-1], expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(ability.abilities(new)[:-1], ability.abilities(trained.predictor))

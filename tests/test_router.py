@@ -215,10 +215,10 @@ def test_run_without_an_encoder_folder_names_the_encoder_it_needs(run):
     Router.from_checkpoint(run, encoder_dir="/nowhere")
 
 
-def test_text_run_routes_with_its_recorded_encoder_loaded_once(text_run, text_router, tmp_path):
+def test_text_run_routes_with_its_recorded_encoder_loaded_once(text_run, tmp_path):
   from irt_jax import predictors
   workdir, encoder_dir = text_run
-  router = text_router
+  router = Router.from_checkpoint(workdir)  # its own: the shared one may have loaded already
   assert router._encoder is None  # lazy
   routes = router.route(TEXTS)
   encoder = router.encoder

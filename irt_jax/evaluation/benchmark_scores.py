@@ -142,14 +142,17 @@ def information(logits, a_sq, delta: float = 0.0) -> np.ndarray:
   return p * (1 - p) * np.asarray(a_sq, np.float64)
 
 
-def adaptive_order(logits, a_sq, labels, k_max: int, prior_sd: float = PRIOR_SD) -> np.ndarray:
+def adaptive_order(logits, a_sq, labels, k_max: int, prior_sd: float = PRIOR_SD,
+                   start=()) -> np.ndarray:
   """Queries in the order an adaptive test asks them: each time the most informative
-  unasked one given the offset refitted on the answers so far (nested prefixes)."""
+  unasked one given the offset refitted on the answers so far (nested prefixes).
+  `start`: queries asked first (e.g. one random pick, so repeated draws differ)."""
   logits = np.asarray(logits, np.float64)
-  asked: list[int] = []
+  asked: list[int] = [int(q) for q in start][:k_max]
   free = np.ones(len(logits), bool)
-  delta = 0.0
-  for _ in range(min(k_max, len(logits))):
+  free[asked] = False
+  delta = fit_offset(logits[asked], np.asarray(labels)[asked], prior_sd) if asked else 0.0
+  for _ in range(min(k_max, len(logits)) - len(asked)):
     info = np.where(free, information(logits, a_sq, delta), -np.inf)
     q = int(np.argmax(info))
     asked.append(q)

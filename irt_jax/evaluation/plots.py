@@ -261,3 +261,42 @@ def report_plots(report: dict, out_dir: str) -> dict[str, str]:
         {report.get("kind", "run"): report}, os.path.join(out_dir, "routing_per_benchmark.png"),
         f"Routing accuracy per benchmark: {tag}")
   return files
+
+
+def grid_error_vs_k(records: list[dict], path: str) -> str:
+  """Benchmark-score MAE against k, one panel per dataset: per (protocol, choice)
+  the model-based estimator with the lowest MAE averaged over k, and the naive
+  mean of random labels; error bars are the std over draws."""
+  datasets = sorted({r["dataset"] for r in records})
+  fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.6), squeeze=False)
+  colours = plt.get_cmap("tab10")
+  for ax, d in zip(axes[0], datasets):
+    rows = [r for r in records if r["dataset"] == d and r["mae"]["mean"] is not None]
+    cells = list(dict.fromkeys((r["protocol"], r["choice"]) for r in rows))
+    lines = []
+    for p, c in cells:
+      by_est: dict = {}
+      for r in rows:
+        if (r["protocol"], r["choice"]) == (p, c) and r["estimator"] != "naive":
+          by_est.setdefault(r["estimator"], []).append(r)
+      if by_est:
+        est = min(by_est, key=lambda e: np.mean([r["mae"]["mean"] for r in by_est[e]]))
+        lines.append((f"{p}/{c}: {est}", by_est[est], "-"))
+      naive = [r for r in rows if (r["protocol"], r["choice"], r["estimator"]) == (p, c, "naive")]
+      if c == "random" and naive:
+        lines.append((f"{p}/random: naive mean", naive, ":"))
+    for i, (label, rs, style) in enumerate(lines):
+      rs = sorted(rs, key=lambda r: r["k"])
+      ax.errorbar([r["k"] for r in rs], [100 * r["mae"]["mean"] for r in rs],
+                  yerr=[100 * (r["mae"]["std"] or 0) for r in rs], ls=style, marker="o",
+                  ms=3, capsize=2, color=colours(i % 10), label=label)
+    ks = sorted({r["k"] for r in rows})
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("labelled queries k (per LLM)")
+    ax.set_ylabel("MAE of the benchmark score (points)")
+    ax.set_title(f"{d}: mean over held-out benchmarks", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6)
+  return _save(fig, path)

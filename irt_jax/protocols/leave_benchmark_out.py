@@ -14,6 +14,7 @@ run must match), and no copy of the data is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -24,10 +25,15 @@ from irt_jax import utils
 from irt_jax.data import io as data_lib
 from irt_jax.data import resolve
 from irt_jax.data import splits as data_splits
+from irt_jax.evaluation import benchmark_grid as grid_lib
 from irt_jax.evaluation.benchmark_scores import (
     KS, PREDICTIONS_FILE, PRIOR_SD, RANDOM_REPEATS, RESULT_FILE, SHARED_PRIOR_SD,
     _json_scores, benchmark_metrics, benchmark_scores, cell_accuracy, mean_over_benchmarks,
     other_benchmarks_accuracy)
+
+
+GRID_FILE = "grid.json"
+RECORDS_FILE = "benchmark_grid.jsonl"
 
 
 def _sub_config(config, folder: str, protocol: str):
@@ -56,6 +62,18 @@ def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
   return np.concatenate(out) if out else np.zeros(0)
 
 
+def _irt_parameters(run, embeddings: np.ndarray) -> dict:
+  """The held-out items' a_q [n, d], b_q [n] and every LLM's theta [M, d], for the
+  IRT estimators that refit the new benchmark's item side with abilities fixed;
+  nothing for kinds without an IRT view."""
+  if run.kind.irt is None:
+    return {}
+  from irt_jax.coldstart import ability
+  a, b = ability.item_parameters(run.predictor, embeddings)
+  return {"item_a": np.asarray(a, np.float32), "item_b": np.asarray(b, np.float32),
+          "theta": np.asarray(ability.abilities(run.predictor), np.float32)}
+
+
 def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
                    protocol: str) -> dict:
   """Trains (or resumes, or reuses) the model without benchmark b; its predictions for b."""
@@ -79,7 +97,7 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
   emb = data.embeddings[target.queries]
   result = {"queries": target.queries, "labels": target.labels,
             "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb),
-            "checkpoint_step": np.int64(run.step)}
+            "checkpoint_step": np.int64(run.step), **_irt_parameters(run, emb)}
   np.savez(f"{path}.tmp.npz", **result)
   os.replace(f"{path}.tmp.npz", path)
   return result
@@ -89,16 +107,42 @@ def _safe(name: str) -> str:
   return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def held_out_grid(workdir: str, name: str, pred: dict, embeddings, settings: dict) -> dict:
+  """One held-out benchmark's grid metrics (evaluation.benchmark_grid), cached in
+  heldout/<B>/grid.json with the settings that made it: a rerun with the same
+  settings reuses it, other settings recompute it."""
+  path = os.path.join(workdir, "heldout", _safe(name), GRID_FILE)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved.get("settings") == settings:
+      return saved["metrics"]
+  bench = grid_lib.bench_from_predictions(pred, embeddings)
+  grid = grid_lib.benchmark_grid(
+      bench, settings["ks"], settings["draws"], settings["seed"],
+      grid_lib.Priors(**settings["priors"]), settings["protocols"], settings["choices"])
+  metrics = grid_lib.grid_metrics(grid, grid_lib.true_scores(bench.labels))
+  utils.write_json(path, {"settings": settings, "metrics": metrics})
+  return metrics
+
+
+def write_records(path: str, result: dict) -> None:
+  """The grid's records (benchmark_grid.records) as JSON lines, written atomically:
+  what docs/results/benchmark_grid.jsonl is made of."""
+  with open(f"{path}.tmp", "w") as f:
+    for record in grid_lib.records(result):
+      f.write(json.dumps(record) + "\n")
+  os.replace(f"{path}.tmp", path)
+
+
 def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
         repeats: int = RANDOM_REPEATS, benchmarks=None, prior_sd: float = PRIOR_SD,
-        plots: bool = True) -> dict:
-  """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json."""
+        plots: bool = True, label_protocols=grid_lib.PROTOCOLS, selections=None,
+        priors: grid_lib.Priors | None = None) -> dict:
+  """Leave-one-benchmark-out over a dataset; writes WORKDIR/benchmark_prediction.json
+  and the grid's records, WORKDIR/benchmark_grid.jsonl."""
   from tqdm import tqdm
-  # Checked before any training: the estimators divide by prior_sd^2 and average the draws.
-  if not prior_sd > 0:
-    raise ValueError(f"prior_sd must be positive, got {prior_sd}")
-  if repeats < 1:
-    raise ValueError(f"random_repeats must be at least 1, got {repeats}")
+  grid = _grid_settings(config, ks, repeats, prior_sd, label_protocols, selections, priors)
   os.makedirs(workdir, exist_ok=True)
   setup = {"protocol": protocol, "kind": config.model.name, "ks": [int(k) for k in ks],
            "random_repeats": int(repeats), "prior_sd": float(prior_sd), "seed": int(config.seed),
@@ -106,7 +150,8 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
            "estimator": "MAP logit offsets: benchmark-wide on all LLMs' k labels (prior "
                         "N(0, shared_prior_sd^2)), then per LLM around it (prior sd "
                         "prior_sd); observed labels + refitted P on the rest",
-           "adaptive": "sequential max p(1-p)|a_q|^2 given the refitted offset"}
+           "adaptive": "sequential max p(1-p)|a_q|^2 given the refitted offset",
+           "grid": grid}
   setup_path = os.path.join(workdir, "benchmark_prediction_setup.json")
   if os.path.exists(setup_path):
     with open(setup_path) as f:
@@ -121,7 +166,7 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
   unknown = [b for b in chosen if b not in names]
   if unknown:
     raise ValueError(f"benchmark(s) {unknown} not in {data.name!r}; it has {names}")
-  per_benchmark, scores = {}, {}
+  per_benchmark, scores, grids = {}, {}, {}
   bar = tqdm(chosen, desc="held-out benchmarks", unit="benchmark")
   for i, name in enumerate(bar):
     bar.set_postfix_str(name)
@@ -138,13 +183,40 @@ def run(config, workdir: str, *, protocol: str = "ours", ks=KS,
       logging.info("[%d/%d] %s zero-shot: MAE %.4f bias %+.4f Spearman %.3f", i + 1,
                    len(chosen), name, zs["mae"], zs["bias"], zs["spearman"])
     scores[name] = _json_scores(s, data.model_names)
+    grids[name] = held_out_grid(workdir, name, pred, data.embeddings[pred["queries"]], grid)
   result = {"dataset": data.name, "setup": setup, "benchmarks": chosen,
             "per_benchmark": per_benchmark, "mean": mean_over_benchmarks(per_benchmark),
-            "scores": scores}
-  utils.write_json(os.path.join(workdir, RESULT_FILE), result)
-  if plots:
-    from irt_jax.evaluation import plots as plots_lib
-    from irt_jax.evaluation import report as report_lib
-    files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
-    report_lib.write_benchmark_prediction_md(result, files, workdir)
+            "scores": scores, "grid": grid_lib.summarize(grids)}
+  _write_outputs(result, workdir, plots)
   return result
+
+
+def _grid_settings(config, ks, repeats, prior_sd, label_protocols, selections, priors) -> dict:
+  """The grid's settings (what its per-benchmark cache is keyed on), checked
+  before any training: the estimators divide by prior sds and average the draws."""
+  if not prior_sd > 0:
+    raise ValueError(f"prior_sd must be positive, got {prior_sd}")
+  if repeats < 1:
+    raise ValueError(f"random_repeats must be at least 1, got {repeats}")
+  priors = priors or grid_lib.Priors(per_llm_sd=prior_sd)
+  priors.check()
+  grid_lib.cells(label_protocols, selections)  # an unknown protocol or choice fails here
+  return {"ks": [int(k) for k in ks], "draws": int(repeats), "seed": int(config.seed),
+          "priors": dataclasses.asdict(priors), "protocols": list(label_protocols),
+          "choices": None if selections is None else list(selections)}
+
+
+def _write_outputs(result: dict, workdir: str, plots: bool) -> None:
+  """benchmark_prediction.json, the grid's records and (with plots) the PNGs and markdown."""
+  utils.write_json(os.path.join(workdir, RESULT_FILE), result)
+  write_records(os.path.join(workdir, RECORDS_FILE), result)
+  if not plots:
+    return
+  from irt_jax.evaluation import plots as plots_lib
+  from irt_jax.evaluation import report as report_lib
+  files = plots_lib.benchmark_prediction_plots(result, os.path.join(workdir, "plots"))
+  records = grid_lib.records(result)
+  if records:
+    files["grid: MAE vs k"] = plots_lib.grid_error_vs_k(
+        records, os.path.join(workdir, "plots", "grid_mae_vs_k.png"))
+  report_lib.write_benchmark_prediction_md(result, files, workdir)

@@ -1,0 +1,355 @@
+"""Benchmark-score prediction grid: estimators on hand-solvable cases, query choices,
+the shared and per-LLM protocols, the records' tables, and the entry point's new flags."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from irt_jax.evaluation import benchmark_grid as grid
+from irt_jax.evaluation import benchmark_scores as scores
+from irt_jax.evaluation import query_choice
+from irt_jax.evaluation import report
+from tests.conftest import REPO
+
+LOOSE = grid.Priors(per_llm_sd=1e3, shared_sd=1e3, scale_sd=1e3)
+
+
+def _bench(term, labels, difficulty=None, embeddings=None):
+  term = np.asarray(term, np.float64)
+  difficulty = np.zeros(len(term)) if difficulty is None else np.asarray(difficulty, np.float64)
+  return grid.Bench(logits=term - difficulty[:, None], labels=np.asarray(labels, np.int8),
+                    ability_term=term, difficulty=difficulty, a_sq=np.ones(len(term)),
+                    embeddings=embeddings)
+
+
+# Two LLMs, three items: LLM 0 has a . theta = +1 on every item and answers 2 of 3,
+# LLM 1 has -1 and answers 1 of 3 (b = 0).
+TERM = np.array([[1.0, -1.0]] * 3)
+LABELS = np.array([[1, 0], [1, 1], [0, 0]])
+ALL = np.ones((3, 2), bool)
+
+
+def test_item_side_fit_solves_the_two_llm_three_item_case():
+  # logit = s * (+-1) + c: the MAP with flat priors matches each LLM's share,
+  # s - (-s) symmetric: s = logit(2/3) = log 2 and c = 0.
+  s, c, delta = grid.fit_item_side(_bench(TERM, LABELS), LABELS.astype(float), ALL, LOOSE,
+                                   per_llm=False)
+  assert s == pytest.approx(np.log(2), abs=1e-4)
+  assert c == pytest.approx(0.0, abs=1e-4)
+  assert np.all(delta == 0)
+
+
+def test_item_side_fit_with_per_llm_offsets_matches_the_one_dimensional_map():
+  # No ability term, s pinned at 1, c free: the per-LLM offsets under N(0, 1) each
+  # solve their own 1-D MAP (c = 0 by symmetry), which fit_offset solves independently.
+  priors = grid.Priors(per_llm_sd=1.0, shared_sd=1e3, scale_sd=1e-4)
+  zero = np.zeros((3, 2))
+  s, c, delta = grid.fit_item_side(_bench(zero, LABELS), LABELS.astype(float), ALL, priors,
+                                   per_llm=True)
+  expected = scores.fit_offset(np.zeros(3), [1, 1, 0], prior_sd=1.0)
+  assert s == pytest.approx(1.0, abs=1e-3) and c == pytest.approx(0.0, abs=1e-3)
+  assert delta == pytest.approx([expected, -expected], abs=1e-3)
+  assert 0 < expected < np.log(2)  # shrunk towards 0 from the flat-prior answer
+
+
+def test_estimates_keep_the_observed_labels_and_predict_the_rest():
+  # Item 0 labelled for both LLMs; the rest predicted by the refitted item side.
+  bench = _bench(TERM, LABELS)
+  labelled = np.array([[True, True], [False, False], [False, False]])
+  weights = np.where(labelled, 1.0, 0.0)
+  est = grid.estimates(bench, labelled, weights, grid.Priors())
+  assert est["naive"] == pytest.approx([1.0, 0.0])
+  y = LABELS.astype(float)
+  s, c, delta = grid.fit_item_side(bench, y, labelled, grid.Priors(), per_llm=True)
+  p = 1 / (1 + np.exp(-(s * TERM + c + delta)))
+  assert est["irt"] == pytest.approx((y[0] + p[1:].sum(0)) / 3)
+  # No LLM labelled at all: NaN, not the model alone.
+  none = grid.estimates(bench, np.zeros((3, 2), bool), np.zeros((3, 2)), grid.Priors())
+  assert all(np.isnan(v).all() for v in none.values())
+
+
+def test_gp_blend_weighs_labels_by_the_models_spread_beyond_sampling_noise():
+  # p = 0.5 everywhere, two labels per LLM of weight 1/2: v = 2 * 0.25 * 0.25 = 0.125.
+  # Label means 1 and 0: residuals +-0.5, mean square 0.25, b^2 = 0.25 - 0.125 = 0.125,
+  # so lambda = 0.125 / (0.125 + 0.125) = 1/2.
+  labelled = np.array([[True, True], [True, True], [False, False]])
+  weights = np.full((3, 2), 0.5)
+  p = np.full((3, 2), 0.5)
+  naive = np.array([1.0, 0.0])
+  p_irt = np.array([0.6, 0.4])
+  assert grid.gp_blend(naive, p_irt, p, labelled, weights) == pytest.approx([0.8, 0.2])
+  # A model that matches the labels within sampling noise is trusted (lambda small).
+  near = grid.gp_blend(np.array([0.5, 0.5]), p_irt, p, labelled, weights)
+  lam = grid.GP_FLOOR / (grid.GP_FLOOR + 0.125)
+  assert near == pytest.approx(lam * 0.5 + (1 - lam) * p_irt)
+
+
+def test_weighted_mean_is_the_plain_mean_for_uniform_weights():
+  y = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+  labelled = np.array([[True, True], [True, True], [True, False], [False, True]])
+  assert grid.weighted_mean(y, labelled, np.full((4, 2), 0.25)) == pytest.approx([2 / 3, 0.0])
+  w = np.array([[0.5] * 2, [0.25] * 2, [0.25] * 2, [0.0] * 2])
+  assert grid.weighted_mean(y, labelled, w) == pytest.approx([0.75, 0.0])
+
+
+# ----------------------------------------------------------------------------
+# Query choices and protocols.
+
+def test_stratified_pick_covers_the_difficulty_range():
+  rng = np.random.default_rng(0)
+  difficulty = np.random.default_rng(1).permutation(100).astype(float)
+  for _ in range(20):
+    picks, w = query_choice.stratified_pick(difficulty, 4, rng)
+    assert sorted(difficulty[picks] // 25) == [0, 1, 2, 3]  # one from each quarter
+    assert w == pytest.approx([0.25] * 4)
+
+
+def test_anchor_pick_takes_the_point_nearest_each_centroid_weighted_by_cluster_size():
+  rng = np.random.default_rng(0)
+  centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+  sizes = [6, 3, 1]
+  x = np.concatenate([c + 0.1 * rng.normal(size=(n, 2)) for c, n in zip(centres, sizes)])
+  picks, w = query_choice.anchor_pick(x, 3, seed=0)
+  assert len(picks) == 3 and w.sum() == pytest.approx(1.0)
+  cluster = lambda i: int(np.argmin(((centres - x[i]) ** 2).sum(1)))
+  assert sorted(cluster(i) for i in picks) == [0, 1, 2]
+  assert {cluster(i): wi for i, wi in zip(picks, w)} == {0: 0.6, 1: 0.3, 2: 0.1}
+  for i in picks:  # each pick is its cluster's member nearest the cluster mean
+    members = [j for j in range(len(x)) if cluster(j) == cluster(i)]
+    mean = x[members].mean(0)
+    assert i == members[int(np.argmin(((x[members] - mean) ** 2).sum(1)))]
+
+
+def _dense_bench(n=60, m=4, seed=0, emb=True):
+  rng = np.random.default_rng(seed)
+  term = rng.normal(size=(n, m))
+  labels = (rng.random((n, m)) < 1 / (1 + np.exp(-term))).astype(np.int8)
+  return _bench(term, labels, embeddings=rng.normal(size=(n, 8)) if emb else None)
+
+
+@pytest.mark.parametrize("choice", query_choice.SHARED_CHOICES)
+def test_shared_protocol_gives_every_llm_the_same_queries(choice):
+  bench = _dense_bench()
+  bench.labels[::2, 1] = -1  # LLM 1 answered only the odd queries: its unknown cells stay unlabelled
+  labelled, weights = grid.shared_design(bench, choice, 10, np.random.default_rng(0), seed=0)
+  rows = set(np.flatnonzero(labelled.any(axis=1)))
+  assert len(rows) == 10 or (choice.startswith("anchors") and len(rows) <= 10)
+  for m in (0, 2, 3):
+    assert set(np.flatnonzero(labelled[:, m])) == rows
+  assert set(np.flatnonzero(labelled[:, 1])) == {q for q in rows if q % 2}
+  assert weights[sorted(rows), 0].sum() == pytest.approx(1.0)
+
+
+def test_per_llm_protocol_gives_each_llm_its_own_k_known_queries():
+  bench = _dense_bench(n=80)
+  bench.labels[:75, 2] = -1  # LLM 2 answered 5 queries: not labelled at k = 10
+  labelled, weights = grid.per_llm_design(bench, "random", 10, np.random.default_rng(0))
+  assert list(labelled.sum(0)) == [10, 10, 0, 10]
+  assert len({tuple(np.flatnonzero(labelled[:, m])) for m in (0, 1, 3)}) == 3
+  assert weights.sum(0) == pytest.approx([1, 1, 0, 1])
+  assert not (labelled & (bench.labels < 0)).any()
+
+
+def test_cells_refuse_unknown_or_impossible_choices():
+  assert ("shared", "anchors_items") in grid.cells()
+  assert ("per_llm", "adaptive") in grid.cells() and ("per_llm", "anchors_items") not in grid.cells()
+  with pytest.raises(ValueError, match="unknown query choice"):
+    grid.cells(choices=["clever"])
+  with pytest.raises(ValueError, match="unknown label protocol"):
+    grid.cells(protocols=["everyone"])
+  with pytest.raises(ValueError, match="anchors: shared only"):
+    grid.cells(protocols=["per_llm"], choices=["anchors_items"])
+
+
+def test_grid_beats_the_naive_mean_when_the_model_is_right():
+  # Labels drawn from the model's own probabilities with a benchmark-wide shift the
+  # refit must learn: with k = 10 the model-based estimators are closer on average.
+  rng = np.random.default_rng(3)
+  n, m = 400, 8
+  term = rng.normal(size=(n, 1)) + rng.normal(size=(1, m))
+  labels = (rng.random((n, m)) < 1 / (1 + np.exp(-(term + 0.7)))).astype(np.int8)
+  bench = _bench(term, labels, embeddings=rng.normal(size=(n, 4)))
+  out = grid.benchmark_grid(bench, [10], draws=6, seed=0, choices=["random"])
+  true = grid.true_scores(labels)
+  mae = {key: np.nanmean(np.abs(v - true)) for key, v in out.items()}
+  for protocol in grid.PROTOCOLS:
+    naive = mae[(protocol, "random", 10, "naive")]
+    assert mae[(protocol, "random", 10, "irt")] < 0.7 * naive
+    assert mae[(protocol, "random", 10, "gp_irt")] < naive
+  assert out[("shared", "random", 10, "irt")].shape == (6, m)
+
+
+# ----------------------------------------------------------------------------
+# Records -> tables.
+
+def _record(dataset, protocol, choice, estimator, k, mae, std, rho=0.5, per_draw=None):
+  m = lambda v, s, pd=None: {"mean": v, "std": s, "per_draw": pd or [v]}
+  return {"dataset": dataset, "protocol": protocol, "choice": choice, "estimator": estimator,
+          "k": k, "mae": m(mae, std, per_draw), "bias": m(0.01, 0.0), "spearman": m(rho, 0.1),
+          "kendall": m(rho - 0.1, 0.1)}
+
+
+def test_goals_table_names_the_best_row_and_its_paired_gap():
+  records = [_record("d", "shared", "random", "naive", 10, 0.10, 0.01, rho=0.6),
+             _record("d", "shared", "random", "irt", 10, 0.08, 0.01, rho=0.7),
+             # stratified: irt is best; per draw its gap to the naive mean of the same
+             # picks is 0.02, 0.05, -0.01: mean 0.02, std 0.03 -> not more than its spread.
+             _record("d", "shared", "stratified", "irt", 10, 0.07, 0.01, rho=0.8,
+                     per_draw=[0.06, 0.07, 0.08]),
+             _record("d", "shared", "stratified", "naive", 10, 0.09, 0.01,
+                     per_draw=[0.08, 0.12, 0.07])]
+  line = report.benchmark_grid_goals(records).splitlines()[2]
+  cells = [c.strip() for c in line.strip("|").split("|")]
+  assert cells[:9] == ["d", "shared", "10", "10.00 ± 1.00", "stratified/irt", "7.00 ± 1.00",
+                       "+3.00", "+2.00 ± 3.00", "no"]
+  assert cells[9] == "stratified/irt: 7.00 vs 8.00 (+1.00)"
+  assert cells[10] == "0.800 ± 0.100 / 0.600 ± 0.100"
+  records[3]["mae"]["per_draw"] = [0.09, 0.10, 0.11]  # gaps 0.03 each: met
+  cells = report.benchmark_grid_goals(records).splitlines()[2].split("|")
+  assert cells[8].strip() == "+3.00 ± 0.00" and cells[9].strip() == "yes"
+  table = report.benchmark_grid_table(records, "d", "bias").splitlines()
+  assert table[2] == "| shared | random | naive | +1.00 ± 0.00 |"
+
+
+# Three datasets, shared labels, k = 10 (MAE): random/irt is best on a and c and
+# random/gp_irt on b, but averaged over the *other two* gp_irt wins for a and c and
+# irt for b, so every held-out choice differs from the in-sample best (and, for a
+# and c, from the choice of their first other dataset alone). anchors_items/irt ran
+# on a and b only: lowest on both, it must not compete anywhere (c never ran it).
+HELDOUT_MAE = {"a": {("random", "naive"): 0.10, ("random", "irt"): 0.05,
+                     ("random", "gp_irt"): 0.07, ("stratified", "irt"): 0.06,
+                     ("stratified", "gp_irt"): 0.065, ("anchors_items", "irt"): 0.01},
+               "b": {("random", "naive"): 0.10, ("random", "irt"): 0.09,
+                     ("random", "gp_irt"): 0.05, ("stratified", "irt"): 0.08,
+                     ("stratified", "gp_irt"): 0.06, ("anchors_items", "irt"): 0.02},
+               "c": {("random", "naive"): 0.10, ("random", "irt"): 0.06,
+                     ("random", "gp_irt"): 0.07, ("stratified", "irt"): 0.08,
+                     ("stratified", "gp_irt"): 0.062}}
+
+
+def _heldout_records():
+  records = [_record(d, "shared", c, e, 10, v, 0.01, rho=0.5)
+             for d, rows in HELDOUT_MAE.items() for (c, e), v in rows.items()]
+  for r in records:  # on a: random/gp_irt beats the naive mean of the same picks by 3 +- 1
+    if r["dataset"] == "a" and r["choice"] == "random" and r["estimator"] != "irt":
+      gp = r["estimator"] == "gp_irt"
+      r["mae"]["per_draw"] = [0.07, 0.06, 0.08] if gp else [0.09, 0.10, 0.11]
+      r["spearman"]["mean"] = 0.7 if gp else 0.6
+  return records
+
+
+def test_heldout_goals_choose_each_datasets_rows_on_the_other_datasets():
+  rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+          for line in report.benchmark_grid_heldout_goals(_heldout_records()).splitlines()[2:]}
+  assert sorted(rows) == ["a", "b", "c"]
+  assert rows["a"] == ["a", "shared", "10", "10.00 ± 1.00", "random/gp_irt", "7.00 ± 1.00",
+                       "+3.00 ± 1.00", "yes", "stratified/gp_irt: 6.50 vs 7.00 (+0.50)", "yes",
+                       "0.700 ± 0.100 / 0.600 ± 0.100", "yes"]
+  # b: irt (others 5.5 vs gp_irt 7.0); one draw each, so no paired spread: not met at k = 10.
+  # Goal 2: stratified/gp_irt gains on a and c on average (+0.65) but loses 1 point on b.
+  assert rows["b"][4:10] == ["random/irt", "9.00 ± 1.00", "n/a", "no",
+                             "stratified/gp_irt: 6.00 vs 5.00 (-1.00)", "no"]
+  assert rows["c"][4:6] == ["random/gp_irt", "7.00 ± 1.00"]
+  # c: on a and b stratified gains 0 with irt, -0.25 with gp_irt; here gp_irt would gain.
+  assert rows["c"][8:10] == ["stratified/irt: 8.00 vs 6.00 (-2.00)", "no"]
+  # The optimistic table picks on the same figures.
+  optimistic = report.benchmark_grid_goals(_heldout_records()).splitlines()[2:]
+  assert [line.split("|")[5].strip() for line in optimistic] == [
+      "anchors_items/irt", "anchors_items/irt", "random/irt"]
+
+
+def test_heldout_goals_hold_out_only_datasets_of_the_same_kind():
+  one_kind = [{**r, "kind": "irtnet"} for r in _heldout_records()]
+  other = [{**r, "kind": "knn", "dataset": "a (knn)"} for r in _heldout_records()
+           if r["dataset"] == "a"]
+  table = report.benchmark_grid_heldout_goals(one_kind + other)
+  assert table == report.benchmark_grid_heldout_goals(one_kind)  # a lone knn run: no row
+  md = report.benchmark_grid_markdown(other, metrics=("mae",))
+  assert "Needs the records of two or more datasets (of one kind): none here." in md
+  assert "optimistic" in md and "| a (knn) | shared | 10 |" in md
+
+
+@pytest.mark.slow
+def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
+  path = tmp_path / "r.jsonl"
+  path.write_text("".join(json.dumps(_record("d", "shared", "random", e, k, 0.1, 0.01)) + "\n"
+                          for e in ("naive", "irt") for k in (10, 25)))
+  png = tmp_path / "mae.png"
+  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", f"--from_records={path}",
+         f"--plot={png}"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "#### d: MAE (points)" in proc.stdout and "| shared | random | irt |" in proc.stdout
+  assert os.path.getsize(png) > 5000
+  path.write_text('{"dataset": "d"}\n')
+  bad = subprocess.run(cmd[:4], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 1 and "line 1: not a run record" in bad.stderr
+  bad = subprocess.run([sys.executable, "-m", "irt_jax.benchmark_prediction",
+                        "--workdir=" + str(tmp_path / "w"), "--selections=clever"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 1 and "unknown query choice(s) ['clever']" in bad.stderr.splitlines()[-1]
+  assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_entry_point_runs_the_grid_with_the_new_flags_on_synthetic_data(tmp_path):
+  workdir = tmp_path / "bp"
+  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", "--config=configs/test.py",
+         f"--workdir={workdir}", "--config.train.num_epochs=1",
+         "--config.data.synthetic.n_queries=300", "--config.data.synthetic.n_models=6",
+         "--ks=5,10", "--random_repeats=2", "--benchmarks=bench1", "--noplots",
+         "--protocol_labels=shared", "--selections=random,anchors_embeddings,adaptive"]
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = [json.loads(line) for line in open(workdir / "benchmark_grid.jsonl")]
+  cells = {(r["protocol"], r["choice"], r["estimator"], r["k"]) for r in records}
+  assert cells == {("shared", c, e, k) for c in ("random", "anchors_embeddings")
+                   for e in grid.ESTIMATORS for k in (5, 10)}
+  for r in records:
+    assert r["dataset"] == "synthetic_data" and r["draws"] == 2 and len(r["mae"]["per_draw"]) == 2
+    assert 0 <= r["mae"]["mean"] < 1 and r["n_benchmarks"] == 1
+  # The grid is cached per held-out benchmark with its settings: a rerun reuses it.
+  cache = workdir / "heldout" / "bench1" / "grid.json"
+  mtime = os.path.getmtime(cache)
+  again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert again.returncode == 0 and os.path.getmtime(cache) == mtime
+  assert [json.loads(line) for line in open(workdir / "benchmark_grid.jsonl")] == records
+
+
+def test_records_of_several_kinds_are_told_apart_by_run():
+  one = [_record("d", "shared", "random", "naive", 10, 0.1, 0.0)]
+  assert report.label_grid_runs(one) == one
+  two = [{**one[0], "kind": "irtnet"}, {**one[0], "kind": "knn", "mae": {**one[0]["mae"], "mean": 0.2}}]
+  labelled = report.label_grid_runs(two)
+  assert [r["dataset"] for r in labelled] == ["d (irtnet)", "d (knn)"]
+  assert "| shared | random | naive | 20.00 ± 0.00 |" in report.benchmark_grid_table(labelled, "d (knn)")
+
+
+def test_prior_check_chooses_each_datasets_priors_on_the_other_datasets():
+  mae = {("a", 0.5): 0.05, ("a", 1.0): 0.06, ("b", 0.5): 0.09, ("b", 1.0): 0.07,
+         ("c", 0.5): 0.04, ("c", 1.0): 0.05, ("c", 2.0): 0.01}  # 2.0 not run on a, b: ignored
+  records = [{"workdir": d, "per_llm_sd": sd, "scale_sd": 0.5, "mae": {"mean": v}}
+             for (d, sd), v in mae.items()]
+  rows = report.prior_check_table(records, (1.0, 0.5)).splitlines()[2:]
+  # a: b and c average 0.065 at sd 0.5, 0.06 at 1.0 -> 1.0; b: a and c prefer 0.5; c: 0.07 vs 0.065 -> 1.0.
+  assert rows[0] == "| a | (1.0, 0.5) | 6.00 | 6.00 | (0.5, 0.5): 5.00 |"
+  assert rows[1] == "| b | (0.5, 0.5) | 9.00 | 7.00 | (1.0, 0.5): 7.00 |"
+  assert rows[2] == "| c | (1.0, 0.5) | 5.00 | 5.00 | (0.5, 0.5): 4.00 |"
+
+
+def test_bench_from_predictions_reads_the_item_side_or_falls_back_to_logits():
+  rng = np.random.default_rng(0)
+  a, theta, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=5)
+  pred = {"logits": a @ theta.T - b[:, None], "labels": np.zeros((5, 4), np.int8),
+          "a_sq": (a ** 2).sum(1), "item_a": a, "theta": theta, "item_b": b}
+  bench = grid.bench_from_predictions(pred, embeddings=rng.normal(size=(5, 40)))
+  np.testing.assert_allclose(bench.ability_term - bench.difficulty[:, None], pred["logits"])
+  assert bench.embeddings.shape == (5, 5)  # centred principal components (at most n of them)
+  # A kind without an item-response view (knn, logreg): its logit is the ability term, b = 0.
+  plain = grid.bench_from_predictions({k: pred[k] for k in ("logits", "labels", "a_sq")})
+  np.testing.assert_allclose(plain.ability_term, pred["logits"])
+  assert not plain.difficulty.any() and plain.embeddings is None
