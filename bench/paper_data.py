@@ -4,7 +4,10 @@ The IrtNet dataset (112 LLMs x 35,673 queries, 10 benchmarks) cannot be
 downloaded here, so this writes a stand-in of the same shape and file layout:
 every split row carries the prompt text (`prompt_id, model_id, category, label,
 score, model_name, prompt`), as in the Hugging Face files, about 4 million rows
-and 1.8 GB. Labels are random; only sizes and layout matter for loading.
+and 1.8 GB. Labels are drawn from a known IRT model whose item parameters are
+functions of the embeddings (``truth``: a_q = A e_q, b_q = w . e_q, theta_m ~ N(0, I),
+P = sigmoid(a_q . theta_m - b_q)), written to ``truth.npz``, so that a model trained
+on the folder can be scored on how well it recovers the generated difficulties.
 
   .venv/bin/python bench/paper_data.py --out=/tmp/paper_data [--scale=0.1]
 """
@@ -34,10 +37,27 @@ def _quote(text: str) -> str:
   return '"' + text.replace('"', '""') + '"'
 
 
+TRUTH_DIM = 8  # ability dimensions of the generating model
+
+
+def truth(emb: np.ndarray, n_models: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """A known IRT model over the embeddings: discriminations and difficulties are linear
+  in e_q (learnable from the embeddings, as the paper assumes), abilities are N(0, I);
+  scaled so that difficulties spread over about +-2 logits and 60% of cells are correct."""
+  dim = emb.shape[1]
+  # e_q has unit norm, so e_q . w ~ N(0, 1) for w ~ N(0, I)
+  a = emb @ rng.normal(size=(dim, TRUTH_DIM)) * 1.5 / np.sqrt(TRUTH_DIM)
+  b = emb @ rng.normal(size=dim) * 1.2 - 0.5
+  theta = rng.normal(size=(n_models, TRUTH_DIM))
+  p = 1 / (1 + np.exp(-(a @ theta.T - b[:, None])))
+  return {"a": a.astype(np.float32), "b": b.astype(np.float32),
+          "theta": theta.astype(np.float32), "p": p.astype(np.float32)}
+
+
 def write(out: str, scale: float = 1.0, seed: int = 0) -> dict:
   """Writes the folder (skipped when `out/spec.json` already records the same request)."""
   n_queries = max(30, int(round(N_QUERIES * scale)))
-  spec = {"n_models": N_MODELS, "n_queries": n_queries, "seed": seed, "version": 1}
+  spec = {"n_models": N_MODELS, "n_queries": n_queries, "seed": seed, "version": 2}
   spec_path = os.path.join(out, "spec.json")
   if os.path.exists(spec_path):
     with open(spec_path) as f:
@@ -58,7 +78,9 @@ def write(out: str, scale: float = 1.0, seed: int = 0) -> dict:
   emb /= np.linalg.norm(emb, axis=1, keepdims=True)
   np.save(os.path.join(out, "question_embeddings.npy"), emb.astype(np.float16))
   split_of = rng.choice(3, size=n_queries, p=(0.8, 0.1, 0.1))
-  labels = rng.random((n_queries, N_MODELS)) < 0.6
+  true = truth(emb, N_MODELS, rng)
+  labels = rng.random((n_queries, N_MODELS)) < true["p"]
+  np.savez(os.path.join(out, "truth.npz"), split=split_of, **true)
   for s, name in enumerate(("train", "val", "test")):
     with open(os.path.join(out, f"{name}.csv"), "w") as f:
       f.write("prompt_id,model_id,category,label,score,model_name,prompt\n")

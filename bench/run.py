@@ -14,10 +14,18 @@ Items (run in this order; --only picks some):
            and from text with the MiniLM encoder (.models/all-MiniLM-L6-v2);
   load     csv_load_s / cached_load_s on a generated paper-sized dataset (bench/paper_data.py)
            plus building one epoch of training blocks;
-  encoder  JAX encoder embeddings/s (short and max-length inputs); encoder_speed_vs_torch
-           when torch and sentence-transformers are importable, else null with the reason;
+  encoder  MiniLM and MPNet at batch 1 (a short query), batch 64 (llmrouter prompts) and
+           max length: XLA FLOPs, ms, encoder_<model>_<shape>_fraction_of_roofline, and
+           encoder_speed_vs_torch (sentence-transformers in --torch_python, interleaved);
+  route_text  route_text_latency_ms: Router.route([text]) for a short query, MPNet and
+           an llmrouter run (--llmrouter_run), p50 of 50 after warm-up;
+  serve    serve_routes_per_s: POST /route with MPNet and MiniLM, short and llmrouter
+           queries, 1/4/16 clients in another process (bench/bench_serve.py);
   train    time_to_train_llmrouter_s: the paper config on query blocks on llmrouter end to
-           end (load, train, best checkpoint), beside the released code's 6,224 s.
+           end (load, train, best checkpoint), beside the released code's 6,224 s;
+  paper_train  paper_scale_train_s: bench/paper_data.py's generated 112 x 35,673 set
+           (labels from a known IRT model) on query blocks to its best checkpoint
+           (--paper_epochs cap), evaluated: test accuracy, difficulty Spearman to the truth.
 Each item's peak resident memory (VmHWM, reset before the item) is recorded as
 `<item>.peak_rss_mb`. --quick uses fewer steps, a 1/10-size load dataset and
 skips the end-to-end training (recorded as null with an estimate from the
@@ -396,30 +404,7 @@ def item_route(args, ctx) -> dict:
   out["route_http"] = {"sequential": one, "concurrency_16": many,
                        "note": "warm pass; hash encoder (the service and predictor alone)"}
 
-  # From text: MiniLM (384-d) embeddings into a router of the paper's size on 384-d input.
-  if not (MINILM / "config.json").exists():
-    out["route_text"] = None
-    out["route_text_note"] = f"{MINILM} missing (python -m irt_jax.encoder.fetch --model=minilm)"
-    return out
-  from irt_jax.encoder import load_encoder
-  enc = load_encoder(str(MINILM))
-  _, prompts, _ = data_lib.read_question_order(str(LLMROUTER / "question_order.csv"))
-  texts = [p for p in prompts if p][:256]
-  tspec = ModelSpec.from_config(config.model, 112, 384)
-  tparams = jax.device_put(init_params(jax.random.PRNGKey(0), tspec))
-  tpredictor = make_predictor(tparams, tspec)
-  route_text = lambda batch: route_names(tpredictor.logits(enc.encode(batch, batch_size=64)), names)
-  text = {}
-  for b in ((1, 8) if args.quick else (1, 64)):
-    batch = texts[:b]
-    route_text(batch)
-    route_text(texts[64:64 + b])  # second compile pass: other lengths' buckets
-    best, median = best_time(lambda: route_text(texts[64:64 + b]), min_s=min_s, min_reps=2)
-    text[str(b)] = {"queries_per_s": b / median, "median_ms": 1e3 * median}
-  out["route_text"] = {"encoder": "all-MiniLM-L6-v2 (JAX)", "queries_per_s":
-                       {k: v["queries_per_s"] for k, v in text.items()},
-                       "latency_ms": text["1"]["median_ms"], "detail": text}
-  return out
+  return out  # routing from text: the route_text item (MPNet, a trained llmrouter run)
 
 
 def item_load(args, ctx) -> dict:
@@ -457,65 +442,234 @@ def item_load(args, ctx) -> dict:
                   "cached_load_s reads the .npz written by that first load"}
 
 
-def item_encoder(args, ctx) -> dict:
-  from irt_jax.encoder import load_encoder
+def _llmrouter_prompts() -> list[str]:
   _, prompts, _ = data_lib.read_question_order(str(LLMROUTER / "question_order.csv"))
+  return [p for p in prompts if p]
+
+
+def _short_prompts(enc, n: int, max_tokens: int = 32) -> list[str]:
+  """llmrouter prompts of at most max_tokens tokens (a short query), seed 0."""
+  prompts = _llmrouter_prompts()
   rng = np.random.default_rng(0)
-  n = 64 if args.quick else 300
-  short = [prompts[i] for i in rng.choice(len(prompts), size=n, replace=False)]
-  out = {"n_texts": n, "jax_emb_per_s": {}, "encoder_speed_vs_torch": None}
-  for model_dir in (MINILM, MPNET):
-    if not (model_dir / "config.json").exists():
-      out["jax_emb_per_s"][model_dir.name] = None
-      out.setdefault("missing", []).append(f"{model_dir} (python -m irt_jax.encoder.fetch)")
-      continue
-    enc = load_encoder(str(model_dir))
-    long = [" ".join(["word"] * (2 * enc.max_length))] * (8 if args.quick else 32)  # truncated to max_length
-    res = {}
-    for label, texts in (("short", short), (f"max_length_{enc.max_length}", long)):
+  picked = [prompts[i] for i in rng.permutation(len(prompts))[:8 * n]]
+  return [p for p, ids in zip(picked, enc.tokenize(picked)) if len(ids) <= max_tokens][:n]
+
+
+class TorchWorker:
+  """sentence-transformers in another Python (bench/torch_worker.py), timed on request."""
+
+  def __init__(self, python: str, model_dir: Path, max_length: int, threads: int):
+    import subprocess
+    self.proc = subprocess.Popen([python, str(REPO / "bench" / "torch_worker.py")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self._send({"model_dir": str(model_dir), "max_length": max_length, "threads": threads})
+    self.info = self._read()
+
+  def _send(self, obj) -> None:
+    self.proc.stdin.write(json.dumps(obj) + "\n")
+    self.proc.stdin.flush()
+
+  def _read(self) -> dict:
+    line = self.proc.stdout.readline()
+    if not line:
+      raise RuntimeError("torch worker exited (see its stderr)")
+    return json.loads(line)
+
+  def encode(self, texts: list[str], batch_size: int) -> tuple[float, np.ndarray]:
+    self._send({"texts": texts, "batch_size": batch_size})
+    r = self._read()
+    return r["seconds"], np.asarray(r["embeddings"], np.float32)
+
+  def close(self) -> None:
+    self.proc.stdin.write("\n")
+    self.proc.stdin.close()
+    self.proc.wait(timeout=60)
+
+
+def _encoder_shapes(enc, quick: bool) -> dict:
+  """batch 1 (a short query), batch 64 (llmrouter prompts), and max-length inputs."""
+  rng = np.random.default_rng(0)
+  prompts = _llmrouter_prompts()
+  batch64 = [prompts[i] for i in rng.choice(len(prompts), 64, replace=False)]
+  long = [" ".join(["word"] * (2 * enc.max_length))] * (4 if quick else 8)
+  return {"batch1": (_short_prompts(enc, 1), 1), "batch64": (batch64, 64),
+          f"len{enc.max_length}": (long, len(long))}
+
+
+def _encoder_model(args, model_dir: Path, peaks) -> dict:
+  """Per shape: XLA FLOPs, JAX and torch ms (interleaved rounds, medians), the ratio and
+  the fraction of the float32 roofline."""
+  sys.path.insert(0, str(REPO / "bench"))
+  import profile_encoder
+  from irt_jax.encoder import load_encoder
+  enc = load_encoder(str(model_dir))
+  shapes = _encoder_shapes(enc, args.quick)
+  worker, note = None, None
+  if args.torch_python and os.path.exists(args.torch_python):
+    worker = TorchWorker(args.torch_python, model_dir, enc.max_length, os.cpu_count())
+  else:
+    note = f"torch side not measured: --torch_python={args.torch_python!r} not found"
+  times = {s: {"jax": [], "torch": []} for s in shapes}
+  diffs = {}
+  n = 2048  # the peak GEMM, timed in every round too: on a shared machine the peak moves
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  mm = jax.jit(lambda a: a @ a)
+  gemm = []
+  for r in range(1 + args.encoder_rounds):  # round 0 compiles / warms up, untimed
+    t = time.perf_counter()
+    mm(a).block_until_ready()
+    gemm.append(time.perf_counter() - t)
+    for s, (texts, bs) in shapes.items():
       t = time.perf_counter()
-      enc.encode(texts, batch_size=64)
-      cold = time.perf_counter() - t
-      t = time.perf_counter()
-      enc.encode(texts, batch_size=64)
-      warm = time.perf_counter() - t
-      res[label] = {"warm": len(texts) / warm, "cold_incl_compile": len(texts) / cold}
-    out["jax_emb_per_s"][model_dir.name] = res
-  try:
-    import torch  # noqa: F401
-    import sentence_transformers  # noqa: F401
-  except ImportError as e:
-    out["encoder_speed_vs_torch_note"] = (f"not measured: {e.name} is not installed in this venv "
-                                          "(torch is not a dependency of irt_jax)")
-    return out
-  ratios = {}
-  for model_dir in (MINILM, MPNET):
-    if (model_dir / "config.json").exists():
-      ratios[model_dir.name] = _torch_ratio(model_dir, short)
-  out["encoder_speed_vs_torch"] = ratios
+      vecs = enc.encode(texts, batch_size=bs)
+      if r:
+        times[s]["jax"].append(time.perf_counter() - t)
+      if worker is not None:
+        seconds, ref = worker.encode(texts, bs)
+        diffs[s] = float(np.abs(ref - vecs).max())
+        if r:
+          times[s]["torch"].append(seconds)
+  if worker is not None:
+    worker.close()
+  peak = max([2 * n**3 / min(gemm[1:]) / 1e9] + ([peaks["peak_matmul_gflops"]] if peaks else []))
+  out = {"shapes": {}, "torch_note": note, "rounds": args.encoder_rounds, "peak_gflops": peak,
+         "peak_note": "best float32 2048^3 GEMM of the peak item and of the encoder's rounds"}
+  for s, (texts, bs) in shapes.items():
+    flops = profile_encoder.flops_of(enc, texts, bs)
+    jax_s = float(np.median(times[s]["jax"]))
+    row = {"texts": len(texts), "flops": flops, "jax_ms": 1e3 * jax_s,
+           "fraction_of_roofline": flops / (peak * 1e9) / jax_s}
+    if times[s]["torch"]:
+      torch_s = float(np.median(times[s]["torch"]))
+      row.update(torch_ms=1e3 * torch_s, speed_vs_torch=torch_s / jax_s,
+                 max_abs_diff_vs_torch=diffs[s])
+    out["shapes"][s] = row
   return out
 
 
-def _torch_ratio(model_dir: Path, texts: list[str]) -> dict:
-  """JAX / sentence-transformers embeddings per second, warm, same texts and batch, one process."""
-  import torch
-  from sentence_transformers import SentenceTransformer
+def item_encoder(args, ctx) -> dict:
+  out = {"models": {}, "note": "JAX and sentence-transformers timed in interleaved rounds on "
+         "the same texts and thread count (torch in a separate process); medians"}
+  for key, model_dir in (("minilm", MINILM), ("mpnet", MPNET)):
+    if key not in args.encoder_models.split(","):
+      continue
+    if not (model_dir / "config.json").exists():
+      out["models"][key] = None
+      out.setdefault("missing", []).append(f"{model_dir} (python -m irt_jax.encoder.fetch)")
+      continue
+    out["models"][key] = _encoder_model(args, model_dir, ctx.get("peaks"))
+    print(f"  encoder[{key}]: " + ", ".join(
+        f"{s}: {r['jax_ms']:.0f} ms, {r.get('speed_vs_torch') or 0:.2f}x torch, "
+        f"{r['fraction_of_roofline'] or 0:.2f} of roofline"
+        for s, r in out["models"][key]["shapes"].items()), flush=True)
+  return out
+
+
+def _llmrouter_run(args) -> str | None:
+  """The llmrouter run the text items route with (trained with logreg when missing)."""
+  run = args.llmrouter_run
+  if not os.path.isdir(os.path.join(run, "checkpoints")):
+    import subprocess
+    cmd = [sys.executable, str(REPO / "train.py"), "--config=configs/logreg.py",
+           f"--config.data.dir={LLMROUTER}", f"--workdir={run}"]
+    print("  training " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+  return run
+
+
+def item_route_text(args, ctx) -> dict:
+  """One short text query routed end to end (tokenise, MPNet, route) by Router.route."""
+  if not (MPNET / "config.json").exists():
+    return {"route_text_latency_ms": None, "note": f"{MPNET} missing"}
+  from irt_jax.routing.router import Router
+  router = Router.from_checkpoint(_llmrouter_run(args), str(MPNET))
+  texts = _short_prompts(router.encoder, 60)
+  for t in texts[:10]:
+    router.route([t])  # warm-up: loads the encoder, compiles the batch-1 buckets
+  ms = []
+  for t in texts[10:]:
+    start = time.perf_counter()
+    router.route([t])
+    ms.append(1e3 * (time.perf_counter() - start))
+  return {"route_text_latency_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+          "queries": len(ms), "encoder": "all-mpnet-base-v2 (JAX, float32)",
+          "run": args.llmrouter_run, "max_tokens": 32}
+
+
+def item_serve(args, ctx) -> dict:
+  """POST /route with a real encoder: MPNet (the llmrouter run) and MiniLM (a paper-sized
+  router on 384-d input), short and llmrouter queries, 1/4/16 clients in another process."""
+  sys.path.insert(0, str(REPO / "bench"))
+  import bench_serve
   from irt_jax.encoder import load_encoder
-  enc = load_encoder(str(model_dir))
-  enc.encode(texts, batch_size=64)
+  from irt_jax.routing.router import Router
+  routers = {}
+  if (MPNET / "config.json").exists():
+    routers["mpnet"] = Router.from_checkpoint(_llmrouter_run(args), str(MPNET))
+  if (MINILM / "config.json").exists():
+    config = paper_config.get_config()
+    tspec = ModelSpec.from_config(config.model, 112, 384)
+    predictor = make_predictor(jax.device_put(init_params(jax.random.PRNGKey(0), tspec)), tspec)
+    routers["minilm"] = Router.from_predictor(predictor, load_encoder(str(MINILM)))
+  n = 24 if args.quick else 64
+  out = {"requests_per_pass": n, "serve_routes_per_s": {}, "detail": {}}
+  for name, router in routers.items():
+    enc = router.encoder
+    sets = {"short": _short_prompts(enc, n + 16), "llmrouter": bench_serve.queries(
+        str(LLMROUTER / "question_order.csv"), n + 16)}
+    for qset, texts in sets.items():
+      for clients in (1, 4, 16):
+        r = bench_serve.measure(router, texts, clients, serving.Limits().max_batch_queries,
+                                passes={"warmup": texts[n:], "measured": texts[:n]},
+                                loader=bench_serve.load_in_subprocess)["measured"]
+        out["detail"][f"{name}/{qset}/{clients}"] = r
+        out["serve_routes_per_s"][f"{name}/{qset}/{clients}"] = r["routes_per_s"]
+        print(f"  serve[{name}/{qset}/{clients}]: {r['routes_per_s']:.1f} routes/s, "
+              f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, errors {r['errors']}, "
+              f"{r['queries_per_encoder_call']:.1f} queries/encoder call", flush=True)
+  return out
+
+
+def item_paper_train(args, ctx) -> dict:
+  """bench/paper_data.py's 112 x 35,673 generated set trained on query blocks to its best
+  checkpoint, then evaluated: test accuracy and the Spearman correlation of the learned
+  difficulties with the generating model's."""
+  sys.path.insert(0, str(REPO / "bench"))
+  import paper_data
+  from scipy import stats
+  scale = 0.1 if args.quick else 1.0
+  folder = os.path.join(args.scratch, f"paper_data_{scale:g}")
+  paper_data.write(folder, scale=scale)
+  config = paper_config.get_config()
+  config.data.dir = folder
+  config.train.batching = "blocks"
+  config.train.num_epochs = args.paper_epochs
+  workdir = os.path.join(args.scratch, f"paper_train_{scale:g}_{args.paper_epochs}")
   t = time.perf_counter()
-  jax_vecs = enc.encode(texts, batch_size=64)
-  jax_s = time.perf_counter() - t
-  st = SentenceTransformer(str(model_dir), device="cpu")
-  st.max_seq_length = enc.max_length
-  st.encode(texts[:64], batch_size=64)
-  with torch.inference_mode():
-    t = time.perf_counter()
-    st_vecs = st.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-    st_s = time.perf_counter() - t
-  return {"torch_emb_per_s": len(texts) / st_s, "jax_emb_per_s": len(texts) / jax_s,
-          "ratio": st_s / jax_s, "torch_threads": torch.get_num_threads(),
-          "max_abs_diff": float(np.abs(np.asarray(st_vecs, np.float32) - jax_vecs).max())}
+  summary = train_and_evaluate(config, workdir)
+  train_s = time.perf_counter() - t
+  t = time.perf_counter()
+  run = predictors.load(workdir)
+  data = load_dataset_cached(folder, os.path.join(args.scratch, "paper_cache"))
+  true = np.load(os.path.join(folder, "truth.npz"))
+  test = data.split("test")
+  emb = np.asarray(data.embeddings[test.queries], np.float32)
+  _, learned_b = model_lib.query_difficulty(run.predictor.params, jnp.asarray(emb),
+                                            run.predictor.spec)
+  proba = run.predictor.proba(emb)
+  known = test.labels >= 0
+  accuracy = float(((proba > 0.5) == (test.labels == 1))[known].mean())
+  spearman = float(stats.spearmanr(np.asarray(learned_b), true["b"][test.queries]).statistic)
+  best = summary.get("best") or {}
+  epochs = len(summary["history"])
+  steps_per_s = float(np.median([h["steps_per_second"] for h in summary["history"]]))
+  return {"paper_scale_train_s": train_s, "evaluate_s": time.perf_counter() - t,
+          "epochs_run": epochs, "epochs_cap": args.paper_epochs, "best_epoch": best.get("epoch"),
+          "best_val_accuracy": best.get("val_accuracy"), "test_accuracy": accuracy,
+          "difficulty_spearman_test": spearman, "best_step": best.get("step"),
+          "steps_per_s": steps_per_s, "history": summary["history"],
+          "dataset": f"112 x {data.n_queries} generated (bench/paper_data.py, truth.npz)",
+          "workdir": workdir}
 
 
 def item_train(args, ctx) -> dict:
@@ -549,7 +703,8 @@ def item_train(args, ctx) -> dict:
 
 
 ITEMS = {"peak": item_peak, "steps": item_steps, "route": item_route, "load": item_load,
-         "encoder": item_encoder, "train": item_train}
+         "encoder": item_encoder, "route_text": item_route_text, "serve": item_serve,
+         "train": item_train, "paper_train": item_paper_train}
 
 
 # ---------------------------------------------------------------------------
@@ -566,14 +721,19 @@ def headline(results: dict) -> dict:
       "time_to_train_llmrouter_s": get("train", "time_to_train_llmrouter_s"),
       "route_queries_per_s": get("route", "route_queries_per_s"),
       "route_latency_ms": get("route", "route_latency_ms"),
-      "route_text_queries_per_s": get("route", "route_text", "queries_per_s"),
-      "route_text_latency_ms": get("route", "route_text", "latency_ms"),
+      "route_text_latency_ms": get("route_text", "route_text_latency_ms"),
+      "serve_routes_per_s": get("serve", "serve_routes_per_s"),
+      "paper_scale_train_s": get("paper_train", "paper_scale_train_s"),
+      "paper_scale_difficulty_spearman": get("paper_train", "difficulty_spearman_test"),
       "route_http_latency_ms": get("route", "route_http_latency_ms"),
       "csv_load_s": get("load", "csv_load_s"),
       "csv_load_and_blocks_s": get("load", "csv_load_and_blocks_s"),
       "cached_load_s": get("load", "cached_load_s"),
-      "encoder_speed_vs_torch": get("encoder", "encoder_speed_vs_torch"),
   }
+  for model in ("minilm", "mpnet"):
+    for shape, row in (get("encoder", "models", model, "shapes") or {}).items():
+      flat[f"encoder_{model}_{shape}_fraction_of_roofline"] = row.get("fraction_of_roofline")
+      flat[f"encoder_speed_vs_torch.{model}.{shape}"] = row.get("speed_vs_torch")
   for shape in SHAPES:
     for layout in ("blocks", "pairs"):
       for key in ("step_ms", "cells_per_s", "flops", "bytes", "roofline_ms",
@@ -643,6 +803,18 @@ def main() -> None:
   parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
   parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "irt_jax_bench"),
                       help="generated data and temporary workdirs (kept between runs)")
+  parser.add_argument("--torch_python", default="/work/venv-torch/bin/python",
+                      help="a Python with torch and sentence-transformers, for "
+                      "encoder_speed_vs_torch (skipped when missing)")
+  parser.add_argument("--encoder_models", default="minilm,mpnet", help="encoders the encoder "
+                      "item measures")
+  parser.add_argument("--encoder_rounds", type=int, default=3,
+                      help="interleaved JAX / torch timing rounds per encoder shape")
+  parser.add_argument("--llmrouter_run", default=str(REPO / "runs" / "logreg_llmrouter"),
+                      help="the llmrouter run route_text and serve use (trained with "
+                      "configs/logreg.py when missing)")
+  parser.add_argument("--paper_epochs", type=int, default=10,
+                      help="epoch cap of the paper-scale training (early stopping may end sooner)")
   args = parser.parse_args()
   only = [s.strip() for s in args.only.split(",") if s.strip()] or list(ITEMS)
   unknown = sorted(set(only) - set(ITEMS))

@@ -77,8 +77,53 @@ def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> j
   return centred * jax.lax.rsqrt(var + eps) * scale + bias
 
 
-def dense(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+def dense(x: jax.Array, w, b: jax.Array) -> jax.Array:
+  """x @ w + b in the precision the weight was prepared for (``prepare_weights``):
+  float32 at HIGHEST; bfloat16 weights take bfloat16 inputs with float32 accumulation;
+  an int8 weight ({"q", "scale"}) takes the input quantised per token (dynamic, symmetric)
+  and accumulates in int32, then rescales by both scales."""
+  if isinstance(w, dict):
+    scale_x = jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), 1e-12) / 127.0
+    xq = jnp.clip(jnp.round(x / scale_x), -127, 127).astype(jnp.int8)
+    acc = jnp.matmul(xq, w["q"], preferred_element_type=jnp.int32)
+    return acc.astype(jnp.float32) * scale_x * w["scale"] + b
+  if w.dtype == jnp.bfloat16:
+    return jnp.matmul(x.astype(jnp.bfloat16), w, preferred_element_type=jnp.float32) + b
   return jnp.matmul(x, w, precision=PRECISION) + b
+
+
+MATMUL_WEIGHTS = ("qkv_w", "out_w", "ffn_in_w", "ffn_out_w")
+
+
+def _int8_weight(w: np.ndarray) -> dict[str, np.ndarray]:
+  """Symmetric per-output-column int8: w ~= q * scale, scale = max|column| / 127."""
+  scale = np.maximum(np.abs(w).max(axis=-2, keepdims=True), 1e-12) / 127.0
+  q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+  return {"q": q, "scale": scale.astype(np.float32)}
+
+
+def prepare_weights(params: Params, precision: str) -> Params:
+  """The parameters in the form ``dense`` runs at ``precision``: the four matmul weights
+  of every layer cast to bfloat16 or quantised to int8; embeddings, biases and layer
+  norms stay float32 (they are a small share of the FLOPs and set the numerics)."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+  if precision == "float32":
+    return params
+  layers = dict(params["layers"])
+  for key in MATMUL_WEIGHTS:
+    w = np.asarray(layers[key], np.float32)
+    layers[key] = (jnp.asarray(w, jnp.bfloat16) if precision == "bfloat16" else _int8_weight(w))
+  return {**params, "layers": layers}
+
+
+def unstack_layers(layers: Params, num_layers: int) -> list[Params]:
+  """Stacked [N, ...] layer parameters -> one dict per layer (done once, on the host),
+  so the unrolled stack reads each layer's weights in place instead of slicing them."""
+  return [jax.tree.map(lambda a, i=i: a[i], layers) for i in range(num_layers)]
 
 
 # --------------------------------------------------------------------------------------
@@ -120,50 +165,61 @@ def relative_position_buckets(length: int,
 # --------------------------------------------------------------------------------------
 
 
+def attention(cfg: NetConfig, p: Params, x: jax.Array, mask_bias: jax.Array) -> jax.Array:
+  """Multi-head self-attention with the residual and post-LayerNorm. The score and
+  context products run in bfloat16 (float32 accumulation) when the weights do."""
+  batch, length, _ = x.shape
+  heads, head_dim = cfg.num_heads, cfg.head_dim
+  qkv = dense(x, p["qkv_w"], p["qkv_b"]).reshape(batch, length, 3, heads, head_dim)
+  q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+  low = not isinstance(p["qkv_w"], dict) and p["qkv_w"].dtype == jnp.bfloat16
+  if low:
+    q, k, v = q.astype(jnp.bfloat16), k.astype(jnp.bfloat16), v.astype(jnp.bfloat16)
+  q = q * jnp.asarray(1.0 / math.sqrt(head_dim), q.dtype)
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=PRECISION,
+                      preferred_element_type=jnp.float32)
+  weights = jax.nn.softmax(logits + mask_bias, axis=-1)
+  context = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v, precision=PRECISION,
+                       preferred_element_type=jnp.float32)
+  context = context.reshape(batch, length, heads * head_dim)
+  return layer_norm(dense(context, p["out_w"], p["out_b"]) + x, p["attn_ln_scale"],
+                    p["attn_ln_bias"], cfg.layer_norm_eps)
+
+
+def feed_forward(cfg: NetConfig, p: Params, x: jax.Array) -> jax.Array:
+  """The position-wise MLP with the residual and post-LayerNorm."""
+  hidden = ACTIVATIONS[cfg.hidden_act](dense(x, p["ffn_in_w"], p["ffn_in_b"]))
+  return layer_norm(dense(hidden, p["ffn_out_w"], p["ffn_out_b"]) + x, p["ffn_ln_scale"],
+                    p["ffn_ln_bias"], cfg.layer_norm_eps)
+
+
 def _encoder_stack(
     cfg: NetConfig,
-    layers: Params,
+    layers: Params | list[Params],
     hidden: jax.Array,
     attention_mask: jax.Array,
     attn_bias: jax.Array | None,
 ) -> jax.Array:
   """Runs the post-LN transformer layers; ``attn_bias`` [1 or B, heads, L, L] is added
-  to the attention logits of every layer (MPNet's shared relative position bias)."""
-  batch, length, _ = hidden.shape
-  heads, head_dim = cfg.num_heads, cfg.head_dim
-  act = ACTIVATIONS[cfg.hidden_act]
-  scale = 1.0 / math.sqrt(head_dim)
+  to the attention logits of every layer (MPNet's shared relative position bias).
 
+  ``layers`` is either a list of per-layer dicts (unrolled: each layer's weights are
+  read in place, and XLA schedules across layers) or one stacked dict, run with
+  ``lax.scan`` (one layer compiled, but every step copies its weight slice)."""
   # Additive mask: 0 for real keys, the most negative float for padded keys, so that
   # padded keys get exactly zero attention weight (the reference's convention).
-  neg = jnp.finfo(hidden.dtype).min
-  mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, neg).astype(hidden.dtype)
+  neg = jnp.finfo(jnp.float32).min
+  mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, neg).astype(jnp.float32)
   if attn_bias is not None:
     mask_bias = mask_bias + attn_bias
 
-  def split_heads(t: jax.Array) -> jax.Array:
-    return t.reshape(batch, length, heads, head_dim)
-
   def layer(x: jax.Array, p: Params) -> tuple[jax.Array, None]:
-    qkv = dense(x, p["qkv_w"], p["qkv_b"])
-    q, k, v = jnp.split(qkv, 3, axis=-1)
-    q, k, v = split_heads(q), split_heads(k), split_heads(v)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=PRECISION) * scale
-    weights = jax.nn.softmax(logits + mask_bias, axis=-1)
-    context = jnp.einsum("bhqk,bkhd->bqhd", weights, v, precision=PRECISION)
-    context = context.reshape(batch, length, heads * head_dim)
-    attn_out = layer_norm(
-        dense(context, p["out_w"], p["out_b"]) + x, p["attn_ln_scale"], p["attn_ln_bias"],
-        cfg.layer_norm_eps)
-    ffn = act(dense(attn_out, p["ffn_in_w"], p["ffn_in_b"]))
-    out = layer_norm(
-        dense(ffn, p["ffn_out_w"], p["ffn_out_b"]) + attn_out,
-        p["ffn_ln_scale"],
-        p["ffn_ln_bias"],
-        cfg.layer_norm_eps,
-    )
-    return out, None
+    return feed_forward(cfg, p, attention(cfg, p, x, mask_bias)), None
 
+  if isinstance(layers, (list, tuple)):
+    for p in layers:
+      hidden, _ = layer(hidden, p)
+    return hidden
   hidden, _ = jax.lax.scan(layer, hidden, layers)
   return hidden
 

@@ -180,12 +180,49 @@ def _next_pow2(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
 
 
+def row_chunks(n: int, batch_size: int) -> list[tuple[int, int]]:
+  """Splits a batch of ``n`` texts into (texts, padded rows) chunks whose rows are powers
+  of two (or batch_size), wasting at most a fifth of a chunk on filler rows: 9 texts run
+  as 8 + 1 rather than padded to 16 (7 rows of the longest length computed for nothing:
+  on llmrouter prompts filler rows were 28% of MPNet's tokens). The shapes stay the few
+  that padding to a power of two compiles."""
+  chunks = []
+  while n > 0:
+    rows = min(batch_size, _next_pow2(n))
+    if n >= rows or rows - n <= n // 4:
+      take = min(n, rows)
+    else:
+      take = rows = _next_pow2(n) // 2  # the largest power of two below n
+    chunks.append((take, rows))
+    n -= take
+  return chunks
+
+
+def _fast_backend(tokenizer, max_length: int):
+  """The Rust ``tokenizers.Tokenizer`` behind a fast Hugging Face tokenizer, set to
+  truncate at ``max_length`` and not to pad (a copy: the wrapper is left as it was).
+  Calling it with ``encode_batch`` skips the wrapper's per-call Python work, a third of
+  a short query's tokenising time; None for a slow (pure Python) tokenizer."""
+  backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast",
+                                                                     False) else None
+  if backend is None:
+    return None
+  from tokenizers import Tokenizer
+  backend = Tokenizer.from_str(backend.to_str())
+  backend.no_padding()
+  backend.enable_truncation(max_length)
+  return backend
+
+
 class SentenceEncoder:
   """Texts -> float32 sentence embeddings, matching sentence-transformers' output.
 
   Texts are tokenised, sorted by length, grouped into a few padded lengths
   (``buckets``) and run in batches through one jitted function per shape; padding
   is masked out everywhere, so a text's vector does not depend on its batch.
+  ``precision`` ("float32", "bfloat16", "int8") sets the layers' matmuls
+  (``networks.prepare_weights``); anything but float32 changes the embeddings (a few
+  1e-3 in cosine) and is recorded in the fingerprint, so runs never mix them.
   """
 
   def __init__(
@@ -200,6 +237,8 @@ class SentenceEncoder:
       max_length: int,
       do_lower_case: bool = False,
       buckets: Sequence[int] = DEFAULT_BUCKETS,
+      precision: str = "float32",
+      unroll: bool = True,
   ):
     self.name = name
     self.model_dir = model_dir
@@ -208,9 +247,14 @@ class SentenceEncoder:
     self.normalize = normalize
     self.max_length = int(max_length)
     self.do_lower_case = do_lower_case
+    self.precision = precision
     self.dim = net_cfg.hidden_size * len(pooling)
     self.buckets = tuple(sorted({b for b in buckets if b < self.max_length} | {self.max_length}))
     self.tokenizer = tokenizer
+    self._backend = _fast_backend(tokenizer, self.max_length)
+    params = networks.prepare_weights(params, precision)
+    if unroll:
+      params = {**params, "layers": networks.unstack_layers(params["layers"], net_cfg.num_layers)}
     self.params = jax.device_put(params)
     self._embed = jax.jit(functools.partial(networks.embed, net_cfg, pooling, normalize))
     self._fingerprint: str | None = None
@@ -218,15 +262,25 @@ class SentenceEncoder:
 
   def __repr__(self) -> str:
     return (f"SentenceEncoder(name={self.name!r}, arch={self.net_cfg.arch}, dim={self.dim}, "
-            f"max_length={self.max_length}, pooling={self.pooling}, normalize={self.normalize})")
+            f"max_length={self.max_length}, pooling={self.pooling}, normalize={self.normalize}, "
+            f"precision={self.precision})")
+
+  @property
+  def compiled_shapes(self) -> int:
+    """How many (rows, length) programs jit has compiled so far (its cache size): steady
+    traffic should stop adding to it once each bucket has been seen."""
+    return self._embed._cache_size()
 
   @property
   def fingerprint(self) -> str:
-    """sha256 over the folder's configs and weights, plus max_length: identifies
-    which embeddings this encoder produces (used to refuse mixing runs)."""
+    """sha256 over the folder's configs and weights, plus max_length (and the precision
+    when it is not float32): identifies which embeddings this encoder produces (used to
+    refuse mixing runs). float32 keeps the fingerprint it always had."""
     if self._fingerprint is None:
       h = hashlib.sha256()
       h.update(f"{self.net_cfg}|{self.pooling}|{self.normalize}|{self.max_length}".encode())
+      if self.precision != "float32":
+        h.update(f"|precision={self.precision}".encode())
       suffixes = (".json", ".safetensors", ".txt", ".model")
       files = sorted(p for p in self.model_dir.rglob("*") if p.is_file() and p.suffix in suffixes)
       for p in files:
@@ -240,6 +294,8 @@ class SentenceEncoder:
     """Token ids of each text (special tokens added, truncated to max_length)."""
     if self.do_lower_case:
       texts = [t.lower() for t in texts]
+    if self._backend is not None:
+      return [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=True)]
     out = self.tokenizer(
         list(texts),
         add_special_tokens=True,
@@ -264,8 +320,8 @@ class SentenceEncoder:
     similar length share a batch; each batch is padded to the smallest bucket that
     holds its longest text. A batch is also closed early when the next text would
     fit in half of the batch's bucket (so a few long texts do not make a small
-    input pad everything to their length). A short batch's rows are padded to a
-    power of two: a few extra shapes rather than one per remainder.
+    input pad everything to their length). A short batch runs as ``row_chunks``:
+    power-of-two rows, a few extra shapes rather than one per remainder.
     """
     order = np.argsort(-lengths, kind="stable")
     groups: list[list[int]] = []
@@ -279,9 +335,25 @@ class SentenceEncoder:
     groups.append(current)
     plan = []
     for group in groups:
-      rows = batch_size if len(group) == batch_size else min(batch_size, _next_pow2(len(group)))
-      plan.append((np.asarray(group), self.bucket_for(int(lengths[group[0]])), rows))
+      start = 0
+      for take, rows in row_chunks(len(group), batch_size):
+        chunk = group[start:start + take]
+        start += take
+        plan.append((np.asarray(chunk), self.bucket_for(int(lengths[chunk[0]])), rows))
     return plan
+
+  def _padded(self, ids: list[list[int]], idx: np.ndarray, length: int,
+              rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input ids, attention mask) [rows, length] for the texts ``idx``; filler rows
+    beyond len(idx) get one visible pad token (their results are dropped)."""
+    batch_ids = np.full((rows, length), self.net_cfg.pad_token_id, np.int32)
+    mask = np.zeros((rows, length), np.int32)
+    for r, i in enumerate(idx):
+      seq = ids[i]
+      batch_ids[r, :len(seq)] = seq
+      mask[r, :len(seq)] = 1
+    mask[len(idx):, 0] = 1
+    return batch_ids, mask
 
   # ---------------------------------------------------------------- encoding
   def encode(self,
@@ -289,29 +361,30 @@ class SentenceEncoder:
              batch_size: int = 64,
              progress: bool = False) -> np.ndarray:
     """Embeds ``texts``; returns float32 [len(texts), dim] in the order given."""
-    if isinstance(texts, str):
-      raise TypeError("encode() takes a sequence of strings, not a single string")
-    texts = list(texts)
-    if not all(isinstance(t, str) for t in texts):
-      raise TypeError("encode() takes strings only")
-    if batch_size < 1:
-      raise ValueError("batch_size must be >= 1")
+    texts = _checked_texts(texts, batch_size)
     out = np.zeros((len(texts), self.dim), np.float32)
     if not texts:
       return out
-
     start = time.perf_counter()
     ids = self.tokenize(texts)
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    plan = self._plan(lengths, batch_size)
-
     bar = None
     if progress:
       from tqdm.auto import tqdm
-
       bar = tqdm(total=len(texts), unit="emb", desc=f"encode[{self.name}]", dynamic_ncols=True)
+    self._run_plan(ids, self._plan(lengths, batch_size), out, bar)
+    elapsed = time.perf_counter() - start
+    self.last_rate = len(texts) / elapsed if elapsed > 0 else float("inf")
+    if bar is not None:
+      bar.close()
+      print(f"[{self.name}] {len(texts)} embeddings in {elapsed:.1f} s "
+            f"({self.last_rate:.1f} embeddings/s)", file=sys.stderr)
+    return out
 
-    pad = self.net_cfg.pad_token_id
+  def _run_plan(self, ids, plan, out: np.ndarray, bar) -> None:
+    """Runs the batches, building batch k+1 on the host while batch k computes
+    (jax dispatch is asynchronous), and writes each result into ``out``'s rows."""
+    start = time.perf_counter()
     pending: tuple[np.ndarray, jax.Array] | None = None
 
     def collect(item: tuple[np.ndarray, jax.Array]) -> None:
@@ -322,42 +395,74 @@ class SentenceEncoder:
         bar.set_postfix(emb_s=f"{bar.n / (time.perf_counter() - start):.1f}")
 
     for idx, length, rows in plan:
-      batch_ids = np.full((rows, length), pad, np.int32)
-      mask = np.zeros((rows, length), np.int32)
-      for r, i in enumerate(idx):
-        seq = ids[i]
-        batch_ids[r, :len(seq)] = seq
-        mask[r, :len(seq)] = 1
-      mask[len(idx):, 0] = 1  # filler rows: one visible token, results dropped
+      batch_ids, mask = self._padded(ids, idx, length, rows)
       result = self._embed(self.params, jnp.asarray(batch_ids), jnp.asarray(mask))
-      if pending is not None:  # overlap host-side batch building with compute
+      if pending is not None:
         collect(pending)
       pending = (idx, result)
     if pending is not None:
       collect(pending)
 
-    elapsed = time.perf_counter() - start
-    self.last_rate = len(texts) / elapsed if elapsed > 0 else float("inf")
-    if bar is not None:
-      bar.close()
-      print(
-          f"[{self.name}] {len(texts)} embeddings in {elapsed:.1f} s ({self.last_rate:.1f} embeddings/s)",
-          file=sys.stderr,
-      )
-    return out
+
+def _checked_texts(texts: Sequence[str], batch_size: int) -> list[str]:
+  """``texts`` as a list, refusing a bare string, non-strings and a batch size below 1."""
+  if isinstance(texts, str):
+    raise TypeError("encode() takes a sequence of strings, not a single string")
+  texts = list(texts)
+  if not all(isinstance(t, str) for t in texts):
+    raise TypeError("encode() takes strings only")
+  if batch_size < 1:
+    raise ValueError("batch_size must be >= 1")
+  return texts
+
+
+def _load_hf(transformer_dir: Path, model_dir: Path):
+  """(Hugging Face config, tokenizer) of the folder, each failure as an EncoderError."""
+  from transformers import AutoConfig, AutoTokenizer
+
+  try:
+    hf_cfg = AutoConfig.from_pretrained(str(transformer_dir), local_files_only=True)
+  except Exception as e:
+    raise EncoderError(f"{model_dir}: cannot read config.json: {e}") from e
+  try:
+    tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), local_files_only=True)
+  except Exception as e:
+    raise EncoderError(f"{model_dir}: cannot load the tokenizer: {e}") from e
+  return hf_cfg, tokenizer
+
+
+def _max_length(requested: int | None, st_cfg: dict, limit: int, tokenizer,
+                model_dir: Path) -> int:
+  """The token limit: the request, else sentence_bert_config's max_seq_length, else the
+  tokenizer's; at least 2 and capped (with a warning) at the position table's ``limit``."""
+  if requested is None:
+    requested = st_cfg.get("max_seq_length") or min(
+        limit, int(getattr(tokenizer, "model_max_length", limit)))
+  max_length = int(requested)
+  if max_length < 2:
+    raise EncoderError(f"max_length must be at least 2, got {max_length}")
+  if max_length > limit:
+    log.warning("max_length %d exceeds the %d positions of %s; using %d", max_length, limit,
+                model_dir, limit)
+    max_length = limit
+  return max_length
 
 
 def load_encoder(
     model_dir: str | Path,
     max_length: int | None = None,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
+    precision: str = "float32",
 ) -> SentenceEncoder:
   """Loads a local sentence-transformers model folder as a JAX ``SentenceEncoder``.
 
   ``max_length`` overrides ``sentence_bert_config.json``'s ``max_seq_length`` (it is
-  capped at what the position table covers). Raises ``EncoderError`` when the folder
-  lacks safetensors weights, a tokenizer or config.json, or uses unsupported parts.
+  capped at what the position table covers). ``precision`` is one of
+  ``networks.PRECISIONS``. Raises ``EncoderError`` when the folder lacks safetensors
+  weights, a tokenizer or config.json, or uses unsupported parts.
   """
+  if precision not in networks.PRECISIONS:
+    raise EncoderError(f"precision must be one of {networks.PRECISIONS}, got {precision!r}")
   model_dir = Path(model_dir).expanduser()
   if not model_dir.is_dir():
     raise EncoderError(f"model folder {model_dir} does not exist")
@@ -365,47 +470,19 @@ def load_encoder(
   transformer_dir = _transformer_dir(model_dir, modules)
   weight_files = _check_files(model_dir, transformer_dir)
   pooling, normalize = _resolve_pipeline(model_dir, modules)
-
-  from transformers import AutoConfig, AutoTokenizer
-
-  try:
-    hf_cfg = AutoConfig.from_pretrained(str(transformer_dir), local_files_only=True)
-  except Exception as e:
-    raise EncoderError(f"{model_dir}: cannot read config.json: {e}") from e
+  hf_cfg, tokenizer = _load_hf(transformer_dir, model_dir)
   net_cfg = _net_config(hf_cfg, model_dir)
-  try:
-    tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), local_files_only=True)
-  except Exception as e:
-    raise EncoderError(f"{model_dir}: cannot load the tokenizer: {e}") from e
-
   st_cfg_file = transformer_dir / "sentence_bert_config.json"
   st_cfg = _read_json(st_cfg_file) if st_cfg_file.is_file() else {}
   limit = _position_limit(net_cfg, int(hf_cfg.max_position_embeddings))
-  if max_length is None:
-    max_length = st_cfg.get("max_seq_length") or min(
-        limit, int(getattr(tokenizer, "model_max_length", limit)))
-  max_length = int(max_length)
-  if max_length < 2:
-    raise EncoderError(f"max_length must be at least 2, got {max_length}")
-  if max_length > limit:
-    log.warning("max_length %d exceeds the %d positions of %s; using %d", max_length, limit,
-                model_dir, limit)
-    max_length = limit
-
+  max_length = _max_length(max_length, st_cfg, limit, tokenizer, model_dir)
   try:
     params = build_params(net_cfg.arch, load_safetensors(weight_files), net_cfg.num_layers)
   except WeightError as e:
     raise EncoderError(f"{model_dir}: {e}") from e
   name = model_dir.resolve().name or getattr(hf_cfg, "_name_or_path", "encoder")
-  return SentenceEncoder(
-      name=name,
-      model_dir=model_dir,
-      net_cfg=net_cfg,
-      params=params,
-      tokenizer=tokenizer,
-      pooling=pooling,
-      normalize=normalize,
-      max_length=max_length,
-      do_lower_case=bool(st_cfg.get("do_lower_case", False)),
-      buckets=buckets,
-  )
+  return SentenceEncoder(name=name, model_dir=model_dir, net_cfg=net_cfg, params=params,
+                         tokenizer=tokenizer, pooling=pooling, normalize=normalize,
+                         max_length=max_length, do_lower_case=bool(st_cfg.get("do_lower_case",
+                                                                                False)),
+                         buckets=buckets, precision=precision)

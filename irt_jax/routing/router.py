@@ -82,8 +82,10 @@ class Router:
 
   @classmethod
   def from_checkpoint(cls, workdir: str, encoder_dir: str | None = None, step="best",
-                      costs=None) -> "Router":
-    """The run in `workdir` and its query encoder.
+                      costs=None, encoder_precision: str = "float32") -> "Router":
+    """The run in `workdir` and its query encoder (its layers' matmuls at
+    `encoder_precision`, one of `networks.PRECISIONS`; docs/encoder.md has the check of
+    bfloat16 against float32).
 
     The encoder folder is `encoder_dir`, else the one the run recorded. When the
     run recorded a fingerprint of its encoder's weights, a folder with other
@@ -112,14 +114,15 @@ class Router:
 
     def load():
       from irt_jax.encoder import load_encoder
-      encoder = load_encoder(folder, max_length=max_length)
+      encoder = load_encoder(folder, max_length=max_length, precision=encoder_precision)
       if encoder.dim != input_dim:
         raise RouterError(f"{folder}: encoder {encoder.name!r} makes {encoder.dim}-d embeddings "
                           f"but this run reads {input_dim}-d ones (it was trained with {name!r})")
       return encoder
 
     router = cls(run.predictor, load, costs=costs, name=run.kind.name, workdir=workdir)
-    router.encoder_key = (os.path.realpath(folder), record.get("fingerprint"), max_length)
+    router.encoder_key = (os.path.realpath(folder), record.get("fingerprint"), max_length,
+                          encoder_precision)
     return router
 
   def with_costs(self, costs) -> "Router":
@@ -288,17 +291,18 @@ def parse_step(step) -> str | int:
 
 
 def load(workdir: str, encoder_dir: str | None = None, step="best", costs: str | None = None,
-         *, reuse: Router | None = None) -> Router:
+         *, reuse: Router | None = None, encoder_precision: str = "float32") -> Router:
   """The Router of a trained run with the costs of a file: the one loader behind
   `irt_jax.route`, `irt_jax.serve` and the service's reload.
 
   `costs`: a JSON file model name -> cost or a model_prices.csv
   (`costs.for_routing`; tokens counted by `costs.default_tokenizer()`).
   `reuse`: a Router already serving; when the new run was trained with the same
-  encoder (same folder, weights and max length) the loaded encoder is shared,
+  encoder (same folder, weights, max length and precision) the loaded encoder is shared,
   so a reload costs the checkpoint, not a second encoder.
   """
-  router = Router.from_checkpoint(workdir, encoder_dir, parse_step(step))
+  router = Router.from_checkpoint(workdir, encoder_dir, parse_step(step),
+                                  encoder_precision=encoder_precision)
   if (reuse is not None and reuse.encoder_key is not None
       and reuse.encoder_key == router.encoder_key and reuse._encoder is not None):
     router._encoder = reuse._encoder
