@@ -46,6 +46,7 @@ def test_trained_fitted_and_added_runs_carry_the_same_keys(runs):
   assert added["history"] == trained["history"] and added["seed"] == trained["seed"]
   assert [m["name"] for m in added["added_models"]] == ["newcomer"]
   assert trained["added_models"] == fitted["added_models"] == []
+  assert added["ability_updates"] == trained["ability_updates"] == []
 
 
 def test_a_run_with_added_models_is_not_trained_further(runs):

@@ -102,7 +102,8 @@ def save_run(run: predictors.Run, out: str, name: str, theta: np.ndarray, n_answ
   # no controllers: a run with added models is not trained further.
   meta = ckpt_lib.run_meta(step=run.step, seed=src_meta.get("seed"),
                            history=src_meta.get("history", []), best=best, stopped=True,
-                           layout=src_meta.get("layout"), added_models=added)
+                           layout=src_meta.get("layout"), added_models=added,
+                           ability_updates=src_meta.get("ability_updates", []))
   checkpoints = ckpt_lib.Checkpoints(out)
   checkpoints.save(int(run.step), {"step": np.int32(run.step), "params": predictor.params},
                    meta=meta, config=config, index=index)
