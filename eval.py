@@ -18,7 +18,6 @@ from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import evaluation
-from irt_jax import utils
 from irt_jax.evaluation import report as report_lib
 
 FLAGS = flags.FLAGS
