@@ -273,14 +273,7 @@ def _tiny_config():
   return config
 
 
-@pytest.mark.slow
-def test_entry_point_end_to_end_with_resume(tmp_path):
-  workdir = str(tmp_path / "bp")
-  config = _tiny_config()
-  result = leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"])
-  path = os.path.join(workdir, bp.RESULT_FILE)
-  with open(path) as f:
-    saved = json.load(f)
+def _check_saved_tables(saved: dict) -> None:
   assert saved["benchmarks"] == ["bench1"]
   assert set(saved["per_benchmark"]) == {"bench1"}
   for table in list(saved["per_benchmark"].values()) + [saved["mean"]]:
@@ -289,6 +282,9 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
     assert {"mae", "bias", "spearman", "kendall"} <= set(table["10"]["naive"])
   assert 0 <= saved["per_benchmark"]["bench1"]["0"]["zero_shot"]["cell_accuracy"] <= 1
   assert set(saved["per_benchmark"]["bench1"]["0"]) == {"zero_shot", "train_mean"}
+
+
+def _check_trained_in_memory(workdir: str, config, saved: dict) -> None:
   # The held-out run trained on the subset without bench1's labels, in memory:
   # its checkpoint records that subset's fingerprint, and no copy was written.
   data = data_lib.load_dataset(os.path.join(workdir, "synthetic_data"))
@@ -303,6 +299,9 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   rows = splits_union(data)[data.benchmark == 1]
   expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
   np.testing.assert_allclose(saved["scores"]["bench1"]["true"], expected)
+
+
+def _check_outputs_and_grid(workdir: str, saved: dict) -> None:
   assert os.path.getsize(os.path.join(workdir, "plots", "error_vs_k.png")) > 5000
   assert os.path.exists(os.path.join(workdir, "benchmark_prediction.md"))
   # The grid: every protocol's own choices x every estimator x k, in the JSON, the
@@ -317,15 +316,8 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
     assert "| shared | anchors_items | irt |" in f.read()
   assert os.path.getsize(os.path.join(workdir, "plots", "grid_mae_vs_k.png")) > 5000
 
-  # A rerun skips the finished benchmark (no training, predictions untouched).
-  done = os.path.join(workdir, "heldout", "bench1", bp.PREDICTIONS_FILE)
-  mtime = os.path.getmtime(done)
-  assert leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"],
-                plots=False)["per_benchmark"] == result["per_benchmark"]
-  assert os.path.getmtime(done) == mtime
-  with pytest.raises(ValueError, match="not in"):
-    leave_benchmark_out.run(config, workdir, benchmarks=["nope"])
 
+def _check_cli_resumes_and_refuses(workdir: str, config, path: str, saved: dict, done: str) -> None:
   # Interrupted after its training: the CLI resumes from the checkpoint (no new
   # step) and gives the same numbers.
   os.remove(done)
@@ -352,6 +344,29 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   # A workdir of another protocol is refused (the entry turns it into one line and exit 1).
   with pytest.raises(ValueError, match="another --workdir"):
     leave_benchmark_out.run(config, workdir, protocol="paper", benchmarks=["bench1"])
+
+
+@pytest.mark.slow
+def test_entry_point_end_to_end_with_resume(tmp_path):
+  workdir = str(tmp_path / "bp")
+  config = _tiny_config()
+  result = leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"])
+  path = os.path.join(workdir, bp.RESULT_FILE)
+  with open(path) as f:
+    saved = json.load(f)
+  _check_saved_tables(saved)
+  _check_trained_in_memory(workdir, config, saved)
+  _check_outputs_and_grid(workdir, saved)
+
+  # A rerun skips the finished benchmark (no training, predictions untouched).
+  done = os.path.join(workdir, "heldout", "bench1", bp.PREDICTIONS_FILE)
+  mtime = os.path.getmtime(done)
+  assert leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"],
+                plots=False)["per_benchmark"] == result["per_benchmark"]
+  assert os.path.getmtime(done) == mtime
+  with pytest.raises(ValueError, match="not in"):
+    leave_benchmark_out.run(config, workdir, benchmarks=["nope"])
+  _check_cli_resumes_and_refuses(workdir, config, path, saved, done)
 
 
 def splits_union(data):

@@ -136,23 +136,8 @@ def _random_tensors(arch: str, vocab: int, positions: int, seed: int,
   return {prefix + k: v for k, v in t.items()}
 
 
-def make_tiny_model(
-    folder: Path,
-    arch: str,
-    pooling: str | tuple[str, ...] = "mean",
-    normalize: bool = True,
-    seed: int = 0,
-    prefix: str = "",
-) -> Path:
-  """Writes a complete tiny sentence-transformers folder with random weights."""
-  folder.mkdir(parents=True, exist_ok=True)
-  tok, vocab, pad_id, special = _tiny_tokenizer(arch)
-  tok.save(str(folder / "tokenizer.json"))
-  (folder / "tokenizer_config.json").write_text(
-      json.dumps({
-          "tokenizer_class": "PreTrainedTokenizerFast",
-          **special
-      }))
+def _tiny_config(arch: str, vocab: int, pad_id: int) -> dict:
+  """The transformer's config.json for a tiny model of `arch`."""
   positions = MAX_LEN + pad_id + 1 if arch == "mpnet" else MAX_LEN
   config = {
       "model_type": arch,
@@ -170,9 +155,11 @@ def make_tiny_model(
     config["type_vocab_size"] = 2
   else:
     config["relative_attention_num_buckets"] = 32
-  (folder / "config.json").write_text(json.dumps(config))
-  save_file(
-      _random_tensors(arch, vocab, positions, seed, prefix), str(folder / "model.safetensors"))
+  return config
+
+
+def _write_sentence_transformers_files(folder: Path, pooling, normalize: bool) -> None:
+  """The pooling, module list and sentence-bert files around the transformer."""
   modes = (pooling,) if isinstance(pooling, str) else pooling
   (folder / "1_Pooling").mkdir(exist_ok=True)
   (folder / "1_Pooling" / "config.json").write_text(
@@ -183,30 +170,37 @@ def make_tiny_model(
           "pooling_mode_max_tokens": "max" in modes,
           "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len" in modes,
       }))
-  modules = [{
-      "idx": 0,
-      "name": "0",
-      "path": "",
-      "type": "sentence_transformers.models.Transformer"
-  }, {
-      "idx": 1,
-      "name": "1",
-      "path": "1_Pooling",
-      "type": "sentence_transformers.models.Pooling"
-  }]
+  modules = [{"idx": 0, "name": "0", "path": "",
+              "type": "sentence_transformers.models.Transformer"},
+             {"idx": 1, "name": "1", "path": "1_Pooling",
+              "type": "sentence_transformers.models.Pooling"}]
   if normalize:
-    modules.append({
-        "idx": 2,
-        "name": "2",
-        "path": "2_Normalize",
-        "type": "sentence_transformers.models.Normalize"
-    })
+    modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize"})
   (folder / "modules.json").write_text(json.dumps(modules))
   (folder / "sentence_bert_config.json").write_text(
-      json.dumps({
-          "max_seq_length": 48,
-          "do_lower_case": False
-      }))
+      json.dumps({"max_seq_length": 48, "do_lower_case": False}))
+
+
+def make_tiny_model(
+    folder: Path,
+    arch: str,
+    pooling: str | tuple[str, ...] = "mean",
+    normalize: bool = True,
+    seed: int = 0,
+    prefix: str = "",
+) -> Path:
+  """Writes a complete tiny sentence-transformers folder with random weights."""
+  folder.mkdir(parents=True, exist_ok=True)
+  tok, vocab, pad_id, special = _tiny_tokenizer(arch)
+  tok.save(str(folder / "tokenizer.json"))
+  (folder / "tokenizer_config.json").write_text(
+      json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", **special}))
+  config = _tiny_config(arch, vocab, pad_id)
+  (folder / "config.json").write_text(json.dumps(config))
+  save_file(_random_tensors(arch, vocab, config["max_position_embeddings"], seed, prefix),
+            str(folder / "model.safetensors"))
+  _write_sentence_transformers_files(folder, pooling, normalize)
   return folder
 
 
