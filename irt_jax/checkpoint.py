@@ -54,6 +54,19 @@ def run_meta(*, step: int, seed: int | None, history: list, best: dict | None,
           "added_models": list(added_models), "ability_updates": list(ability_updates)}
 
 
+def save_derived_run(out: str, step: int, params, *, meta: dict, config: dict,
+                     index: dict) -> str:
+  """Writes a run derived from a trained one (LLMs added, abilities updated) into
+  `out`: one checkpoint at the source's step, nothing trained further. The one
+  writer for add_model and update, so both runs restore the same way."""
+  checkpoints = Checkpoints(out)
+  checkpoints.save(int(step), {"step": np.int32(step), "params": params},
+                   meta=meta, config=config, index=index)
+  checkpoints.wait()
+  checkpoints.close()
+  return out
+
+
 def recorded_best(meta: dict) -> int | None:
   """The best step a checkpoint's meta records (None before any epoch ended)."""
   best = (meta.get("best") or {}).get("step")

@@ -104,12 +104,8 @@ def save_run(run: predictors.Run, out: str, name: str, theta: np.ndarray, n_answ
                            history=src_meta.get("history", []), best=best, stopped=True,
                            layout=src_meta.get("layout"), added_models=added,
                            ability_updates=src_meta.get("ability_updates", []))
-  checkpoints = ckpt_lib.Checkpoints(out)
-  checkpoints.save(int(run.step), {"step": np.int32(run.step), "params": predictor.params},
-                   meta=meta, config=config, index=index)
-  checkpoints.wait()
-  checkpoints.close()
-  return out
+  return ckpt_lib.save_derived_run(out, run.step, predictor.params, meta=meta, config=config,
+                                   index=index)
 
 
 def add(workdir: str, name: str, responses: str | None, out: str | None = None,

@@ -281,12 +281,8 @@ def save(run, predictor, out: str, data_folder: str, record: dict) -> str:
       layout=src_meta.get("layout"), added_models=src_meta.get("added_models", []),
       ability_updates=list(src_meta.get("ability_updates", [])) + [record])
   index = {**run.index, "model_names": list(predictor.model_names)}
-  target = checkpoint.Checkpoints(out)
-  target.save(int(run.step), {"step": np.int32(run.step), "params": predictor.params},
-              meta=meta, config=config, index=index)
-  target.wait()
-  target.close()
-  return out
+  return checkpoint.save_derived_run(out, run.step, predictor.params, meta=meta, config=config,
+                                     index=index)
 
 
 def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
