@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from irt_jax import metrics, utils  # noqa: E402
+from irt_jax import metrics, numerics, utils  # noqa: E402
 from irt_jax.evaluation import evaluators  # noqa: E402
 from irt_jax.models import ensemble  # noqa: E402
 
@@ -46,7 +46,7 @@ def val_figures(logits, labels, benchmark) -> dict:
   """Val log loss, AUC, accuracy and routing of logits [n, M] (labels -1 unknown)."""
   known = labels >= 0
   rows = known.any(1)
-  m = metrics.binary_metrics(1 / (1 + np.exp(-logits[known])), labels[known])
+  m = metrics.binary_metrics(numerics.sigmoid(logits[known]), labels[known])
   names = [str(b) for b in range(int(benchmark.max()) + 1)]
   r = evaluators.routing_summary(logits[rows], labels[rows], benchmark[rows], names,
                                  np.arange(labels.shape[1]))

@@ -37,6 +37,7 @@ import zipfile
 import numpy as np
 
 from irt_jax import metrics
+from irt_jax import numerics
 from irt_jax.routing import rules
 
 STATISTICS = ("routing_micro", "routing_macro", "auc", "log_loss")
@@ -128,7 +129,7 @@ def statistics(s: Scored, weights: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore"):  # a benchmark absent from a resample is skipped
       per_bench.append(np.where(total > 0, wb @ s.success[s.benchmark == b] / total, np.nan))
   cell_w = weights[:, s.cell_query]
-  p = np.clip(1.0 / (1.0 + np.exp(-s.cell_logit)), metrics.EPS, 1 - metrics.EPS)
+  p = np.clip(numerics.sigmoid(s.cell_logit), metrics.EPS, 1 - metrics.EPS)
   cell_loss = -(s.cell_label * np.log(p) + (1 - s.cell_label) * np.log(1 - p))
   return {"routing_micro": micro, "routing_macro": np.nanmean(np.stack(per_bench), 0),
           "auc": _weighted_auc(s, cell_w), "log_loss": cell_w @ cell_loss / cell_w.sum(1)}

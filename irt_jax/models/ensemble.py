@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from irt_jax import numerics
 from irt_jax.models import base
 from irt_jax.utils import ConfigError
 
@@ -136,7 +137,7 @@ def choose_combination(z: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict
   scores = {}
   for rule in FITTED:
     combined = cross_fitted_logits(rule, z, labels, seed)
-    p = 1.0 / (1.0 + np.exp(-combined[known]))
+    p = numerics.sigmoid(combined[known])
     scores[rule] = metrics.binary_metrics(p, labels[known])["log_loss"]
   return scores
 

@@ -24,6 +24,7 @@ import os
 import numpy as np
 from absl import logging
 
+from irt_jax import numerics
 from irt_jax import predictors
 from irt_jax import utils
 from irt_jax.coldstart import ability as coldstart
@@ -80,7 +81,7 @@ def score(predictor, data: data_lib.ResponseData, held: list[str],
   test = data.split("test")
   emb = data.embeddings[test.queries]
   logits = predictor.logits(emb)[:, columns(predictor, data.model_names)]
-  proba = 1 / (1 + np.exp(-logits.astype(np.float64)))
+  proba = numerics.sigmoid(logits)
   bench = data.benchmark[test.queries]
   held_idx = [data.model_names.index(h) for h in held]
   maes = [benchmark_mae(proba[:, j], test.labels[:, j], bench) for j in held_idx]
