@@ -183,3 +183,52 @@ def test_paired_table_marks_only_differences_whose_interval_excludes_zero(tmp_pa
   assert rows["absent"] == "| d | absent | 0 | no predictions | | | |"
   single = rows["best_single"].split(" | ")
   assert single[3] == single[4] == "" and "[" in single[5]  # routing only
+
+
+def _search_entry(root, name, dataset, seconds, logits, labels, bench):
+  from irt_jax.evaluation import paired
+  paired.save(str(root / "preds_val" / dataset / f"{name}-s0.npz"), logits, labels, bench)
+  return {"name": name, "dataset": dataset, "seed": 0, "seconds": seconds,
+          "batch_cells": 2048 if name == "net" else None}
+
+
+def test_recipe_eligibility_counts_every_members_seconds_and_times_can_replace_them(tmp_path):
+  # The 5-minute rule is for the whole recipe: an ensemble of two members each under
+  # the limit is over it when their seconds add up past it (the IrtNet alone is not);
+  # --times re-reads every member's seconds from a timing re-run under one load.
+  import numpy as np
+  rng = np.random.default_rng(0)
+  truth = rng.normal(size=(200, 3))
+  labels = (rng.random(truth.shape) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+  bench = rng.integers(0, 2, 200)
+  search, times = [], []
+  for d in ("d1", "d2"):
+    for name, seconds, timed in (("net", 60.0, 20.0), ("reg", 50.0, 5.0)):
+      logits = truth + rng.normal(scale=1.0, size=truth.shape)
+      search.append(_search_entry(tmp_path, name, d, seconds, logits, labels, bench))
+      times.append(dict(search[-1], seconds=timed))
+  (tmp_path / "search.jsonl").write_text("".join(json.dumps(r) + "\n" for r in search))
+  (tmp_path / "times.jsonl").write_text("".join(json.dumps(r) + "\n" for r in times[:-1]))
+  def run(*extra):
+    return subprocess.run(
+        [sys.executable, "scripts/recipe_ensembles.py", f"--records={tmp_path / 'search.jsonl'}",
+         f"--preds_dir={tmp_path / 'preds_val'}", f"--out={tmp_path / 'scored.jsonl'}",
+         "--ensembles=net+reg", "--max_seconds=100", *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+  proc = run()
+  assert proc.returncode == 0, proc.stderr
+  rows = {l.split(" | ")[1]: l for l in proc.stdout.splitlines() if l.startswith("| ")}
+  assert "net+reg (over 5 min)" in rows and rows["net+reg (over 5 min)"].endswith(" | 110 |")
+  assert "net" in rows and rows["reg"].endswith(" | 50 |")
+  proc = run(f"--times={tmp_path / 'times.jsonl'}")  # reg on d2 was not timed
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last in ("recipe_ensembles.py: net+reg: a member has no timing on d2 in --times",
+                  "recipe_ensembles.py: reg: a member has no timing on d2 in --times"), last
+  (tmp_path / "times.jsonl").write_text("".join(json.dumps(r) + "\n" for r in times))
+  proc = run(f"--times={tmp_path / 'times.jsonl'}")
+  assert proc.returncode == 0, proc.stderr
+  rows = {l.split(" | ")[1]: l for l in proc.stdout.splitlines() if l.startswith("| ")}
+  assert rows["net+reg"].endswith(" | 25 |") and "over" not in proc.stdout
+  scored = [json.loads(l) for l in (tmp_path / "scored.jsonl").read_text().splitlines()]
+  assert {(r["name"], r["dataset"]): r["train_seconds"] for r in scored}[("net+reg", "d1")] == 25.0
