@@ -23,10 +23,11 @@ from irt_jax.training import sizing
 
 
 def irtnet_member() -> ml_collections.ConfigDict:
-  """The IrtNet member: the search's chosen size (4 experts of 128 hidden units,
-  ability 16, dropout 0.2), Adam lr 1e-3, at most 30 epochs, early stop after 5."""
+  """The IrtNet member: the search's chosen size (`s8_auto64`: 8 experts of 256
+  hidden units, output 128, ability 32, dropout 0.2), Adam lr 1e-3, at most 30
+  epochs, early stop after 5."""
   config = irtnet.get_config()
-  config.model.update(n_experts=4, top_k=4, hidden_dim=128, output_dim=64, ability_dim=16,
+  config.model.update(n_experts=8, top_k=8, hidden_dim=256, output_dim=128, ability_dim=32,
                       dropout=0.2)
   config.optim.lr = 1e-3
   config.train.batching = "blocks"
