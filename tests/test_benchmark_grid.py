@@ -583,3 +583,38 @@ def test_plot_estimator_is_chosen_on_the_other_datasets_of_the_same_kind():
   assert plots.grid_plot_estimator(records, "c", "shared", "random") == ("gp_irt", True)
   lone = [r for r in records if r["dataset"] == "a"]
   assert plots.grid_plot_estimator(lone, "a", "shared", "random") == ("irt", False)
+
+
+def test_comparisons_table_pairs_same_picks_and_leaves_other_protocols_out():
+  records = [_record("d", "per_llm", "random", "naive", 10, 0.10, 0.01, per_draw=[0.09, 0.10, 0.11]),
+             _record("d", "per_llm", "random", "blend", 10, 0.08, 0.01, per_draw=[0.08, 0.08, 0.08]),
+             _record("d", "per_llm", "random", "offset", 10, 0.07, 0.01),
+             _record("d", "per_llm", "fluid", "offset", 10, 0.09, 0.01),
+             _record("d", "shared", "random", "naive", 10, 0.10, 0.01)]
+  rows = report.benchmark_grid_comparisons(records).splitlines()
+  cells = [c.strip() for c in rows[2].strip("|").split("|")]
+  # blend vs naive, same picks: gaps 0.01, 0.02, 0.03 -> +2.00 ± 1.00; fluid vs random unpaired.
+  assert cells == ["d", "per_llm", "10", "8.00 vs 10.00 (+2.00 ± 1.00)", "n/a",
+                   "9.00 vs 7.00 (-2.00)", "n/a"]
+  shared = [c.strip() for c in rows[3].strip("|").split("|")]
+  assert shared[3:] == ["n/a", "n/a", "-", "-"]
+
+
+def test_model_bias_of_an_exact_model_is_near_zero_not_its_residuals_noise():
+  # The model is the truth (no per-LLM bias): what is left in the residual means is
+  # sampling noise, which beta^2 must not count as bias (a blend would then trust
+  # the labels for nothing).
+  rng = np.random.default_rng(4)
+  n, m, k = 2000, 10, 20
+  b, theta = rng.normal(0, 2, n), rng.normal(0, 0.5, m)
+  p = 1 / (1 + np.exp(-(theta[None] - b[:, None])))
+  y = (rng.random((n, m)) < p).astype(float)
+  est, raw = [], []
+  for _ in range(200):
+    labelled = np.zeros((n, m), bool)
+    labelled[rng.choice(n, k, replace=False)] = True
+    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
+    est.append(beta2.mean())
+    d = np.where(labelled, y - p, 0).sum(0) / k
+    raw.append(np.mean((d - d.mean()) ** 2))
+  assert np.mean(est) < 0.35 * np.mean(raw)
