@@ -65,12 +65,22 @@ def val_scores(data, embeddings: np.ndarray) -> dict:
   return {k: float(v[0]) * (100 if k.startswith("routing") else 1) for k, v in stats.items()}
 
 
+def _has_reference(path: Path, dataset: str) -> bool:
+  """Whether --out already holds MPNet's val row for ``dataset`` (a second sweep skips it)."""
+  if not path.exists():
+    return False
+  return any(r.get("stage") == "val" and r["dataset"] == dataset and r["encoder"] == MPNET.name
+             for r in map(json.loads, open(path)))
+
+
 def sweep(args) -> None:
   datasets = {d: data_lib.load_dataset(str(SHARED / d), splits=("train", "val")) for d in DATASETS}
   for name, data in datasets.items():
+    if _has_reference(args.out, name):
+      continue
     t = time.perf_counter()
     scores = val_scores(data, np.asarray(data.embeddings, np.float32))
-    append(args.out, {"stage": "val", "dataset": name, "encoder": "all-mpnet-base-v2",
+    append(args.out, {"stage": "val", "dataset": name, "encoder": MPNET.name,
                       "dim": 768, "weighting": None, "fit_s": time.perf_counter() - t, **scores})
   from irt_jax.encoder import load_encoder
   for dim in map(int, args.dims.split(",")):
