@@ -135,12 +135,15 @@ def measure(router, texts: list[str], concurrency: int, max_batch_queries: int,
     # Pass 2 (warm): the same queries again, in batches mostly of shapes seen.
     for label, pass_texts in passes.items():
       b0, r0 = batcher.batches, batcher.rows
+      shapes0 = getattr(router.encoder, "compiled_shapes", None)
       latencies, elapsed, errors = loader(url, pass_texts, concurrency)
       ms = np.asarray(latencies) * 1e3
       out[label] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
                     "routes_per_s": len(pass_texts) / elapsed, "errors": int(errors),
                     "requests": len(pass_texts),
-                    "queries_per_encoder_call": (batcher.rows - r0) / max(batcher.batches - b0, 1)}
+                    "queries_per_encoder_call": (batcher.rows - r0) / max(batcher.batches - b0, 1),
+                    "shapes_compiled_in_pass": (None if shapes0 is None
+                                                else router.encoder.compiled_shapes - shapes0)}
   finally:
     server.should_exit = True
     thread.join(timeout=30)

@@ -64,6 +64,13 @@ flags.DEFINE_integer("keep_alive_s", 75, "Seconds an idle client connection is k
                    "longer than clients keep theirs (httpx, the openai client: 5 s), so a client "
                    "never sends on a connection the service is closing.")
 flags.DEFINE_string("log_level", "info", "uvicorn's log level.")
+flags.DEFINE_integer("warm_up_tokens", 0, "Before the port opens, compile the encoder's "
+                     "programs for queries of up to this many tokens at every batch size the "
+                     "service can form (e.g. 64; MPNet takes seconds a program). 0: only the "
+                     "one-query warm-up, and each new shape compiles on its first request.")
+flags.DEFINE_string("compilation_cache_dir", None, "A directory where JAX keeps compiled "
+                    "programs between starts (a restart's warm-up then reads them instead of "
+                    "compiling). Its contents run as code: keep it private to this user.")
 
 
 def build_app():
@@ -87,6 +94,8 @@ def build_app():
     router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
                              encoder_precision=FLAGS.encoder_precision)
     router.logits(["warm up"])      # the encoder loads here, once; errors end here
+    if FLAGS.warm_up_tokens > 0:
+      warm_up_encoder(router.encoder, FLAGS.warm_up_tokens)
     limits = serving.Limits(max_queries=FLAGS.max_queries, max_query_chars=FLAGS.max_query_chars,
                             max_body_bytes=FLAGS.max_body_bytes,
                             upstream_timeout_s=FLAGS.upstream_timeout_s,
@@ -107,6 +116,27 @@ def build_app():
   return app_
 
 
+def warm_up_encoder(encoder, max_tokens: int) -> None:
+  """--warm_up_tokens: the Router's encoder compiles its short-query shapes now."""
+  if not hasattr(encoder, "warm_up"):
+    print("serve: --warm_up_tokens: this run's encoder has nothing to compile", file=sys.stderr)
+    return
+  import time
+  start = time.perf_counter()
+  n = encoder.warm_up(max_tokens)
+  print(f"serve: compiled {n} encoder programs for queries of up to {max_tokens} tokens in "
+        f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+def use_compilation_cache(directory: str) -> None:
+  """--compilation_cache_dir: every compiled program is kept (none is too quick to keep)."""
+  import jax
+  os.makedirs(directory, mode=0o700, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -114,6 +144,11 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
+  if FLAGS.compilation_cache_dir:
+    try:
+      use_compilation_cache(FLAGS.compilation_cache_dir)
+    except OSError as e:
+      sys.exit(f"serve: --compilation_cache_dir: {e}")
   app_ = build_app()
   import uvicorn
   uvicorn.run(app_, host=FLAGS.host, port=FLAGS.port, log_level=FLAGS.log_level,

@@ -387,6 +387,21 @@ def test_no_recompile_within_a_bucket(tiny_dirs):
   assert enc.compiled_shapes == compiled + 1
 
 
+def test_warm_up_compiles_every_shape_short_traffic_meets(tiny_dirs):
+  enc = load_encoder(str(tiny_dirs["bert"]))
+  assert enc.buckets[:2] == (16, 32)
+  # buckets 16 and 32 (20 tokens needs 32) at rows 1, 2, 4, 8 (batch_size 8): 2 x 4 programs
+  assert enc.warm_up(max_tokens=20, batch_size=8) == 8
+  assert enc.warm_up(max_tokens=20, batch_size=8) == 0  # all compiled already
+  texts = ["a b c d e f g h i j k l m n o p q r"] * 3 + ["what is the"] * 6  # 20 and 5 tokens
+  for n in range(1, len(texts) + 1):  # every batch these texts can form, in both buckets
+    enc.encode(texts[:n], batch_size=8)
+    enc.encode(texts[-n:], batch_size=8)
+  assert enc.compiled_shapes == 8  # traffic within the warmed sizes compiles nothing more
+  enc.encode(["z " * 40], batch_size=8)  # a longer text: a bucket past the warm-up
+  assert enc.compiled_shapes == 9
+
+
 @pytest.mark.parametrize("arch", ["bert", "mpnet"])
 def test_rust_backend_tokenizes_as_the_hf_tokenizer(arch, tiny_encoders):
   enc = tiny_encoders[arch]

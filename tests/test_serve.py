@@ -287,7 +287,8 @@ def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):
   proc = subprocess.Popen([sys.executable, "-m", "irt_jax.serve", f"--workdir={workdir}",
                            f"--port={port}", f"--upstreams={upstreams}", "--log_level=warning",
                            f"--api_keys_file={tmp_path / 'keys.txt'}",
-                           f"--admin_keys_file={tmp_path / 'admin.txt'}", f"--feedback_log={log}"],
+                           f"--admin_keys_file={tmp_path / 'admin.txt'}", f"--feedback_log={log}",
+                           "--warm_up_tokens=20", f"--compilation_cache_dir={tmp_path / 'xla'}"],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     _wait_for(lambda: httpx.get(url + "/health", timeout=1).status_code == 200, proc, "start-up")
@@ -311,6 +312,10 @@ def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):
   finally:
     proc.terminate()
     proc.wait(timeout=30)
+  # --warm_up_tokens compiled the short-query shapes before the port opened (buckets 16
+  # and 32 at rows 1..64: 14 programs, the one-query warm-up's among them) into the cache.
+  assert "compiled 13 encoder programs for queries of up to 20 tokens" in proc.stdout.read()
+  assert any((tmp_path / "xla").iterdir())
 
 
 def test_serve_command_refuses_a_missing_keys_file(text_run, tmp_path):
