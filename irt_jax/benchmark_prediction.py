@@ -43,7 +43,7 @@ flags.DEFINE_list("protocol_labels", list(grid_lib.PROTOCOLS),
                   "Who is labelled in the grid: shared (one set of k queries for every LLM) "
                   "and/or per_llm (k queries per LLM, each its own).")
 flags.DEFINE_list("selections", [], "Query choices in the grid (default: all): random, "
-                  "stratified, anchors_items, anchors_embeddings (shared), adaptive (per_llm).")
+                  "stratified, anchors_items, anchors_embeddings (shared), adaptive, fluid (per_llm).")
 flags.DEFINE_float("scale_prior_sd", grid_lib.SCALE_PRIOR_SD,
                    "Prior sd of the irt estimator's discrimination scale (around 1).")
 flags.DEFINE_float("shared_prior_sd", grid_lib.scores_lib.SHARED_PRIOR_SD,

@@ -353,3 +353,268 @@ def test_bench_from_predictions_reads_the_item_side_or_falls_back_to_logits():
   plain = grid.bench_from_predictions({k: pred[k] for k in ("logits", "labels", "a_sq")})
   np.testing.assert_allclose(plain.ability_term, pred["logits"])
   assert not plain.difficulty.any() and plain.embeddings is None
+
+
+# ----------------------------------------------------------------------------
+# blend: inverse-variance weights (derivation in evaluation.grid_estimators).
+
+from irt_jax.evaluation import grid_estimators as gest  # noqa: E402
+
+
+def test_naive_variance_is_the_finite_population_binomial_by_hand():
+  # One LLM, 4 of n = 10 labelled at random (w = 1/4), labels 1, 1, 0, 0:
+  # T~ = (2 + 1) / (4 + 2) = 1/2, S^2 = 1/4 * 10/9, FPC 1 - 4/10, sum w^2 = 1/4.
+  y = np.array([[1.0], [1.0], [0.0], [0.0], [0.0]])
+  labelled = np.array([[True]] * 4 + [[False]])
+  v = gest.naive_variance(y, labelled, np.full((5, 1), 0.25), np.array([10]), shared=False)
+  assert v == pytest.approx([0.6 * 0.25 * 0.25 * 10 / 9])
+  # Every known query labelled: no sampling error left.
+  assert gest.naive_variance(y, labelled, np.full((5, 1), 0.25), np.array([4]), False) == [0.0]
+
+
+def test_naive_variance_under_shared_labels_uses_the_fleet_centred_labels_by_hand():
+  # Two LLMs share 3 labelled queries of n = 6; labels (1, 0), (1, 1), (0, 0).
+  # Fleet means 1/2, 1, 0, so LLM 0's centred labels are 1/2, 0, 0: mean 1/6, weighted
+  # variance 1/18, x 3/2 = 1/12. T~ = (2 + 1)/5 = 3/5, binomial 0.24 * 6/5 = 0.288;
+  # S^2 = (3 * 1/12 + 0.288) / 4; V = (1 - 3/6) * (1/3) * S^2.
+  y = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+  labelled = np.array([[True, True]] * 3 + [[False, False]])
+  v = gest.naive_variance(y, labelled, np.full((4, 2), 1 / 3), np.array([6, 6]), shared=True)
+  assert v[0] == pytest.approx(0.5 / 3 * (0.25 + 0.288) / 4)
+
+
+def _fleet(n=3000, m=10, spread=3.0, seed=0):
+  """Generated truth: items of widely varying difficulty, LLMs of close ability;
+  a model whose logits carry a known per-LLM bias u_m."""
+  rng = np.random.default_rng(seed)
+  b = rng.normal(0, spread, n)
+  theta = rng.normal(0, 0.5, m)
+  y = (rng.random((n, m)) < 1 / (1 + np.exp(-(theta[None] - b[:, None])))).astype(float)
+  u = rng.normal(0, 0.6, m)
+  p_model = 1 / (1 + np.exp(-(theta[None] + u[None] - b[:, None])))
+  return y, p_model
+
+
+def test_shared_draw_variance_matches_the_relative_error_and_the_naive_binomial_does_not():
+  # Under shared labels only the LLM's error relative to the fleet's can be traded
+  # against the model: its simulated variance over many draws is what the shared
+  # formula estimates; the LLM's own binomial variance (the shared draw forgotten)
+  # counts the common difficulty luck too and is far larger.
+  y, _ = _fleet()
+  n, m = y.shape
+  k, rng = 25, np.random.default_rng(1)
+  rel_err, est_shared, est_plain = [], [], []
+  for _ in range(400):
+    labelled = np.zeros((n, m), bool)
+    labelled[rng.choice(n, k, replace=False)] = True
+    err = y[labelled[:, 0]].mean(0) - y.mean(0)
+    rel_err.append(err - err.mean())
+    w = np.full((n, m), 1 / k)
+    est_shared.append(gest.naive_variance(y, labelled, w, np.full(m, n), shared=True))
+    est_plain.append(gest.naive_variance(y, labelled, w, np.full(m, n), shared=False))
+  truth = np.var(rel_err, axis=0).mean()
+  assert np.mean(est_shared) == pytest.approx(truth, rel=0.2)
+  assert np.mean(est_plain) > 1.5 * truth
+
+
+def test_model_bias_is_measured_on_labelled_residuals_net_of_their_noise():
+  # The model's per-LLM bias relative to the fleet is known here (u_m in the logits):
+  # the pooled beta^2 from k = 50 shared labels matches it on average, while the raw
+  # mean square of the residual means (noise not subtracted) overstates it.
+  y, p = _fleet(seed=2)
+  n, m = y.shape
+  bias = p.mean(0) - y.mean(0)
+  truth = np.mean((bias - bias.mean()) ** 2)
+  k, rng = 50, np.random.default_rng(3)
+  est, raw = [], []
+  for _ in range(300):
+    labelled = np.zeros((n, m), bool)
+    labelled[rng.choice(n, k, replace=False)] = True
+    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
+    est.append(beta2.mean())
+    d = np.where(labelled, y - p, 0).sum(0) / k
+    raw.append(np.mean((d - d.mean()) ** 2))
+  assert np.mean(est) == pytest.approx(truth, rel=0.3)
+  assert np.mean(raw) > 1.5 * truth
+
+
+def test_blend_weight_moves_to_the_labels_as_their_variance_shrinks():
+  # V_P = (1 - k/n)^2 beta^2 (s_r^2 = 0): equal variances -> 1/2; k = n -> the labels alone.
+  w = gest.blend_weight(np.array([0.01]), 0.01, np.array([0.0]), np.array([10]), np.array([10 ** 9]))
+  assert w == pytest.approx([0.5])
+  ks = np.array([10, 25, 50, 100])
+  v_naive = 0.25 * (1 - ks / 1000) / ks
+  w = gest.blend_weight(v_naive, 0.003, np.zeros(4), ks, np.full(4, 1000))
+  assert np.all(np.diff(w) > 0) and w[-1] < 1
+  assert w[0] == pytest.approx(0.99 ** 2 * 0.003 / (0.99 ** 2 * 0.003 + 0.25 * 0.99 / 10))
+  assert gest.blend_weight(np.array([0.0]), 0.01, np.array([0.0]), np.array([7]),
+                           np.array([7])) == [1.0]
+
+
+def test_fold_ids_hold_out_whole_queries():
+  labelled = np.zeros((20, 3), bool)
+  labelled[[1, 4, 6, 9, 13, 17, 18], :] = True
+  labelled[2, 0] = True  # one LLM's own query
+  folds = gest.fold_ids(labelled, np.random.default_rng(0))
+  assert set(folds[labelled.any(1)]) == set(range(gest.FOLDS)) and (folds[~labelled.any(1)] == -1).all()
+  assert np.bincount(folds[labelled.any(1)]).tolist() == [2, 2, 2, 1, 1]
+
+
+def _shifted_bench(n=400, m=8, shift=0.7, model_noise=0.0, seed=3):
+  rng = np.random.default_rng(seed)
+  term = rng.normal(size=(n, 1)) + rng.normal(size=(1, m))
+  truth = term + shift + model_noise * rng.normal(size=(1, m))
+  labels = (rng.random((n, m)) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+  emb = rng.normal(size=(n, 4))
+  return _bench(term, labels, embeddings=emb), labels
+
+
+def test_blend_beats_the_naive_mean_with_a_right_model_and_stays_near_it_with_a_wrong_one():
+  for noise, bound in ((0.0, 0.8), (1.5, 1.1)):
+    bench, labels = _shifted_bench(model_noise=noise)
+    out = grid.benchmark_grid(bench, [25], draws=8, seed=0, choices=["random"])
+    true = grid.true_scores(labels)
+    mae = {key: np.nanmean(np.abs(v - true)) for key, v in out.items()}
+    for protocol in grid.PROTOCOLS:
+      naive = mae[(protocol, "random", 25, "naive")]
+      assert mae[(protocol, "random", 25, "blend")] < bound * naive, (noise, protocol)
+
+
+def test_new_estimators_never_read_the_unlabelled_answers():
+  bench, labels = _shifted_bench(n=120, m=4)
+  labelled, weights = grid.shared_design(bench, "random", 15, np.random.default_rng(0), seed=0)
+  before = grid.estimates(bench, labelled, weights, grid.Priors(), shared=True,
+                          rng=np.random.default_rng(5))
+  flipped = np.where(labelled, labels, 1 - labels).astype(np.int8)
+  other = grid.Bench(bench.logits, flipped, bench.ability_term, bench.difficulty, bench.a_sq,
+                     bench.embeddings)
+  after = grid.estimates(other, labelled, weights, grid.Priors(), shared=True,
+                         rng=np.random.default_rng(5))
+  for name in ("blend", "kernel"):
+    np.testing.assert_allclose(before[name], after[name])
+
+
+# ----------------------------------------------------------------------------
+# kernel: residuals spread by embedding similarity.
+
+def test_kernel_spreads_a_clustered_residual_and_rejects_pure_noise():
+  rng = np.random.default_rng(0)
+  centres = np.array([[0.0, 0.0], [6.0, 0.0]])
+  cluster = np.repeat([0, 1], 100)
+  x = centres[cluster] + 0.3 * rng.normal(size=(200, 2))
+  labelled = np.zeros((200, 2), bool)
+  labelled[rng.choice(200, 60, replace=False)] = True
+  # The model is 0.3 too high on cluster 0 and 0.3 too low on cluster 1, for both LLMs.
+  resid = np.where(cluster == 0, -0.3, 0.3)[:, None] + 0.05 * rng.normal(size=(200, 2))
+  chosen = gest.choose_kernel(x, resid, labelled)
+  assert chosen is not None
+  spread = gest.spread_residuals(x, resid, labelled, *chosen)
+  free = ~labelled[:, 0]
+  assert np.abs(spread[free & (cluster == 0)] + 0.3).max() < 0.08
+  assert np.abs(spread[free & (cluster == 1)] - 0.3).max() < 0.08
+  # Residuals that are noise alone: every smoother predicts a left-out one worse than 0.
+  noise = rng.choice([-0.5, 0.5], size=(200, 2))
+  assert gest.choose_kernel(x, noise, labelled) is None
+
+
+def test_kernel_estimate_is_nan_without_embeddings_and_fills_the_labels():
+  bench, labels = _shifted_bench(n=80, m=3)
+  labelled, weights = grid.shared_design(bench, "random", 10, np.random.default_rng(0), seed=0)
+  est = grid.estimates(bench, labelled, weights, grid.Priors(), shared=True)
+  assert np.isfinite(est["kernel"]).all() and ((0 <= est["kernel"]) & (est["kernel"] <= 1)).all()
+  bare = grid.Bench(bench.logits, bench.labels, bench.ability_term, bench.difficulty, bench.a_sq)
+  assert np.isnan(grid.estimates(bare, labelled, weights, grid.Priors(), shared=True)["kernel"]).all()
+
+
+# ----------------------------------------------------------------------------
+# fluid: adaptive on the ability scale.
+
+def test_expected_information_is_p_one_minus_p_at_zero_variance_and_flatter_when_unsure():
+  logits = np.array([-4.0, 0.0, 3.0])
+  p = 1 / (1 + np.exp(-logits))
+  assert scores.expected_information(logits, 0.0, 0.0) == pytest.approx(p * (1 - p))
+  wide = scores.expected_information(logits, 0.0, 9.0)
+  assert wide[1] < 0.25 and wide[0] > p[0] * (1 - p[0])
+  assert scores.expected_information(logits, 1.0, 0.0) == pytest.approx(
+      scores.expected_information(logits + 1.0, 0.0, 0.0))
+
+
+def test_fluid_picks_aim_at_the_benchmarks_true_level_pooled_over_the_fleet():
+  # Every LLM answers as if its logit were 4 higher than the model says. Pooled over
+  # the fleet, fluid's offset finds the shift, so its picks after the first few sit
+  # where the *true* P is near 1/2 (model logit near -4); a per-LLM offset alone,
+  # held near 0 by its tight prior, would aim near the model's own 1/2.
+  rng = np.random.default_rng(0)
+  n, m = 600, 8
+  logits = rng.normal(0, 3, size=(n, m))
+  y = (rng.random((n, m)) < 1 / (1 + np.exp(-(logits + 4)))).astype(float)
+  known = np.ones((n, m), bool)
+  known[:50, 3] = False
+  orders = scores.fluid_orders(logits, y, known, 20, np.random.default_rng(1), prior_sd=0.3,
+                               shared_sd=3.0)
+  rows3 = np.flatnonzero(known[:, 3])
+  for mm, order in enumerate(orders):
+    assert len(order) == 20 == len(set(order.tolist()))
+    rows = rows3 if mm == 3 else np.arange(n)
+    late = logits[rows[order[8:]], mm]
+    assert abs(np.median(late) + 4) < 1.0, (mm, np.median(late))
+
+
+def test_fluid_is_a_per_llm_choice_scored_by_every_estimator():
+  bench, _ = _shifted_bench(n=150, m=4)
+  assert ("per_llm", "fluid") in grid.cells() and ("shared", "fluid") not in grid.cells()
+  out = grid.benchmark_grid(bench, [10], draws=2, seed=0, protocols=["per_llm"], choices=["fluid"])
+  assert {key[3] for key in out} == set(grid.ESTIMATORS)
+  assert all(np.isfinite(v).all() for v in out.values())
+
+
+# ----------------------------------------------------------------------------
+# The plot picks each choice's estimator on the other datasets.
+
+def test_plot_estimator_is_chosen_on_the_other_datasets_of_the_same_kind():
+  from irt_jax.evaluation import plots
+  mae = {"a": {"irt": 0.05, "gp_irt": 0.07}, "b": {"irt": 0.09, "gp_irt": 0.05},
+         "c": {"irt": 0.06, "gp_irt": 0.07}}
+  records = [{**_record(d, "shared", "random", e, 10, v, 0.01), "kind": "irtnet"}
+             for d, row in mae.items() for e, v in row.items()]
+  # a: b and c average gp_irt 0.06 < irt 0.075; b: a and c prefer irt; c: gp_irt (0.06 vs 0.07).
+  assert plots.grid_plot_estimator(records, "a", "shared", "random") == ("gp_irt", True)
+  assert plots.grid_plot_estimator(records, "b", "shared", "random") == ("irt", True)
+  assert plots.grid_plot_estimator(records, "c", "shared", "random") == ("gp_irt", True)
+  lone = [r for r in records if r["dataset"] == "a"]
+  assert plots.grid_plot_estimator(lone, "a", "shared", "random") == ("irt", False)
+
+
+def test_comparisons_table_pairs_same_picks_and_leaves_other_protocols_out():
+  records = [_record("d", "per_llm", "random", "naive", 10, 0.10, 0.01, per_draw=[0.09, 0.10, 0.11]),
+             _record("d", "per_llm", "random", "blend", 10, 0.08, 0.01, per_draw=[0.08, 0.08, 0.08]),
+             _record("d", "per_llm", "random", "offset", 10, 0.07, 0.01),
+             _record("d", "per_llm", "fluid", "offset", 10, 0.09, 0.01),
+             _record("d", "shared", "random", "naive", 10, 0.10, 0.01)]
+  rows = report.benchmark_grid_comparisons(records).splitlines()
+  cells = [c.strip() for c in rows[2].strip("|").split("|")]
+  # blend vs naive, same picks: gaps 0.01, 0.02, 0.03 -> +2.00 ± 1.00; fluid vs random unpaired.
+  assert cells == ["d", "per_llm", "10", "8.00 vs 10.00 (+2.00 ± 1.00)", "n/a",
+                   "9.00 vs 7.00 (-2.00)", "n/a"]
+  shared = [c.strip() for c in rows[3].strip("|").split("|")]
+  assert shared[3:] == ["n/a", "n/a", "-", "-"]
+
+
+def test_model_bias_of_an_exact_model_is_near_zero_not_its_residuals_noise():
+  # The model is the truth (no per-LLM bias): what is left in the residual means is
+  # sampling noise, which beta^2 must not count as bias (a blend would then trust
+  # the labels for nothing).
+  rng = np.random.default_rng(4)
+  n, m, k = 2000, 10, 20
+  b, theta = rng.normal(0, 2, n), rng.normal(0, 0.5, m)
+  p = 1 / (1 + np.exp(-(theta[None] - b[:, None])))
+  y = (rng.random((n, m)) < p).astype(float)
+  est, raw = [], []
+  for _ in range(200):
+    labelled = np.zeros((n, m), bool)
+    labelled[rng.choice(n, k, replace=False)] = True
+    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
+    est.append(beta2.mean())
+    d = np.where(labelled, y - p, 0).sum(0) / k
+    raw.append(np.mean((d - d.mean()) ** 2))
+  assert np.mean(est) < 0.35 * np.mean(raw)

@@ -6,8 +6,8 @@ Protocols (who is labelled):
   (what a user running a new benchmark on their fleet does);
 * per_llm: k queries per LLM, each LLM its own (the earlier protocol).
 Query choices: evaluation.query_choice (anchors only under shared, adaptive
-only under per_llm: an anchor set is one set for all, adaptive picks are one
-LLM's own).
+and fluid only under per_llm: an anchor set is one set for all, adaptive picks
+are one LLM's own).
 
 Estimators of each LLM's accuracy over the benchmark's queries it answered
 (all but `naive` keep the observed labels and predict only the rest):
@@ -24,7 +24,14 @@ Estimators of each LLM's accuracy over the benchmark's queries it answered
   the item side alone (s, c, no delta) and lambda_m = b^2 / (b^2 + v_m), with v_m
   the sampling variance of the LLM's label mean under the model and b^2 the
   spread of the LLMs' label-mean residuals beyond that variance (how far the
-  model is off for an LLM), both measured on this draw's labels only.
+  model is off for an LLM), both measured on this draw's labels only;
+* blend: the naive mean and the p-IRT estimate weighted by inverse variances,
+  the naive side's from its finite-population sampling, the model's bias
+  cross-fitted on folds of the labelled queries, both relative to the fleet's
+  common draw under shared labels (derived in evaluation.grid_estimators);
+* kernel: `irt`'s P plus its labelled residuals y - p spread to the unlabelled
+  queries by embedding similarity (bandwidth by leave-one-out on the labelled
+  cells; evaluation.grid_estimators).
 Kinds without an item-response view use a_q . theta_m = their logit, b_q = 0.
 """
 
@@ -37,10 +44,11 @@ from absl import logging
 
 from irt_jax import numerics
 from irt_jax.evaluation import benchmark_scores as scores_lib
+from irt_jax.evaluation import grid_estimators as grid_est
 from irt_jax.evaluation import query_choice
 
 PROTOCOLS = ("shared", "per_llm")
-ESTIMATORS = ("naive", "offset", "irt", "gp_irt")
+ESTIMATORS = ("naive", "offset", "irt", "gp_irt", "blend", "kernel")
 SCALE_PRIOR_SD = 0.5   # a priori: the discrimination of a new benchmark within a factor ~2
 DRAWS = 5
 GP_FLOOR = 1e-4        # b^2 floor: a model that looks perfect on k labels is not trusted fully
@@ -155,19 +163,59 @@ def gp_blend(naive, p_irt, p, labelled, weights) -> np.ndarray:
   return lam * naive + (1 - lam) * p_irt
 
 
-def estimates(bench: Bench, labelled, weights, priors: Priors) -> dict[str, np.ndarray]:
+def blend_estimate(bench: Bench, y, labelled, weights, priors: Priors, p0, naive, shared: bool,
+                   rng) -> np.ndarray:
+  """grid_estimators' inverse-variance blend of the naive mean and the p-IRT fill
+  (item side s, c; p0 its P), the model's bias cross-fitted on folds of the
+  labelled queries; shared: both variances relative to the fleet's common draw."""
+  known = bench.labels >= 0
+  n_known, k = known.sum(0), labelled.sum(0)
+  folds = grid_est.fold_ids(labelled, rng)
+  p_cross = p0.copy()  # in-sample only if there are too few labelled queries to fold
+  for f in range(folds.max() + 1):
+    held = (folds == f)[:, None] & labelled
+    s, c, _ = fit_item_side(bench, y, labelled & ~held, priors, per_llm=False)
+    p_cross = np.where(held, _item_side_p(bench, s, c, np.zeros(labelled.shape[1])), p_cross)
+  s2_resid, beta2 = grid_est.model_bias_sq(y, p_cross, labelled, weights, n_known, shared)
+  v_naive = grid_est.naive_variance(y, labelled, weights, n_known, shared)
+  w = grid_est.blend_weight(v_naive, beta2, s2_resid, k, n_known)
+  return w * naive + (1 - w) * _fill(p0, y, labelled, known)
+
+
+def kernel_estimate(bench: Bench, y, labelled, p) -> np.ndarray:
+  """The per-LLM refit's P (`irt`) plus its labelled residuals spread to similar
+  queries (grid_estimators.spread_residuals, bandwidth by leave-one-out on the
+  labelled cells); NaN without embeddings."""
+  known = bench.labels >= 0
+  if bench.embeddings is None:
+    return np.full(labelled.shape[1], np.nan)
+  resid = np.where(labelled, y - p, 0.0)
+  chosen = grid_est.choose_kernel(bench.embeddings, resid, labelled)
+  if chosen is not None:
+    p = np.clip(p + grid_est.spread_residuals(bench.embeddings, resid, labelled, *chosen), 0, 1)
+  return _fill(p, y, labelled, known)
+
+
+def estimates(bench: Bench, labelled, weights, priors: Priors, shared: bool = False,
+              rng=None) -> dict[str, np.ndarray]:
   """Every estimator's accuracy per LLM [M] from one labelled design: labelled
-  [n, M] bool (a subset of the known cells), weights [n, M] each pick's share."""
+  [n, M] bool (a subset of the known cells), weights [n, M] each pick's share;
+  shared: one set of queries for every LLM (the blend's variances depend on it);
+  rng deals the blend's cross-fitting folds."""
   known = bench.labels >= 0
   y = (bench.labels == 1).astype(np.float64)
+  rng = np.random.default_rng(0) if rng is None else rng
   naive = weighted_mean(y, labelled, weights)
   s, c, delta = fit_item_side(bench, y, labelled, priors, per_llm=True)
   s0, c0, _ = fit_item_side(bench, y, labelled, priors, per_llm=False)
   p0 = _item_side_p(bench, s0, c0, np.zeros(labelled.shape[1]))
+  p_irt = _item_side_p(bench, s, c, delta)
   out = {"naive": naive,
          "offset": offset_estimate(bench, y, labelled, known, priors),
-         "irt": _fill(_item_side_p(bench, s, c, delta), y, labelled, known),
-         "gp_irt": gp_blend(naive, _fill(p0, y, labelled, known), p0, labelled, weights)}
+         "irt": _fill(p_irt, y, labelled, known),
+         "gp_irt": gp_blend(naive, _fill(p0, y, labelled, known), p0, labelled, weights),
+         "blend": blend_estimate(bench, y, labelled, weights, priors, p0, naive, shared, rng),
+         "kernel": kernel_estimate(bench, y, labelled, p_irt)}
   none = ~labelled.any(axis=0)
   return {name: np.where(none, np.nan, v) for name, v in out.items()}
 
@@ -211,7 +259,7 @@ def per_llm_design(bench: Bench, choice: str, k: int, rng, orders=None):
       idx, w = query_choice.random_pick(len(rows), k, rng)
     elif choice == "stratified":
       idx, w = query_choice.stratified_pick(-bench.logits[rows, m], k, rng)
-    elif choice == "adaptive":
+    elif choice in ("adaptive", "fluid"):
       idx, w = orders[m][:k], np.full(k, 1.0 / k)
     else:
       raise ValueError(f"unknown per-LLM choice {choice!r}; choose from "
@@ -254,7 +302,8 @@ def cells(protocols=PROTOCOLS, choices=None) -> list[tuple[str, str]]:
     out += [(protocol, c) for c in own if choices is None or c in choices]
   if not out:
     raise ValueError(f"no query choice of {list(choices or ())} runs under the label "
-                     f"protocol(s) {list(protocols)} (anchors: shared only; adaptive: per_llm only)")
+                     f"protocol(s) {list(protocols)} (anchors: shared only; adaptive, "
+                     f"fluid: per_llm only)")
   return out
 
 
@@ -268,13 +317,12 @@ def benchmark_grid(bench: Bench, ks, draws: int = DRAWS, seed: int = 0,
   known = bench.labels >= 0
   enough = {k: known.sum(0) > k for k in ks}
   out = {}
-  for protocol, choice in cells(protocols, choices):
+  for cell, (protocol, choice) in enumerate(cells(protocols, choices)):
     logging.info("grid: %s labels, %s choice, %d draws x k in %s", protocol, choice, draws,
                  list(ks))
     for d in range(draws):
-      rng = np.random.default_rng([seed, d, len(out)])
-      orders = (adaptive_orders(bench, max(ks), rng, priors.per_llm_sd)
-                if choice == "adaptive" else None)
+      rng = np.random.default_rng([seed, d, cell])
+      orders = _orders(bench, choice, max(ks), rng, priors)
       for k in ks:
         if protocol == "shared":
           pool = int(known.any(axis=1).sum())
@@ -283,11 +331,23 @@ def benchmark_grid(bench: Bench, ks, draws: int = DRAWS, seed: int = 0,
           labelled, weights = shared_design(bench, choice, k, rng, seed * 1000 + d)
         else:
           labelled, weights = per_llm_design(bench, choice, k, rng, orders)
-        est = estimates(bench, labelled & enough[k][None, :], weights, priors)
+        est = estimates(bench, labelled & enough[k][None, :], weights, priors,
+                        shared=protocol == "shared", rng=rng)
         for name, v in est.items():
           out.setdefault((protocol, choice, k, name), np.full((draws, known.shape[1]), np.nan))
           out[(protocol, choice, k, name)][d] = np.where(enough[k], v, np.nan)
   return out
+
+
+def _orders(bench: Bench, choice: str, k_max: int, rng, priors: Priors):
+  """Per LLM its adaptive pick order (adaptive or fluid choices), else None."""
+  if choice == "adaptive":
+    return adaptive_orders(bench, k_max, rng, priors.per_llm_sd)
+  if choice == "fluid":
+    known = bench.labels >= 0
+    return scores_lib.fluid_orders(bench.logits, (bench.labels == 1).astype(np.float64), known,
+                                   k_max, rng, priors.per_llm_sd, priors.shared_sd)
+  return None
 
 
 def grid_metrics(grid: dict, true) -> dict:

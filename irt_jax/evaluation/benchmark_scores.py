@@ -161,6 +161,56 @@ def adaptive_order(logits, a_sq, labels, k_max: int, prior_sd: float = PRIOR_SD,
   return np.asarray(asked, np.int64)
 
 
+# Gauss-Hermite nodes (probabilists') for E[f(delta)] under delta ~ N(m, v).
+_GH_NODES, _GH_WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
+_GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
+
+
+def expected_information(logits, delta: float, var: float) -> np.ndarray:
+  """E[p(1-p)] over delta ~ N(delta, var), p = sigmoid(logit + delta): the Fisher
+  information about the LLM's offset that a query is expected to give while the
+  offset is still uncertain. With a wide posterior (the first picks) it is
+  spread over a range of logits instead of peaking at one, so the first picks
+  are not all at the current point estimate."""
+  x = np.asarray(logits, np.float64)[:, None] + delta + np.sqrt(var) * _GH_NODES[None, :]
+  p = numerics.sigmoid(x)
+  return (p * (1 - p)) @ _GH_WEIGHTS
+
+
+def fluid_orders(logits, labels, known, k_max: int, rng, prior_sd: float = PRIOR_SD,
+                 shared_sd: float = SHARED_PRIOR_SD) -> list[np.ndarray]:
+  """Adaptive picks on the ability scale (after Fluid Benchmarking), per LLM, in
+  lockstep over the fleet: each round every LLM's ability offset on the new
+  benchmark is refitted as the `offset` estimator fits it (a benchmark-wide
+  offset on every LLM's answers so far, prior N(0, shared_sd^2), then the LLM's
+  own around it, prior sd prior_sd), and its next query is the unasked one with
+  the largest expected information E[p(1-p)] under the offset's Laplace
+  posterior. The information is about the offset (the parameter the estimate
+  rests on), so it has no |a_q|^2 factor; the pooled level keeps the first picks
+  from aiming at the wrong difficulty when the whole benchmark is off.
+  One random first pick per LLM, so draws differ. Returns per LLM indices into
+  its known rows (as adaptive_order)."""
+  logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.float64)
+  rows = [np.flatnonzero(known[:, m]) for m in range(known.shape[1])]
+  asked = [[int(rng.integers(len(r)))] if len(r) >= 2 else [] for r in rows]
+  limit = [min(k_max, max(len(r) - 1, 0)) for r in rows]
+  for _ in range(1, max(limit, default=0)):
+    idx = [r[np.asarray(a, np.int64)] for r, a in zip(rows, asked)]
+    pieces = [(logits[i, m], labels[i, m]) for m, i in enumerate(idx)]
+    mu = shared_offset(pieces, shared_sd)
+    for m, (r, a) in enumerate(zip(rows, asked)):
+      if len(a) >= limit[m]:
+        continue
+      l_asked, y_asked = pieces[m]
+      delta = fit_offset(l_asked, y_asked, prior_sd, mu)
+      p = numerics.sigmoid(l_asked + delta)
+      var = 1.0 / ((p * (1 - p)).sum() + 1.0 / prior_sd ** 2)
+      info = expected_information(logits[r, m], delta, var)
+      info[a] = -np.inf
+      a.append(int(np.argmax(info)))
+  return [np.asarray(a, np.int64) for a in asked]
+
+
 # ----------------------------------------------------------------------------
 # One held-out benchmark: every LLM, every k and selection.
 

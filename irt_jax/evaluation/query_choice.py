@@ -21,6 +21,11 @@ for random picks; a stratum's or cluster's size / n for the others).
 * adaptive (per LLM): each next query the most informative one for that LLM's
   ability offset given its answers so far (benchmark_scores.adaptive_order),
   after one random first pick so draws differ.
+* fluid (per LLM): adaptive on the ability scale, after Fluid Benchmarking
+  (benchmark_scores.fluid_orders): the offset refitted each round as the
+  `offset` estimator fits it (the benchmark's level pooled over the fleet, in
+  lockstep), the next query the one with the largest expected information
+  about that offset under its posterior.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 SHARED_CHOICES = ("random", "stratified", "anchors_items", "anchors_embeddings")
-PER_LLM_CHOICES = ("random", "stratified", "adaptive")
+PER_LLM_CHOICES = ("random", "stratified", "adaptive", "fluid")
 EMBEDDING_DIMS = 32   # embeddings are clustered on their first 32 principal components
 
 

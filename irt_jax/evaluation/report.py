@@ -637,6 +637,42 @@ def benchmark_grid_heldout_goals(records: list[dict]) -> str:
   return "\n".join(out) + "\n"
 
 
+# (label, protocol, (choice, estimator) tried, (choice, estimator) it is measured against):
+# the rows issue 25 added, each beside what it was built to beat.
+GRID_COMPARISONS = (
+    ("blend vs naive, random picks", None, ("random", "blend"), ("random", "naive")),
+    ("kernel vs irt, random picks", None, ("random", "kernel"), ("random", "irt")),
+    ("fluid vs random picks, offset", "per_llm", ("fluid", "offset"), ("random", "offset")),
+    ("fluid vs adaptive picks, offset", "per_llm", ("fluid", "offset"), ("adaptive", "offset")))
+
+
+def _comparison_cell(index: dict, d: str, p: str, k: int, tried, against) -> str:
+  a, b = index.get((d, p, *tried, k)), index.get((d, p, *against, k))
+  if a is None or b is None or a["mae"]["mean"] is None or b["mae"]["mean"] is None:
+    return "n/a"
+  cell = f"{100 * _mae(a):.2f} vs {100 * _mae(b):.2f}"
+  if tried[0] == against[0]:  # same picks draw by draw: the paired gap and its spread
+    paired = _paired_gap(b, a)
+    if paired is not None:
+      return f"{cell} ({100 * paired[0]:+.2f} ± {100 * paired[1]:.2f})"
+  return f"{cell} ({100 * (_mae(b) - _mae(a)):+.2f})"
+
+
+def benchmark_grid_comparisons(records: list[dict]) -> str:
+  """Markdown: per (dataset, protocol, k) each GRID_COMPARISONS pair's MAE
+  (points), tried vs what it was built to beat, and the gain (positive: the
+  tried row is lower); paired mean ± std over draws where both rows share their
+  picks (same choice), unpaired otherwise."""
+  index = _grid_index(records)
+  out = ["| dataset | protocol | k | " + " | ".join(c[0] for c in GRID_COMPARISONS) + " |",
+         "|---|---|---|" + "---|" * len(GRID_COMPARISONS)]
+  for d, p, k in sorted({(r["dataset"], r["protocol"], r["k"]) for r in records}):
+    cells = [_comparison_cell(index, d, p, k, tried, against) if only in (None, p) else "-"
+             for _, only, tried, against in GRID_COMPARISONS]
+    out.append(f"| {d} | {p} | {k} | " + " | ".join(cells) + " |")
+  return "\n".join(out) + "\n"
+
+
 def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bias",
                                                           "kendall")) -> str:
   """The goals with rows chosen on the other datasets, then the optimistic goals
@@ -649,7 +685,9 @@ def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bi
     heldout = "Needs the records of two or more datasets (of one kind): none here.\n"
   out = ["#### Goals, each row chosen on the other datasets", "", heldout,
          "#### Best row on the same figures (optimistic: chosen on the figures it reports; "
-         "not a result)", "", benchmark_grid_goals(records)]
+         "not a result)", "", benchmark_grid_goals(records),
+         "#### The new rows beside what they were built to beat (MAE, points; gain in brackets, "
+         "paired ± std where the picks are the same)", "", benchmark_grid_comparisons(records)]
   for d in sorted({r["dataset"] for r in records}):
     for metric in metrics:
       out += [f"#### {d}: {names[metric]}, mean ± std over draws", "",

@@ -200,10 +200,13 @@ def _grid_settings(config, ks, repeats, prior_sd, label_protocols, selections, p
     raise ValueError(f"random_repeats must be at least 1, got {repeats}")
   priors = priors or grid_lib.Priors(per_llm_sd=prior_sd)
   priors.check()
-  grid_lib.cells(label_protocols, selections)  # an unknown protocol or choice fails here
   return {"ks": [int(k) for k in ks], "draws": int(repeats), "seed": int(config.seed),
           "priors": dataclasses.asdict(priors), "protocols": list(label_protocols),
-          "choices": None if selections is None else list(selections)}
+          "choices": None if selections is None else list(selections),
+          # what the grid computes, so a cache made before an estimator or choice
+          # was added is recomputed rather than reused without it
+          "estimators": list(grid_lib.ESTIMATORS),
+          "cells": [list(c) for c in grid_lib.cells(label_protocols, selections)]}
 
 
 def _write_outputs(result: dict, workdir: str, plots: bool) -> None:
