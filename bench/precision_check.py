@@ -5,8 +5,8 @@ r"""The acceptance check of a reduced-precision encoder: cosine to float32 and r
       [--out=docs/results/encoder_precision.jsonl]
 
 For each shared dataset (llmrouter, routerdc, zeroeval) it draws --queries test queries
-(seed 0), embeds their prompts with the MPNet encoder at each precision and compares
-them with the shipped float32 embeddings (sentence-transformers' all-mpnet-base-v2,
+(seed 0; --queries=0 takes all of them), embeds their prompts with the MPNet encoder at
+each precision and compares them with the shipped float32 embeddings (sentence-transformers' all-mpnet-base-v2,
 stored as float16; our float32 encoder matches them to within that rounding:
 tests/test_encoder.py::test_encode_reproduces_shipped_routerdc_embeddings):
   cosine     min / median of each query's cosine to the float32 embedding;
@@ -15,8 +15,8 @@ tests/test_encoder.py::test_encode_reproduces_shipped_routerdc_embeddings):
              difference in points, how many queries' outcome (right / wrong) changed, and
              a paired bootstrap 95% interval of the difference.
 A precision is accepted when min cosine >= 0.999 and |micro difference| <= 0.2 points
-on every dataset. One JSON line per (dataset, precision) goes to --out; --table prints
-the docs' table from those records.
+on every dataset. One JSON line per (dataset, precision) is appended to --out; --table
+prints the docs' table from all the records there.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def check(dataset: str, run_dir: str, encoders: dict, n: int) -> list[dict]:
   _, prompts, _ = data_lib.read_question_order(str(SHARED / dataset / "question_order.csv"))
   test = data.split("test")
   keep = np.flatnonzero((test.labels >= 0).any(axis=1))
-  pick = np.sort(np.random.default_rng(0).choice(keep, size=min(n, len(keep)), replace=False))
+  pick = keep if n <= 0 or n >= len(keep) else np.sort(
+      np.random.default_rng(0).choice(keep, size=n, replace=False))
   rows, labels = test.queries[pick], test.labels[pick]
   texts = [prompts[r] for r in rows]
   reference = np.asarray(data.embeddings[rows], np.float32)
@@ -71,7 +72,7 @@ def check(dataset: str, run_dir: str, encoders: dict, n: int) -> list[dict]:
   out = []
   for precision, enc in encoders.items():
     t = time.perf_counter()
-    emb = enc.encode(texts, batch_size=64)
+    emb = enc.encode(texts, batch_size=64, progress=True)
     seconds = time.perf_counter() - t
     cos = np.sum(emb * reference, 1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(reference,
                                                                                       axis=1)
@@ -96,9 +97,9 @@ def table(path: str) -> str:
     for r in map(json.loads, f):
       lo, hi = r["micro_diff_ci95"]
       rows.append(f"| {r['dataset']} | {r['precision']} | {r['queries']} | {r['cosine_min']:.5f} / "
-                  f"{r['cosine_median']:.6f} | {r['micro_float32']:.1f} -> {r['micro']:.1f} "
-                  f"({r['micro_diff_points']:+.1f}) | {r['changed_outcomes']} | [{lo:+.1f}, {hi:+.1f}] "
-                  f"| {'yes' if r['accepted'] else 'no'} |")
+                  f"{r['cosine_median']:.6f} | {r['micro_float32']:.2f} -> {r['micro']:.2f} "
+                  f"({r['micro_diff_points']:+.2f}) | {r['changed_outcomes']} | "
+                  f"[{lo:+.2f}, {hi:+.2f}] | {'yes' if r['accepted'] else 'no'} |")
   return "\n".join(rows)
 
 
@@ -107,7 +108,8 @@ def main() -> None:
   ap.add_argument("--runs", default="runs/logreg_{dataset}",
                   help="trained run per dataset ({dataset} is filled in)")
   ap.add_argument("--precisions", default="bfloat16,int8")
-  ap.add_argument("--queries", type=int, default=150, help="test queries per dataset")
+  ap.add_argument("--queries", type=int, default=150,
+                  help="test queries drawn per dataset (0 = every test query)")
   ap.add_argument("--out", default=str(REPO / "docs" / "results" / "encoder_precision.jsonl"))
   ap.add_argument("--table", action="store_true", help="print the docs' table from --out and stop")
   args = ap.parse_args()
@@ -120,7 +122,7 @@ def main() -> None:
     records += check(dataset, args.runs.format(dataset=dataset), encoders, args.queries)
   verdict = {p: all(r["cosine_min"] >= 0.999 and abs(r["micro_diff_points"]) <= 0.2
                     for r in records if r["precision"] == p) for p in encoders}
-  with open(args.out, "w") as f:
+  with open(args.out, "a") as f:  # beside earlier checks (other sizes / precisions)
     for r in records:
       f.write(json.dumps({**r, "accepted": verdict[r["precision"]]}) + "\n")
   print(json.dumps({"accepted": verdict}))

@@ -21,9 +21,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
 flags.DEFINE_string("encoder_dir", None, "Query encoder folder (default: the one the run "
                     "recorded).")
-flags.DEFINE_enum("encoder_precision", "float32", ["float32", "bfloat16"],
-                  "The encoder's matmul precision; bfloat16 is faster, with its accuracy "
-                  "check against float32 in docs/encoder.md.")
+flags.DEFINE_string("encoder_precision", "float32",
+                    "The encoder's matmul precision, float32 or bfloat16 (faster; its accuracy "
+                    "check against float32 is in docs/encoder.md). Checked by "
+                    "routing.router.load.")
 flags.DEFINE_string("step", "best", "'best' (by val accuracy), 'latest' or a step number.")
 flags.DEFINE_string("input", None, "JSONL file, one object per line with a \"query\" or "
                     "\"prompt\" string ('-' = stdin).")

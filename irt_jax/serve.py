@@ -25,6 +25,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
 flags.DEFINE_string("encoder_dir", None, "Query encoder folder (default: the one the run "
                     "recorded).")
+flags.DEFINE_string("encoder_precision", "float32",
+                    "The encoder's matmul precision, float32 or bfloat16 (faster; its accuracy "
+                    "check against float32 is in docs/encoder.md), kept across reloads. "
+                    "Checked by routing.router.load.")
 flags.DEFINE_string("step", "best", "'best' (by val accuracy), 'latest' or a step number.")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0 exposes it to the "
                     "network).")
@@ -80,13 +84,15 @@ def build_app():
 
   logs.quiet_startup()
   load = lambda workdir, old: router_lib.load(workdir or old.workdir, FLAGS.encoder_dir,
-                                              FLAGS.step, FLAGS.costs, reuse=old)
+                                              FLAGS.step, FLAGS.costs, reuse=old,
+                                              encoder_precision=FLAGS.encoder_precision)
   try:
     upstreams = serving.load_upstreams(FLAGS.upstreams) if FLAGS.upstreams else {}
     access = serving.Access(
         keys=KeyFile(FLAGS.api_keys_file) if FLAGS.api_keys_file else None,
         admin_keys=KeyFile(FLAGS.admin_keys_file) if FLAGS.admin_keys_file else None)
-    router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs)
+    router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
+                             encoder_precision=FLAGS.encoder_precision)
     router.logits(["warm up"])      # the encoder loads here, once; errors end here
     if FLAGS.warm_up_tokens > 0:
       warm_up_encoder(router.encoder, FLAGS.warm_up_tokens)

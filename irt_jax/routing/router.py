@@ -37,6 +37,12 @@ class RouterError(ValueError):
   """The Router cannot do what was asked (missing encoder, bad costs, unknown model)."""
 
 
+# The encoder precisions route.py and serve.py offer (checked here, in `load`, for both):
+# bfloat16 passes the embedding-cosine bar; int8 misses it (docs/encoder.md, "Reduced
+# precision"), so it stays in `networks` for measurement only.
+ENCODER_PRECISIONS = ("float32", "bfloat16")
+
+
 @dataclasses.dataclass(frozen=True)
 class Route:
   """One query's routing: the chosen model and the best alternative."""
@@ -293,7 +299,8 @@ def parse_step(step) -> str | int:
 def load(workdir: str, encoder_dir: str | None = None, step="best", costs: str | None = None,
          *, reuse: Router | None = None, encoder_precision: str = "float32") -> Router:
   """The Router of a trained run with the costs of a file: the one loader behind
-  `irt_jax.route`, `irt_jax.serve` and the service's reload.
+  `irt_jax.route`, `irt_jax.serve` and the service's reload. `encoder_precision`: one
+  of `ENCODER_PRECISIONS` (the one check of the command-line tools' flag).
 
   `costs`: a JSON file model name -> cost or a model_prices.csv
   (`costs.for_routing`; tokens counted by `costs.default_tokenizer()`).
@@ -301,6 +308,9 @@ def load(workdir: str, encoder_dir: str | None = None, step="best", costs: str |
   encoder (same folder, weights, max length and precision) the loaded encoder is shared,
   so a reload costs the checkpoint, not a second encoder.
   """
+  if encoder_precision not in ENCODER_PRECISIONS:
+    raise RouterError(f"encoder_precision must be one of {', '.join(ENCODER_PRECISIONS)}, got "
+                      f"{encoder_precision!r}")
   router = Router.from_checkpoint(workdir, encoder_dir, parse_step(step),
                                   encoder_precision=encoder_precision)
   if (reuse is not None and reuse.encoder_key is not None
