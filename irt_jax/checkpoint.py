@@ -114,6 +114,13 @@ class Checkpoints:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
+    """Closes the manager after its start-up clean-up of temporary paths has finished:
+    Orbax runs that clean-up in a thread when the manager opens and awaits it only
+    before a save, so a process that opens a workdir and exits on an error would
+    otherwise end with that thread's shutdown traceback after the error's one line."""
+    await_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+    if await_cleanup is not None:  # orbax-checkpoint 0.12 (pinned); absent: nothing to wait for
+      await_cleanup()
     self._manager.close()
 
   def _restore(self, step: int, **args) -> Any:

@@ -39,11 +39,24 @@ def split_metrics(kind: kind_lib.Kind, spec, params, data: data_lib.ResponseData
 
 def fit_and_save(config: ml_collections.ConfigDict, workdir: str, kind: kind_lib.Kind,
                  data: data_lib.ResponseData, index: dict) -> dict:
-  """Fits `kind` on train (choosing its own settings on val), saves, summarises."""
+  """Fits `kind` on train (choosing its own settings on val), saves, summarises.
+
+  The checkpoint manager is closed however this ends: Orbax starts cleaning the
+  workdir's temporary paths in a background thread when it opens, and a process
+  that exits on an error (a missing ensemble member) while that thread still runs
+  prints a shutdown traceback after the error's one line."""
   checkpoints = ckpt_lib.Checkpoints(workdir)
+  try:
+    return _fit_and_save(checkpoints, config, workdir, kind, data, index)
+  finally:
+    checkpoints.close()
+
+
+def _fit_and_save(checkpoints: ckpt_lib.Checkpoints, config: ml_collections.ConfigDict,
+                  workdir: str, kind: kind_lib.Kind, data: data_lib.ResponseData,
+                  index: dict) -> dict:
   if checkpoints.latest_step() is not None:
     logging.info("%s already holds a fitted %s run; nothing to do", workdir, kind.name)
-    checkpoints.close()
     from irt_jax import predictors
     run = predictors.load(workdir, "latest")
     _, meta, _, _ = ckpt_lib.Checkpoints(workdir, read_only=True).restore_json(run.step)
@@ -72,5 +85,4 @@ def fit_and_save(config: ml_collections.ConfigDict, workdir: str, kind: kind_lib
   state = {"step": np.int32(FIT_STEP), "params": params}
   checkpoints.save(FIT_STEP, state, meta=meta, config=config.to_dict(), index=index)
   checkpoints.wait()
-  checkpoints.close()
   return {"state": state, "history": [record], "best": best, "data": data}

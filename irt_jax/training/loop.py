@@ -292,9 +292,7 @@ def _check_finite(record: dict, what: str) -> None:
                         f"the data for extreme embeddings")
 
 
-def _stop_preempted(checkpoints: ckpt_lib.Checkpoints, step: int) -> None:
-  checkpoints.wait()
-  checkpoints.close()
+def _stop_preempted(step: int) -> None:
   raise distributed.Preempted(f"stopped at step {step} on a preemption notice (SIGTERM); "
                               f"its checkpoint is written: rerun the same command to resume")
 
@@ -393,6 +391,18 @@ def _batch_layout(config, data: data_lib.ResponseData) -> tuple[batches.Layout, 
   return batch_layout, steps_per_epoch, eval_rows
 
 
+def _resume(checkpoints: ckpt_lib.Checkpoints, latest: int, config, layout: dict, host_state):
+  """(state, meta) of the checkpoint at `latest`, refused when it cannot be continued."""
+  _, meta, saved_config, _ = checkpoints.restore_json(latest)
+  if meta.get("added_models") or meta.get("ability_updates"):
+    raise TrainingError(f"{checkpoints.directory} holds a run with LLMs added after "
+                        f"training (add_model) or abilities updated from feedback (update); "
+                        f"train in a fresh --workdir instead")
+  _check_same_run(saved_config, config.to_dict(), checkpoints.directory)
+  _check_same_layout(meta.get("layout"), layout, checkpoints.directory)
+  return checkpoints.restore_state(latest, host_state), meta
+
+
 def restore_or_init(config, workdir: str, kind: kind_lib.Kind,
                     data: data_lib.ResponseData) -> _Run:
   """A fresh run's state, or the latest checkpoint's when `workdir` holds one
@@ -412,14 +422,11 @@ def restore_or_init(config, workdir: str, kind: kind_lib.Kind,
   layout = run_layout(data, batch_layout.rows, steps_per_epoch)
   latest = checkpoints.latest_step()
   if latest is not None:
-    _, meta, saved_config, _ = checkpoints.restore_json(latest)
-    if meta.get("added_models") or meta.get("ability_updates"):
-      raise TrainingError(f"{checkpoints.directory} holds a run with LLMs added after "
-                          f"training (add_model) or abilities updated from feedback (update); "
-                          f"train in a fresh --workdir instead")
-    _check_same_run(saved_config, config.to_dict(), checkpoints.directory)
-    _check_same_layout(meta.get("layout"), layout, checkpoints.directory)
-    host_state = checkpoints.restore_state(latest, host_state)
+    try:
+      host_state, meta = _resume(checkpoints, latest, config, layout, host_state)
+    except BaseException:  # closed, so its background cleanup ends before the process does
+      checkpoints.close()
+      raise
     plateau = Plateau(**meta["plateau"])
     early = EarlyStopping(**{**meta["early_stopping"], "patience": early.patience})
     logging.info("Resumed from step %d of %s", latest, checkpoints.directory)
@@ -468,7 +475,7 @@ def train_epoch(job: _Run, epoch: int, start_block: int) -> tuple[dict, bool]:
     if preempted:
       break
   if preempted and i + 1 < n_steps:
-    _stop_preempted(job.checkpoints, job.step)
+    _stop_preempted(job.step)
   return sums, preempted
 
 
@@ -495,6 +502,24 @@ def end_epoch(job: _Run, epoch: int, sums: dict, seconds: float) -> dict:
   return record
 
 
+def train_epochs(job: _Run, workdir: str) -> None:
+  """The epochs left to `job` (all of them for a fresh run), each logged and saved."""
+  config = job.config
+  epoch, start_block = divmod(job.step, job.steps_per_epoch)
+  metrics_log = MetricsLog(workdir, epoch)
+  while epoch < config.train.num_epochs and not job.meta.get("stopped"):
+    t0 = time.time()
+    sums, preempted = train_epoch(job, epoch, start_block)
+    start_block = 0
+    metrics_log.write(end_epoch(job, epoch, sums, time.time() - t0))
+    epoch += 1
+    job.save(None)
+    if preempted:
+      _stop_preempted(job.step)
+    if job.meta["stopped"]:
+      logging.info("early stop: no val-accuracy gain for %d epochs", job.early.patience)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        data: data_lib.ResponseData | None = None) -> dict[str, Any]:
   """Trains (or resumes) the gradient-trained run in `workdir`; returns a summary
@@ -514,21 +539,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # config.auto: batch size (and lr) from the data's shape, before the config is saved
   config = sizing.resolve(config, data.n_models, len(data.split("train").queries))
   job = restore_or_init(config, workdir, kind, data)
-  epoch, start_block = divmod(job.step, job.steps_per_epoch)
-  metrics_log = MetricsLog(workdir, epoch)
-  while epoch < config.train.num_epochs and not job.meta.get("stopped"):
-    t0 = time.time()
-    sums, preempted = train_epoch(job, epoch, start_block)
-    start_block = 0
-    metrics_log.write(end_epoch(job, epoch, sums, time.time() - t0))
-    epoch += 1
-    job.save(None)
-    if preempted:
-      _stop_preempted(job.checkpoints, job.step)
-    if job.meta["stopped"]:
-      logging.info("early stop: no val-accuracy gain for %d epochs", job.early.patience)
-  job.checkpoints.wait()
-  job.checkpoints.close()
+  try:  # however training ends (an error, a preemption), saves in flight finish first
+    train_epochs(job, workdir)
+  finally:
+    job.checkpoints.wait()
+    job.checkpoints.close()
   early = job.early
   logging.info("best val accuracy %.4f at epoch %s (step %s)", early.best,
                None if early.best_epoch is None else early.best_epoch + 1, early.best_step)
