@@ -417,6 +417,21 @@ def test_shared_draw_variance_matches_the_relative_error_and_the_naive_binomial_
   assert np.mean(est_plain) > 1.5 * truth
 
 
+def _bias_estimates(y, p, k, rng, draws):
+  """Per draw of k shared labelled queries: the pooled beta^2 and the raw mean square of
+  the residual means (noise not subtracted)."""
+  n, m = y.shape
+  est, raw = [], []
+  for _ in range(draws):
+    labelled = np.zeros((n, m), bool)
+    labelled[rng.choice(n, k, replace=False)] = True
+    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
+    est.append(beta2.mean())
+    d = np.where(labelled, y - p, 0).sum(0) / k
+    raw.append(np.mean((d - d.mean()) ** 2))
+  return est, raw
+
+
 def test_model_bias_is_measured_on_labelled_residuals_net_of_their_noise():
   # The model's per-LLM bias relative to the fleet is known here (u_m in the logits):
   # the pooled beta^2 from k = 50 shared labels matches it on average, while the raw
@@ -426,14 +441,7 @@ def test_model_bias_is_measured_on_labelled_residuals_net_of_their_noise():
   bias = p.mean(0) - y.mean(0)
   truth = np.mean((bias - bias.mean()) ** 2)
   k, rng = 50, np.random.default_rng(3)
-  est, raw = [], []
-  for _ in range(300):
-    labelled = np.zeros((n, m), bool)
-    labelled[rng.choice(n, k, replace=False)] = True
-    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
-    est.append(beta2.mean())
-    d = np.where(labelled, y - p, 0).sum(0) / k
-    raw.append(np.mean((d - d.mean()) ** 2))
+  est, raw = _bias_estimates(y, p, k, rng, 300)
   assert np.mean(est) == pytest.approx(truth, rel=0.3)
   assert np.mean(raw) > 1.5 * truth
 
@@ -609,12 +617,5 @@ def test_model_bias_of_an_exact_model_is_near_zero_not_its_residuals_noise():
   b, theta = rng.normal(0, 2, n), rng.normal(0, 0.5, m)
   p = 1 / (1 + np.exp(-(theta[None] - b[:, None])))
   y = (rng.random((n, m)) < p).astype(float)
-  est, raw = [], []
-  for _ in range(200):
-    labelled = np.zeros((n, m), bool)
-    labelled[rng.choice(n, k, replace=False)] = True
-    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
-    est.append(beta2.mean())
-    d = np.where(labelled, y - p, 0).sum(0) / k
-    raw.append(np.mean((d - d.mean()) ** 2))
+  est, raw = _bias_estimates(y, p, k, rng, 200)
   assert np.mean(est) < 0.35 * np.mean(raw)
