@@ -784,3 +784,32 @@ def test_design_variance_matches_the_variance_over_every_draw():
   assert gest.design_variance(y, groups, [1, 1]) == pytest.approx(np.var(strat))
   # Strata that sort the values remove the variance altogether.
   assert gest.design_variance(np.sort(y), groups, [1, 1]) == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_stratification_check_script_reports_exact_sds_from_held_out_runs(tmp_path):
+  # One held-out run whose logits sort the labels perfectly: stratifying on P then
+  # leaves almost no variance, random picks keep the binomial one; no runs: one line.
+  rng = np.random.default_rng(0)
+  n, m = 200, 3
+  logits = rng.normal(0, 2, size=(n, m))
+  labels = (logits > 0).astype(np.int8)
+  folder = tmp_path / "d" / "heldout" / "b"
+  folder.mkdir(parents=True)
+  np.savez(folder / "predictions.npz", logits=logits, labels=labels, a_sq=np.ones(n))
+  out = tmp_path / "s.jsonl"
+  script = [sys.executable, "scripts/stratification_check.py", f"--out={out}"]
+  proc = subprocess.run(script + [f"--workdirs={tmp_path / 'd'}", "--ks=10"], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (record,) = [json.loads(line) for line in open(out)]
+  y = labels.astype(float)
+  srs = 100 * np.sqrt(np.mean([gest.design_variance(y[:, j], np.zeros(n, int), [10])
+                               for j in range(m)]))
+  assert record["workdir"] == "d" and record["random"] == pytest.approx(srs)
+  assert record["stratified_own"] < 0.3 * record["random"] and record["corr"] > 0.7
+  table = subprocess.run(script + ["--table_only"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+  assert f"| d | 10 | {record['random']:.2f} |" in table.stdout
+  bad = subprocess.run(script[:2], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 1 and "--out and --workdirs" in bad.stderr
