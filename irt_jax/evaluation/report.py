@@ -708,7 +708,7 @@ def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bi
          "#### Best row on the same figures (optimistic: chosen on the figures it reports; "
          "not a result)", "", benchmark_grid_goals(records),
          "#### The new rows beside what they were built to beat (MAE, points; gain in brackets, "
-         "paired ± std where the picks are the same)", "", benchmark_grid_comparisons(records)]
+         "paired ± std where the picks are the same or coupled)", "", benchmark_grid_comparisons(records)]
   for d in sorted({r["dataset"] for r in records}):
     for metric in metrics:
       out += [f"#### {d}: {names[metric]}, mean ± std over draws", "",
