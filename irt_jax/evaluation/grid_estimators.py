@@ -35,7 +35,11 @@ on the labels keep it unbiased; with these a constant p gives the naive mean
 exactly, whatever the fold sizes). T^ = (1/n) sum_g T^_g. One pick per stratum
 (stratified) reduces T^_g to sum_{U_g} p^(-f) + N_g (y_q - p^(-f)_q).
 
-Unbiased holds for random and stratified picks. Anchors are not random picks
+Unbiased holds for random and stratified picks: exactly under shared labels
+(one set of picks, dealt into folds, for every LLM); under per-LLM labels up to
+the queries another LLM happened to pick too (folds are dealt per query, so
+whether that LLM's label there enters p^(-f) is tied to this LLM's pick), a
+small dependence the argument above ignores. Anchors are not random picks
 (each is its cluster's most central query), adaptive and fluid picks depend on
 the answers, so for them the same formula is a model-assisted plug-in, not
 design-unbiased; an LLM with no label in a group (shared labels on a sparse
