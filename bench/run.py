@@ -19,6 +19,7 @@ Items (run in this order; --only picks some):
            encoder_speed_vs_torch (sentence-transformers in --torch_python, interleaved,
            at the same batch size) and encoder_speed_vs_torch_best (against torch's best
            of that and --torch_batch_sizes: it pads each batch to its longest text);
+           --encoder_precisions=float32,bfloat16 times the options in the same rounds;
   route_text  route_text_latency_ms: Router.route([text]) for a short query, MPNet and
            an llmrouter run (--llmrouter_run), p50 of 50 after warm-up;
   serve    serve_routes_per_s: POST /route with MPNet and MiniLM, short and llmrouter
@@ -501,11 +502,14 @@ def _encoder_shapes(enc, quick: bool) -> dict:
 
 def _encoder_model(args, model_dir: Path, peaks) -> dict:
   """Per shape: XLA FLOPs, JAX and torch ms (interleaved rounds, medians), the ratio and
-  the fraction of the float32 roofline."""
+  the fraction of the float32 roofline; each of --encoder_precisions beyond float32 (an
+  option checked against float32 in docs/encoder.md) timed in the same rounds."""
   sys.path.insert(0, str(REPO / "bench"))
   import profile_encoder
   from irt_jax.encoder import load_encoder
   enc = load_encoder(str(model_dir))
+  reduced = {p: load_encoder(str(model_dir), precision=p) for p in args.encoder_precisions
+             if p != "float32"}
   shapes = _encoder_shapes(enc, args.quick)
   if args.encoder_shapes:
     shapes = {k: v for k, v in shapes.items() if k in args.encoder_shapes.split(",")}
@@ -514,55 +518,79 @@ def _encoder_model(args, model_dir: Path, peaks) -> dict:
     worker = TorchWorker(args.torch_python, model_dir, enc.max_length, os.cpu_count())
   else:
     note = f"torch side not measured: --torch_python={args.torch_python!r} not found"
-  times = {s: {"jax": [], "torch": []} for s in shapes}
-  # sentence-transformers pads each batch to its longest text, so at one batch of 64 mixed
-  # prompts torch pays for the padding JAX's length buckets avoid; its smaller batches
-  # (sorted by length, so less padding) are timed too and the best is the fair baseline.
+  try:
+    times, diffs, cosines, gemm = _encoder_rounds(args, enc, reduced, shapes, worker)
+  finally:
+    if worker is not None:
+      worker.close()
+  peak = max([2 * 2048**3 / min(gemm) / 1e9] + ([peaks["peak_matmul_gflops"]] if peaks else []))
+  out = {"shapes": {}, "torch_note": note, "rounds": args.encoder_rounds, "peak_gflops": peak,
+         "peak_note": "best float32 2048^3 GEMM of the peak item and of the encoder's rounds"}
+  for s, (texts, bs) in shapes.items():
+    flops = profile_encoder.flops_of(enc, texts, bs)
+    row = _encoder_row(times[s], flops, peak, bs)
+    row.update(texts=len(texts), flops=flops)
+    if s in diffs:
+      row["max_abs_diff_vs_torch"] = diffs[s]
+    for p in reduced:
+      row.setdefault("by_precision", {})[p] = dict(
+          _encoder_row({**times[s], "jax": times[s][p]}, flops, peak, bs),
+          min_cosine_vs_float32=cosines[s][p])
+    out["shapes"][s] = row
+  return out
+
+
+def _encoder_rounds(args, enc, reduced, shapes, worker):
+  """Round 0 compiles and warms up (untimed); every later round times, in turn, a 2048^3
+  GEMM (on a shared machine the peak moves), then per shape the float32 encoder, each
+  reduced-precision one and torch at the same and at --torch_batch_sizes (smaller: it pads
+  each batch to its longest text, so sorted smaller batches are its fair best)."""
   extra = [b for b in args.torch_batch_sizes if b > 0]
-  torch_by_bs = {s: {b: [] for b in extra if b < bs} for s, (_, bs) in shapes.items()}
-  diffs = {}
-  n = 2048  # the peak GEMM, timed in every round too: on a shared machine the peak moves
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  times = {s: {"jax": [], "torch": [], "torch_by_bs": {b: [] for b in extra if b < bs},
+               **{p: [] for p in reduced}} for s, (_, bs) in shapes.items()}
+  diffs, cosines = {}, {s: {} for s in shapes}
+  a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048), jnp.float32)
   mm = jax.jit(lambda a: a @ a)
   gemm = []
-  for r in range(1 + args.encoder_rounds):  # round 0 compiles / warms up, untimed
+  for r in range(1 + args.encoder_rounds):
     t = time.perf_counter()
     mm(a).block_until_ready()
     gemm.append(time.perf_counter() - t)
     for s, (texts, bs) in shapes.items():
       t = time.perf_counter()
       vecs = enc.encode(texts, batch_size=bs)
-      if r:
-        times[s]["jax"].append(time.perf_counter() - t)
-      if worker is not None:
-        seconds, ref = worker.encode(texts, bs)
-        diffs[s] = float(np.abs(ref - vecs).max())
-        if r:
-          times[s]["torch"].append(seconds)
-        for b in torch_by_bs[s]:
-          seconds, _ = worker.encode(texts, b)
-          if r:
-            torch_by_bs[s][b].append(seconds)
-  if worker is not None:
-    worker.close()
-  peak = max([2 * n**3 / min(gemm[1:]) / 1e9] + ([peaks["peak_matmul_gflops"]] if peaks else []))
-  out = {"shapes": {}, "torch_note": note, "rounds": args.encoder_rounds, "peak_gflops": peak,
-         "peak_note": "best float32 2048^3 GEMM of the peak item and of the encoder's rounds"}
-  for s, (texts, bs) in shapes.items():
-    flops = profile_encoder.flops_of(enc, texts, bs)
-    jax_s = float(np.median(times[s]["jax"]))
-    row = {"texts": len(texts), "flops": flops, "jax_ms": 1e3 * jax_s,
-           "fraction_of_roofline": flops / (peak * 1e9) / jax_s}
-    if times[s]["torch"]:
-      torch_s = float(np.median(times[s]["torch"]))
-      row.update(torch_ms=1e3 * torch_s, speed_vs_torch=torch_s / jax_s,
-                 max_abs_diff_vs_torch=diffs[s])
-      by_bs = {bs: torch_s, **{b: float(np.median(v)) for b, v in torch_by_bs[s].items()}}
-      best_bs = min(by_bs, key=by_bs.get)
-      row.update(torch_ms_by_batch_size={str(b): 1e3 * v for b, v in by_bs.items()},
-                 torch_best_batch_size=best_bs, speed_vs_torch_best=by_bs[best_bs] / jax_s)
-    out["shapes"][s] = row
-  return out
+      times[s]["jax"].append(time.perf_counter() - t)
+      for p, other in reduced.items():
+        t = time.perf_counter()
+        low = other.encode(texts, batch_size=bs)
+        times[s][p].append(time.perf_counter() - t)
+        cosines[s][p] = float(np.min(np.sum(low * vecs, 1) / (
+            np.linalg.norm(low, axis=1) * np.linalg.norm(vecs, axis=1))))
+      if worker is None:
+        continue
+      seconds, ref = worker.encode(texts, bs)
+      diffs[s] = float(np.abs(ref - vecs).max())
+      times[s]["torch"].append(seconds)
+      for b in times[s]["torch_by_bs"]:
+        times[s]["torch_by_bs"][b].append(worker.encode(texts, b)[0])
+  drop_warmup = lambda v: v[1:] if isinstance(v, list) else {b: x[1:] for b, x in v.items()}
+  return ({s: {k: drop_warmup(v) for k, v in t.items()} for s, t in times.items()},
+          diffs, cosines, gemm[1:])
+
+
+def _encoder_row(times: dict, flops: float, peak: float, bs: int) -> dict:
+  """ms, fraction of the float32 roofline and speed against torch (same batch size and
+  its best batch size) from one shape's timings (medians over the rounds)."""
+  jax_s = float(np.median(times["jax"]))
+  row = {"jax_ms": 1e3 * jax_s, "fraction_of_roofline": flops / (peak * 1e9) / jax_s}
+  if times["torch"]:
+    torch_s = float(np.median(times["torch"]))
+    by_bs = {bs: torch_s, **{b: float(np.median(v)) for b, v in times["torch_by_bs"].items()}}
+    best_bs = min(by_bs, key=by_bs.get)
+    row.update(torch_ms=1e3 * torch_s, speed_vs_torch=torch_s / jax_s,
+               torch_ms_by_batch_size={str(b): 1e3 * v for b, v in by_bs.items()},
+               torch_best_batch_size=best_bs, speed_vs_torch_best=by_bs[best_bs] / jax_s)
+  return row
 
 
 def item_encoder(args, ctx) -> dict:
@@ -579,7 +607,10 @@ def item_encoder(args, ctx) -> dict:
     print(f"  encoder[{key}]: " + ", ".join(
         f"{s}: {r['jax_ms']:.0f} ms, {r.get('speed_vs_torch') or 0:.2f}x torch "
         f"({r.get('speed_vs_torch_best') or 0:.2f}x its best batch size), "
-        f"{r['fraction_of_roofline'] or 0:.2f} of roofline"
+        f"{r['fraction_of_roofline'] or 0:.2f} of roofline" + "".join(
+            f"; {p} {low['jax_ms']:.0f} ms, {low.get('speed_vs_torch_best') or 0:.2f}x torch's "
+            f"best, min cosine {low['min_cosine_vs_float32']:.5f}"
+            for p, low in (r.get("by_precision") or {}).items())
         for s, r in out["models"][key]["shapes"].items()), flush=True)
   return out
 
@@ -759,6 +790,8 @@ def headline(results: dict) -> dict:
       flat[f"encoder_{model}_{shape}_fraction_of_roofline"] = row.get("fraction_of_roofline")
       flat[f"encoder_speed_vs_torch.{model}.{shape}"] = row.get("speed_vs_torch")
       flat[f"encoder_speed_vs_torch_best.{model}.{shape}"] = row.get("speed_vs_torch_best")
+      for p, low in (row.get("by_precision") or {}).items():
+        flat[f"encoder_speed_vs_torch_best.{model}.{shape}.{p}"] = low.get("speed_vs_torch_best")
   for shape in SHAPES:
     for layout in ("blocks", "pairs"):
       for key in ("step_ms", "cells_per_s", "flops", "bytes", "roofline_ms",
@@ -837,6 +870,10 @@ def main() -> None:
                       help="interleaved JAX / torch timing rounds per encoder shape")
   parser.add_argument("--encoder_shapes", default="", help="comma-separated subset of the "
                       "encoder item's shapes (batch1, batch64, len<max_length>); default all")
+  parser.add_argument("--encoder_precisions", default="float32",
+                      type=lambda v: [p.strip() for p in v.split(",") if p.strip()],
+                      help="encoder precisions timed (float32 always; bfloat16 / int8 also, "
+                      "in the same rounds, with their min cosine to float32)")
   parser.add_argument("--torch_batch_sizes", default="8,32",
                       type=lambda v: [int(b) for b in v.split(",") if b.strip()],
                       help="smaller sentence-transformers batch sizes also timed on each shape "

@@ -36,7 +36,8 @@ flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
                   "IrtNet's benchmark_prediction.py (all splits pooled, 90/10 cell split, "
                   "10 epochs, no LR scheduler).")
 flags.DEFINE_list("ks", [str(k) for k in bp.KS], "Few-shot label budgets per LLM.")
-flags.DEFINE_integer("random_repeats", bp.RANDOM_REPEATS, "Random draws per LLM and k.")
+flags.DEFINE_integer("random_repeats", bp.RANDOM_REPEATS, "Random draws per LLM and k (also the "
+                     "grid's draws per cell).")
 flags.DEFINE_float("prior_sd", bp.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
 flags.DEFINE_list("benchmarks", [], "Only these held-out benchmarks (default: all).")
 flags.DEFINE_list("protocol_labels", list(grid_lib.PROTOCOLS),

@@ -103,7 +103,7 @@ def test_stratified_pick_covers_the_difficulty_range():
   rng = np.random.default_rng(0)
   difficulty = np.random.default_rng(1).permutation(100).astype(float)
   for _ in range(20):
-    picks, w = query_choice.stratified_pick(difficulty, 4, rng)
+    picks, w, _ = query_choice.stratified_pick(difficulty, 4, rng)
     assert sorted(difficulty[picks] // 25) == [0, 1, 2, 3]  # one from each quarter
     assert w == pytest.approx([0.25] * 4)
 
@@ -113,7 +113,7 @@ def test_anchor_pick_takes_the_point_nearest_each_centroid_weighted_by_cluster_s
   centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
   sizes = [6, 3, 1]
   x = np.concatenate([c + 0.1 * rng.normal(size=(n, 2)) for c, n in zip(centres, sizes)])
-  picks, w = query_choice.anchor_pick(x, 3, seed=0)
+  picks, w, groups = query_choice.anchor_pick(x, 3, seed=0)
   assert len(picks) == 3 and w.sum() == pytest.approx(1.0)
   cluster = lambda i: int(np.argmin(((centres - x[i]) ** 2).sum(1)))
   assert sorted(cluster(i) for i in picks) == [0, 1, 2]
@@ -122,6 +122,49 @@ def test_anchor_pick_takes_the_point_nearest_each_centroid_weighted_by_cluster_s
     members = [j for j in range(len(x)) if cluster(j) == cluster(i)]
     mean = x[members].mean(0)
     assert i == members[int(np.argmin(((x[members] - mean) ** 2).sum(1)))]
+    assert set(np.flatnonzero(groups == groups[i])) == set(members)  # its group is its cluster
+
+
+def test_stratified_pick_is_uniform_within_each_stratum_and_independent_across_strata():
+  # 12 queries, 3 strata of 4: over many draws every member of a stratum is picked
+  # 1/4 of the time and the picks of two strata are independent (each pair 1/16),
+  # although they are drawn through a random pick of the same generator.
+  difficulty = np.arange(12.0)
+  rng = np.random.default_rng(0)
+  picks = np.array([query_choice.stratified_pick(difficulty, 3, rng)[0] for _ in range(20000)])
+  assert sorted(picks[0] // 4) == [0, 1, 2]
+  for h in range(3):
+    freq = np.bincount(picks[:, h] - 4 * h, minlength=4) / len(picks)
+    assert np.abs(freq - 0.25).max() < 0.015, (h, freq)
+  joint = np.bincount(4 * picks[:, 0] + (picks[:, 1] - 4), minlength=16) / len(picks)
+  assert np.abs(joint - 1 / 16).max() < 0.01
+  _, w, groups = query_choice.stratified_pick(np.arange(10.0), 3, rng)
+  assert groups.tolist() == [0] * 4 + [1] * 3 + [2] * 3 and w.tolist() == [0.4, 0.3, 0.3]
+
+
+def test_stratified_and_random_picks_from_one_generator_state_share_most_queries():
+  # Common random numbers: from the same state, stratified keeps every stratum's
+  # share of the random pick, about k (1 - (1 - 1/k)^k) = 16 of 25 queries; two
+  # independent draws of 25 of 1000 would share about 0.6.
+  difficulty = np.random.default_rng(1).normal(size=1000)
+  shared = []
+  for seed in range(200):
+    rand, _, _ = query_choice.random_pick(1000, 25, np.random.default_rng(seed))
+    strat, _, _ = query_choice.stratified_pick(difficulty, 25, np.random.default_rng(seed))
+    shared.append(len(set(rand) & set(strat)))
+  assert 14.5 < np.mean(shared) < 17.5
+
+
+def test_per_llm_random_and_stratified_designs_stay_coupled_llm_by_llm():
+  # Each LLM draws from its own child generator, so stratified's extra draws for
+  # one LLM do not shift the next LLM's random numbers.
+  bench = _dense_bench(n=200, m=5, emb=False)
+  rand, _, _ = grid.per_llm_design(bench, "random", 10, np.random.default_rng(7))
+  strat, w, groups = grid.per_llm_design(bench, "stratified", 10, np.random.default_rng(7))
+  shared = (rand & strat).sum(0)
+  assert shared.min() >= 3 and shared.mean() > 5, shared
+  assert (groups >= 0).all() and all(len(set(groups[strat[:, m], m])) == 10 for m in range(5))
+  assert w.sum(0) == pytest.approx([1.0] * 5)
 
 
 def _dense_bench(n=60, m=4, seed=0, emb=True):
@@ -135,7 +178,7 @@ def _dense_bench(n=60, m=4, seed=0, emb=True):
 def test_shared_protocol_gives_every_llm_the_same_queries(choice):
   bench = _dense_bench()
   bench.labels[::2, 1] = -1  # LLM 1 answered only the odd queries: its unknown cells stay unlabelled
-  labelled, weights = grid.shared_design(bench, choice, 10, np.random.default_rng(0), seed=0)
+  labelled, weights, _ = grid.shared_design(bench, choice, 10, np.random.default_rng(0), seed=0)
   rows = set(np.flatnonzero(labelled.any(axis=1)))
   assert len(rows) == 10 or (choice.startswith("anchors") and len(rows) <= 10)
   for m in (0, 2, 3):
@@ -147,7 +190,7 @@ def test_shared_protocol_gives_every_llm_the_same_queries(choice):
 def test_per_llm_protocol_gives_each_llm_its_own_k_known_queries():
   bench = _dense_bench(n=80)
   bench.labels[:75, 2] = -1  # LLM 2 answered 5 queries: not labelled at k = 10
-  labelled, weights = grid.per_llm_design(bench, "random", 10, np.random.default_rng(0))
+  labelled, weights, _ = grid.per_llm_design(bench, "random", 10, np.random.default_rng(0))
   assert list(labelled.sum(0)) == [10, 10, 0, 10]
   assert len({tuple(np.flatnonzero(labelled[:, m])) for m in (0, 1, 3)}) == 3
   assert weights.sum(0) == pytest.approx([1, 1, 0, 1])
@@ -490,7 +533,7 @@ def test_blend_beats_the_naive_mean_with_a_right_model_and_stays_near_it_with_a_
 
 def test_new_estimators_never_read_the_unlabelled_answers():
   bench, labels = _shifted_bench(n=120, m=4)
-  labelled, weights = grid.shared_design(bench, "random", 15, np.random.default_rng(0), seed=0)
+  labelled, weights, _ = grid.shared_design(bench, "random", 15, np.random.default_rng(0), seed=0)
   before = grid.estimates(bench, labelled, weights, grid.Priors(), shared=True,
                           rng=np.random.default_rng(5))
   flipped = np.where(labelled, labels, 1 - labels).astype(np.int8)
@@ -527,7 +570,7 @@ def test_kernel_spreads_a_clustered_residual_and_rejects_pure_noise():
 
 def test_kernel_estimate_is_nan_without_embeddings_and_fills_the_labels():
   bench, labels = _shifted_bench(n=80, m=3)
-  labelled, weights = grid.shared_design(bench, "random", 10, np.random.default_rng(0), seed=0)
+  labelled, weights, _ = grid.shared_design(bench, "random", 10, np.random.default_rng(0), seed=0)
   est = grid.estimates(bench, labelled, weights, grid.Priors(), shared=True)
   assert np.isfinite(est["kernel"]).all() and ((0 <= est["kernel"]) & (est["kernel"] <= 1)).all()
   bare = grid.Bench(bench.logits, bench.labels, bench.ability_term, bench.difficulty, bench.a_sq)
@@ -598,14 +641,17 @@ def test_comparisons_table_pairs_same_picks_and_leaves_other_protocols_out():
              _record("d", "per_llm", "random", "blend", 10, 0.08, 0.01, per_draw=[0.08, 0.08, 0.08]),
              _record("d", "per_llm", "random", "offset", 10, 0.07, 0.01),
              _record("d", "per_llm", "fluid", "offset", 10, 0.09, 0.01),
+             _record("d", "per_llm", "stratified", "naive", 10, 0.0933, 0.01,
+                     per_draw=[0.08, 0.10, 0.10]),
              _record("d", "shared", "random", "naive", 10, 0.10, 0.01)]
   rows = report.benchmark_grid_comparisons(records).splitlines()
   cells = [c.strip() for c in rows[2].strip("|").split("|")]
-  # blend vs naive, same picks: gaps 0.01, 0.02, 0.03 -> +2.00 ± 1.00; fluid vs random unpaired.
-  assert cells == ["d", "per_llm", "10", "8.00 vs 10.00 (+2.00 ± 1.00)", "n/a",
-                   "9.00 vs 7.00 (-2.00)", "n/a"]
+  # blend vs naive, same picks: gaps 0.01, 0.02, 0.03 -> +2.00 ± 1.00; stratified vs random
+  # picks share their random numbers: gaps 0.01, 0, 0.01 -> +0.67 ± 0.58; fluid vs random unpaired.
+  assert cells == ["d", "per_llm", "10", "n/a", "9.33 vs 10.00 (+0.67 ± 0.58)", "n/a",
+                   "8.00 vs 10.00 (+2.00 ± 1.00)", "n/a", "9.00 vs 7.00 (-2.00)", "n/a"]
   shared = [c.strip() for c in rows[3].strip("|").split("|")]
-  assert shared[3:] == ["n/a", "n/a", "-", "-"]
+  assert shared[3:] == ["n/a"] * 5 + ["-", "-"]
 
 
 def test_model_bias_of_an_exact_model_is_near_zero_not_its_residuals_noise():
@@ -619,3 +665,151 @@ def test_model_bias_of_an_exact_model_is_near_zero_not_its_residuals_noise():
   y = (rng.random((n, m)) < p).astype(float)
   est, raw = _bias_estimates(y, p, k, rng, 200)
   assert np.mean(est) < 0.35 * np.mean(raw)
+
+
+# ----------------------------------------------------------------------------
+# diff: the cross-fitted difference estimator (derivation in evaluation.grid_estimators).
+
+def _small_bench(seed=0, n=7, m=2):
+  """A model that is informative but off: its logits track the labels' own
+  probabilities, shifted and scaled wrong."""
+  rng = np.random.default_rng(seed)
+  truth = rng.normal(0, 1.5, size=(n, m))
+  labels = (rng.random((n, m)) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+  return _bench(0.5 * truth - 1.0, labels), labels
+
+
+def _diff(bench, labelled, groups):
+  weights = np.where(labelled, 1.0 / np.maximum(labelled.sum(0), 1), 0.0)
+  return grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups,
+                        rng=np.random.default_rng(0))
+
+
+def test_diff_is_exactly_unbiased_over_every_random_draw():
+  # Every 3 of 7 queries labelled (shared, one group), 3 picks -> 3 folds of one each:
+  # the mean over all 35 draws is the true accuracy, to rounding. The model-based irt
+  # estimate, fitted to the same labels, is not.
+  import itertools
+  bench, labels = _small_bench()
+  n, m = labels.shape
+  true = grid.true_scores(labels)
+  diffs, irts = [], []
+  for rows in itertools.combinations(range(n), 3):
+    labelled = np.zeros((n, m), bool)
+    labelled[list(rows)] = True
+    est = _diff(bench, labelled, np.zeros((n, m), np.int64))
+    diffs.append(est["diff"])
+    irts.append(est["irt"])
+  np.testing.assert_allclose(np.mean(diffs, axis=0), true, atol=1e-9)
+  assert np.abs(np.mean(irts, axis=0) - true).max() > 1e-3
+
+
+def test_diff_is_exactly_unbiased_over_every_stratified_draw():
+  # Strata {0,1,2}, {3,4}, {5,6}, one pick each: 12 equally likely draws; the
+  # estimate weighs each stratum by its size.
+  import itertools
+  bench, labels = _small_bench(seed=1)
+  n, m = labels.shape
+  groups = np.repeat(np.array([[0], [0], [0], [1], [1], [2], [2]]), m, axis=1)
+  true = grid.true_scores(labels)
+  diffs = []
+  for rows in itertools.product([0, 1, 2], [3, 4], [5, 6]):
+    labelled = np.zeros((n, m), bool)
+    labelled[list(rows)] = True
+    weights = np.where(labelled, np.array([3, 3, 3, 2, 2, 2, 2])[:, None] / 7, 0.0)
+    diffs.append(grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups,
+                                rng=np.random.default_rng(0))["diff"])
+  np.testing.assert_allclose(np.mean(diffs, axis=0), true, atol=1e-9)
+
+
+def test_diff_with_a_constant_model_is_the_naive_mean_whatever_the_fold_sizes():
+  # No ability term and b = 0: P is constant over queries for each LLM, and the
+  # difference estimator reduces to the (design-weighted) label mean exactly, also
+  # with 7 picks dealt into folds of 2, 2, 1, 1, 1.
+  rng = np.random.default_rng(2)
+  n, m = 40, 3
+  labels = (rng.random((n, m)) < 0.6).astype(np.int8)
+  bench = _bench(np.zeros((n, m)), labels)
+  labelled, weights, groups = grid.per_llm_design(bench, "random", 7, rng)
+  est = grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
+  np.testing.assert_allclose(est["diff"], est["naive"], atol=1e-12)
+  labelled, weights, groups = grid.shared_design(bench, "stratified", 6, rng, seed=0)
+  est = grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
+  np.testing.assert_allclose(est["diff"], est["naive"], atol=1e-12)
+
+
+def test_diff_with_a_perfect_model_has_no_error_left():
+  # Logits +-8 on the side of each label: the refitted P is the label to 1e-3, so
+  # whatever 10 queries are drawn the estimate is the truth, while the label mean
+  # of 10 of 300 is off by points.
+  rng = np.random.default_rng(3)
+  n, m = 300, 4
+  labels = (rng.random((n, m)) < 0.7).astype(np.int8)
+  bench = _bench(8.0 * (2 * labels - 1.0), labels)
+  true = grid.true_scores(labels)
+  for _ in range(5):
+    labelled, weights, groups = grid.per_llm_design(bench, "random", 10, rng)
+    est = grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
+    assert np.abs(est["diff"] - true).max() < 2e-3
+  assert np.abs(est["naive"] - true).max() > 0.02
+
+
+def test_diff_sits_below_the_naive_mean_when_the_model_tracks_the_labels():
+  # Items of widely varying difficulty that the model knows up to a scale and a
+  # benchmark-wide shift: its residuals vary far less than the labels, so the
+  # difference estimator's error is well below the naive mean's at every k.
+  rng = np.random.default_rng(4)
+  n, m = 600, 6
+  b = rng.normal(0, 2.5, n)
+  truth = rng.normal(0, 0.5, m)[None, :] - b[:, None]
+  labels = (rng.random((n, m)) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+  bench = _bench(0.7 * truth - 1.0, labels)
+  out = grid.benchmark_grid(bench, [10, 50, 100], draws=12, seed=0, protocols=["per_llm"],
+                            choices=["random"])
+  true = grid.true_scores(labels)
+  for k in (10, 50, 100):
+    mae = {e: np.abs(out[("per_llm", "random", k, e)] - true).mean() for e in ("naive", "diff")}
+    assert mae["diff"] < 0.8 * mae["naive"], (k, mae)
+
+
+def test_design_variance_matches_the_variance_over_every_draw():
+  # Enumerated by hand over every draw: 2 of 6 at random, and one pick from each
+  # of the strata {0, 1, 2}, {3, 4, 5} (weights 1/2).
+  import itertools
+  y = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+  srs = [y[list(s)].mean() for s in itertools.combinations(range(6), 2)]
+  assert gest.design_variance(y, np.zeros(6, int), [2]) == pytest.approx(np.var(srs))
+  strat = [(y[a] + y[b]) / 2 for a in range(3) for b in range(3, 6)]
+  groups = np.repeat([0, 1], 3)
+  assert gest.design_variance(y, groups, [1, 1]) == pytest.approx(np.var(strat))
+  # Strata that sort the values remove the variance altogether.
+  assert gest.design_variance(np.sort(y), groups, [1, 1]) == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_stratification_check_script_reports_exact_sds_from_held_out_runs(tmp_path):
+  # One held-out run whose logits sort the labels perfectly: stratifying on P then
+  # leaves almost no variance, random picks keep the binomial one; no runs: one line.
+  rng = np.random.default_rng(0)
+  n, m = 200, 3
+  logits = rng.normal(0, 2, size=(n, m))
+  labels = (logits > 0).astype(np.int8)
+  folder = tmp_path / "d" / "heldout" / "b"
+  folder.mkdir(parents=True)
+  np.savez(folder / "predictions.npz", logits=logits, labels=labels, a_sq=np.ones(n))
+  out = tmp_path / "s.jsonl"
+  script = [sys.executable, "scripts/stratification_check.py", f"--out={out}"]
+  proc = subprocess.run(script + [f"--workdirs={tmp_path / 'd'}", "--ks=10"], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (record,) = [json.loads(line) for line in open(out)]
+  y = labels.astype(float)
+  srs = 100 * np.sqrt(np.mean([gest.design_variance(y[:, j], np.zeros(n, int), [10])
+                               for j in range(m)]))
+  assert record["workdir"] == "d" and record["random"] == pytest.approx(srs)
+  assert record["stratified_own"] < 0.3 * record["random"] and record["corr"] > 0.7
+  table = subprocess.run(script + ["--table_only"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+  assert f"| d | 10 | {record['random']:.2f} |" in table.stdout
+  bad = subprocess.run(script[:2], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 1 and "--out and --workdirs" in bad.stderr

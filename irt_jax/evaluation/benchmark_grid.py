@@ -31,7 +31,13 @@ Estimators of each LLM's accuracy over the benchmark's queries it answered
   common draw under shared labels (derived in evaluation.grid_estimators);
 * kernel: `irt`'s P plus its labelled residuals y - p spread to the unlabelled
   queries by embedding similarity (bandwidth by leave-one-out on the labelled
-  cells; evaluation.grid_estimators).
+  cells; evaluation.grid_estimators);
+* diff: the difference (model-assisted) estimator, design-unbiased for random
+  and stratified picks: the sum of `irt`'s P over the benchmark plus each design
+  group's mean residual y - p over its picks, P cross-fitted (refitted without
+  the fold of picks it corrects), the labels already seen counted as
+  themselves (derived in evaluation.grid_estimators). The naive mean is its
+  special case with a constant P.
 Kinds without an item-response view use a_q . theta_m = their logit, b_q = 0.
 """
 
@@ -48,7 +54,7 @@ from irt_jax.evaluation import grid_estimators as grid_est
 from irt_jax.evaluation import query_choice
 
 PROTOCOLS = ("shared", "per_llm")
-ESTIMATORS = ("naive", "offset", "irt", "gp_irt", "blend", "kernel")
+ESTIMATORS = ("naive", "offset", "irt", "gp_irt", "blend", "kernel", "diff")
 SCALE_PRIOR_SD = 0.5   # a priori: the discrimination of a new benchmark within a factor ~2
 DRAWS = 5
 GP_FLOOR = 1e-4        # b^2 floor: a model that looks perfect on k labels is not trusted fully
@@ -196,15 +202,35 @@ def kernel_estimate(bench: Bench, y, labelled, p) -> np.ndarray:
   return _fill(p, y, labelled, known)
 
 
+def diff_estimate(bench: Bench, y, labelled, groups, priors: Priors, p_irt, rng) -> np.ndarray:
+  """grid_estimators.difference_estimate with `irt`'s item side (s, c, delta)
+  refitted without each fold of the labelled queries (p_irt, the in-sample fit,
+  only if there are too few labelled queries to fold)."""
+  known = bench.labels >= 0
+  folds = grid_est.fold_ids(labelled, rng)
+  present = sorted(set(folds[labelled.any(axis=1)].tolist()))
+  p_folds = {}
+  for f in present:
+    if f < 0:
+      p_folds[f] = p_irt
+      continue
+    s, c, delta = fit_item_side(bench, y, labelled & (folds != f)[:, None], priors, per_llm=True)
+    p_folds[f] = _item_side_p(bench, s, c, delta)
+  return grid_est.difference_estimate(y, known, labelled, groups, folds, p_folds)
+
+
 def estimates(bench: Bench, labelled, weights, priors: Priors, shared: bool = False,
-              rng=None) -> dict[str, np.ndarray]:
+              rng=None, groups=None) -> dict[str, np.ndarray]:
   """Every estimator's accuracy per LLM [M] from one labelled design: labelled
   [n, M] bool (a subset of the known cells), weights [n, M] each pick's share;
   shared: one set of queries for every LLM (the blend's variances depend on it);
-  rng deals the blend's cross-fitting folds."""
+  rng deals the cross-fitting folds; groups [n, M] the design group of each
+  cell (the stratum or cluster its picks stand for; default one group: random
+  picks)."""
   known = bench.labels >= 0
   y = (bench.labels == 1).astype(np.float64)
   rng = np.random.default_rng(0) if rng is None else rng
+  groups = np.zeros(known.shape, np.int64) if groups is None else groups
   naive = weighted_mean(y, labelled, weights)
   s, c, delta = fit_item_side(bench, y, labelled, priors, per_llm=True)
   s0, c0, _ = fit_item_side(bench, y, labelled, priors, per_llm=False)
@@ -215,7 +241,8 @@ def estimates(bench: Bench, labelled, weights, priors: Priors, shared: bool = Fa
          "irt": _fill(p_irt, y, labelled, known),
          "gp_irt": gp_blend(naive, _fill(p0, y, labelled, known), p0, labelled, weights),
          "blend": blend_estimate(bench, y, labelled, weights, priors, p0, naive, shared, rng),
-         "kernel": kernel_estimate(bench, y, labelled, p_irt)}
+         "kernel": kernel_estimate(bench, y, labelled, p_irt),
+         "diff": diff_estimate(bench, y, labelled, groups, priors, p_irt, rng)}
   none = ~labelled.any(axis=0)
   return {name: np.where(none, np.nan, v) for name, v in out.items()}
 
@@ -224,49 +251,57 @@ def estimates(bench: Bench, labelled, weights, priors: Priors, shared: bool = Fa
 # Designs: which cells are labelled under each protocol and choice.
 
 def shared_design(bench: Bench, choice: str, k: int, rng, seed: int):
-  """(labelled [n, M], weights [n, M]): one set of k queries for every LLM."""
+  """(labelled [n, M], weights [n, M], groups [n, M]): one set of k queries for
+  every LLM; groups: the design group (stratum, cluster) of each known cell."""
   known = bench.labels >= 0
   pool = np.flatnonzero(known.any(axis=1))
   if choice == "random":
-    idx, w = query_choice.random_pick(len(pool), k, rng)
+    idx, w, g = query_choice.random_pick(len(pool), k, rng)
   elif choice == "stratified":
-    idx, w = query_choice.stratified_pick(-numerics.sigmoid(bench.logits[pool]).mean(1), k, rng)
+    idx, w, g = query_choice.stratified_pick(-numerics.sigmoid(bench.logits[pool]).mean(1), k, rng)
   elif choice == "anchors_items":
-    idx, w = query_choice.anchor_pick(bench.logits[pool], k, seed)
+    idx, w, g = query_choice.anchor_pick(bench.logits[pool], k, seed)
   elif choice == "anchors_embeddings":
     if bench.embeddings is None:
       raise ValueError("anchors_embeddings needs the queries' embeddings")
-    idx, w = query_choice.anchor_pick(bench.embeddings[pool], k, seed)
+    idx, w, g = query_choice.anchor_pick(bench.embeddings[pool], k, seed)
   else:
     raise ValueError(f"unknown shared choice {choice!r}; choose from {query_choice.SHARED_CHOICES}")
   labelled = np.zeros_like(known)
   labelled[pool[idx]] = known[pool[idx]]
   weights = np.zeros(known.shape)
   weights[pool[idx]] = w[:, None]
-  return labelled, weights
+  groups = np.full(known.shape, -1, np.int64)
+  groups[pool] = g[:, None]
+  return labelled, weights, np.where(known, groups, -1)
 
 
 def per_llm_design(bench: Bench, choice: str, k: int, rng, orders=None):
-  """(labelled, weights): k queries per LLM among its own known ones; LLMs with
-  no more than k known answers get none (they are not scored at this k)."""
+  """(labelled, weights, groups): k queries per LLM among its own known ones;
+  LLMs with no more than k known answers get none (they are not scored at this
+  k). Each LLM draws from its own child of rng (rng.spawn), so a choice that
+  draws more numbers for one LLM does not shift the next LLM's draw: random and
+  stratified picks made from the same rng state stay coupled LLM by LLM."""
   known = bench.labels >= 0
   labelled, weights = np.zeros_like(known), np.zeros(known.shape)
-  for m in range(known.shape[1]):
+  groups = np.full(known.shape, -1, np.int64)
+  for m, child in enumerate(rng.spawn(known.shape[1])):
     rows = np.flatnonzero(known[:, m])
     if len(rows) <= k:
       continue
     if choice == "random":
-      idx, w = query_choice.random_pick(len(rows), k, rng)
+      idx, w, g = query_choice.random_pick(len(rows), k, child)
     elif choice == "stratified":
-      idx, w = query_choice.stratified_pick(-bench.logits[rows, m], k, rng)
+      idx, w, g = query_choice.stratified_pick(-bench.logits[rows, m], k, child)
     elif choice in ("adaptive", "fluid"):
-      idx, w = orders[m][:k], np.full(k, 1.0 / k)
+      idx, w, g = orders[m][:k], np.full(k, 1.0 / k), np.zeros(len(rows), np.int64)
     else:
       raise ValueError(f"unknown per-LLM choice {choice!r}; choose from "
                        f"{query_choice.PER_LLM_CHOICES}")
     labelled[rows[idx], m] = True
     weights[rows[idx], m] = w
-  return labelled, weights
+    groups[rows, m] = g
+  return labelled, weights, groups
 
 
 def adaptive_orders(bench: Bench, k_max: int, rng, prior_sd: float) -> list:
@@ -324,15 +359,19 @@ def benchmark_grid(bench: Bench, ks, draws: int = DRAWS, seed: int = 0,
       rng = np.random.default_rng([seed, d, cell])
       orders = _orders(bench, choice, max(ks), rng, priors)
       for k in ks:
+        # the design's generator depends on (draw, k) alone, not on the choice: random
+        # and stratified picks of draw d come from the same numbers (query_choice)
+        design_rng = np.random.default_rng([seed, d, k, PROTOCOLS.index(protocol)])
         if protocol == "shared":
           pool = int(known.any(axis=1).sum())
           if k >= pool:
             continue
-          labelled, weights = shared_design(bench, choice, k, rng, seed * 1000 + d)
+          labelled, weights, groups = shared_design(bench, choice, k, design_rng,
+                                                    seed * 1000 + d)
         else:
-          labelled, weights = per_llm_design(bench, choice, k, rng, orders)
+          labelled, weights, groups = per_llm_design(bench, choice, k, design_rng, orders)
         est = estimates(bench, labelled & enough[k][None, :], weights, priors,
-                        shared=protocol == "shared", rng=rng)
+                        shared=protocol == "shared", rng=rng, groups=groups)
         for name, v in est.items():
           out.setdefault((protocol, choice, k, name), np.full((draws, known.shape[1]), np.nan))
           out[(protocol, choice, k, name)][d] = np.where(enough[k], v, np.nan)

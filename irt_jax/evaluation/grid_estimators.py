@@ -1,5 +1,49 @@
-r"""Two estimators of the benchmark-prediction grid that earn the model's place
+r"""Three estimators of the benchmark-prediction grid that earn the model's place
 against the naive mean of the k labels (evaluation.benchmark_grid wires them in).
+
+diff: the difference (model-assisted, GREG-style) estimator, design-unbiased
+---------------------------------------------------------------------------
+
+For one LLM with known answers U (n of them) on the new benchmark, true accuracy
+T = (1/n) sum_U y. The design cuts U into groups g (one group for random picks;
+the strata of stratified picks; the clusters of anchors) and draws k_g picks S_g
+in each by simple random sampling (stratified: k_g = 1). If p were a fixed
+prediction, independent of which queries were drawn, then
+
+    T^ = (1/n) sum_g [ sum_{U_g} p + N_g * mean_{S_g}(y - p) ]
+
+is exactly unbiased over the draws (the mean of a simple random sample of the
+residuals y - p is unbiased for their group mean), whatever p is: a wrong p
+costs variance, never bias. Its variance is that of the residuals y - p within
+groups, not of y: below the naive mean's whenever p tracks y within the groups.
+With p constant it *is* the design-weighted naive mean.
+
+But p is the item side refitted on the labels (irt's s, c, delta_m), which
+depends on the draw. Cross-fitting keeps the estimator exactly unbiased: the
+picks are dealt into folds (whole queries, fold_ids), p^(-f) is refitted
+without fold f, and, since given the picks outside fold f (S_{g,-f}) the fold-f
+picks of group g are a simple random sample of the rest of the group,
+
+    T^_{g,f} = sum_{S_{g,-f}} y + sum_{U_g minus S_{g,-f}} p^(-f)
+               + (N_g - |S_{g,-f}|) * mean_{S_g in fold f}(y - p^(-f))
+
+is conditionally, hence unconditionally, unbiased for sum_{U_g} y. The labels
+already seen count as themselves (the finite-population correction: at k = n
+the estimate is the truth). T^_g averages T^_{g,f} over the folds holding
+picks of g, weighted by their share of the picks (weights that do not depend
+on the labels keep it unbiased; with these a constant p gives the naive mean
+exactly, whatever the fold sizes). T^ = (1/n) sum_g T^_g. One pick per stratum
+(stratified) reduces T^_g to sum_{U_g} p^(-f) + N_g (y_q - p^(-f)_q).
+
+Unbiased holds for random and stratified picks: exactly under shared labels
+(one set of picks, dealt into folds, for every LLM); under per-LLM labels up to
+the queries another LLM happened to pick too (folds are dealt per query, so
+whether that LLM's label there enters p^(-f) is tied to this LLM's pick), a
+small dependence the argument above ignores. Anchors are not random picks
+(each is its cluster's most central query), adaptive and fluid picks depend on
+the answers, so for them the same formula is a model-assisted plug-in, not
+design-unbiased; an LLM with no label in a group (shared labels on a sparse
+fleet) has that group predicted by p plus its mean cross-fitted residual.
 
 blend: inverse-variance weights of the naive mean and the model
 ----------------------------------------------------------------
@@ -73,7 +117,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FOLDS = 5                      # cross-fitting folds of the labelled queries
+FOLDS = 5                      # cross-fitting folds of the labelled queries (blend, diff)
 BIAS_FLOOR = 1e-4              # beta^2 floor: k labels never prove the model exact
 BANDWIDTH_SCALES = (0.25, 0.5, 1.0, 2.0)  # x the median distance among labelled queries
 PSEUDO_COUNTS = (1.0, 4.0)     # kappa candidates
@@ -170,6 +214,47 @@ def blend_weight(v_naive, beta2, s2_resid, k, n_known) -> np.ndarray:
   return np.divide(v_model, total, out=np.ones_like(total), where=total > 0)
 
 
+def _group_sums(values, cells, groups, n_groups: int) -> np.ndarray:
+  """[n_groups, M]: per LLM and group the sum of `values` [n, M] over `cells`."""
+  m = values.shape[1]
+  idx = (np.where(cells, groups, 0) * m + np.arange(m)[None, :])[cells]
+  return np.bincount(idx, weights=values[cells], minlength=n_groups * m).reshape(n_groups, m)
+
+
+def difference_estimate(y, known, labelled, groups, folds, p_folds) -> np.ndarray:
+  """The cross-fitted difference estimator (derivation above), per LLM [M].
+
+  y, known, labelled [n, M]; groups [n, M] the design group of each known cell;
+  folds [n] each labelled query's fold (fold_ids); p_folds[f] [n, M] the model
+  refitted without fold f's labels (the folds that hold picks). Cells outside
+  every group (groups < 0: an LLM the design gave no picks) are left out."""
+  known = known & (groups >= 0)
+  labelled = labelled & known
+  if not p_folds or not labelled.any():
+    return np.full(y.shape[1], np.nan)
+  n_groups = int(groups[known].max()) + 1 if known.any() else 1
+  sums = lambda v, cells: _group_sums(v, cells, groups, n_groups)
+  size = sums(np.ones(y.shape), known)
+  total, weight = np.zeros(size.shape), np.zeros(size.shape)
+  resid_sum, resid_count = np.zeros(y.shape[1]), np.zeros(y.shape[1])
+  for f, p in p_folds.items():
+    held = labelled & (folds == f)[:, None]
+    seen = labelled & ~held
+    n_held = sums(np.ones(y.shape), held)
+    r = np.where(held, y - p, 0.0)
+    part = (sums(y, seen) + sums(p, known & ~seen)
+            + (size - sums(np.ones(y.shape), seen)) * sums(r, held) / np.maximum(n_held, 1))
+    total += np.where(n_held > 0, n_held * part, 0.0)
+    weight += n_held
+    resid_sum += r.sum(0)
+    resid_count += held.sum(0)
+  mean_p = sum(p_folds.values()) / max(len(p_folds), 1)
+  fallback = sums(mean_p, known) + size * (resid_sum / np.maximum(resid_count, 1))[None, :]
+  by_group = np.where(weight > 0, total / np.maximum(weight, 1), fallback)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(size > 0, by_group, 0.0).sum(0) / known.sum(0)
+
+
 # ----------------------------------------------------------------------------
 # kernel: residuals spread by embedding similarity.
 
@@ -209,3 +294,24 @@ def spread_residuals(features, resid, labelled, h: float, kappa: float) -> np.nd
   kern = np.exp(-_sq_dist(features, features[rows]) / (2 * h * h))
   r = np.where(labelled[rows], resid[rows], 0.0)
   return (kern @ r) / (kern @ labelled[rows].astype(np.float64) + kappa)
+
+
+# ----------------------------------------------------------------------------
+# Exact design variances (what a choice of queries can gain, no draws needed).
+
+def design_variance(values, groups, picks_per_group) -> float:
+  """The exact variance over draws of the design-weighted mean of `values` [n]
+  when each group g (groups [n], ids 0..G-1) gets picks_per_group[g] picks by
+  simple random sampling within it, weighted by its share N_g / n:
+  sum_g (N_g/n)^2 (1 - k_g/N_g) S_g^2 / k_g, S_g^2 the group's variance (n - 1
+  denominator). One group with k picks is simple random sampling; one pick per
+  stratum is stratified sampling, whose variance is the within-strata one."""
+  values, groups = np.asarray(values, np.float64), np.asarray(groups)
+  k = np.asarray(picks_per_group, np.float64)
+  n, out = len(values), 0.0
+  for g, k_g in enumerate(k):
+    v = values[groups == g]
+    if len(v) < 2:
+      continue
+    out += (len(v) / n) ** 2 * (1 - k_g / len(v)) * v.var(ddof=1) / k_g
+  return float(out)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from irt_jax import utils
+from irt_jax.evaluation import query_choice
 
 
 def write(report: dict, output_dir: str) -> str:
@@ -515,6 +516,21 @@ def _paired_gap(naive: dict, model: dict) -> tuple[float, float] | None:
   return float(diff.mean()), float(diff.std(ddof=1))
 
 
+def _paired_with_random(choice: str, rand: dict, r: dict) -> tuple[float, float] | None:
+  """Random MAE - this row's MAE draw by draw when `choice` is drawn from the same
+  random numbers as random picks (query_choice.COUPLED_WITH_RANDOM); None otherwise."""
+  return _paired_gap(rand, r) if choice in query_choice.COUPLED_WITH_RANDOM else None
+
+
+def _vs_random(r: dict, rand: dict) -> str:
+  """"choice/estimator: MAE vs random MAE (gain)", the gain read draw by draw
+  (mean ± std) where the two choices share their random numbers."""
+  gain, paired = _mae(rand) - _mae(r), _paired_with_random(r["choice"], rand, r)
+  tail = "" if paired is None else f" ± {100 * paired[1]:.2f} paired"
+  return (f"{r['choice']}/{r['estimator']}: {100 * _mae(r):.2f} vs {100 * _mae(rand):.2f} "
+          f"({100 * gain:+.2f}{tail})")
+
+
 def _informed_vs_random(index: dict, model: list[dict], d: str, p: str, k: int) -> str:
   vs = []
   for r in model:
@@ -523,8 +539,8 @@ def _informed_vs_random(index: dict, model: list[dict], d: str, p: str, k: int) 
       vs.append((_mae(rand) - _mae(r), r, rand))
   if not vs:
     return "n/a"
-  gain, r, rand = max(vs, key=lambda v: v[0])
-  return f"{r['choice']}/{r['estimator']}: {100 * _mae(r):.2f} vs {100 * _mae(rand):.2f} ({100 * gain:+.2f})"
+  _, r, rand = max(vs, key=lambda v: v[0])
+  return _vs_random(r, rand)
 
 
 def benchmark_grid_goals(records: list[dict]) -> str:
@@ -587,8 +603,7 @@ def _heldout_informed(index: dict, d: str, others: list[str], p: str, k: int,
   c, e = max(informed, key=informed.get)
   here, rand = index[(d, p, c, e, k)], index[(d, p, "random", e, k)]
   met = ("yes" if gain(here) > 0 else "no") if k <= 25 else "-"
-  return (f"{c}/{e}: {100 * _mae(here):.2f} vs {100 * _mae(rand):.2f} "
-          f"({100 * gain(here):+.2f})"), met
+  return _vs_random(here, rand), met
 
 
 def benchmark_grid_heldout_goals(records: list[dict]) -> str:
@@ -603,7 +618,8 @@ def benchmark_grid_heldout_goals(records: list[dict]) -> str:
   of the same picks exceeds the gap's std. Goal 2's row is the informed (non-random)
   choice and estimator whose MAE gain over random picks with the same estimator,
   averaged over the others, is largest; met (k <= 25) when its gain on D is
-  positive (unpaired). Goal 3 (k = 10): goal 1's row ranks the LLMs on D at least
+  positive (read draw by draw, mean ± std, for stratified picks, which share
+  their random numbers with random picks; unpaired for anchors). Goal 3 (k = 10): goal 1's row ranks the LLMs on D at least
   as well (Spearman) as the naive mean."""
   index = _grid_index(records)
   runs = {(r.get("kind"), r["dataset"]) for r in records}
@@ -640,6 +656,9 @@ def benchmark_grid_heldout_goals(records: list[dict]) -> str:
 # (label, protocol, (choice, estimator) tried, (choice, estimator) it is measured against):
 # the rows issue 25 added, each beside what it was built to beat.
 GRID_COMPARISONS = (
+    ("diff vs naive, random picks", None, ("random", "diff"), ("random", "naive")),
+    ("stratified vs random picks, naive", None, ("stratified", "naive"), ("random", "naive")),
+    ("stratified vs random picks, diff", None, ("stratified", "diff"), ("random", "diff")),
     ("blend vs naive, random picks", None, ("random", "blend"), ("random", "naive")),
     ("kernel vs irt, random picks", None, ("random", "kernel"), ("random", "irt")),
     ("fluid vs random picks, offset", "per_llm", ("fluid", "offset"), ("random", "offset")),
@@ -651,7 +670,8 @@ def _comparison_cell(index: dict, d: str, p: str, k: int, tried, against) -> str
   if a is None or b is None or a["mae"]["mean"] is None or b["mae"]["mean"] is None:
     return "n/a"
   cell = f"{100 * _mae(a):.2f} vs {100 * _mae(b):.2f}"
-  if tried[0] == against[0]:  # same picks draw by draw: the paired gap and its spread
+  coupled = against[0] == "random" and tried[0] in query_choice.COUPLED_WITH_RANDOM
+  if tried[0] == against[0] or coupled:  # same (or coupled) picks draw by draw: paired
     paired = _paired_gap(b, a)
     if paired is not None:
       return f"{cell} ({100 * paired[0]:+.2f} ± {100 * paired[1]:.2f})"
@@ -662,7 +682,8 @@ def benchmark_grid_comparisons(records: list[dict]) -> str:
   """Markdown: per (dataset, protocol, k) each GRID_COMPARISONS pair's MAE
   (points), tried vs what it was built to beat, and the gain (positive: the
   tried row is lower); paired mean ± std over draws where both rows share their
-  picks (same choice), unpaired otherwise."""
+  picks (same choice) or their random numbers (stratified vs random), unpaired
+  otherwise."""
   index = _grid_index(records)
   out = ["| dataset | protocol | k | " + " | ".join(c[0] for c in GRID_COMPARISONS) + " |",
          "|---|---|---|" + "---|" * len(GRID_COMPARISONS)]
@@ -687,7 +708,7 @@ def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bi
          "#### Best row on the same figures (optimistic: chosen on the figures it reports; "
          "not a result)", "", benchmark_grid_goals(records),
          "#### The new rows beside what they were built to beat (MAE, points; gain in brackets, "
-         "paired ± std where the picks are the same)", "", benchmark_grid_comparisons(records)]
+         "paired ± std where the picks are the same or coupled)", "", benchmark_grid_comparisons(records)]
   for d in sorted({r["dataset"] for r in records}):
     for metric in metrics:
       out += [f"#### {d}: {names[metric]}, mean ± std over draws", "",
