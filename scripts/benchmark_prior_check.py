@@ -14,13 +14,11 @@ hyperparameters. It trains nothing; it reads WORKDIR/heldout/*/predictions.npz.
   python scripts/benchmark_prior_check.py --table_only --out=docs/results/benchmark_prior_check.jsonl
 """
 
-import glob
 import itertools
 import json
 import os
 import sys
 
-import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -29,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from irt_jax import utils
 from irt_jax.evaluation import benchmark_grid as grid
 from irt_jax.evaluation import report
+from irt_jax.protocols import leave_benchmark_out
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", [], "Finished benchmark-prediction workdirs, one per dataset.")
@@ -45,9 +44,7 @@ def dataset_rows(workdir: str, priors: grid.Priors, ks, draws: int) -> list[dict
   with open(os.path.join(workdir, "benchmark_prediction_setup.json")) as f:
     seed = json.load(f)["seed"]
   per = {}
-  for path in sorted(glob.glob(os.path.join(workdir, "heldout", "*", "predictions.npz"))):
-    with np.load(path, allow_pickle=False) as f:
-      bench = grid.bench_from_predictions({k: f[k] for k in f.files})
+  for path, bench in leave_benchmark_out.held_out_benches(workdir):
     out = grid.benchmark_grid(bench, ks, draws, seed, priors, ("shared",), ("random",))
     out = {key: v for key, v in out.items() if key[3] == "irt"}
     per[path] = grid.grid_metrics(out, grid.true_scores(bench.labels))

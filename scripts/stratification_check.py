@@ -23,7 +23,6 @@ reads WORKDIR/heldout/*/predictions.npz.
   python scripts/stratification_check.py --table_only --out=docs/results/stratification_check.jsonl
 """
 
-import glob
 import json
 import os
 import sys
@@ -39,6 +38,7 @@ from irt_jax import utils
 from irt_jax.evaluation import benchmark_grid as grid
 from irt_jax.evaluation import grid_estimators as gest
 from irt_jax.evaluation import query_choice
+from irt_jax.protocols import leave_benchmark_out
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", [], "Finished benchmark-prediction workdirs, one per dataset.")
@@ -78,10 +78,8 @@ def benchmark_row(bench: grid.Bench, k: int) -> dict | None:
 def dataset_records(workdir: str, ks) -> list[dict]:
   """One record per k: each column's sd (points), averaged over benchmarks."""
   rows = {k: [] for k in ks}
-  for path in sorted(glob.glob(os.path.join(workdir, "heldout", "*", "predictions.npz"))):
+  for path, bench in leave_benchmark_out.held_out_benches(workdir):
     logging.info("%s", path)
-    with np.load(path, allow_pickle=False) as f:
-      bench = grid.bench_from_predictions({key: f[key] for key in f.files})
     for k in ks:
       row = benchmark_row(bench, k)
       if row is not None:

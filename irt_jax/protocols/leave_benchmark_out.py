@@ -15,6 +15,7 @@ run must match), and no copy of the data is written.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 
@@ -105,6 +106,15 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
 
 def _safe(name: str) -> str:
   return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def held_out_benches(workdir: str):
+  """(path, grid Bench) for each finished held-out run of `workdir`
+  (heldout/<B>/predictions.npz, read without pickle), in path order: what the
+  checks in scripts/ read instead of training anything."""
+  for path in sorted(glob.glob(os.path.join(workdir, "heldout", "*", PREDICTIONS_FILE))):
+    with np.load(path, allow_pickle=False) as f:
+      yield path, grid_lib.bench_from_predictions({key: f[key] for key in f.files})
 
 
 def held_out_grid(workdir: str, name: str, pred: dict, embeddings, settings: dict) -> dict:
