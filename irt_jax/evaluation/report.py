@@ -516,16 +516,18 @@ def _paired_gap(naive: dict, model: dict) -> tuple[float, float] | None:
   return float(diff.mean()), float(diff.std(ddof=1))
 
 
-def _paired_with_random(choice: str, rand: dict, r: dict) -> tuple[float, float] | None:
-  """Random MAE - this row's MAE draw by draw when `choice` is drawn from the same
-  random numbers as random picks (query_choice.COUPLED_WITH_RANDOM); None otherwise."""
-  return _paired_gap(rand, r) if choice in query_choice.COUPLED_WITH_RANDOM else None
+def _read_paired(tried: str, against: str) -> bool:
+  """Whether rows of choices `tried` and `against` can be compared draw by draw:
+  the same picks (same choice), or picks drawn from the same random numbers as
+  random picks (query_choice.COUPLED_WITH_RANDOM)."""
+  return tried == against or (against == "random" and tried in query_choice.COUPLED_WITH_RANDOM)
 
 
 def _vs_random(r: dict, rand: dict) -> str:
   """"choice/estimator: MAE vs random MAE (gain)", the gain read draw by draw
   (mean ± std) where the two choices share their random numbers."""
-  gain, paired = _mae(rand) - _mae(r), _paired_with_random(r["choice"], rand, r)
+  gain = _mae(rand) - _mae(r)
+  paired = _paired_gap(rand, r) if _read_paired(r["choice"], "random") else None
   tail = "" if paired is None else f" ± {100 * paired[1]:.2f} paired"
   return (f"{r['choice']}/{r['estimator']}: {100 * _mae(r):.2f} vs {100 * _mae(rand):.2f} "
           f"({100 * gain:+.2f}{tail})")
@@ -670,8 +672,7 @@ def _comparison_cell(index: dict, d: str, p: str, k: int, tried, against) -> str
   if a is None or b is None or a["mae"]["mean"] is None or b["mae"]["mean"] is None:
     return "n/a"
   cell = f"{100 * _mae(a):.2f} vs {100 * _mae(b):.2f}"
-  coupled = against[0] == "random" and tried[0] in query_choice.COUPLED_WITH_RANDOM
-  if tried[0] == against[0] or coupled:  # same (or coupled) picks draw by draw: paired
+  if _read_paired(tried[0], against[0]):
     paired = _paired_gap(b, a)
     if paired is not None:
       return f"{cell} ({100 * paired[0]:+.2f} ± {100 * paired[1]:.2f})"
