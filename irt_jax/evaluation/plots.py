@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
+from irt_jax.numerics import pca_2d  # noqa: E402,F401 - used by the report code as plots.pca_2d
+
 DPI = 110
 SELECTION_STYLE = {"random": ("tab:blue", "o", "random k + model"),
                    "adaptive": ("tab:red", "s", "adaptive k + model"),
@@ -29,18 +31,6 @@ def _save(fig, path: str) -> str:
   fig.savefig(path, dpi=DPI)
   plt.close(fig)
   return path
-
-
-def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Coordinates on the first two principal axes, and their variance shares."""
-  x = np.asarray(x, np.float64)
-  centred = x - x.mean(axis=0)
-  _, s, vt = np.linalg.svd(centred, full_matrices=False)
-  coords = centred @ vt[:2].T
-  if coords.shape[1] < 2:
-    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-  share = s ** 2 / max((s ** 2).sum(), 1e-12)
-  return coords, np.pad(share[:2], (0, max(0, 2 - len(share[:2]))))
 
 
 def ability_scatter(coords, share, names, path: str, title: str = "LLM abilities",

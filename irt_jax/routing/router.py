@@ -80,6 +80,8 @@ class Router:
     # What the encoder is (folder, weights, max length), so a reload of another
     # checkpoint trained with the same encoder can share the one already loaded.
     self.encoder_key: tuple | None = None
+    self._explainer = None
+    self._explain_lock = threading.Lock()
 
   # ---------------------------------------------------------------- building
   @classmethod
@@ -220,6 +222,38 @@ class Router:
     self.allowed(candidates)          # a bad name fails before any encoding
     return self.route_logits(self.logits(texts), cost_weight, budget, candidates, costs,
                              texts=texts)
+
+  def explain(self, texts: Sequence[str], cost_weight: float = 0.0,
+              candidates: Sequence[str] | None = None, costs=None,
+              neighbours: int = 5) -> list[dict]:
+    """Why each query goes where `route` sends it (`routing.explain`): per model
+    P(correct), cost and the rule's score, the choice, runner-up and margin, and
+    (by kind) the query's item parameters against the training queries, its
+    nearest training queries, an ensemble's members. A JSON-ready dict per query."""
+    self.allowed(candidates)
+    emb = self.embed(texts)
+    logits = (np.asarray(self.predictor.logits(emb)) if emb.shape[0]
+              else np.zeros((0, len(self.model_names)), np.float32))
+    return self.explain_embeddings(texts, emb, logits, cost_weight, candidates, costs,
+                                   neighbours)
+
+  def explain_embeddings(self, texts: Sequence[str], embeddings: np.ndarray, logits: np.ndarray,
+                         cost_weight: float = 0.0, candidates: Sequence[str] | None = None,
+                         costs=None, neighbours: int = 5) -> list[dict]:
+    """`explain` for embeddings and their logits already computed (the service)."""
+    return self.explainer().explain(self, list(texts), embeddings, logits,
+                                    _non_negative(cost_weight, "cost_weight"), candidates,
+                                    costs, neighbours)
+
+  def explainer(self):
+    """The `explain.Explainer` of this Router, built once: it reads the run's
+    training split (when the Router has a workdir) and scores it."""
+    if self._explainer is None:
+      with self._explain_lock:
+        if self._explainer is None:
+          from irt_jax.routing import explain
+          self._explainer = explain.make_explainer(self.predictor, self.workdir)
+    return self._explainer
 
   def route_logits(self, logits: np.ndarray, cost_weight: float = 0.0,
                    budget: float | None = None, candidates: Sequence[str] | None = None,
