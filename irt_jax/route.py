@@ -5,7 +5,8 @@ r"""Routes queries given on the command line or in a JSONL file: flags -> Router
   python -m irt_jax.route --workdir=DIR --input=queries.jsonl --json   # {"query": ...} per line
 
 Prints one chosen model name per line (with --json, one JSON record per line:
-query, model, p_correct, logit, expected_cost, runner_up, runner_up_p).
+query, model, p_correct, logit, expected_cost, runner_up, runner_up_p; with --explain,
+one explanation per line: Router.explain, docs/serving.md).
 """
 
 import json
@@ -29,6 +30,9 @@ flags.DEFINE_string("step", "best", "'best' (by val accuracy), 'latest' or a ste
 flags.DEFINE_string("input", None, "JSONL file, one object per line with a \"query\" or "
                     "\"prompt\" string ('-' = stdin).")
 flags.DEFINE_bool("json", False, "Print one JSON record per query instead of the model name.")
+flags.DEFINE_bool("explain", False, "Print one JSON explanation per query (Router.explain: per "
+                  "model P(correct), cost, the rule's score; the choice and its margin; the "
+                  "query's item parameters and nearest training queries). No --budget.")
 flags.DEFINE_float("cost_weight", 0.0, "Route on P(correct) - cost_weight * cost (needs --costs).")
 flags.DEFINE_float("budget", None, "Cap on the mean cost over the queries given (needs --costs).")
 flags.DEFINE_list("candidates", None, "Only route among these model names.")
@@ -60,6 +64,9 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"route: --workdir {FLAGS.workdir} does not exist")
+  if FLAGS.explain and FLAGS.budget is not None:
+    raise app.UsageError("--explain takes --cost_weight, not --budget (a budget is shared by "
+                         "the queries of one call)")
   queries = list(argv[1:])
   if FLAGS.input and queries:
     raise app.UsageError("give queries as arguments or --input, not both")
@@ -82,6 +89,10 @@ def main(argv):
   try:
     router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
                              encoder_precision=FLAGS.encoder_precision)
+    if FLAGS.explain:
+      for record in router.explain(queries, FLAGS.cost_weight, FLAGS.candidates):
+        print(json.dumps(record))
+      return
     routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, ValueError) as e:
     sys.exit(f"route: {e}")

@@ -2,6 +2,8 @@
 hand from the run's params and data (a generated run, configs/test.py)."""
 
 import json
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -14,9 +16,10 @@ from irt_jax.numerics import pca_2d
 from irt_jax.predictors import Predictor
 from irt_jax.routing import explain
 from irt_jax.routing.router import Router
+from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
 
-pytest_plugins = ["tests.router_fixtures"]   # run: a tiny trained irtnet run
+pytest_plugins = ["tests.router_fixtures"]   # run, text_run, text_router: tiny trained runs
 
 
 class RowEncoder:
@@ -194,3 +197,26 @@ def test_unreadable_training_data_still_explains(tmp_path, run, loaded):
   assert str(tmp_path) in e["neighbours"]["skipped"]
   assert e["item_response"]["b_percentile"] is None and "reference" in e["item_response"]
   assert e["choice"]["model"] in predictor.model_names
+
+
+@pytest.mark.slow
+def test_cli_explain_prints_the_routers_explanation(text_run, text_router):
+  """python -m irt_jax.route --explain: one JSON explanation per query, the Router's."""
+  workdir, _ = text_run
+  texts = ["What is 17 * 23?", "Write a haiku about rain."]
+  pick = list(text_router.model_names[1:4])
+  expected = text_router.explain(texts, candidates=pick)
+  out = subprocess.run([sys.executable, "-m", "irt_jax.route", f"--workdir={workdir}", "--explain",
+                        f"--candidates={','.join(pick)}", *texts], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  records = [json.loads(line) for line in out.stdout.splitlines()]
+  assert [r["query"] for r in records] == texts
+  assert [r["choice"] for r in records] == [e["choice"] for e in expected]
+  assert [r["neighbours"] for r in records] == [e["neighbours"] for e in expected]
+  assert records[0]["models"][0]["p_correct"] == pytest.approx(expected[0]["models"][0]["p_correct"])
+  refused = subprocess.run([sys.executable, "-m", "irt_jax.route", f"--workdir={workdir}",
+                            "--explain", "--budget=1", "q"], cwd=REPO, capture_output=True,
+                           text=True, timeout=120)
+  assert refused.returncode != 0 and "--explain takes --cost_weight" in refused.stderr
+  assert refused.stdout == ""
