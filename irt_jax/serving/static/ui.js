@@ -229,9 +229,9 @@ async function refreshAdmin() {
   }
   if (fb.off) $("feedback").textContent = fb.off;
   else {
-    $("feedback").replaceChildren(el("p", {}, `${fb.records} records in the feedback log`),
-        table(["LLM", "right", "wrong"], Object.entries(fb.per_model).map(
-            ([m, c]) => [m, c.correct, c.wrong]), [false, true, true]));
+    const rows = Object.entries(fb.per_model).map(([m, c]) => [m, c.correct, c.wrong]);
+    $("feedback").replaceChildren(el("p", {}, `${fb.records} records in the feedback log`));
+    if (rows.length) $("feedback").append(table(["LLM", "right", "wrong"], rows, [false, true, true]));
   }
   $("reload").replaceChildren(el("p", {}, !last ? `No reload since start (${s.reloads.count}).`
       : `Last reload ${new Date(last.time * 1000).toLocaleString()}: ${last.result}` +
