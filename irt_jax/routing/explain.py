@@ -24,12 +24,13 @@ import functools
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from irt_jax.models import ensemble
 from irt_jax.numerics import sigmoid
 from irt_jax.routing import rules
-from irt_jax.routing.reference import ItemSource, Reference, item_source
+from irt_jax.routing.reference import ItemSource, Reference, item_source, run_padded
 
 N_NEIGHBOURS = 5
 
@@ -52,8 +53,16 @@ def percentile(sorted_values: np.ndarray, x: float, rtol: float = 1e-5) -> float
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_members(spec):
-  return jax.jit(lambda params, v: ensemble.member_logits(params, v, spec))
+def _jitted_members(spec, item_member: int | None):
+  """An ensemble's member logits [B, K, M] and, from the same program, the items
+  (a, b) of its member `item_member` (its query network then runs once)."""
+  def fn(params, v):
+    z = jnp.moveaxis(ensemble.member_logits(params, v, spec), 0, 1)
+    if item_member is None:
+      return (z,)
+    kind, member_spec = ensemble.member_kinds(spec)[item_member]
+    return (z, *kind.irt.items(params["members"][f"m{item_member}"], v, member_spec))
+  return jax.jit(fn)
 
 
 class Explainer:
@@ -68,20 +77,45 @@ class Explainer:
     self.reference, self.missing = reference, missing
     self.theta = None if self.source is None else self.source.theta()
 
-  def explain(self, router, texts: Sequence[str], embeddings: np.ndarray, logits: np.ndarray,
+  def forward(self, embeddings: np.ndarray):
+    """(logits [n, M], (a, b) or None, members or None), running the query network once
+    where the kind allows: an IRT kind's logits are a . theta - b from its items (its
+    view's contract), an ensemble's its members' logits combined, with its IRT member's
+    items from the same program; other kinds' are the predictor's. They equal the
+    logits `route` uses up to float rounding."""
+    emb = np.asarray(embeddings, np.float32)
+    if getattr(self.kind, "takes_members", False):
+      member = None if self.source is None else self.source.member
+      out = run_padded(_jitted_members(self.predictor.spec, member), self._device_params, emb)
+      weight = np.asarray(self.predictor.params["weight"], np.float64)
+      bias = np.asarray(self.predictor.params["bias"], np.float64)
+      logits = np.einsum("nkm,km->nm", out[0], weight) + bias
+      members = {"p": sigmoid(out[0]), "weight": weight, "bias": bias}
+      return logits, (out[1:] if member is not None else None), members
+    if self.source is not None:
+      a, b = self.source.items(emb)
+      return a @ self.theta.T - b[:, None], (a, b), None
+    return np.asarray(self.predictor.logits(emb), np.float64), None, None
+
+  @functools.cached_property
+  def _device_params(self):
+    return jax.device_put(self.predictor.params)
+
+  def explain(self, router, texts: Sequence[str], embeddings: np.ndarray,
               cost_weight: float = 0.0, candidates=None, costs=None,
               neighbours: int = N_NEIGHBOURS) -> list[dict]:
-    """One dict per query (see the module docstring); `logits` are the Router's
-    for `embeddings`, the choice is `router.route_logits`'."""
-    logits = np.asarray(logits, np.float64)
-    n = logits.shape[0]
+    """One dict per query (see the module docstring); the choice is
+    `router.route_logits`' on the logits of `forward`."""
+    emb = np.asarray(embeddings, np.float32)
+    n = emb.shape[0]
+    if n == 0:
+      return []
+    logits, items, members = self.forward(emb)
     routes = router.route_logits(logits, cost_weight, None, candidates, costs, texts=texts)
     allowed = router.allowed(candidates)
     cost = router.cost_matrix(texts, n, costs)
     score = rules.rule_score(logits, cost, cost_weight)
-    emb = np.asarray(embeddings, np.float32)
-    items = self.source.items(emb) if self.source is not None else None
-    members = self._members(emb)
+    about = self._about_members() if members else None
     out = []
     for q in range(n):
       models = self._per_model(q, logits, cost, score, allowed, items, members)
@@ -90,7 +124,7 @@ class Explainer:
                   "models": models, "choice": _choice(routes[q], models),
                   "item_response": self._item_response(q, items),
                   "neighbours": self._neighbours(emb[q], neighbours),
-                  **({"members": members["about"]} if members else {})})
+                  **({"members": about} if about else {})})
     return out
 
   def _per_model(self, q, logits, cost, score, allowed, items, members) -> list[dict]:
@@ -104,26 +138,18 @@ class Explainer:
       if a_theta is not None:
         row["a_theta"] = float(a_theta[m])
       if members:
-        row["member_p_correct"] = [float(x) for x in members["p"][:, q, m]]
+        row["member_p_correct"] = [float(x) for x in members["p"][q, :, m]]
         row["member_weight"] = [float(x) for x in members["weight"][:, m]]
         row["bias"] = float(members["bias"][m])
       rows.append(row)
     return rows
 
-  def _members(self, emb: np.ndarray) -> dict | None:
-    """An ensemble's members: their P(correct) [K, n, M], weights [K, M], bias [M]."""
-    predictor = self.predictor
-    if not getattr(self.kind, "takes_members", False):
-      return None
-    spec, params = predictor.spec, predictor.params
-    z = np.asarray(_jitted_members(spec)(params, emb), np.float64)
-    kinds = ensemble.member_kinds(spec)
+  def _about_members(self) -> list[dict]:
+    spec = self.predictor.spec
     workdirs = ensemble.member_workdirs(spec)
-    about = [{"member": f"m{k}", "kind": kind.name,
-              "workdir": workdirs[k] if k < len(workdirs) else None}
-             for k, (kind, _) in enumerate(kinds)]
-    return {"p": sigmoid(z), "weight": np.asarray(params["weight"], np.float64),
-            "bias": np.asarray(params["bias"], np.float64), "about": about}
+    return [{"member": f"m{k}", "kind": kind.name,
+             "workdir": workdirs[k] if k < len(workdirs) else None}
+            for k, (kind, _) in enumerate(ensemble.member_kinds(spec))]
 
   def _item_response(self, q: int, items) -> dict:
     if items is None:

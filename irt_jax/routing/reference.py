@@ -19,6 +19,11 @@ import numpy as np
 from irt_jax.predictors import CHUNK, bucket
 
 PROMPT_CHARS = 200       # a neighbour's prompt is shown up to this many characters
+# Nearest neighbours: above SEARCH_DIMS dimensions, candidates are found on the reference's
+# first SEARCH_DIMS principal axes (an eighth of the bytes of 768-d rows to read per query),
+# and the best CANDIDATES of them are ranked by their exact cosine.
+SEARCH_DIMS = 96
+CANDIDATES = 256
 
 
 @functools.lru_cache(maxsize=16)
@@ -26,39 +31,44 @@ def _jitted_items(kind, spec):
   return jax.jit(lambda params, v: kind.irt.items(params, v, spec))
 
 
+def run_padded(fn, params, embeddings: np.ndarray) -> tuple[np.ndarray, ...]:
+  """`fn(params, rows) -> tuple of [rows, ...] arrays` over `embeddings` in chunks of
+  `predictors.CHUNK`, each padded to its bucket as `Predictor.logits` does (few compiled
+  shapes), as float64 numpy arrays."""
+  parts = []
+  for start in range(0, len(embeddings), CHUNK):
+    part = np.asarray(embeddings[start:start + CHUNK], np.float32)
+    rows = part.shape[0]
+    size = bucket(rows)
+    if size > rows:
+      part = np.concatenate([part, np.zeros((size - rows, part.shape[1]), np.float32)])
+    parts.append([np.asarray(x, np.float64)[:rows] for x in fn(params, part)])
+  return tuple(np.concatenate(xs) for xs in zip(*parts))
+
+
 @dataclasses.dataclass(frozen=True)
 class ItemSource:
-  """A kind with an IRT view, its spec and params; `label` names it for a reader."""
+  """A kind with an IRT view, its spec and params; `member`: its index in an ensemble
+  (None: the predictor itself); `label` names it for a reader."""
   kind: object
   spec: object
   params: dict
   label: str
+  member: int | None = None
 
   def theta(self) -> np.ndarray:
     """Abilities [M, d] (float64)."""
     return np.asarray(self.kind.irt.abilities(self.params), np.float64)
 
   @functools.cached_property
-  def _device_params(self):
+  def device_params(self):
     return jax.device_put(self.params)
 
   def items(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a [N, d], b [N]) in float64, with logit = a . theta - b; rows go in
-    padded chunks as in `predictors.Predictor.logits` (few compiled shapes)."""
-    fn = _jitted_items(self.kind, self.spec)
-    a_parts, b_parts = [], []
-    for start in range(0, len(embeddings), CHUNK):
-      part = np.asarray(embeddings[start:start + CHUNK], np.float32)
-      rows = part.shape[0]
-      size = bucket(rows)
-      if size > rows:
-        part = np.concatenate([part, np.zeros((size - rows, part.shape[1]), np.float32)])
-      a, b = fn(self._device_params, part)
-      a_parts.append(np.asarray(a, np.float64)[:rows])
-      b_parts.append(np.asarray(b, np.float64)[:rows])
-    if not a_parts:
+    """(a [N, d], b [N]) in float64, with logit = a . theta - b."""
+    if len(embeddings) == 0:
       return np.zeros((0, 0)), np.zeros(0)
-    return np.concatenate(a_parts), np.concatenate(b_parts)
+    return run_padded(_jitted_items(self.kind, self.spec), self.device_params, embeddings)
 
 
 def item_source(predictor) -> ItemSource | None:
@@ -73,7 +83,7 @@ def item_source(predictor) -> ItemSource | None:
     for k, (member, spec) in enumerate(ensemble.member_kinds(predictor.spec)):
       if member.irt is not None:
         return ItemSource(member, spec, predictor.params["members"][f"m{k}"],
-                          f"member m{k} ({member.name})")
+                          f"member m{k} ({member.name})", member=k)
   return None
 
 
@@ -90,18 +100,26 @@ class Reference:
   prompts: tuple | None
   b_sorted: np.ndarray | None
   a_norm_sorted: np.ndarray | None
+  axes: np.ndarray | None = None        # [D, SEARCH_DIMS] principal axes, or None: exact
+  projected: np.ndarray | None = None   # [n, SEARCH_DIMS]: unit @ axes
 
   def nearest(self, embedding: np.ndarray, k: int) -> list[tuple[int, float]]:
     """The k training queries of highest cosine similarity to `embedding`, best first
-    (ties: lower row first)."""
+    (ties: lower row first). Exact over every row up to SEARCH_DIMS dimensions; above,
+    over the CANDIDATES rows nearest on the principal axes."""
     k = max(0, min(int(k), len(self.unit)))
     if k == 0:
       return []
     q = np.asarray(embedding, np.float32)
-    sim = self.unit @ (q / max(float(np.linalg.norm(q)), 1e-12))
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    rows = np.arange(len(self.unit))
+    if self.axes is not None and len(rows) > max(CANDIDATES, 4 * k):
+      approx = self.projected @ (q @ self.axes)
+      rows = np.sort(np.argpartition(-approx, max(CANDIDATES, 4 * k) - 1)[:max(CANDIDATES, 4 * k)])
+    sim = self.unit[rows] @ q if len(rows) < len(self.unit) else self.unit @ q
     top = np.argpartition(-sim, k - 1)[:k] if k < len(sim) else np.arange(len(sim))
-    top = top[np.lexsort((top, -sim[top]))]
-    return [(int(i), float(sim[i])) for i in top]
+    top = top[np.lexsort((rows[top], -sim[top]))]
+    return [(int(rows[i]), float(sim[i])) for i in top]
 
   def describe(self, row: int, similarity: float, model_names) -> dict:
     answers = self.labels[row]
@@ -144,11 +162,24 @@ def build_reference(embeddings, query_ids, benchmark, benchmark_names, labels, p
   if source is not None and len(emb):
     a, b = source.items(emb)
     b_sorted, a_sorted = np.sort(b), np.sort(np.linalg.norm(a, axis=1))
-  return Reference(unit=emb / norms, query_ids=tuple(query_ids),
+  unit = emb / norms
+  axes = _principal_axes(unit) if unit.shape[1] > SEARCH_DIMS else None
+  return Reference(unit=unit, query_ids=tuple(query_ids),
                    benchmark=np.asarray(benchmark, np.int64),
                    benchmark_names=tuple(benchmark_names), labels=np.asarray(labels, np.int8),
                    prompts=None if prompts is None else tuple(prompts),
-                   b_sorted=b_sorted, a_norm_sorted=a_sorted)
+                   b_sorted=b_sorted, a_norm_sorted=a_sorted, axes=axes,
+                   projected=None if axes is None else np.ascontiguousarray(unit @ axes))
+
+
+def _principal_axes(unit: np.ndarray, sample: int = 8192) -> np.ndarray:
+  """The first SEARCH_DIMS principal axes (uncentred: cosine search) of up to `sample`
+  rows (seeded), [D, SEARCH_DIMS] float32."""
+  rows = unit
+  if len(unit) > sample:
+    rows = unit[np.sort(np.random.default_rng(0).choice(len(unit), sample, replace=False))]
+  _, _, vt = np.linalg.svd(np.asarray(rows, np.float64), full_matrices=False)
+  return np.ascontiguousarray(vt[:SEARCH_DIMS].T, np.float32)
 
 
 def load_reference(workdir: str, model_names, source: ItemSource | None) -> Reference:

@@ -231,17 +231,14 @@ class Router:
     (by kind) the query's item parameters against the training queries, its
     nearest training queries, an ensemble's members. A JSON-ready dict per query."""
     self.allowed(candidates)
-    emb = self.embed(texts)
-    logits = (np.asarray(self.predictor.logits(emb)) if emb.shape[0]
-              else np.zeros((0, len(self.model_names)), np.float32))
-    return self.explain_embeddings(texts, emb, logits, cost_weight, candidates, costs,
+    return self.explain_embeddings(texts, self.embed(texts), cost_weight, candidates, costs,
                                    neighbours)
 
-  def explain_embeddings(self, texts: Sequence[str], embeddings: np.ndarray, logits: np.ndarray,
+  def explain_embeddings(self, texts: Sequence[str], embeddings: np.ndarray,
                          cost_weight: float = 0.0, candidates: Sequence[str] | None = None,
                          costs=None, neighbours: int = 5) -> list[dict]:
-    """`explain` for embeddings and their logits already computed (the service)."""
-    return self.explainer().explain(self, list(texts), embeddings, logits,
+    """`explain` for the texts' embeddings already computed (the service)."""
+    return self.explainer().explain(self, list(texts), embeddings,
                                     _non_negative(cost_weight, "cost_weight"), candidates,
                                     costs, neighbours)
 

@@ -132,13 +132,9 @@ def add_routes(app, svc) -> None:
     try:
       router.allowed(req["candidates"])
       emb = await svc.batcher.submit(req["queries"], router.embed)
-
-      def work():
-        logits = router.predictor.logits(emb)
-        return router.explain_embeddings(req["queries"], emb, logits, req["cost_weight"],
-                                         req["candidates"], neighbours=req["neighbours"])
-
-      out = await asyncio.to_thread(work)
+      out = await asyncio.to_thread(router.explain_embeddings, req["queries"], emb,
+                                    req["cost_weight"], req["candidates"],
+                                    neighbours=req["neighbours"])
     except RouterError as e:
       raise ApiError(400, str(e)) from None
     return {"router": svc.prefix(router), "explanations": out,
