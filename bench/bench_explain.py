@@ -13,14 +13,20 @@ and prints the median, p90 and minimum of each and of their difference.
     PYTHONPATH=. .venv/bin/python bench/bench_explain.py --data_dir=../shared/data/routerdc \
         --config=configs/irtnet.py
 
+    PYTHONPATH=. .venv/bin/python bench/bench_explain.py --data_dir=../shared/data/llmrouter \
+        --check_neighbours=1000
+
 With --workdir, the trained run and its own training queries. Without it, the kind of
 --config at its configured size with freshly initialised params (timings depend on the
 shapes, not on the values) on --data_dir, whose training split is the reference.
+--check_neighbours=N compares the neighbour search (on the reference's principal axes)
+with the exact search instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -73,6 +79,30 @@ def trained(workdir: str):
       data.embeddings[data.split("test").queries]
 
 
+def check_neighbours(data_dir: str, n: int, k: int) -> None:
+  """The search on principal axes against the exact search, for the first n test queries
+  of `data_dir` (its training split the reference): the share of the exact k neighbours
+  found, and of queries whose k neighbours come back identical, in the same order."""
+  from irt_jax.data import cache
+  from irt_jax.routing import reference
+  data = cache.load_and_cache(data_dir, None)
+  rows = np.asarray(data.split("train").queries)
+  ref = reference.build_reference(data.embeddings[rows], [str(i) for i in rows],
+                                  data.benchmark[rows], data.benchmark_names,
+                                  np.zeros((len(rows), 1), np.int8), None, None)
+  exact = dataclasses.replace(ref, axes=None, projected=None)
+  found = identical = 0
+  test = np.asarray(data.split("test").queries)[:n]
+  for i in test:
+    got = [r for r, _ in ref.nearest(data.embeddings[i], k)]
+    want = [r for r, _ in exact.nearest(data.embeddings[i], k)]
+    found += len(set(got) & set(want))
+    identical += got == want
+  print(f"{Path(data_dir).name}: {len(rows)} reference queries, {len(test)} test queries: "
+        f"{100 * found / (k * len(test)):.1f}% of the exact {k} neighbours found, "
+        f"{100 * identical / len(test):.1f}% of the lists identical")
+
+
 def stats(ms: np.ndarray) -> str:
   return (f"median {np.median(ms):7.3f} ms   p90 {np.percentile(ms, 90):7.3f} ms   "
           f"min {ms.min():7.3f} ms")
@@ -85,7 +115,13 @@ def main():
   parser.add_argument("--config", default=str(REPO / "configs" / "irtnet.py"))
   parser.add_argument("--queries", type=int, default=200)
   parser.add_argument("--neighbours", type=int, default=5)
+  parser.add_argument("--check_neighbours", type=int, default=0,
+                      help="instead of timing, compare the neighbour search with the exact one "
+                           "on this many test queries of --data_dir")
   args = parser.parse_args()
+  if args.check_neighbours:
+    check_neighbours(args.data_dir, args.check_neighbours, args.neighbours)
+    return
   router, emb = trained(args.workdir) if args.workdir else untrained(args.config, args.data_dir)
   explainer = router.explainer()
   n_ref = 0 if explainer.reference is None else len(explainer.reference.query_ids)
