@@ -572,6 +572,22 @@ def direction_errors(text: str) -> list[str]:
   return errors
 
 
+def page_anchors(doc: str) -> set[str]:
+  return {slug(line) for _, line in prose_lines(read(doc)) if re.match(r"#{1,6}\s", line)}
+
+
+def cross_page_anchor_errors(doc: str, text: str, anchors_of=page_anchors) -> list[str]:
+  """`[...](other.md#anchor)` must name a heading of that page (a renamed heading breaks the link)."""
+  errors = []
+  for target, anchor in re.findall(r"\]\(([\w./-]+\.md)#([^)\s]+)\)", text):
+    path = os.path.normpath(os.path.join(os.path.dirname(doc), target))
+    if not os.path.isfile(os.path.join(REPO, path)):
+      errors.append(f"link to {target}, which does not exist")
+    elif anchor not in anchors_of(path):
+      errors.append(f"link to {target}#{anchor}, which no heading of {path} has")
+  return errors
+
+
 def machine_path_errors(text: str) -> list[str]:
   return [f"line {text.count(chr(10), 0, m.start()) + 1}: absolute machine path "
           f"{text[m.start():m.start() + 30].split()[0]}" for m in MACHINE_PATH.finditer(text)]
@@ -606,6 +622,11 @@ def test_every_table_has_a_header_row():
 
 def test_above_and_below_point_the_right_way():
   errors = [f"{doc}: {e}" for doc in DOCS for e in direction_errors(read(doc))]
+  assert not errors, "\n".join(errors)
+
+
+def test_links_to_another_page_name_one_of_its_headings():
+  errors = [f"{doc}: {e}" for doc in DOCS for e in cross_page_anchor_errors(doc, read(doc))]
   assert not errors, "\n".join(errors)
 
 
@@ -687,3 +708,15 @@ def test_docstrings_of_code_are_read_for_the_checks(tmp_path):
   assert [e.split(": ", 1)[1] for e in history_errors(text)] == [
       'history in a manual: "issue 21"', 'history in a manual: "session"']
   assert machine_path_errors(text) == ["line 3: absolute machine path /tmp/x"]
+
+
+def test_a_link_to_a_renamed_heading_of_another_page_is_caught():
+  anchors = {"docs/performance.md": {"figures-cpu", "the-querys-own-path-and-training-at-the-papers-scale"}}.get
+  good = "[x](performance.md#figures-cpu), [y](../README.md), [z](performance.md)"
+  assert cross_page_anchor_errors("docs/serving.md", good, anchors_of=anchors) == []
+  bad = ("[x](performance.md#the-querys-own-path-and-training-at-the-papers-scale-issue-23), "
+         "[y](no_such_page.md#a)")
+  assert cross_page_anchor_errors("docs/serving.md", bad, anchors_of=anchors) == [
+      "link to performance.md#the-querys-own-path-and-training-at-the-papers-scale-issue-23, which no heading of "
+      "docs/performance.md has", "link to no_such_page.md, which does not exist"]
+  assert "the-querys-own-path-and-training-at-the-papers-scale" in page_anchors("docs/performance.md")
