@@ -9,8 +9,12 @@ must be one its entry point defines, read from the entry point's own help (absl'
 passes (or the entry point's default). Backticked references are resolved: repo
 paths (`irt_jax/...`, `tests/...`), dotted names (`irt_jax.routing.rules`,
 `rules.choose_with_cost`, `Router.from_checkpoint`) by import, config fields
-(`train.batching`) against the configs. Each check is also run on a planted error,
-so a checker that accepts everything fails here.
+(`train.batching`) against the configs. The pages also describe the present (the
+conventions are stated above the checks that enforce them): tables have header rows,
+"above"/"below" point the right way, links name existing headings, and there are no
+machine paths, no history (issue numbers, sessions, times of day) and no page over
+350 lines. Each check is also run on a planted error, so a checker that accepts
+everything fails here.
 """
 
 from __future__ import annotations
