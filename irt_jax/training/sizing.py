@@ -13,9 +13,10 @@ root of the batch's cells relative to `auto.reference_cells` (the cells the
 config's `optim.lr` was tuned at), within [1/4, 4] times, the usual rule for
 Adam when the batch grows.
 
-This is the one place those rules live: `resolve` runs once at the start of
-training, before the config is saved, so the checkpoint records the batch
-size and learning rate actually used (and a resumed run resolves to the same).
+This is the one place those rules live (`size`): training applies them once
+the data is loaded (`specs.RunSpec.sized`), before the config is saved, so the
+checkpoint records the batch size and learning rate actually used (and a
+resumed run resolves to the same); `resolve` applies them to a config.
 """
 
 from __future__ import annotations
