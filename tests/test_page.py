@@ -61,6 +61,7 @@ def test_page_shell_is_open_and_its_data_keyed(page_service):
   script = httpx.get(url + "/ui/ui.js")
   assert script.status_code == 200 and "javascript" in script.headers["content-type"]
   assert httpx.get(url + "/ui/ui.css").status_code == 200
+  assert httpx.get(url + "/ui/", follow_redirects=True).text == page.text   # typed with a slash
   assert httpx.get(url + "/ui/state").status_code == 401
   state = httpx.get(url + "/ui/state", headers=USER, timeout=60).json()
   assert state["models"] == list(router.model_names) and state["has_costs"]

@@ -31,7 +31,7 @@ WINDOW_S = 300.0                 # "the last minutes" of the traffic table
 MAX_NEIGHBOURS = 20
 STATIC = {"ui.html": "text/html; charset=utf-8", "ui.js": "text/javascript; charset=utf-8",
           "ui.css": "text/css; charset=utf-8"}
-PAGE_PATHS = {"/ui", "/ui/ui.js", "/ui/ui.css"}      # the page's shell: open, holds no data
+PAGE_PATHS = {"/ui", "/ui/", "/ui/ui.js", "/ui/ui.css"}   # the page's shell: open, holds no data
 ENDPOINTS = {"/explain", "/ui/state", "/admin/state"} | PAGE_PATHS
 
 
