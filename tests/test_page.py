@@ -137,3 +137,56 @@ def test_traffic_window_is_counters_now_minus_the_oldest_copy_inside_it():
   now[0] = 1200.0                                    # both copies are older than keep_s
   traffic.sample()
   assert len(traffic.ring) == 1 and traffic.window(300, ["a"])["answered"] == 0
+
+
+class FakeStore:
+  """A store as the service may hold one: spend per (key id, model), feedback records."""
+  keeps_feedback = True
+
+  def __init__(self, spend, feedback=()):
+    self.spend, self.feedback, self.reads = spend, list(feedback), 0
+
+  def spend_table(self):
+    return dict(self.spend)
+
+  def read_feedback(self):
+    self.reads += 1
+    return list(self.feedback)
+
+
+def test_spend_per_key_reads_budgets_from_settings_and_spend_from_the_store():
+  import hashlib
+  from types import SimpleNamespace
+  from prometheus_client import Counter
+  from irt_jax.serving.page import spend_per_key
+  team, plain = hashlib.sha256(b"sk-a").digest(), hashlib.sha256(b"sk-b").digest()
+  keys = SimpleNamespace(settings={team: SimpleNamespace(name="team-a", budget_usd=25.0),
+                                   plain: SimpleNamespace(name=None, budget_usd=None)})
+  store = FakeStore({(team.hex()[:16], "m1"): 1.5, (team.hex()[:16], "m2"): 0.25,
+                     ("feedface00000000", "m1"): 2.0})
+  svc = SimpleNamespace(access=SimpleNamespace(keys=keys), store=store, metrics=Metrics())
+  assert spend_per_key(svc) == {"keys": {
+      "feedface00000000": {"budget_usd": None, "spent_usd": 2.0},
+      "team-a": {"budget_usd": 25.0, "spent_usd": 1.75}}}
+  # no settings, no store: the counters, else none
+  bare = SimpleNamespace(access=SimpleNamespace(keys=None), metrics=Metrics())
+  assert spend_per_key(bare) == {"none": "this service keeps no budgets per key"}
+  Counter("irt_spend_usd", "spend", ["key", "model"], registry=bare.metrics.registry).labels(
+      "team-b", "m1").inc(0.5)
+  assert spend_per_key(bare) == {"keys": {"team-b": {"budget_usd": None, "spent_usd": 0.5}}}
+
+
+def test_feedback_counts_from_a_store_are_recounted_at_most_every_few_seconds():
+  from types import SimpleNamespace
+  from irt_jax.serving.page import FeedbackCounts
+  store = FakeStore({}, [{"model": "a", "correct": 1}, {"model": "a", "correct": 0},
+                         {"model": "b", "correct": 1}])
+  counts = FeedbackCounts(every_s=3600)
+  svc = SimpleNamespace(store=store)
+  expected = {"records": 3, "per_model": {"a": {"correct": 1, "wrong": 1},
+                                          "b": {"correct": 1, "wrong": 0}}}
+  assert counts.read(svc) == expected
+  store.feedback.append({"model": "b", "correct": 0})
+  assert counts.read(svc) == expected and store.reads == 1      # within the interval
+  store.keeps_feedback = False
+  assert "off" in counts.read(svc)

@@ -61,36 +61,57 @@ def parse_explain_request(body, limits) -> dict:
 
 
 def spend_per_key(svc) -> dict:
-  """Spend per key where the service keeps budgets: the service's `spend` (any
-  object with `snapshot()` -> {key name: {...}}), else counters named *spend* with
-  a `key` label; otherwise a note that there are none."""
-  store = getattr(svc, "spend", None)
-  if store is not None and hasattr(store, "snapshot"):
-    return {"keys": store.snapshot()}
-  found: dict = {}
-  for (name, labels), value in counter_values(svc.metrics.registry).items():
-    labels = dict(labels)
-    if "spend" in name and "key" in labels:
-      found[labels["key"]] = found.get(labels["key"], 0.0) + value
-  if found:
-    return {"keys": {k: {"spent_usd": v} for k, v in sorted(found.items())}}
+  """Spend per key where the service keeps budgets: keys with a budget in the keys
+  file's settings and keys with spend in the store (`svc.store.spend_table()`:
+  {(key id, model): USD}, a key id being its digest's first 16 hex digits), else
+  counters named *spend* with a `key` label; otherwise a note that there are none."""
+  rows: dict = {}
+  keys = getattr(svc.access, "keys", None)
+  for digest, settings in (getattr(keys, "settings", None) or {}).items():
+    if getattr(settings, "budget_usd", None) is not None:
+      key_id = digest.hex()[:16]
+      rows[key_id] = {"name": getattr(settings, "name", None) or key_id,
+                      "budget_usd": settings.budget_usd, "spent_usd": 0.0}
+  store = getattr(svc, "store", None)
+  for (key_id, _), usd in (store.spend_table() if hasattr(store, "spend_table") else {}).items():
+    rows.setdefault(key_id, {"name": key_id, "budget_usd": None, "spent_usd": 0.0})
+    rows[key_id]["spent_usd"] += usd
+  if not rows:
+    for (name, labels), value in counter_values(svc.metrics.registry).items():
+      labels = dict(labels)
+      if "spend" in name and "key" in labels:
+        rows.setdefault(labels["key"], {"name": labels["key"], "budget_usd": None,
+                                        "spent_usd": 0.0})["spent_usd"] += value
+  if rows:
+    return {"keys": {row.pop("name"): row for row in sorted(rows.values(),
+                                                           key=lambda r: r["name"])}}
   return {"none": "this service keeps no budgets per key"}
 
 
 class FeedbackCounts:
-  """The feedback log's records per model (right, wrong), re-read only when the
-  file changes."""
+  """The feedback log's records per model (right, wrong): from the service's store
+  (`svc.store.read_feedback()`, recounted at most every `every_s`) or its log file
+  (`svc.feedback.path`, re-read only when the file changes)."""
 
-  def __init__(self):
+  def __init__(self, every_s: float = 15.0):
+    self.every_s = every_s
     self._stamp, self._counts = None, None
 
-  def read(self, path: str) -> dict:
-    from irt_jax.coldstart.feedback import read_feedback
-    stat = os.stat(path)
-    stamp = (stat.st_mtime_ns, stat.st_size)
+  def read(self, svc) -> dict:
+    store, log = getattr(svc, "store", None), getattr(svc, "feedback", None)
+    if store is not None and not getattr(store, "keeps_feedback", True):
+      store = None
+    if store is None and log is None:
+      return {"off": "no feedback log: start the service with --feedback_log=FILE"}
+    if store is not None:
+      stamp, read = time.monotonic() // self.every_s, store.read_feedback
+    else:
+      from irt_jax.coldstart.feedback import read_feedback
+      stat = os.stat(log.path)
+      stamp, read = (stat.st_mtime_ns, stat.st_size), lambda: read_feedback(log.path)
     if stamp != self._stamp:
       per_model: dict = {}
-      records = read_feedback(path)
+      records = read()
       for r in records:
         row = per_model.setdefault(r["model"], {"correct": 0, "wrong": 0})
         row["correct" if r["correct"] else "wrong"] += 1
@@ -158,14 +179,9 @@ def add_routes(app, svc) -> None:
 
   @app.get("/admin/state")
   async def admin_state():
-    if svc.feedback is None:
-      feedback = {"off": "no feedback log: start the service with --feedback_log=FILE"}
-    else:
-      feedback = {"path": svc.feedback.path,
-                  **await asyncio.to_thread(feedback_counts.read, svc.feedback.path)}
-    return {"feedback": feedback,
+    return {"feedback": await asyncio.to_thread(feedback_counts.read, svc),
             "reloads": {"count": svc.reloads, "last": getattr(svc, "last_reload", None)},
-            "spend": spend_per_key(svc)}
+            "spend": await asyncio.to_thread(spend_per_key, svc)}
 
 
 def _static(body: bytes, media: str, response_cls):
