@@ -157,7 +157,7 @@ class FakeStore:
 def test_spend_per_key_reads_budgets_from_settings_and_spend_from_the_store():
   import hashlib
   from types import SimpleNamespace
-  from prometheus_client import Counter
+  from prometheus_client import CollectorRegistry, Counter
   from irt_jax.serving.page import spend_per_key
   team, plain = hashlib.sha256(b"sk-a").digest(), hashlib.sha256(b"sk-b").digest()
   keys = SimpleNamespace(settings={team: SimpleNamespace(name="team-a", budget_usd=25.0),
@@ -169,24 +169,27 @@ def test_spend_per_key_reads_budgets_from_settings_and_spend_from_the_store():
       "feedface00000000": {"budget_usd": None, "spent_usd": 2.0},
       "team-a": {"budget_usd": 25.0, "spent_usd": 1.75}}}
   # no settings, no store: the counters, else none
-  bare = SimpleNamespace(access=SimpleNamespace(keys=None), metrics=Metrics())
+  bare = SimpleNamespace(access=SimpleNamespace(keys=None),
+                         metrics=SimpleNamespace(registry=CollectorRegistry()))
   assert spend_per_key(bare) == {"none": "this service keeps no budgets per key"}
   Counter("irt_spend_usd", "spend", ["key", "model"], registry=bare.metrics.registry).labels(
       "team-b", "m1").inc(0.5)
   assert spend_per_key(bare) == {"keys": {"team-b": {"budget_usd": None, "spent_usd": 0.5}}}
 
 
-def test_feedback_counts_from_a_store_are_recounted_at_most_every_few_seconds():
+def test_feedback_counts_from_a_store_are_recounted_when_feedback_was_logged():
   from types import SimpleNamespace
   from irt_jax.serving.page import FeedbackCounts
   store = FakeStore({}, [{"model": "a", "correct": 1}, {"model": "a", "correct": 0},
                          {"model": "b", "correct": 1}])
   counts = FeedbackCounts(every_s=3600)
-  svc = SimpleNamespace(store=store)
+  svc = SimpleNamespace(store=store, metrics=Metrics())
   expected = {"records": 3, "per_model": {"a": {"correct": 1, "wrong": 1},
                                           "b": {"correct": 1, "wrong": 0}}}
   assert counts.read(svc) == expected
   store.feedback.append({"model": "b", "correct": 0})
   assert counts.read(svc) == expected and store.reads == 1      # within the interval
+  svc.metrics.feedback.labels("b").inc()                         # this process logged one
+  assert counts.read(svc)["per_model"]["b"] == {"correct": 1, "wrong": 1}
   store.keeps_feedback = False
   assert "off" in counts.read(svc)

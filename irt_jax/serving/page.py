@@ -90,8 +90,9 @@ def spend_per_key(svc) -> dict:
 
 class FeedbackCounts:
   """The feedback log's records per model (right, wrong): from the service's store
-  (`svc.store.read_feedback()`, recounted at most every `every_s`) or its log file
-  (`svc.feedback.path`, re-read only when the file changes)."""
+  (`svc.store.read_feedback()`, recounted when this process logged feedback and at
+  least every `every_s`) or its log file (`svc.feedback.path`, re-read only when the
+  file changes)."""
 
   def __init__(self, every_s: float = 15.0):
     self.every_s = every_s
@@ -103,8 +104,10 @@ class FeedbackCounts:
       store = None
     if store is None and log is None:
       return {"off": "no feedback log: start the service with --feedback_log=FILE"}
-    if store is not None:
-      stamp, read = time.monotonic() // self.every_s, store.read_feedback
+    if store is not None:       # other processes may append too: recount now and then
+      own = sum(v for (name, _), v in counter_values(svc.metrics.registry).items()
+                if name == "irt_feedback_total")
+      stamp, read = (time.monotonic() // self.every_s, own), store.read_feedback
     else:
       from irt_jax.coldstart.feedback import read_feedback
       stat = os.stat(log.path)
