@@ -18,9 +18,11 @@ from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import utils
-from irt_jax.protocols import leave_benchmark_out as bp
-from irt_jax.evaluation import benchmark_grid as grid_lib
-from irt_jax.evaluation import report as report_lib
+from irt_jax.benchmarks import grid
+from irt_jax.benchmarks import grid_tables
+from irt_jax.benchmarks import leave_benchmark_out
+from irt_jax.benchmarks import scores
+from irt_jax.benchmarks import tables
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
@@ -35,35 +37,35 @@ flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
                   "ours: train/val = the other benchmarks' own train/val splits; paper: "
                   "IrtNet's benchmark_prediction.py (all splits pooled, 90/10 cell split, "
                   "10 epochs, no LR scheduler).")
-flags.DEFINE_list("ks", [str(k) for k in bp.KS], "Few-shot label budgets per LLM.")
-flags.DEFINE_integer("random_repeats", bp.RANDOM_REPEATS, "Random draws per LLM and k (also the "
+flags.DEFINE_list("ks", [str(k) for k in scores.KS], "Few-shot label budgets per LLM.")
+flags.DEFINE_integer("random_repeats", scores.RANDOM_REPEATS, "Random draws per LLM and k (also the "
                      "grid's draws per cell).")
-flags.DEFINE_float("prior_sd", bp.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
+flags.DEFINE_float("prior_sd", scores.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
 flags.DEFINE_list("benchmarks", [], "Only these held-out benchmarks (default: all).")
-flags.DEFINE_list("protocol_labels", list(grid_lib.PROTOCOLS),
+flags.DEFINE_list("protocol_labels", list(grid.PROTOCOLS),
                   "Who is labelled in the grid: shared (one set of k queries for every LLM) "
                   "and/or per_llm (k queries per LLM, each its own).")
 flags.DEFINE_list("selections", [], "Query choices in the grid (default: all): random, "
                   "stratified, anchors_items, anchors_embeddings (shared), adaptive, fluid (per_llm).")
-flags.DEFINE_float("scale_prior_sd", grid_lib.SCALE_PRIOR_SD,
+flags.DEFINE_float("scale_prior_sd", grid.SCALE_PRIOR_SD,
                    "Prior sd of the irt estimator's discrimination scale (around 1).")
-flags.DEFINE_float("shared_prior_sd", grid_lib.scores_lib.SHARED_PRIOR_SD,
+flags.DEFINE_float("shared_prior_sd", scores.SHARED_PRIOR_SD,
                    "Prior sd of the benchmark-wide logit offset (around 0).")
 flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
 
 
 def tables_from_records(path: str, plot: str | None) -> None:
   try:
-    records = utils.read_records(path, report_lib.GRID_REQUIRED)
+    records = utils.read_records(path, grid_tables.GRID_REQUIRED)
   except (OSError, ValueError) as e:
     sys.exit(f"benchmark_prediction: {e}")
   if not records:
     sys.exit(f"benchmark_prediction: {path} holds no records")
-  records = report_lib.label_grid_runs(records)
-  print(report_lib.benchmark_grid_markdown(records))
+  records = grid_tables.label_grid_runs(records)
+  print(grid_tables.benchmark_grid_markdown(records))
   if plot:
-    from irt_jax.evaluation import plots
-    logging.info("wrote %s", plots.grid_error_vs_k(records, plot))
+    from irt_jax.benchmarks import figures
+    logging.info("wrote %s", figures.grid_error_vs_k(records, plot))
 
 
 def main(argv):
@@ -82,16 +84,16 @@ def main(argv):
     raise app.UsageError(f"--ks must be positive (k = 0 is always reported), got {ks}")
   config = utils.config_from_flag(FLAGS, "benchmark_prediction")
   try:
-    result = bp.run(config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
+    result = leave_benchmark_out.run(config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
                     repeats=FLAGS.random_repeats, benchmarks=FLAGS.benchmarks or None,
                     prior_sd=FLAGS.prior_sd, plots=FLAGS.plots,
                     label_protocols=FLAGS.protocol_labels, selections=FLAGS.selections or None,
-                    priors=grid_lib.Priors(FLAGS.prior_sd, FLAGS.shared_prior_sd,
+                    priors=grid.Priors(FLAGS.prior_sd, FLAGS.shared_prior_sd,
                                            FLAGS.scale_prior_sd))
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
     sys.exit(f"benchmark_prediction: {e}")
-  logging.info("wrote %s/%s", FLAGS.workdir, bp.RESULT_FILE)
-  print(report_lib.format_benchmark_prediction(result))
+  logging.info("wrote %s/%s", FLAGS.workdir, scores.RESULT_FILE)
+  print(tables.format_benchmark_prediction(result))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ layer, never a higher one (an AST walk over every import, lazy ones included).
 
 Layers, lowest first. The command-line tools at the top of irt_jax/ (route, serve,
 add_model, update, benchmark_prediction) only wire flags to the packages below.
+benchmarks (benchmark-score prediction, its protocol included) sits under
+evaluation, whose evaluator registry lists its report section.
 """
 
 import ast
@@ -13,7 +15,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "irt_jax"
 
 LAYERS = [
-    {"utils", "numerics", "metrics", "logs"},
+    {"utils", "numerics", "metrics", "logs", "plotting"},
     {"encoder"},
     {"data"},
     {"models"},
@@ -21,6 +23,7 @@ LAYERS = [
     {"predictors"},
     {"training"},
     {"routing", "coldstart"},
+    {"benchmarks"},
     {"evaluation"},
     {"protocols"},
     {"serving"},

@@ -35,9 +35,9 @@ def evaluate(run: predictors.Run, data, split: str = "test",
 
 def default_evaluators(run: predictors.Run, options: dict | None = None) -> tuple[str, ...]:
   names = list(evaluators_lib.DEFAULT)
-  from irt_jax.evaluation import benchmark_scores as benchmark_prediction
+  from irt_jax.benchmarks import scores
   if (options or {}).get("benchmark_prediction") or os.path.exists(
-      os.path.join(run.workdir, benchmark_prediction.RESULT_FILE)):
+      os.path.join(run.workdir, scores.RESULT_FILE)):
     names.append("benchmark_prediction")
   folder = resolve.folder(run.config, run.workdir)
   from irt_jax.data import synthetic

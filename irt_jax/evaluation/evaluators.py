@@ -16,9 +16,9 @@ from irt_jax import numerics
 from irt_jax.data import io as data_lib
 from irt_jax import predictors
 from irt_jax.routing import rules
+from irt_jax.benchmarks import evaluator as benchmark_evaluator
 from irt_jax.evaluation import cost_frontier
 from irt_jax import metrics
-from irt_jax.evaluation import benchmark_scores as benchmark_prediction
 from irt_jax.evaluation import calibration
 from irt_jax.evaluation import interpretability
 
@@ -152,8 +152,8 @@ REGISTRY: dict[str, type] = {
     cost_frontier.CostFrontierEvaluator.name: cost_frontier.CostFrontierEvaluator,
     interpretability.InterpretabilityEvaluator.name: interpretability.InterpretabilityEvaluator,
     calibration.CalibrationEvaluator.name: calibration.CalibrationEvaluator,
-    benchmark_prediction.BenchmarkPredictionEvaluator.name:
-        benchmark_prediction.BenchmarkPredictionEvaluator,
+    benchmark_evaluator.BenchmarkPredictionEvaluator.name:
+        benchmark_evaluator.BenchmarkPredictionEvaluator,
 }
 DEFAULT = ("correctness", "routing")
 DEFAULT += ("interpretability", "calibration")  # cheap: one pass over the split
