@@ -131,39 +131,3 @@ def routing_per_benchmark(reports: dict, path: str, title: str = "") -> str:
   ax.legend(fontsize=8)
   ax.grid(axis="y", alpha=0.3)
   return plotting.save(fig, path)
-
-
-def report_plots(report: dict, out_dir: str) -> dict[str, str]:
-  """The plots of one eval report (those its evaluators have data for); title -> path."""
-  files = {}
-  tag = f"{report['dataset']} / {report['split']} ({report.get('kind', '?')})"
-  interp = report.get("interpretability") or {}
-  if "abilities" in interp:
-    ab = interp["abilities"]
-    files["ability map"] = ability_scatter(
-        ab["pca"], ab["pca_variance_share"], ab["models"], os.path.join(out_dir, "abilities.png"),
-        f"LLM abilities, first two principal axes: {tag}", ab.get("accuracy"))
-  if "difficulty" in interp:
-    per = interp["difficulty"]["per_benchmark"]
-    pq = interp["plot_data"]
-    qd = np.asarray(pq["query_identified_difficulty"], np.float64)
-    qa = np.asarray([np.nan if v is None else v for v in pq["query_fraction_correct"]])
-    ok = np.isfinite(qa)
-    corr = interp["difficulty"]["identified_benchmark_vs_accuracy"]
-    files["difficulty vs accuracy"] = difficulty_vs_accuracy(
-        [v["mean_identified"] for v in per.values()], [v["mean_accuracy"] for v in per.values()],
-        list(per), qd[ok], qa[ok], os.path.join(out_dir, "difficulty_vs_accuracy.png"),
-        f"Difficulty vs accuracy: {tag}; per benchmark Pearson {corr['pearson']:.2f}")
-  cal = report.get("calibration") or {}
-  if "before" in cal:
-    curves = {"model": cal["before"]}
-    t = cal.get("temperature", {})
-    if "after" in t:
-      curves[f"temperature {t['value']:.2f} (fitted on val)"] = t["after"]
-    files["reliability diagram"] = reliability_diagram(
-        curves, os.path.join(out_dir, "reliability.png"), f"Reliability diagram: {tag}")
-  if "routing" in report:
-    files["routing accuracy per benchmark"] = routing_per_benchmark(
-        {report.get("kind", "run"): report}, os.path.join(out_dir, "routing_per_benchmark.png"),
-        f"Routing accuracy per benchmark: {tag}")
-  return files

@@ -1,4 +1,6 @@
-"""Report writing: report.json (stable keys), and text tables for the terminal."""
+"""Report writing: report.json (stable keys), report.md and its figures, and text
+tables for the terminal; each evaluator (evaluation.evaluators) brings its own
+section, so this module only walks the registry."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 
 from irt_jax import plotting
 from irt_jax import utils
+from irt_jax.evaluation import evaluators
 
 
 def write(report: dict, output_dir: str) -> str:
@@ -17,54 +20,18 @@ def write(report: dict, output_dir: str) -> str:
   return path
 
 
-def _num(x, fmt: str) -> str:
-  return "n/a" if x is None else format(x, fmt)
-
-
 def _pct(x) -> str:
   return "   n/a" if x is None else f"{100 * x:6.2f}"
 
 
 def format_report(report: dict) -> str:
-  c, r = report["correctness"], report["routing"]
+  """The terminal summary: a header, then each evaluator's lines (registry order)."""
   lines = [f"{report['dataset']} / {report['split']}: {report['n_models']} models x "
            f"{report['n_queries']} queries ({report.get('kind', 'irtnet')}, checkpoint step "
-           f"{report['checkpoint_step']})",
-           f"  correctness  acc {c['accuracy']:.4f}  auc {c['auc']:.4f}  "
-           f"log_loss {c['log_loss']:.4f}  brier {c['brier']:.4f}",
-           f"  routing      {'':12s} micro   macro",
-           f"    {'this run':22s} {_pct(r['micro'])}  {_pct(r['macro'])}"]
-  for name, b in r["baselines"].items():
-    lines.append(f"    {name:22s} {_pct(b['micro'])}  {_pct(b['macro'])}")
-  lines.append("  per benchmark (this run's routing): " + ", ".join(
-      f"{k} {100 * v:.2f}" for k, v in r["per_benchmark"].items()))
-  truth = report.get("synthetic_truth", {})
-  if "difficulty_spearman" in truth:
-    lines.append(f"  synthetic truth: Spearman(learned, true difficulty) = "
-                 f"{truth['difficulty_spearman']:.4f}")
-  cf = report.get("cost_frontier", {})
-  if "aiq" in cf:
-    match = cf["cost_to_match_best_single"]
-    lines.append(f"  cost frontier ({cf['cost_source']}, {cf['cost_unit']}): AIQ {_pct(cf['aiq'])}  "
-                 f"peak {_pct(cf['peak_accuracy'])}  cost to match best single "
-                 f"{'never' if match is None else format(match, '.4g')}  APGR "
-                 f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
-                 f"{_pct(cf['cpt50'])}")
-  interp = report.get("interpretability", {})
-  if "difficulty" in interp:
-    d = interp["difficulty"]
-    lines.append(f"  interpretability: Pearson(benchmark mean difficulty, mean accuracy) = "
-                 f"{_num(d['benchmark_vs_accuracy']['pearson'], '.3f')} (identified "
-                 f"{_num(d['identified_benchmark_vs_accuracy']['pearson'], '.3f')}); per query "
-                 f"{_num(d['query_vs_fraction_correct']['pearson'], '.3f')}")
-  elif "skipped" in interp:
-    lines.append(f"  interpretability: skipped ({interp['skipped']})")
-  cal = report.get("calibration", {})
-  if "ece" in cal:
-    t = cal.get("temperature", {})
-    after = (f"; after temperature {t['value']:.3f} (fitted on val): {t['ece_after']:.4f}"
-             if "value" in t else "")
-    lines.append(f"  calibration: ECE (15 bins) {cal['ece']:.4f}{after}")
+           f"{report['checkpoint_step']})"]
+  for name, cls in evaluators.REGISTRY.items():
+    if name in report:
+      lines += cls().text(report[name])
   return "\n".join(lines)
 
 
@@ -127,90 +94,29 @@ def _f(x, fmt=".4f") -> str:
   return "n/a" if x is None else format(x, fmt)
 
 
-def _correctness_md(c: dict) -> list[str]:
-  return ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
-          f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
-          f"{_f(c['brier'])} |", ""]
-
-
-def _routing_md(r: dict) -> list[str]:
-  out = ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
-         "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
-  out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
-          for n, b in r["baselines"].items()]
-  return out + ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
-                                                  for k, v in r["per_benchmark"].items()), ""]
-
-
-def _gate_md(g: dict) -> list[str]:
-  if "per_benchmark" not in g:
-    return ["", f"Gate: {g.get('skipped')}"] if g else []
-  out = ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
-         f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
-         "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
-  for name, v in g["per_benchmark"].items():
-    top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
-    out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
-               ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
-  return out
-
-
-def _interpretability_md(i: dict) -> list[str]:
-  out = ["## Interpretability", ""]
-  if "skipped" in i:
-    return out + [f"Skipped: {i['skipped']}", ""]
-  d = i["difficulty"]
-  out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
-  for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
-                     ("identified_benchmark_vs_accuracy",
-                      "benchmark mean identified difficulty vs mean accuracy"),
-                     ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
-                     ("identified_query_vs_fraction_correct",
-                      "query identified difficulty vs fraction correct")):
-    v = d[key]
-    out.append(f"| {label} | {_f(v['pearson'], '.3f')} | {_f(v['spearman'], '.3f')} | "
-               f"{v['n']} |")
-  out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
-  for model, nbrs in i["abilities"]["nearest_neighbours"].items():
-    out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
-  return out + _gate_md(i.get("gate", {})) + [""]
-
-
-def _calibration_md(cal: dict) -> list[str]:
-  out = ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
-         f"{cal['n_cells']} cells."]
-  t = cal.get("temperature", {})
-  if "value" in t:
-    out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
-               f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
-  return out + [""]
-
-
-def _benchmark_prediction_md(bp: dict) -> list[str]:
-  from irt_jax.benchmarks import tables
-  return ["## Benchmark-score prediction (leave one benchmark out)", "",
-          tables.benchmark_prediction_markdown(
-              {"dataset": bp["dataset"], "setup": bp["setup"], "mean": bp["mean"],
-               "per_benchmark": bp["per_benchmark"]})]
-
-
 def markdown(report: dict, plot_files: dict | None = None,
              relative_to: str | None = None) -> str:
-  """The report as markdown: correctness, routing, interpretability, calibration,
-  benchmark prediction (each where present), then the plots."""
+  """The report as markdown: each evaluator's section where it has one
+  (registry order), then the plots."""
   out = [f"# {report['dataset']} / {report['split']}: {report.get('kind', '?')} "
          f"(checkpoint step {report['checkpoint_step']})", "",
          f"{report['n_models']} LLMs x {report['n_queries']} queries.", ""]
-  for key, section in (("correctness", _correctness_md), ("routing", _routing_md),
-                       ("interpretability", _interpretability_md),
-                       ("calibration", _calibration_md)):
-    if report.get(key):
-      out += section(report[key])
-  bp = report.get("benchmark_prediction")
-  if bp and "mean" in bp:
-    out += _benchmark_prediction_md(bp)
+  for name, cls in evaluators.REGISTRY.items():
+    if report.get(name):
+      out += cls().markdown(report[name])
   out += plotting.markdown_links(plot_files, relative_to)
   return "\n".join(out) + "\n"
+
+
+def report_plots(report: dict, out_dir: str) -> dict[str, str]:
+  """The PNGs of one eval report, title -> path: each evaluator's figures where it
+  has the data, ordered by figure_rank."""
+  tag = f"{report['dataset']} / {report['split']} ({report.get('kind', '?')})"
+  files = {}
+  for cls in sorted(evaluators.REGISTRY.values(), key=lambda c: c.figure_rank):
+    if cls.name in report:
+      files.update(cls().figures(report, out_dir, tag))
+  return files
 
 
 def write_markdown(report: dict, output_dir: str, plot_files: dict | None = None) -> str:
