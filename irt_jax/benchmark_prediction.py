@@ -5,6 +5,11 @@ r"""Leave-one-benchmark-out benchmark-score prediction for one dataset and model
 One model is trained per held-out benchmark (WORKDIR/heldout/<B>/); rerunning the
 same command skips finished benchmarks and resumes an interrupted one. Writes
 WORKDIR/benchmark_prediction.json, WORKDIR/benchmark_prediction.md and plots/.
+
+  python -m irt_jax.benchmark_prediction predict --workdir=RUN --queries=new.jsonl \
+      [--labels=answers.csv] [--propose=K] [--grid=BP_WORKDIR_OR_RECORDS]
+prints per LLM of the trained run RUN its predicted score on a new benchmark with a
+95% interval (benchmarks.predict), or with --propose=K the K queries to label.
 """
 
 import sys
@@ -52,6 +57,17 @@ flags.DEFINE_float("scale_prior_sd", grid.SCALE_PRIOR_SD,
 flags.DEFINE_float("shared_prior_sd", scores.SHARED_PRIOR_SD,
                    "Prior sd of the benchmark-wide logit offset (around 0).")
 flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
+flags.DEFINE_string("queries", None, "predict: the new benchmark's queries, JSON lines "
+                    '{"id": ..., "text": ...} or {"id": ..., "embedding": [...]}.')
+flags.DEFINE_string("labels", None, "predict: answers already labelled, CSV with columns "
+                    "query_id, model, correct (0/1).")
+flags.DEFINE_integer("propose", 0, "predict: list this many queries to label (the anchors) "
+                     "instead of predicting.")
+flags.DEFINE_string("grid", None, "predict: a benchmark-prediction workdir or its "
+                    "benchmark_grid.jsonl, whose records choose the estimator and interval "
+                    "(default: --workdir).")
+flags.DEFINE_string("encoder_dir", None, "predict: the run's encoder folder, for text queries "
+                    "(default: the one the run recorded).")
 
 
 def tables_from_records(path: str, plot: str | None) -> None:
@@ -68,9 +84,23 @@ def tables_from_records(path: str, plot: str | None) -> None:
     logging.info("wrote %s", figures.grid_error_vs_k(records, plot))
 
 
+def predict_command() -> None:
+  from irt_jax.benchmarks import predict
+  if not FLAGS.workdir or not FLAGS.queries:
+    sys.exit("benchmark_prediction predict: --workdir (a trained run) and --queries are required")
+  logs.quiet_startup()
+  try:
+    print(predict.run(FLAGS.workdir, FLAGS.queries, FLAGS.labels, FLAGS.propose, FLAGS.grid,
+                      FLAGS.encoder_dir), end="")
+  except (predict.PredictError, checkpoint.CheckpointError) as e:
+    sys.exit(f"benchmark_prediction predict: {e}")
+
+
 def main(argv):
+  if argv[1:] == ["predict"]:
+    return predict_command()
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]} (the one sub-command is predict)")
   if FLAGS.from_records:
     return tables_from_records(FLAGS.from_records, FLAGS.plot)
   if not FLAGS.workdir:

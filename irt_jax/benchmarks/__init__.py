@@ -9,5 +9,7 @@ Modules, lowest first:
 * grid: every label protocol x query choice x estimator x k, over draws;
 * grid_tables, tables, figures: the grid's and the result's tables and PNGs;
 * evaluator: the eval report's benchmark-prediction section;
-* leave_benchmark_out: the protocol (one training per held-out benchmark).
+* leave_benchmark_out: the protocol (one training per held-out benchmark);
+* predict: a new benchmark's scores for a trained run's LLMs, and which queries
+  to label.
 """

@@ -47,7 +47,7 @@ def _sub_config(config, folder: str, protocol: str):
   return sub
 
 
-def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
+def item_strength(run, embeddings: np.ndarray) -> np.ndarray:
   """|a_q|^2 for kinds with an IRT view; ones otherwise."""
   kind, predictor = run.kind, run.predictor
   if kind.irt is None:
@@ -60,7 +60,7 @@ def _item_strength(run, embeddings: np.ndarray) -> np.ndarray:
   return np.concatenate(out) if out else np.zeros(0)
 
 
-def _irt_parameters(run, embeddings: np.ndarray) -> dict:
+def irt_parameters(run, embeddings: np.ndarray) -> dict:
   """The held-out items' a_q [n, d], b_q [n] and every LLM's theta [M, d], for the
   IRT estimators that refit the new benchmark's item side with abilities fixed;
   nothing for kinds without an IRT view."""
@@ -94,8 +94,8 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
     run = predictors.load(subdir, "latest")
   emb = data.embeddings[target.queries]
   result = {"queries": target.queries, "labels": target.labels,
-            "logits": run.predictor.logits(emb), "a_sq": _item_strength(run, emb),
-            "checkpoint_step": np.int64(run.step), **_irt_parameters(run, emb)}
+            "logits": run.predictor.logits(emb), "a_sq": item_strength(run, emb),
+            "checkpoint_step": np.int64(run.step), **irt_parameters(run, emb)}
   np.savez(f"{path}.tmp.npz", **result)
   os.replace(f"{path}.tmp.npz", path)
   return result
