@@ -6,9 +6,9 @@ import json
 import os
 import types
 
-import ml_collections
 import pytest
 
+from configs import test as test_config
 from irt_jax.data import synthetic
 from irt_jax.evaluation import evaluators
 from irt_jax.evaluation import report as report_lib
@@ -87,8 +87,9 @@ def test_the_defaults_are_the_evaluators_that_apply(tmp_path, planted):
   folder, workdir = tmp_path / "data", tmp_path / "run"
   folder.mkdir()
   workdir.mkdir()
-  run = types.SimpleNamespace(workdir=str(workdir), config=ml_collections.ConfigDict(
-      {"data": {"dir": str(folder)}}))
+  config = test_config.get_config()
+  config.data.dir = str(folder)
+  run = types.SimpleNamespace(workdir=str(workdir), config=config)
   always = ("correctness", "routing", "interpretability", "calibration")
   assert evaluators.applying(run) == always == evaluators.DEFAULT
   (folder / synthetic.TRUTH_FILE).write_text("")

@@ -181,7 +181,7 @@ def test_labels_of_the_proposed_anchors_are_read_as_that_design():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   from configs import test as test_config
-  from irt_jax.training import loop as training
+  from irt_jax import training
   config = test_config.get_config()
   config.train.num_epochs = 1
   workdir = str(tmp_path_factory.mktemp("run"))
