@@ -5,6 +5,11 @@ r"""Leave-one-benchmark-out benchmark-score prediction for one dataset and model
 One model is trained per held-out benchmark (WORKDIR/heldout/<B>/); rerunning the
 same command skips finished benchmarks and resumes an interrupted one. Writes
 WORKDIR/benchmark_prediction.json, WORKDIR/benchmark_prediction.md and plots/.
+
+  python -m irt_jax.benchmark_prediction predict --workdir=RUN --queries=new.jsonl \
+      [--labels=answers.csv] [--propose=K] [--grid=BP_WORKDIR_OR_RECORDS]
+prints per LLM of the trained run RUN its predicted score on a new benchmark with a
+95% interval (benchmarks.predict), or with --propose=K the K queries to label.
 """
 
 import sys
@@ -18,9 +23,11 @@ from irt_jax import logs
 from irt_jax import checkpoint
 from irt_jax.data import io as data_lib
 from irt_jax import utils
-from irt_jax.protocols import leave_benchmark_out as bp
-from irt_jax.evaluation import benchmark_grid as grid_lib
-from irt_jax.evaluation import report as report_lib
+from irt_jax.benchmarks import grid
+from irt_jax.benchmarks import grid_tables
+from irt_jax.benchmarks import leave_benchmark_out
+from irt_jax.benchmarks import scores
+from irt_jax.benchmarks import tables
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", utils.config_file("synthetic"), "Training config file.",
@@ -35,40 +42,65 @@ flags.DEFINE_enum("protocol", "ours", ["ours", "paper"],
                   "ours: train/val = the other benchmarks' own train/val splits; paper: "
                   "IrtNet's benchmark_prediction.py (all splits pooled, 90/10 cell split, "
                   "10 epochs, no LR scheduler).")
-flags.DEFINE_list("ks", [str(k) for k in bp.KS], "Few-shot label budgets per LLM.")
-flags.DEFINE_integer("random_repeats", bp.RANDOM_REPEATS, "Random draws per LLM and k (also the "
+flags.DEFINE_list("ks", [str(k) for k in scores.KS], "Few-shot label budgets per LLM.")
+flags.DEFINE_integer("random_repeats", scores.RANDOM_REPEATS, "Random draws per LLM and k (also the "
                      "grid's draws per cell).")
-flags.DEFINE_float("prior_sd", bp.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
+flags.DEFINE_float("prior_sd", scores.PRIOR_SD, "Prior sd of the refitted per-LLM logit offset.")
 flags.DEFINE_list("benchmarks", [], "Only these held-out benchmarks (default: all).")
-flags.DEFINE_list("protocol_labels", list(grid_lib.PROTOCOLS),
+flags.DEFINE_list("protocol_labels", list(grid.PROTOCOLS),
                   "Who is labelled in the grid: shared (one set of k queries for every LLM) "
                   "and/or per_llm (k queries per LLM, each its own).")
 flags.DEFINE_list("selections", [], "Query choices in the grid (default: all): random, "
                   "stratified, anchors_items, anchors_embeddings (shared), adaptive, fluid (per_llm).")
-flags.DEFINE_float("scale_prior_sd", grid_lib.SCALE_PRIOR_SD,
+flags.DEFINE_float("scale_prior_sd", grid.SCALE_PRIOR_SD,
                    "Prior sd of the irt estimator's discrimination scale (around 1).")
-flags.DEFINE_float("shared_prior_sd", grid_lib.scores_lib.SHARED_PRIOR_SD,
+flags.DEFINE_float("shared_prior_sd", scores.SHARED_PRIOR_SD,
                    "Prior sd of the benchmark-wide logit offset (around 0).")
 flags.DEFINE_bool("plots", True, "Write PNG plots and benchmark_prediction.md.")
+flags.DEFINE_string("queries", None, "predict: the new benchmark's queries, JSON lines "
+                    '{"id": ..., "text": ...} or {"id": ..., "embedding": [...]}.')
+flags.DEFINE_string("labels", None, "predict: answers already labelled, CSV with columns "
+                    "query_id, model, correct (0/1).")
+flags.DEFINE_integer("propose", 0, "predict: list this many queries to label (the anchors) "
+                     "instead of predicting.")
+flags.DEFINE_string("grid", None, "predict: a benchmark-prediction workdir or its "
+                    "benchmark_grid.jsonl, whose records choose the estimator and interval "
+                    "(default: --workdir).")
+flags.DEFINE_string("encoder_dir", None, "predict: the run's encoder folder, for text queries "
+                    "(default: the one the run recorded).")
 
 
 def tables_from_records(path: str, plot: str | None) -> None:
   try:
-    records = utils.read_records(path, report_lib.GRID_REQUIRED)
+    records = utils.read_records(path, grid_tables.GRID_REQUIRED)
   except (OSError, ValueError) as e:
     sys.exit(f"benchmark_prediction: {e}")
   if not records:
     sys.exit(f"benchmark_prediction: {path} holds no records")
-  records = report_lib.label_grid_runs(records)
-  print(report_lib.benchmark_grid_markdown(records))
+  records = grid_tables.label_grid_runs(records)
+  print(grid_tables.benchmark_grid_markdown(records))
   if plot:
-    from irt_jax.evaluation import plots
-    logging.info("wrote %s", plots.grid_error_vs_k(records, plot))
+    from irt_jax.benchmarks import figures
+    logging.info("wrote %s", figures.grid_error_vs_k(records, plot))
+
+
+def predict_command() -> None:
+  from irt_jax.benchmarks import predict
+  if not FLAGS.workdir or not FLAGS.queries:
+    sys.exit("benchmark_prediction predict: --workdir (a trained run) and --queries are required")
+  logs.quiet_startup()
+  try:
+    print(predict.run(FLAGS.workdir, FLAGS.queries, FLAGS.labels, FLAGS.propose, FLAGS.grid,
+                      FLAGS.encoder_dir), end="")
+  except (predict.PredictError, checkpoint.CheckpointError) as e:
+    sys.exit(f"benchmark_prediction predict: {e}")
 
 
 def main(argv):
+  if argv[1:] == ["predict"]:
+    return predict_command()
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]} (the one sub-command is predict)")
   if FLAGS.from_records:
     return tables_from_records(FLAGS.from_records, FLAGS.plot)
   if not FLAGS.workdir:
@@ -82,16 +114,16 @@ def main(argv):
     raise app.UsageError(f"--ks must be positive (k = 0 is always reported), got {ks}")
   config = utils.config_from_flag(FLAGS, "benchmark_prediction")
   try:
-    result = bp.run(config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
+    result = leave_benchmark_out.run(config, FLAGS.workdir, protocol=FLAGS.protocol, ks=ks,
                     repeats=FLAGS.random_repeats, benchmarks=FLAGS.benchmarks or None,
                     prior_sd=FLAGS.prior_sd, plots=FLAGS.plots,
                     label_protocols=FLAGS.protocol_labels, selections=FLAGS.selections or None,
-                    priors=grid_lib.Priors(FLAGS.prior_sd, FLAGS.shared_prior_sd,
+                    priors=grid.Priors(FLAGS.prior_sd, FLAGS.shared_prior_sd,
                                            FLAGS.scale_prior_sd))
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
     sys.exit(f"benchmark_prediction: {e}")
-  logging.info("wrote %s/%s", FLAGS.workdir, bp.RESULT_FILE)
-  print(report_lib.format_benchmark_prediction(result))
+  logging.info("wrote %s/%s", FLAGS.workdir, scores.RESULT_FILE)
+  print(tables.format_benchmark_prediction(result))
 
 
 if __name__ == "__main__":

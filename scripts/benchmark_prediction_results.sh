@@ -44,13 +44,13 @@ done > runs/benchmark_grid$(suffix).jsonl
 $PY -m irt_jax.benchmark_prediction --from_records=runs/benchmark_grid$(suffix).jsonl
 $PY - "$(suffix)" "$CONFIGS" $DATASETS <<'PY'
 import json, sys
-from irt_jax.evaluation import report
+from irt_jax.benchmarks import tables
 suffix, configs, names = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 runs = [(d, c) for d in names for c in configs]
 results = [json.load(open(f"runs/bp_{c}_{d}{suffix}/benchmark_prediction.json")) for d, c in runs]
 # A row is named by its kind, plus the config where that is not the kind's own.
 labels = [r["setup"]["kind"] if r["setup"]["kind"] == c else f"{r['setup']['kind']} ({c})"
           for r, (_, c) in zip(results, runs)]
-print(report.benchmark_prediction_kinds_table(results, labels=labels))
-print(report.benchmark_prediction_summary(results))
+print(tables.benchmark_prediction_kinds_table(results, labels=labels))
+print(tables.benchmark_prediction_summary(results))
 PY

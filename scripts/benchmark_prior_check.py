@@ -25,9 +25,9 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from irt_jax import utils
-from irt_jax.evaluation import benchmark_grid as grid
-from irt_jax.evaluation import report
-from irt_jax.protocols import leave_benchmark_out
+from irt_jax.benchmarks import grid
+from irt_jax.benchmarks import grid_tables
+from irt_jax.benchmarks import leave_benchmark_out
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", [], "Finished benchmark-prediction workdirs, one per dataset.")
@@ -62,7 +62,7 @@ def main(argv):
   if FLAGS.table_only:
     if not done:
       sys.exit(f"benchmark_prior_check: no records in {FLAGS.out}")
-    print(report.prior_check_table(done, (grid.Priors().per_llm_sd, grid.Priors().scale_sd)))
+    print(grid_tables.prior_check_table(done, (grid.Priors().per_llm_sd, grid.Priors().scale_sd)))
     return
   for workdir, sd, scale in itertools.product(FLAGS.workdirs, FLAGS.per_llm_sds, FLAGS.scale_sds):
     tag = {"workdir": os.path.basename(os.path.normpath(workdir)), "per_llm_sd": float(sd),
@@ -76,7 +76,7 @@ def main(argv):
       for r in rows:
         f.write(json.dumps({**tag, **r}) + "\n")
     done += [{**tag, **r} for r in rows]
-  print(report.prior_check_table(done, (grid.Priors().per_llm_sd, grid.Priors().scale_sd)))
+  print(grid_tables.prior_check_table(done, (grid.Priors().per_llm_sd, grid.Priors().scale_sd)))
 
 
 if __name__ == "__main__":

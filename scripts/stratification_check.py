@@ -3,7 +3,7 @@ r"""What stratified picks and the difference estimator can gain at best, exactly
 The grid (python -m irt_jax.benchmark_prediction) reads choices of queries off a
 few random draws. This check needs no draws: for every held-out benchmark and
 LLM it computes the exact design sd of the label mean of k queries
-(evaluation.grid_estimators.design_variance) under
+(benchmarks.grid_estimators.design_variance) under
 
 * random picks (simple random sampling);
 * stratified picks on the LLM's own predicted P (the per-LLM choice) and on the
@@ -35,10 +35,10 @@ from absl import logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from irt_jax import numerics
 from irt_jax import utils
-from irt_jax.evaluation import benchmark_grid as grid
-from irt_jax.evaluation import grid_estimators as gest
-from irt_jax.evaluation import query_choice
-from irt_jax.protocols import leave_benchmark_out
+from irt_jax.benchmarks import grid_estimators
+from irt_jax.benchmarks import held_out
+from irt_jax.benchmarks import leave_benchmark_out
+from irt_jax.benchmarks import query_choice
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", [], "Finished benchmark-prediction workdirs, one per dataset.")
@@ -49,12 +49,12 @@ flags.DEFINE_bool("table_only", False, "Print the table from --out's records; ru
 COLUMNS = ("random", "stratified_own", "stratified_fleet", "diff_ceiling")
 
 
-def benchmark_row(bench: grid.Bench, k: int) -> dict | None:
+def benchmark_row(bench: held_out.Bench, k: int) -> dict | None:
   """Mean over LLMs (with more than k answers) of each design's variance, and
   the mean correlation of labels with logits; None if no LLM has enough."""
   known = bench.labels >= 0
   y = (bench.labels == 1).astype(np.float64)
-  s, c, delta = grid.fit_item_side(bench, y, known, grid.Priors(), per_llm=True)
+  s, c, delta = held_out.fit_item_side(bench, y, known, held_out.Priors(), per_llm=True)
   p_all = numerics.sigmoid(s * bench.ability_term - bench.difficulty[:, None] + c + delta)
   fleet = numerics.sigmoid(bench.logits).mean(1)
   var, corr = {c: [] for c in COLUMNS}, []
@@ -63,10 +63,10 @@ def benchmark_row(bench: grid.Bench, k: int) -> dict | None:
     if len(rows) <= k:
       continue
     ym, one = y[rows, m], np.zeros(len(rows), np.int64)
-    var["random"].append(gest.design_variance(ym, one, [k]))
+    var["random"].append(grid_estimators.design_variance(ym, one, [k]))
     for name, key in (("stratified_own", -bench.logits[rows, m]), ("stratified_fleet", -fleet[rows])):
-      var[name].append(gest.design_variance(ym, query_choice.strata(key, k), np.ones(k)))
-    var["diff_ceiling"].append(gest.design_variance(ym - p_all[rows, m], one, [k]))
+      var[name].append(grid_estimators.design_variance(ym, query_choice.strata(key, k), np.ones(k)))
+    var["diff_ceiling"].append(grid_estimators.design_variance(ym - p_all[rows, m], one, [k]))
     if ym.std() > 0 and bench.logits[rows, m].std() > 0:
       corr.append(float(np.corrcoef(ym, bench.logits[rows, m])[0, 1]))
   if not var["random"]:

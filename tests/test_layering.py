@@ -4,6 +4,8 @@ no modules import each other in a circle, within a package either.
 
 Layers, lowest first. The command-line tools at the top of irt_jax/ (route, serve,
 add_model, update, benchmark_prediction) only wire flags to the packages below.
+benchmarks (benchmark-score prediction, its protocol included) sits under
+evaluation, whose evaluator registry lists its report section.
 """
 
 import ast
@@ -15,7 +17,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "irt_jax"
 
 LAYERS = [
-    {"utils", "numerics", "metrics", "logs"},
+    {"utils", "numerics", "metrics", "logs", "plotting"},
     {"encoder"},
     {"data"},
     {"models"},
@@ -23,6 +25,7 @@ LAYERS = [
     {"predictors"},
     {"training"},
     {"routing", "coldstart"},
+    {"benchmarks"},
     {"evaluation"},
     {"protocols"},
     {"serving"},

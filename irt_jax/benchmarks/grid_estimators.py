@@ -1,5 +1,5 @@
 r"""Three estimators of the benchmark-prediction grid that earn the model's place
-against the naive mean of the k labels (evaluation.benchmark_grid wires them in).
+against the naive mean of the k labels (benchmarks.held_out wires them in).
 
 diff: the difference (model-assisted, GREG-style) estimator, design-unbiased
 ---------------------------------------------------------------------------
@@ -101,7 +101,7 @@ checks both on generated data).
 kernel: labelled residuals spread to similar queries
 ----------------------------------------------------
 
-The per-LLM item-side refit (benchmark_grid's `irt`) leaves residuals y - p on
+The per-LLM item-side refit (held_out's `irt`) leaves residuals y - p on
 the labelled cells; where the model is wrong about a kind of query, queries of
 that kind nearby in embedding space share the error. Each unlabelled query u
 gets r^_um = sum_q K(u, q) r_qm / (sum_q K(u, q) + kappa) over LLM m's labelled

@@ -1,7 +1,7 @@
 """Benchmark-score estimators: an LLM's accuracy on a benchmark from a model's
 logits on its queries and a few labels.
 
-Pure functions of arrays (no training; protocols.leave_benchmark_out runs the
+Pure functions of arrays (no training; benchmarks.leave_benchmark_out runs the
 training that produces the logits):
 
 * zero-shot (k = 0): the mean predicted P over the benchmark's queries the LLM answered;
@@ -22,9 +22,7 @@ correlations; and the zero-shot correctness accuracy on the benchmark's cells.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 from scipy import stats
@@ -334,33 +332,6 @@ def cell_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
   """Share of B's known cells where P > 0.5 agrees with the label."""
   known = labels >= 0
   return float(((logits[known] > 0) == (labels[known] == 1)).mean())
-
-
-# ----------------------------------------------------------------------------
-# The whole protocol: one training per held-out benchmark.
-
-
-class BenchmarkPredictionEvaluator:
-  """The mean table of a finished leave-one-benchmark-out run, into report.json.
-
-  It reads option `benchmark_prediction` (a folder or a JSON file) or, by
-  default, WORKDIR/benchmark_prediction.json; it trains nothing (that is one
-  training per benchmark: python -m irt_jax.benchmark_prediction).
-  """
-  name = "benchmark_prediction"
-
-  def run(self, ctx) -> dict:
-    path = ctx.options.get("benchmark_prediction") or ctx.run.workdir
-    if os.path.isdir(path):
-      path = os.path.join(path, RESULT_FILE)
-    if not os.path.exists(path):
-      return {"skipped": f"{path} not found; run python -m irt_jax.benchmark_prediction "
-                         f"--workdir=... first"}
-    with open(path) as f:
-      result = json.load(f)
-    return {"source": os.path.abspath(path), "dataset": result["dataset"],
-            "setup": result["setup"], "mean": result["mean"],
-            "per_benchmark": result["per_benchmark"]}
 
 
 def _json_scores(s: dict, model_names) -> dict:

@@ -1,5 +1,5 @@
 """Which k queries of a new benchmark to label: the choices benchmark-score
-prediction compares (evaluation.benchmark_grid scores every choice with every
+prediction compares (benchmarks.grid scores every choice with every
 estimator).
 
 Each choice returns the picked query indices, a design weight per pick (the
@@ -8,7 +8,7 @@ labels is the choice's own unbiased-by-design estimate of the accuracy: 1/k each
 for random picks; a stratum's or cluster's size / n for the others) and the
 group of every query [n]: the part of the benchmark each pick stands for (one
 group for random picks, the strata, the clusters), which the difference
-estimator (evaluation.benchmark_grid) needs to correct each part by its own picks.
+estimator (benchmarks.grid) needs to correct each part by its own picks.
 
 * random: k queries uniformly without replacement.
 * stratified: the queries sorted by predicted difficulty (the mean predicted P
@@ -30,10 +30,10 @@ estimator (evaluation.benchmark_grid) needs to correct each part by its own pick
   for every LLM). The draw's seed seeds k-means, so draws differ. Embeddings
   are clustered on their first EMBEDDING_DIMS principal components.
 * adaptive (per LLM): each next query the most informative one for that LLM's
-  ability offset given its answers so far (benchmark_scores.adaptive_order),
+  ability offset given its answers so far (scores.adaptive_order),
   after one random first pick so draws differ.
 * fluid (per LLM): adaptive on the ability scale, after Fluid Benchmarking
-  (benchmark_scores.fluid_orders): the offset refitted each round as the
+  (scores.fluid_orders): the offset refitted each round as the
   `offset` estimator fits it (the benchmark's level pooled over the fleet, in
   lockstep), the next query the one with the largest expected information
   about that offset under its posterior.
