@@ -26,10 +26,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from irt_jax.errors import UserError
+
 ITEMS = ("state", "meta", "config", "index")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint that is missing, unreadable or does not fit the run."""
 
 

@@ -14,10 +14,12 @@ import os
 import sys
 from pathlib import Path
 
+from irt_jax.errors import UserError
+
 BLOCK_BYTES = 1 << 22  # 4 MiB
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config that names an unknown kind, layout or field: train.py and the scripts
   turn it into one line."""
 

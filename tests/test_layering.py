@@ -13,6 +13,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "irt_jax"
 
 LAYERS = [
+    {"errors"},
     {"utils", "numerics", "metrics", "logs"},
     {"encoder"},
     {"data"},

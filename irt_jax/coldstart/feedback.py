@@ -26,6 +26,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.coldstart import ability
 from irt_jax.metrics import binary_metrics
 from irt_jax.numerics import sigmoid
@@ -35,7 +36,7 @@ log = logging.getLogger("irt_jax.coldstart")
 FIELDS = ("query", "model", "correct")
 
 
-class FeedbackError(ValueError):
+class FeedbackError(UserError, ValueError):
   """A feedback log or record that cannot be used; the message says where."""
 
 

@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.data import io as data_lib
 from irt_jax.encoder import static
 
 CHUNK = 4096  # tokens between two saves of the raw vectors
 
 
-class DistillError(ValueError):
+class DistillError(UserError, ValueError):
   """The build cannot go on (bad option, mismatched partial work, missing data)."""
 
 

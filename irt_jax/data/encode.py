@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.data.io import read_question_order
 from irt_jax.utils import sha256_of, write_json
 
@@ -33,7 +34,7 @@ PARTIAL_VERSION = 1
 OUTPUT_DTYPES = ("float32", "float16")
 
 
-class EncodeError(RuntimeError):
+class EncodeError(UserError, RuntimeError):
   """The run cannot go on (bad input, mismatched partial work)."""
 
 

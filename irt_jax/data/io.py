@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from absl import logging
 
+from irt_jax.errors import UserError
+
 SPLITS = ("train", "val", "test")
 UNKNOWN = -1  # label value of a cell whose answer is not known
 
@@ -34,7 +36,7 @@ IRTNET_BENCHMARKS = ("asdiv", "mmlu", "gpqa", "truthfulqa", "logiqa", "medmcqa",
                      "mathqa", "piqa", "social_iqa", "gsm8k")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Input data that cannot be used as it is; the message names file and problem."""
 
 

@@ -29,10 +29,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from irt_jax.errors import UserError
 from irt_jax.utils import sha256_of
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError, RuntimeError):
   pass
 
 

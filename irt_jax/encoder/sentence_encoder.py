@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.encoder import networks, static
 from irt_jax.encoder.weights import WeightError, build_params, load_safetensors
 from irt_jax.utils import update_hash
@@ -32,7 +33,7 @@ from irt_jax.utils import update_hash
 log = logging.getLogger(__name__)
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError, ValueError):
   """A model folder cannot be used (missing weights / tokenizer / config, unsupported parts)."""
 
 

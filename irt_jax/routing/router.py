@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.routing import costs as costs_lib
 from irt_jax.routing import rules
 from irt_jax.numerics import non_negative, sigmoid
 
 
-class RouterError(ValueError):
+class RouterError(UserError, ValueError):
   """The Router cannot do what was asked (missing encoder, bad costs, unknown model)."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from irt_jax.errors import UserError
 from irt_jax.training import batches
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax.data import io as data_lib
@@ -40,7 +41,7 @@ RESUMABLE_FIELDS = ("train.num_epochs", "train.log_every_steps", "train.eval_row
                     "checkpoint.every_steps", "train.early_stop_patience")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
   """Training cannot go on (non-finite loss, a workdir of another run, ...)."""
 
 
