@@ -289,7 +289,7 @@ def save(run, predictor, out: str, data_folder: str, record: dict) -> str:
 def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
            heldout_fraction: float = 0.2, prior_scale: float = 1.0, add_new: bool = False,
            step="best", embed: Callable[[list[str]], np.ndarray] | None = None) -> dict:
-  """`python -m irt_jax.update`: refit the judged models' abilities from a
+  """`python -m irt_jax update`: refit the judged models' abilities from a
   feedback log, write the new run to `out`, report on held-out feedback.
 
   Held out: the records of `heldout` (another log), else `heldout_fraction` of

@@ -380,7 +380,7 @@ def load_dataset(data_dir: str, *, benchmarks: str | Sequence[str] | None = "",
     emb_path = embeddings_cache
   if not os.path.exists(emb_path):
     raise DataError(f"{emb_path}: file not found (query embeddings); run "
-                    f"`python -m irt_jax.data.encode --data_dir={data_dir} --model_dir=...` or "
+                    f"`python -m irt_jax encode --data_dir={data_dir} --model_dir=...` or "
                     f"set --config.encoder.model_dir to encode the prompts")
   embeddings = load_embeddings(emb_path, len(query_ids), query_file)
 

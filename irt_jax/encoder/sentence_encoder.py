@@ -372,6 +372,14 @@ class SentenceEncoder:
         self._embed(self.params, jnp.asarray(ids), jnp.asarray(mask)).block_until_ready()
     return self.compiled_shapes - before
 
+  def lowered(self, texts: Sequence[str], batch_size: int = 64) -> list:
+    """The XLA programs ``encode(texts, batch_size)`` runs, one per planned batch, lowered
+    and not run (``.compile().cost_analysis()`` gives their FLOPs)."""
+    ids = self.tokenize(texts)
+    plan = self._plan(np.asarray([len(x) for x in ids]), batch_size)
+    return [self._embed.lower(self.params, *self._padded(ids, idx, length, rows))
+            for idx, length, rows in plan]
+
   # ---------------------------------------------------------------- encoding
   def encode(self,
              texts: Sequence[str],
@@ -435,7 +443,9 @@ def _checked_texts(texts: Sequence[str], batch_size: int) -> list[str]:
 
 def _load_hf(transformer_dir: Path, model_dir: Path):
   """(Hugging Face config, tokenizer) of the folder, each failure as an EncoderError."""
-  from transformers import AutoConfig, AutoTokenizer
+  from irt_jax.encoder import hf
+  transformers = hf.transformers()
+  AutoConfig, AutoTokenizer = transformers.AutoConfig, transformers.AutoTokenizer
 
   try:
     hf_cfg = AutoConfig.from_pretrained(str(transformer_dir), local_files_only=True)

@@ -364,7 +364,7 @@ def benchmark_prediction_kinds_table(results: list[dict], ks=("10", "25", "100")
 
 
 # ----------------------------------------------------------------------------
-# The README's kinds table: records of scripts/compare_kinds.py, over seeds.
+# The README's kinds table: records of experiments/compare_kinds.py, over seeds.
 
 KINDS_COLUMNS = (("accuracy", 100, ".2f"), ("auc", 1, ".4f"), ("routing_micro", 100, ".2f"),
                  ("routing_macro", 100, ".2f"))
@@ -718,7 +718,7 @@ def benchmark_grid_markdown(records: list[dict], metrics=("mae", "spearman", "bi
 
 
 def prior_check_table(records: list[dict], defaults: tuple[float, float]) -> str:
-  """Markdown for scripts/benchmark_prior_check.py: per dataset (`workdir`), the
+  """Markdown for experiments/benchmark_prior_check.py: per dataset (`workdir`), the
   (per-LLM sd, scale sd) the *other* datasets choose (lowest MAE averaged over
   their k), its MAE and the `defaults`' MAE here, and the best here (not used).
   Only settings run on every dataset compete."""

@@ -111,7 +111,7 @@ def _safe(name: str) -> str:
 def held_out_benches(workdir: str):
   """(path, grid Bench) for each finished held-out run of `workdir`
   (heldout/<B>/predictions.npz, read without pickle), in path order: what the
-  checks in scripts/ read instead of training anything."""
+  checks in experiments/ read instead of training anything."""
   for path in sorted(glob.glob(os.path.join(workdir, "heldout", "*", PREDICTIONS_FILE))):
     with np.load(path, allow_pickle=False) as f:
       yield path, grid_lib.bench_from_predictions({key: f[key] for key in f.files})
