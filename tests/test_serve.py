@@ -327,12 +327,13 @@ def test_serve_command_refuses_a_missing_keys_file(text_run, tmp_path):
 
 
 def test_serve_encoder_precision_reaches_the_encoder_and_survives_a_reload(text_run):
-  # build_app as `python -m irt_jax serve --encoder_precision=bfloat16` runs it (in a
+  # build_app as `irt-jax serve --encoder_precision=bfloat16` runs it (in a
   # subprocess: the tools' flags share absl's global FLAGS), then the reload SIGHUP and
   # POST /admin/reload use: it keeps bfloat16 and shares the encoder already loaded.
   script = ("import sys\n"
             "from absl import flags\n"
-            "from irt_jax import serve\n"
+            "from irt_jax.cli import serve\n"
+            "serve.define_flags()\n"
             "flags.FLAGS(['serve', '--workdir=' + sys.argv[1], '--encoder_precision=bfloat16'])\n"
             "svc = serve.build_app().state.service\n"
             "new = svc.reloader(None, svc.router)\n"
