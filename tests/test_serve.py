@@ -348,7 +348,7 @@ def test_serve_encoder_precision_reaches_the_encoder_and_survives_a_reload(text_
 @pytest.mark.parametrize("tool", ["serve", "route"])
 def test_an_unknown_encoder_precision_is_one_clear_line(tool, text_run):
   extra = ["What is 2 + 2?"] if tool == "route" else []
-  done = subprocess.run([sys.executable, "-m", f"irt_jax.{tool}", f"--workdir={text_run[0]}",
+  done = subprocess.run([sys.executable, "-m", "irt_jax", tool, f"--workdir={text_run[0]}",
                          "--encoder_precision=int8", *extra], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode != 0
