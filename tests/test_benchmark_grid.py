@@ -329,7 +329,7 @@ def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
   assert "#### d: MAE (points)" in proc.stdout and "| shared | random | irt |" in proc.stdout
   assert os.path.getsize(png) > 5000
   path.write_text('{"dataset": "d"}\n')
-  bad = subprocess.run(cmd[:4], cwd=REPO, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(cmd[:5], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "line 1: not a run record" in bad.stderr
   bad = subprocess.run([sys.executable, "-m", "irt_jax", "predict-benchmark",
                         "--workdir=" + str(tmp_path / "w"), "--selections=clever"],
@@ -811,5 +811,5 @@ def test_stratification_check_script_reports_exact_sds_from_held_out_runs(tmp_pa
   table = subprocess.run(script + ["--table_only"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
   assert f"| d | 10 | {record['random']:.2f} |" in table.stdout
-  bad = subprocess.run(script[:2], cwd=REPO, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(script[:3], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "--out and --workdirs" in bad.stderr

@@ -337,7 +337,7 @@ def _check_cli_resumes_and_refuses(workdir: str, config, path: str, saved: dict,
   # A prior sd or repeat count the estimators cannot use: one line, exit 1, before any training.
   for flag, message in (("--prior_sd=0", "prior_sd must be positive, got 0.0"),
                         ("--random_repeats=0", "random_repeats must be at least 1, got 0")):
-    bad = subprocess.run(cmd[:5] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(cmd[:6] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"predict-benchmark: {message}"
     assert "Traceback" not in bad.stderr
 

@@ -87,7 +87,7 @@ def test_protocol_end_to_end_trains_on_the_subset_and_resumes(tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, "base", "checkpoints"))) == steps
   assert json.load(open(os.path.join(workdir, "results.json"))) == result
   # A fraction the protocol cannot use ends in one line.
-  bad = subprocess.run(cmd[:5] + ["--fraction=0.99"], cwd=REPO, capture_output=True,
+  bad = subprocess.run(cmd[:6] + ["--fraction=0.99"], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
   assert bad.returncode == 1 and "Traceback" not in bad.stderr
   assert bad.stderr.strip().splitlines()[-1].startswith("leave_models_out.py: holding out 6 of 6")
