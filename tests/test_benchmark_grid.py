@@ -324,16 +324,16 @@ def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
   path.write_text("".join(json.dumps(_record("d", "shared", "random", e, k, 0.1, 0.01)) + "\n"
                           for e in ("naive", "irt") for k in (10, 25)))
   png = tmp_path / "mae.png"
-  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", f"--from_records={path}",
+  cmd = [sys.executable, "-m", "irt_jax", "predict-benchmark", f"--from_records={path}",
          f"--plot={png}"]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "#### d: MAE (points)" in proc.stdout and "| shared | random | irt |" in proc.stdout
   assert os.path.getsize(png) > 5000
   path.write_text('{"dataset": "d"}\n')
-  bad = subprocess.run(cmd[:4], cwd=REPO, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(cmd[:5], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "line 1: not a run record" in bad.stderr
-  bad = subprocess.run([sys.executable, "-m", "irt_jax.benchmark_prediction",
+  bad = subprocess.run([sys.executable, "-m", "irt_jax", "predict-benchmark",
                         "--workdir=" + str(tmp_path / "w"), "--selections=clever"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "unknown query choice(s) ['clever']" in bad.stderr.splitlines()[-1]
@@ -343,7 +343,7 @@ def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
 @pytest.mark.slow
 def test_entry_point_runs_the_grid_with_the_new_flags_on_synthetic_data(tmp_path):
   workdir = tmp_path / "bp"
-  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", "--config=configs/test.py",
+  cmd = [sys.executable, "-m", "irt_jax", "predict-benchmark", "--config=configs/test.py",
          f"--workdir={workdir}", "--config.train.num_epochs=1",
          "--config.data.synthetic.n_queries=300", "--config.data.synthetic.n_models=6",
          "--ks=5,10", "--random_repeats=2", "--benchmarks=bench1", "--noplots",
@@ -799,7 +799,7 @@ def test_stratification_check_script_reports_exact_sds_from_held_out_runs(tmp_pa
   folder.mkdir(parents=True)
   np.savez(folder / "predictions.npz", logits=logits, labels=labels, a_sq=np.ones(n))
   out = tmp_path / "s.jsonl"
-  script = [sys.executable, "scripts/stratification_check.py", f"--out={out}"]
+  script = [sys.executable, "-m", "experiments.stratification_check", f"--out={out}"]
   proc = subprocess.run(script + [f"--workdirs={tmp_path / 'd'}", "--ks=10"], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -812,5 +812,5 @@ def test_stratification_check_script_reports_exact_sds_from_held_out_runs(tmp_pa
   table = subprocess.run(script + ["--table_only"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
   assert f"| d | 10 | {record['random']:.2f} |" in table.stdout
-  bad = subprocess.run(script[:2], cwd=REPO, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(script[:3], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "--out and --workdirs" in bad.stderr

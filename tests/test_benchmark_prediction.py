@@ -325,7 +325,7 @@ def _check_cli_resumes_and_refuses(workdir: str, config, path: str, saved: dict,
   os.remove(done)
   ckpts = os.path.join(workdir, "heldout", "bench1", "checkpoints")
   steps_before = sorted(os.listdir(ckpts))
-  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", "--config=configs/test.py",
+  cmd = [sys.executable, "-m", "irt_jax", "predict-benchmark", "--config=configs/test.py",
          f"--workdir={workdir}", "--config.train.num_epochs=1",
          "--config.data.synthetic.n_queries=300", "--config.data.synthetic.n_models=6",
          "--ks=10,5", "--random_repeats=2", "--benchmarks=bench1", "--noplots"]
@@ -339,8 +339,8 @@ def _check_cli_resumes_and_refuses(workdir: str, config, path: str, saved: dict,
   # A prior sd or repeat count the estimators cannot use: one line, exit 1, before any training.
   for flag, message in (("--prior_sd=0", "prior_sd must be positive, got 0.0"),
                         ("--random_repeats=0", "random_repeats must be at least 1, got 0")):
-    bad = subprocess.run(cmd[:5] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"benchmark_prediction: {message}"
+    bad = subprocess.run(cmd[:6] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"predict-benchmark: {message}"
     assert "Traceback" not in bad.stderr
 
   # A workdir of another protocol is refused (the entry turns it into one line and exit 1).

@@ -58,7 +58,7 @@ def test_token_counts_fallback_and_tokenizer():
   np.testing.assert_array_equal(costs.token_counts(["", "abcd", "abcde"]), [0, 1, 2])
   if not os.path.isfile(os.path.join(MINILM, "tokenizer.json")):
     pytest.skip(f"needs a MiniLM tokenizer: {MINILM}/tokenizer.json is missing "
-                "(python -m irt_jax.encoder.fetch --out=.models)")
+                "(python -m irt_jax fetch-encoder --out=.models)")
   # WordPiece: 'hello', 'world', '!' (no [CLS]/[SEP]).
   np.testing.assert_array_equal(costs.token_counts(["hello world!"], MINILM), [3])
 

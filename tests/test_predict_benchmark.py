@@ -1,4 +1,4 @@
-"""`benchmark_prediction predict`: a new benchmark's score per LLM, zero-shot or from
+"""`irt-jax predict-benchmark predict`: a new benchmark's score per LLM, zero-shot or from
 labels, with the estimator the grid's records choose at that k and an interval
 from their MAE; the anchors to label; bad input in one line."""
 
@@ -190,7 +190,7 @@ def run_dir(tmp_path_factory):
 
 
 def _cli(*args):
-  return subprocess.run([sys.executable, "-m", "irt_jax.benchmark_prediction", "predict", *args],
+  return subprocess.run([sys.executable, "-m", "irt_jax", "predict-benchmark", "predict", *args],
                         capture_output=True, text=True, cwd=REPO)
 
 
@@ -215,7 +215,7 @@ def test_the_command_predicts_proposes_and_refuses_bad_input(run_dir, tmp_path):
   assert row[2].strip() == "3" and row[3].strip().startswith("per_llm/random/")
   bad = _cli(f"--workdir={run_dir}", f"--queries={tmp_path / 'absent.jsonl'}")
   assert bad.returncode == 1 and bad.stdout == ""
-  assert bad.stderr.strip().splitlines()[-1].startswith("benchmark_prediction predict: ")
+  assert bad.stderr.strip().splitlines()[-1].startswith("predict-benchmark predict: ")
   assert "absent.jsonl: cannot read the queries" in bad.stderr
   wide = _write(tmp_path / "wide.jsonl", ['{"id": "a", "embedding": [1, 2, 3]}'])
   bad = _cli(f"--workdir={run_dir}", f"--queries={wide}")

@@ -16,7 +16,7 @@ class BenchmarkPredictionEvaluator:
 
   It reads option `benchmark_prediction` (a folder or a JSON file) or, by
   default, WORKDIR/benchmark_prediction.json; it trains nothing (that is one
-  training per benchmark: python -m irt_jax.benchmark_prediction).
+  training per benchmark: python -m irt_jax predict-benchmark).
   """
   name = "benchmark_prediction"
   figure_rank = 0
@@ -31,7 +31,7 @@ class BenchmarkPredictionEvaluator:
     if os.path.isdir(path):
       path = os.path.join(path, scores.RESULT_FILE)
     if not os.path.exists(path):
-      return {"skipped": f"{path} not found; run python -m irt_jax.benchmark_prediction "
+      return {"skipped": f"{path} not found; run python -m irt_jax predict-benchmark "
                          f"--workdir=... first"}
     with open(path) as f:
       result = json.load(f)

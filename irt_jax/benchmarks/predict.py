@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax import numerics
 from irt_jax.benchmarks import grid
 from irt_jax.benchmarks import query_choice
@@ -38,7 +39,7 @@ FALLBACK_ESTIMATOR = "irt"  # without records: the item side refitted, per-LLM o
 ANCHOR_SEED = 0
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
   """Bad input to predict: the message names the file or field and what to do."""
 
 

@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from absl import logging
 
+from irt_jax.errors import UserError
+
 SPLITS = ("train", "val", "test")
 UNKNOWN = -1  # label value of a cell whose answer is not known
 
@@ -34,7 +36,7 @@ IRTNET_BENCHMARKS = ("asdiv", "mmlu", "gpqa", "truthfulqa", "logiqa", "medmcqa",
                      "mathqa", "piqa", "social_iqa", "gsm8k")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Input data that cannot be used as it is; the message names file and problem."""
 
 
@@ -378,7 +380,7 @@ def load_dataset(data_dir: str, *, benchmarks: str | Sequence[str] | None = "",
     emb_path = embeddings_cache
   if not os.path.exists(emb_path):
     raise DataError(f"{emb_path}: file not found (query embeddings); run "
-                    f"`python -m irt_jax.data.encode --data_dir={data_dir} --model_dir=...` or "
+                    f"`python -m irt_jax encode --data_dir={data_dir} --model_dir=...` or "
                     f"set --config.encoder.model_dir to encode the prompts")
   embeddings = load_embeddings(emb_path, len(query_ids), query_file)
 

@@ -144,7 +144,7 @@ def compare_markdown(result: dict, plot_files: dict | None = None,
 
 
 # ----------------------------------------------------------------------------
-# The README's kinds table: records of scripts/compare_kinds.py, over seeds.
+# The README's kinds table: records of experiments/compare_kinds.py, over seeds.
 
 KINDS_COLUMNS = (("accuracy", 100, ".2f"), ("auc", 1, ".4f"), ("routing_micro", 100, ".2f"),
                  ("routing_macro", 100, ".2f"))
