@@ -222,3 +222,26 @@ def test_a_private_use_in_an_experiment_is_caught(tmp_path):
 
 if __name__ == "__main__":
   raise SystemExit(pytest.main([__file__]))
+
+
+# ---------------------------------------------------------------- sizes a reader can hold
+
+MAX_MODULE_LINES = 400
+
+
+def long_modules(root: pathlib.Path = ROOT, limit: int = MAX_MODULE_LINES) -> list[str]:
+  """irt_jax modules over `limit` lines (experiments/ is exempt: one job a file)."""
+  return [f"{p.relative_to(root.parent)}: {n} lines" for p in sorted(root.rglob("*.py"))
+          if (n := len(p.read_text().splitlines())) > limit]
+
+
+def test_no_module_over_the_limit():
+  assert long_modules() == []
+
+
+def test_a_long_module_is_caught(tmp_path):
+  pkg = tmp_path / "irt_jax"
+  pkg.mkdir()
+  (pkg / "short.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+  (pkg / "long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+  assert long_modules(pkg) == [f"irt_jax/long.py: {MAX_MODULE_LINES + 1} lines"]
