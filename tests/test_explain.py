@@ -202,12 +202,12 @@ def test_unreadable_training_data_still_explains(tmp_path, run, loaded):
 
 @pytest.mark.slow
 def test_cli_explain_prints_the_routers_explanation(text_run, text_router):
-  """python -m irt_jax.route --explain: one JSON explanation per query, the Router's."""
+  """python -m irt_jax route --explain: one JSON explanation per query, the Router's."""
   workdir, _ = text_run
   texts = ["What is 17 * 23?", "Write a haiku about rain."]
   pick = list(text_router.model_names[1:4])
   expected = text_router.explain(texts, candidates=pick)
-  out = subprocess.run([sys.executable, "-m", "irt_jax.route", f"--workdir={workdir}", "--explain",
+  out = subprocess.run([sys.executable, "-m", "irt_jax", "route", f"--workdir={workdir}", "--explain",
                         f"--candidates={','.join(pick)}", *texts], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr
@@ -216,7 +216,7 @@ def test_cli_explain_prints_the_routers_explanation(text_run, text_router):
   assert [r["choice"] for r in records] == [e["choice"] for e in expected]
   assert [r["neighbours"] for r in records] == [e["neighbours"] for e in expected]
   assert records[0]["models"][0]["p_correct"] == pytest.approx(expected[0]["models"][0]["p_correct"])
-  refused = subprocess.run([sys.executable, "-m", "irt_jax.route", f"--workdir={workdir}",
+  refused = subprocess.run([sys.executable, "-m", "irt_jax", "route", f"--workdir={workdir}",
                             "--explain", "--budget=1", "q"], cwd=REPO, capture_output=True,
                            text=True, timeout=120)
   assert refused.returncode != 0 and "--explain takes --cost_weight" in refused.stderr
@@ -240,3 +240,18 @@ def test_nearest_on_principal_axes_finds_the_exact_neighbours():
     assert [i for i, _ in got] == list(np.argsort(-sim, kind="stable")[:5])
     assert got[0][0] == row
     np.testing.assert_allclose([s for _, s in got], np.sort(sim)[::-1][:5], rtol=1e-5)
+
+
+def test_with_reference_explains_against_queries_of_your_own(loaded):
+  from irt_jax.routing import reference
+  predictor, data = loaded
+  rows = np.arange(10)
+  ref = reference.build_reference(data.embeddings[rows], [f"mine-{i}" for i in rows],
+                                  np.zeros(10, int), ["my-bench"],
+                                  np.ones((10, len(predictor.model_names)), np.int8), None,
+                                  reference.item_source(predictor))
+  router = Router(predictor, RowEncoder(data.embeddings)).with_reference(ref)
+  (e,) = router.explain(["row3"], neighbours=2)
+  assert e["neighbours"][0]["query_id"] == "mine-3" and e["neighbours"][0]["benchmark"] == "my-bench"
+  assert e["neighbours"][0]["correct"] == list(predictor.model_names)
+  assert e["item_response"]["reference_queries"] == 10
