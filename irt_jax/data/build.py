@@ -49,8 +49,12 @@ def _check_encoder(encoder_dir: str | None) -> None:
 
 def _embed(folder: str, encoder_dir: str, batch_size: int, encoder=None) -> None:
   from irt_jax.data import encode  # the encoder is heavy: only when embedding
-  encode.encode_question_order(folder, encoder_dir, batch_size=batch_size, dtype="float16",
-                               progress=False, encoder=encoder)
+  from irt_jax.encoder import EncoderError
+  try:
+    encode.encode_question_order(folder, encoder_dir, batch_size=batch_size, dtype="float16",
+                                 progress=False, encoder=encoder)
+  except (encode.EncodeError, EncoderError) as e:
+    raise DataError(f"{encoder_dir}: {e}") from e
 
 
 def _replace(tmp: str, out: str) -> None:
@@ -73,7 +77,8 @@ def build(inputs: list[str], out: str, options: Options = Options(), *,
   shared folders were); `encoder` may be an already loaded encoder for `encoder_dir`.
   """
   out = _check_out(out, overwrite)
-  _check_encoder(encoder_dir)
+  if encoder is None:
+    _check_encoder(encoder_dir)
   if not inputs:
     raise DataError("no inputs: pass evaluation files or folders after the flags")
   frames = detect.read_inputs(list(inputs), options)
@@ -100,8 +105,6 @@ def one_line(error: Exception) -> str:
 
 
 def main(argv: list[str]) -> None:
-  from irt_jax.data.encode import EncodeError
-  from irt_jax.encoder import EncoderError
   options = Options(metric=FLAGS.metric, lm_eval_filter=FLAGS.lm_eval_filter, model=FLAGS.model,
                     benchmark=FLAGS.benchmark, model_column=FLAGS.model_column,
                     prompt_column=FLAGS.prompt_column, score_column=FLAGS.score_column,
@@ -110,7 +113,7 @@ def main(argv: list[str]) -> None:
     text = build(argv[1:], FLAGS.out, options, threshold=FLAGS.threshold,
                  encoder_dir=FLAGS.encoder_dir or None, split_name=FLAGS.split_name,
                  overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size)
-  except (DataError, EncodeError, EncoderError, OSError) as e:
+  except (DataError, OSError) as e:
     print(f"error: {one_line(e)}", file=sys.stderr)
     sys.exit(2)
   print(text)
