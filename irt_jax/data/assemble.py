@@ -74,14 +74,15 @@ def global_codes(frames: list[pd.DataFrame], column: str, clean) -> tuple[np.nda
   return np.concatenate(codes).astype(np.int64), distinct
 
 
-def labels(scores: np.ndarray, files: np.ndarray, threshold: float | None) -> np.ndarray:
+def labels(scores: np.ndarray, file_of_row: np.ndarray, files: np.ndarray,
+           threshold: float | None) -> np.ndarray:
   """0/1 labels; fractional scores without a threshold are an error naming the file."""
   if threshold is not None:
     return (scores >= threshold).astype(np.int8)
   fractional = (scores != 0) & (scores != 1)
   if fractional.any():
     i = int(np.flatnonzero(fractional)[0])
-    raise DataError(f"{files[i]}: scores are not 0/1 (e.g. {scores[i]:g}); pass "
+    raise DataError(f"{files[file_of_row[i]]}: scores are not 0/1 (e.g. {scores[i]:g}); pass "
                     f"--threshold=T to count score >= T as correct")
   return scores.astype(np.int8)
 
@@ -111,16 +112,17 @@ def join(frames: list[pd.DataFrame], threshold: float | None = None,
   p, prompts = global_codes(frames, "prompt", lambda v: str(v).strip())
   m, models = global_codes(frames, "model", normalise_model)
   b, benchmarks = global_codes(frames, "benchmark", lambda v: str(v).strip())
+  file_of_row, files = global_codes(frames, "file", str)
   scores = np.concatenate([f["score"].to_numpy(dtype=float) for f in frames])
-  files = np.concatenate([np.asarray(f["file"].astype(str)) for f in frames])
   keep = (p >= 0) & (m >= 0) & ~np.isnan(scores)
   given = _given_split(frames, p, len(prompts))
-  p, m, b, scores, files = p[keep], m[keep], b[keep], scores[keep], files[keep]
+  p, m, b, scores = p[keep], m[keep], b[keep], scores[keep]
+  file_of_row = file_of_row[keep]
   if len(models) < 2 or len(np.unique(m)) < 2:
-    raise DataError(f"{', '.join(sorted(set(files))[:3]) or 'inputs'}: scores of "
+    raise DataError(f"{', '.join(files[:3]) or 'inputs'}: scores of "
                     f"{len(np.unique(m))} model(s) only ({', '.join(models[:1])}); a router "
                     f"needs answers of two or more models: add their logs")
-  y = labels(scores, files, threshold)
+  y = labels(scores, file_of_row, files, threshold)
   used_p, p = np.unique(p, return_inverse=True)
   used_m, m = np.unique(m, return_inverse=True)
   n_models = len(used_m)

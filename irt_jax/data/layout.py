@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -56,11 +57,14 @@ def summary(matrix: Matrix, split: np.ndarray, folder: str) -> str:
       f"{name} {int((split == i).sum())} queries / {int((cell_split == i).sum())} cells"
       for i, name in enumerate(SPLITS)))
   lines.append("per benchmark (queries, cells, accuracy):")
-  cell_bench = matrix.categories[matrix.cell_prompt]
-  for name in sorted(set(matrix.categories)):
-    on = cell_bench == name
-    lines.append(f"  {name}: {int((matrix.categories == name).sum())} queries, "
-                 f"{int(on.sum())} cells, {100 * matrix.label[on].mean():.1f}%")
+  bench, names = pd.factorize(matrix.categories, sort=True)
+  queries = np.bincount(bench, minlength=len(names))
+  cell_bench = bench[matrix.cell_prompt]
+  cells = np.bincount(cell_bench, minlength=len(names))
+  right = np.bincount(cell_bench, weights=matrix.label, minlength=len(names))
+  for i, name in enumerate(names):
+    lines.append(f"  {name}: {int(queries[i])} queries, {int(cells[i])} cells, "
+                 f"{100 * right[i] / max(cells[i], 1):.1f}%")
   lines.append("per model (cells, accuracy):")
   counts = np.bincount(matrix.cell_model, minlength=k)
   right = np.bincount(matrix.cell_model, weights=matrix.label, minlength=k)

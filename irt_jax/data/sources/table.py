@@ -126,7 +126,7 @@ def read_table(path: str, kind: str, options) -> pd.DataFrame:
                         "score": _scores(data[score], path, f"column {score!r}")})
   else:
     out = _melt(data, base, [prompt, benchmark], path)
-  out["file"] = pd.Categorical([path] * len(out))
+  out["file"] = pd.Categorical.from_codes(np.zeros(len(out), np.int8), [path])
   return rows_lib.apply_overrides(out, options)
 
 
