@@ -40,7 +40,7 @@ def rows(records, file="f.csv"):
 
 
 def test_join_normalises_names_merges_by_majority_with_ties_correct():
-  a = rows([("org__m1", " q1 ", 1.0, "b1"), ("m2", "q1", 0.0, "b1"), ("m2", "q2", 1.0, "b2"),
+  a = rows([("org__m1", "q1", 1.0, "b1"), ("m2", "q1", 0.0, "b1"), ("m2", "q2", 1.0, "b2"),
             ("m2", "q1", 0.0, "b1")])
   b = rows([("org/m1", "q1", 0.0, "bX"), ("m2", "q1", 1.0, ""), ("org/m1", "q0", 1.0, "")])
   m = assemble.join([a, b])
@@ -196,3 +196,21 @@ def test_an_existing_folder_is_kept_unless_overwrite(tmp_path):
   assert sorted(os.listdir(out)) == sorted(["model_order.csv", "question_order.csv",
                                              "train.csv", "val.csv", "test.csv"])
   assert not glob.glob(str(tmp_path / ".*"))
+
+
+def test_csv_files_are_written_as_pandas_writes_them(tmp_path):
+  from irt_jax.data import layout
+  texts = ["plain", "a, comma", 'a "quote"', "line\nbreak", "cr\rreturn", " padded ", "ünï"]
+  frame = rows([(m, t, s, b) for t in texts for m, s, b in
+                (("m,1", 1.0, "b1"), ("m2", 0.5, 'b"2'))])
+  matrix = assemble.join([frame], threshold=0.5)
+  split = np.zeros(len(matrix.prompts), np.int8)
+  layout.write_csvs(matrix, split, str(tmp_path))
+  cells = pd.DataFrame({"prompt_id": matrix.cell_prompt, "model_id": matrix.cell_model,
+                        "category": matrix.categories[matrix.cell_prompt], "label": matrix.label,
+                        "score": matrix.score, "model_name": matrix.models[matrix.cell_model]})
+  assert (tmp_path / "train.csv").read_bytes() == cells.to_csv(index=False).encode()
+  order = pd.DataFrame({"prompt_id": range(len(texts)), "prompt": matrix.prompts,
+                        "category": matrix.categories})
+  assert (tmp_path / "question_order.csv").read_bytes() == order.to_csv(index=False).encode()
+  assert (tmp_path / "val.csv").read_text() == "prompt_id,model_id,category,label,score,model_name\n"

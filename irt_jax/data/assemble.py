@@ -1,9 +1,9 @@
 """Joins the rows of several evaluation sources into one response matrix with a query split.
 
 The layout's rules (the shared data folders were built by them):
-  * a query is a prompt text (leading and trailing whitespace ignored): the same
-    text from two logs is one query; a model is a name, with `org__name` (how
-    lm-eval names folders) read as `org/name`;
+  * a query is a prompt text: the same text (character for character) from two
+    logs is one query; a model is a name, with `org__name` (how lm-eval names
+    folders) read as `org/name`;
   * a score becomes a label: 0/1 (and true/false, C/I) as they are; any other
     score needs a threshold (label = score >= threshold), else it is an error;
   * repeated answers of one model to one query (epochs, repeated runs, several
@@ -109,7 +109,7 @@ def _given_split(frames: list[pd.DataFrame], prompt_codes: np.ndarray, n: int) -
 def join(frames: list[pd.DataFrame], threshold: float | None = None,
          default_benchmark: str = "unknown") -> Matrix:
   """One matrix from the rows of every source (see the module docstring for the rules)."""
-  p, prompts = global_codes(frames, "prompt", lambda v: str(v).strip())
+  p, prompts = global_codes(frames, "prompt", str)
   m, models = global_codes(frames, "model", normalise_model)
   b, benchmarks = global_codes(frames, "benchmark", lambda v: str(v).strip())
   file_of_row, files = global_codes(frames, "file", str)

@@ -30,7 +30,7 @@ from irt_jax.data.sources.rows import Options
 DEFAULT_ENCODER = os.path.join(".models", "all-mpnet-base-v2")
 
 
-def _check_out(out: str, overwrite: bool) -> str:
+def check_out(out: str, overwrite: bool) -> str:
   out = os.path.normpath(out)
   if os.path.exists(out) and not overwrite:
     raise DataError(f"{out}: already exists; pass --overwrite to replace it or choose another --out")
@@ -40,7 +40,7 @@ def _check_out(out: str, overwrite: bool) -> str:
   return out
 
 
-def _check_encoder(encoder_dir: str | None) -> None:
+def check_encoder(encoder_dir: str | None) -> None:
   if encoder_dir and not os.path.isdir(encoder_dir):
     raise DataError(f"{encoder_dir}: encoder folder not found; fetch it with `python -m "
                     f"irt_jax.encoder.fetch --out=.models`, or pass --encoder_dir= to skip "
@@ -67,6 +67,27 @@ def _replace(tmp: str, out: str) -> None:
     os.replace(tmp, out)
 
 
+def write_folder(matrix: assemble.Matrix, split, out: str, *, encoder_dir: str | None,
+                 batch_size: int = 64, encoder=None, extra: dict | None = None) -> None:
+  """Writes the layout (and `extra` {file name: DataFrame}) into a temporary folder
+  beside `out`, embeds the prompts, and renames it into place; removes it on failure."""
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial",
+                         dir=os.path.dirname(os.path.abspath(out)))
+  try:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private; the result is not
+    layout.write_csvs(matrix, split, tmp)
+    for name, frame in (extra or {}).items():
+      frame.to_csv(os.path.join(tmp, name), index=False)
+    if encoder_dir:
+      _embed(tmp, encoder_dir, batch_size, encoder)
+    _replace(tmp, out)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+
+
 def build(inputs: list[str], out: str, options: Options = Options(), *,
           threshold: float | None = None, encoder_dir: str | None = DEFAULT_ENCODER,
           split_name: str | None = None, overwrite: bool = False, batch_size: int = 64,
@@ -76,27 +97,16 @@ def build(inputs: list[str], out: str, options: Options = Options(), *,
   `split_name` seeds the query split (default: the folder name of `out`, as the
   shared folders were); `encoder` may be an already loaded encoder for `encoder_dir`.
   """
-  out = _check_out(out, overwrite)
+  out = check_out(out, overwrite)
   if encoder is None:
-    _check_encoder(encoder_dir)
+    check_encoder(encoder_dir)
   if not inputs:
     raise DataError("no inputs: pass evaluation files or folders after the flags")
   frames = detect.read_inputs(list(inputs), options)
   matrix = assemble.join(frames, threshold, options.benchmark or "unknown")
   split = assemble.split_of_queries(matrix, split_name or os.path.basename(out))
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial",
-                         dir=os.path.dirname(os.path.abspath(out)))
-  try:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's folder is private; the result is not
-    layout.write_csvs(matrix, split, tmp)
-    if encoder_dir:
-      _embed(tmp, encoder_dir, batch_size, encoder)
-    _replace(tmp, out)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+  write_folder(matrix, split, out, encoder_dir=encoder_dir, batch_size=batch_size,
+               encoder=encoder)
   return layout.summary(matrix, split, out)
 
 

@@ -2,6 +2,12 @@ r"""Fetches the paper's dataset from Hugging Face and makes it ready to train on
 
   python -m irt_jax.data.download --dataset=irtnet --out=data/irtnet \
       [--model_dir=.models/all-mpnet-base-v2]
+  python -m irt_jax.data.download --dataset=llmrouter --out=data/llmrouter \
+      [--source_dir=LLMRouter] [--model_dir=.models/all-mpnet-base-v2]
+
+`--dataset=llmrouter` builds the llmrouter matrix from its upstream repository at
+the pinned commit (`irt_jax.data.upstream`; `--source_dir` takes a local copy of it
+instead of the network), the same files as the shared folder.
 
 Downloads the dataset repository (huggingface_hub), finds the folder holding
 `train.csv`, writes `model_order.csv` / `question_order.csv` from the split files
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import os
 
+import sys
+
 import numpy as np
 import pandas as pd
 from absl import app
@@ -21,6 +29,7 @@ from absl import flags
 from absl import logging
 
 from irt_jax.data import io as data_lib
+from irt_jax.data import upstream
 
 DATASETS = {"irtnet": "JianhaoNJU/IrtNet-Dataset", "embedllm": "RZ412/EmbedLLM"}
 
@@ -85,7 +94,10 @@ def download(dataset: str, out: str) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "irtnet", sorted(DATASETS), "Which dataset to fetch.")
+UPSTREAM = ("llmrouter",)  # rebuilt from the upstream repository, not downloaded ready-made
+flags.DEFINE_enum("dataset", "irtnet", sorted(DATASETS) + list(UPSTREAM), "Which dataset to fetch.")
+flags.DEFINE_string("source_dir", None, "llmrouter: a local copy of its upstream repository "
+                    "(default: fetch the needed files at the pinned commit).")
 flags.DEFINE_string("out", None, "Folder to download into.")
 flags.DEFINE_string("model_dir", None, "Sentence-encoder folder; if given, encode the queries.")
 flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
@@ -95,6 +107,14 @@ def main(argv):
   del argv
   if not FLAGS.out:
     raise app.UsageError("--out is required")
+  if FLAGS.dataset in UPSTREAM:
+    try:
+      print(upstream.build_llmrouter(FLAGS.out, FLAGS.source_dir, encoder_dir=FLAGS.model_dir,
+                                     batch_size=FLAGS.batch_size))
+    except data_lib.DataError as e:
+      print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+      sys.exit(2)
+    return
   root = download(FLAGS.dataset, FLAGS.out)
   folder = prepare(root, FLAGS.model_dir, FLAGS.batch_size)
   print(f"ready: train with --config.data.dir={folder}"
