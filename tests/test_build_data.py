@@ -214,3 +214,10 @@ def test_csv_files_are_written_as_pandas_writes_them(tmp_path):
                         "category": matrix.categories})
   assert (tmp_path / "question_order.csv").read_bytes() == order.to_csv(index=False).encode()
   assert (tmp_path / "val.csv").read_text() == "prompt_id,model_id,category,label,score,model_name\n"
+
+
+def test_model_flag_names_every_source(tmp_path):
+  from irt_jax.data.sources import detect
+  path = os.path.join(FIX, "lm_eval", "pythia_winogrande")
+  frames = detect.read_inputs([path], Options(model="EleutherAI/pythia-2.8b-deduped"))
+  assert set(frames[0]["model"]) == {"EleutherAI/pythia-2.8b-deduped"} and len(frames[0]) == 4

@@ -19,6 +19,7 @@ import pandas as pd
 
 from irt_jax.data.io import DataError
 from irt_jax.data.sources import helm, inspect_logs, lm_eval, table
+from irt_jax.data.sources.rows import apply_overrides
 
 HEAD_BYTES = 1 << 16
 _NOTES = ("readme", "source", "license", "licence", "notice")
@@ -133,7 +134,8 @@ def read_inputs(paths: list[str], options) -> list[pd.DataFrame]:
   """One rows frame per source found under `paths`."""
   found = collect(paths)
   _check(found)
-  frames = [read_one(kind, path, options) for kind, path in found if kind != "lm_results"]
+  frames = [apply_overrides(read_one(kind, path, options), options)
+            for kind, path in found if kind != "lm_results"]
   if not frames:
     raise DataError(f"{', '.join(paths)}: no evaluation files found")
   return frames

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 
 from irt_jax.data.io import DataError
@@ -29,7 +30,7 @@ class Options:
   metric: str | None = None        # lm-eval metric / inspect scorer / HELM stat name
   lm_eval_filter: str | None = None  # lm-eval filter; default 'none' or the first in the file
   model: str | None = None         # overrides the model name of every source
-  benchmark: str | None = None     # benchmark of sources that name none
+  benchmark: str | None = None     # benchmark of sources that name none (irt_jax.data.assemble)
   model_column: str | None = None  # tables: column names, found by common names when unset
   prompt_column: str | None = None
   score_column: str | None = None
@@ -68,13 +69,8 @@ def frame(records: list[dict], file: str) -> pd.DataFrame:
 
 
 def apply_overrides(rows: pd.DataFrame, options: Options) -> pd.DataFrame:
-  """`--model` renames every source's model; `--benchmark` names a benchmark where a
-  source gave none."""
+  """`--model` names the model of every source (logs that name none, or a wrong one)."""
   if options.model:
-    rows = rows.assign(model=options.model)
-  if options.benchmark:
-    missing = rows["benchmark"].isna() | (rows["benchmark"].astype(str) == "")
-    if missing.any():
-      rows = rows.assign(benchmark=rows["benchmark"].astype(object).where(~missing,
-                                                                          options.benchmark))
+    rows = rows.assign(model=pd.Categorical.from_codes(np.zeros(len(rows), np.int8),
+                                                       [options.model]))
   return rows

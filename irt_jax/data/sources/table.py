@@ -127,7 +127,7 @@ def read_table(path: str, kind: str, options) -> pd.DataFrame:
   else:
     out = _melt(data, base, [prompt, benchmark], path)
   out["file"] = pd.Categorical.from_codes(np.zeros(len(out), np.int8), [path])
-  return rows_lib.apply_overrides(out, options)
+  return out
 
 
 def _melt(data: pd.DataFrame, base: dict, used: list, path: str) -> pd.DataFrame:
