@@ -1,6 +1,6 @@
 r"""Times `irt_jax.data.build` on a generated long table of the paper's size, embeddings aside.
 
-  .venv/bin/python bench/build_scale.py [--scale=1.0] [--format=csv|parquet] [--work=/tmp/build_scale]
+  .venv/bin/python bench/build_scale.py [--scale=1.0] [--format=csv|parquet] [--work=DIR]
 
 Writes a long table (`model, prompt, correct, benchmark`, one row per answer) of
 112 models x 35,673 queries (4.0 million rows; prompts of about 120 characters with
@@ -19,6 +19,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -67,9 +68,11 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--scale", type=float, default=1.0, help="Fraction of the paper's queries.")
   parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
-  parser.add_argument("--work", default="/tmp/build_scale", help="Scratch folder (removed after).")
+  parser.add_argument("--work", default=None, help="Scratch folder, removed after (default: a "
+                      "new one in the system's temporary folder).")
   parser.add_argument("--out", default=None, help="Also append the result as a JSON line here.")
   args = parser.parse_args()
+  args.work = args.work or tempfile.mkdtemp(prefix="build_scale.")
   os.makedirs(args.work, exist_ok=True)
   table = os.path.join(args.work, f"answers.{args.format}")
   out = os.path.join(args.work, "built")
