@@ -112,7 +112,7 @@ def test_the_joined_matrix_trains_and_routes(built, tmp_path):
   from configs import logreg
   from irt_jax import predictors
   from irt_jax.routing.router import Router
-  from irt_jax.training import loop as training
+  from irt_jax.training import runs as training
   config = logreg.get_config()
   config.data.dir = built[0]
   training.run(config, str(tmp_path / "run"))
@@ -127,7 +127,7 @@ def test_the_joined_matrix_trains_with_the_recommended_recipe(built, tmp_path):
   from configs import recommended
   from irt_jax import predictors
   from irt_jax.routing.router import Router
-  from irt_jax.training import loop as training
+  from irt_jax.training import runs as training
   config = recommended.get_config()
   config.data.dir = built[0]
   config.members.irtnet.model.update(n_experts=2, top_k=2, hidden_dim=16, output_dim=8,
