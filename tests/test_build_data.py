@@ -221,3 +221,27 @@ def test_model_flag_names_every_source(tmp_path):
   path = os.path.join(FIX, "lm_eval", "pythia_winogrande")
   frames = detect.read_inputs([path], Options(model="EleutherAI/pythia-2.8b-deduped"))
   assert set(frames[0]["model"]) == {"EleutherAI/pythia-2.8b-deduped"} and len(frames[0]) == 4
+
+
+def test_a_cost_column_becomes_costs_csv_that_routing_reads(tmp_path):
+  import json as json_lib
+  from irt_jax.routing import costs as costs_lib
+  folder = os.path.join(FIX, "tables", "routerarena")
+  out = tmp_path / "arena"
+  build.build([folder], str(out), encoder_dir=None)
+  expected = {}
+  for name in ("claude-3-haiku-20240307", "gemini-2.0-flash-001"):
+    with open(os.path.join(folder, f"{name}.jsonl"), encoding="utf-8") as f:
+      for line in f:
+        r = json_lib.loads(line)
+        expected[(r["question"], name)] = r["evaluation_result"]["inference_cost"]
+  order = pd.read_csv(out / "question_order.csv", keep_default_na=False)
+  models = pd.read_csv(out / "model_order.csv")
+  costs = pd.read_csv(out / "costs.csv")
+  got = {(order.prompt[p], models.model_name[m]): c for p, m, c in zip(costs.prompt_id,
+                                                                        costs.model_id, costs.cost)}
+  assert got.keys() == expected.keys() and len(got) == 40
+  assert all(got[k] == pytest.approx(v) for k, v in expected.items())
+  table = costs_lib.read_costs(str(out / "costs.csv"), [str(i) for i in order.prompt_id],
+                               [str(i) for i in models.model_id], list(models.model_name))
+  assert table.shape == (20, 2) and not np.isnan(table).any()

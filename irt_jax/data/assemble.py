@@ -8,7 +8,8 @@ The layout's rules (the shared data folders were built by them):
     score needs a threshold (label = score >= threshold), else it is an error;
   * repeated answers of one model to one query (epochs, repeated runs, several
     logs) are merged: label 1 when the mean of their labels is >= 0.5 (majority,
-    ties correct), score the mean score, benchmark the first seen;
+    ties correct), score the mean score, benchmark the first seen, cost (when a
+    table gives one) the mean of the given costs;
   * prompts sorted by text (Python string order) get ids 0..N-1, models sorted by
     name 0..M-1; cells a model did not answer stay unknown (no row);
   * split by query: the sources' own `split` column when every row has one, else
@@ -44,6 +45,7 @@ class Matrix:
   label: np.ndarray        # int8 [C]
   score: np.ndarray        # float64 [C]
   given_split: np.ndarray | None  # int8 [N] index into SPLITS, when the sources gave one
+  cost: np.ndarray | None = None  # float64 [C]: mean cost of the cell's answers (NaN: none given)
 
 
 def normalise_model(name: str) -> str:
@@ -114,9 +116,11 @@ def join(frames: list[pd.DataFrame], threshold: float | None = None,
   b, benchmarks = global_codes(frames, "benchmark", lambda v: str(v).strip())
   file_of_row, files = global_codes(frames, "file", str)
   scores = np.concatenate([f["score"].to_numpy(dtype=float) for f in frames])
+  costs = np.concatenate([f["cost"].to_numpy(dtype=float) if "cost" in f.columns
+                          else np.full(len(f), np.nan) for f in frames])
   keep = (p >= 0) & (m >= 0) & ~np.isnan(scores)
   given = _given_split(frames, p, len(prompts))
-  p, m, b, scores = p[keep], m[keep], b[keep], scores[keep]
+  p, m, b, scores, costs = p[keep], m[keep], b[keep], scores[keep], costs[keep]
   file_of_row = file_of_row[keep]
   if len(models) < 2 or len(np.unique(m)) < 2:
     raise DataError(f"{', '.join(files[:3]) or 'inputs'}: scores of "
@@ -137,7 +141,19 @@ def join(frames: list[pd.DataFrame], threshold: float | None = None,
   return Matrix(prompts=prompts[used_p], categories=categories, models=models[used_m],
                 cell_prompt=cells // n_models, cell_model=cells % n_models,
                 label=(2 * votes >= counts).astype(np.int8), score=mean_score,
-                given_split=None if given is None else given[used_p])
+                given_split=None if given is None else given[used_p],
+                cost=_mean_cost(costs, inverse, len(cells)))
+
+
+def _mean_cost(costs: np.ndarray, inverse: np.ndarray, n_cells: int) -> np.ndarray | None:
+  """Per cell, the mean of its answers' given costs (NaN when none); None without costs."""
+  given = ~np.isnan(costs)
+  if not given.any():
+    return None
+  total = np.bincount(inverse, weights=np.where(given, costs, 0.0), minlength=n_cells)
+  count = np.bincount(inverse, weights=given, minlength=n_cells)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def split_of_queries(matrix: Matrix, name: str) -> np.ndarray:

@@ -52,7 +52,7 @@ def _embed(folder: str, encoder_dir: str, batch_size: int, encoder=None) -> None
   from irt_jax.encoder import EncoderError
   try:
     encode.encode_question_order(folder, encoder_dir, batch_size=batch_size, dtype="float16",
-                                 progress=False, encoder=encoder)
+                                 progress=True, encoder=encoder)
   except (encode.EncodeError, EncoderError) as e:
     raise DataError(f"{encoder_dir}: {e}") from e
 

@@ -3,7 +3,9 @@
 `train.csv`, `val.csv`, `test.csv` (`prompt_id, model_id, category, label, score,
 model_name`, sorted by (prompt_id, model_id)), `model_order.csv`,
 `question_order.csv` (`prompt_id, prompt, category`), formatted as pandas' `to_csv`
-formats them (the shared folders' files), fields quoted only where needed.
+formats them (the shared folders' files), fields quoted only where needed; and
+`costs.csv` (`prompt_id, model_id, cost`, for cost-aware routing) when the sources
+gave costs.
 `summary(...)` is the report printed after a build.
 """
 
@@ -74,6 +76,10 @@ def write_csvs(matrix: Matrix, split: np.ndarray, folder: str) -> None:
     _write_lines(os.path.join(folder, f"{name}.csv"),
                  "prompt_id,model_id,category,label,score,model_name",
                  [pieces[0][p], pieces[1][m], pieces[2][p], pieces[3][ls], pieces[4][m]])
+  if matrix.cost is not None:
+    rows = np.flatnonzero(~np.isnan(matrix.cost))
+    pd.DataFrame({"prompt_id": matrix.cell_prompt[rows], "model_id": matrix.cell_model[rows],
+                  "cost": matrix.cost[rows]}).to_csv(os.path.join(folder, "costs.csv"), index=False)
 
 
 def summary(matrix: Matrix, split: np.ndarray, folder: str) -> str:

@@ -9,7 +9,8 @@ common names (`model`/`llm`/`llm_selected`, `prompt`/`question`/`query`,
 (`evaluation_result.score`), and a name matches its last dotted part.
 Wide tables have no model column: every other numeric or true/false column is one
 model's score (a nested `scores: {model: score}` object flattens to such columns).
-Cost, token, price, latency and id columns are never taken as models.
+Cost, token, price, latency and id columns are never taken as models; a long
+table's numeric `cost` (or `inference_cost`) column is kept: the cost of each answer.
 String columns are kept as categoricals: a table of millions of rows holds one
 copy of each distinct prompt.
 """
@@ -33,6 +34,7 @@ PROMPT = ("prompt", "question", "query", "input", "prompt_text", "text")
 PROMPT_ID = ("prompt_id", "question_id", "query_id", "id")
 SCORE = ("label", "correct", "is_correct", "score", "accuracy", "acc")
 BENCHMARK = ("benchmark", "category", "task", "task_name", "dataset")
+COST = ("cost", "inference_cost", "cost_usd")
 NOT_MODELS = ("cost", "token", "price", "latency", "time", "index", "_id", "split")
 
 
@@ -124,6 +126,9 @@ def read_table(path: str, kind: str, options) -> pd.DataFrame:
                       f"pass --score_column")
     out = pd.DataFrame({**base, "model": _strings(data[model]),
                         "score": _scores(data[score], path, f"column {score!r}")})
+    cost = _find(columns, None, COST, path, "cost")
+    if cost is not None and pd.api.types.is_numeric_dtype(data[cost]):
+      out["cost"] = data[cost].to_numpy(dtype=float, na_value=np.nan)
   else:
     out = _melt(data, base, [prompt, benchmark], path)
   out["file"] = pd.Categorical.from_codes(np.zeros(len(out), np.int8), [path])
