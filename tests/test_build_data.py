@@ -245,3 +245,15 @@ def test_a_cost_column_becomes_costs_csv_that_routing_reads(tmp_path):
   table = costs_lib.read_costs(str(out / "costs.csv"), [str(i) for i in order.prompt_id],
                                [str(i) for i in models.model_id], list(models.model_name))
   assert table.shape == (20, 2) and not np.isnan(table).any()
+
+
+def test_the_encoder_folder_flag_loads_a_static_encoder(tmp_path):
+  from irt_jax.encoder import load_encoder
+  from tests.test_static_encoder import hand_folder
+  folder = hand_folder(tmp_path / "static")
+  out = tmp_path / "mine"
+  build.build([os.path.join(FIX, "lm_eval")], str(out), encoder_dir=str(folder))
+  data = io.load_dataset(str(out))
+  expected = load_encoder(str(folder)).encode(list(data.prompts[:3]))
+  assert data.embeddings.shape[0] == data.n_queries == 64
+  np.testing.assert_allclose(data.embeddings[:3], expected, atol=1e-3)  # stored as float16
