@@ -1,4 +1,4 @@
-"""python -m irt_jax.data.build: the join rules on hand-made rows, a folder built from several
+"""irt-jax build-data (irt_jax.data.build): the join rules on hand-made rows, a folder built from several
 real sources that loads, trains and routes, and every bad input ending in one line with no
 folder left behind."""
 
@@ -142,7 +142,7 @@ def test_the_joined_matrix_trains_with_the_recommended_recipe(built, tmp_path):
 
 # ---------------------------------------------------------------- bad input, through the CLI
 def run_build(args, cwd):
-  return subprocess.run([sys.executable, "-m", "irt_jax.data.build", *args], cwd=REPO,
+  return subprocess.run([sys.executable, "-m", "irt_jax", "build-data", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=120)
 
 
@@ -170,9 +170,9 @@ def test_every_bad_input_ends_in_one_line_and_leaves_no_folder(tmp_path):
     out = tmp_path / "out" / name.replace(" ", "_")
     out.parent.mkdir(exist_ok=True)
     proc = run_build([f"--out={out}", "--encoder_dir=", *args], REPO)
-    assert proc.returncode == 2, (name, proc.stderr)
+    assert proc.returncode == 1, (name, proc.stderr)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), (name, proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("build-data: "), (name, proc.stderr)
     assert re.search(pattern, lines[0]), (name, lines[0])
     assert not os.listdir(out.parent), (name, os.listdir(out.parent))
 

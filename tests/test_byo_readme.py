@@ -35,9 +35,9 @@ def readme_commands() -> list[list[str]]:
 
 
 def test_readme_section_is_fetch_build_train_serve():
-  steps = [c[1:3] if c[1] == "-m" else c[1:2] for c in readme_commands()]
-  assert steps == [["-m", "irt_jax.encoder.fetch"], ["-m", "irt_jax.data.build"], ["train.py"],
-                   ["-m", "irt_jax.serve"]]
+  steps = [c[1:4] if c[1] == "-m" else c[1:2] for c in readme_commands()]
+  assert steps == [["-m", "irt_jax", "fetch-encoder"], ["-m", "irt_jax", "build-data"], ["train.py"],
+                   ["-m", "irt_jax", "serve"]]
 
 
 def _wait(url, proc, seconds=300):
@@ -71,7 +71,7 @@ def test_readme_commands_build_train_and_serve_three_lm_eval_models(tmp_path, st
   (tmp_path / "data").mkdir()
   port = _free_port()
   fetch, build, train, serve = [_localise(c, tmp_path, port) for c in readme_commands()]
-  assert fetch[1:3] == ["-m", "irt_jax.encoder.fetch"]  # network: not run here
+  assert fetch[1:4] == ["-m", "irt_jax", "fetch-encoder"]  # network: not run here
   done = subprocess.run(build + [f"--encoder_dir={MINILM_DIR}"], cwd=REPO, capture_output=True,
                         text=True, timeout=600)
   assert done.returncode == 0, done.stderr

@@ -58,15 +58,15 @@ def test_the_slice_builds_by_the_layouts_rules(tmp_path):
 
 
 def test_download_command_reads_a_source_copy_and_refuses_a_wrong_one(tmp_path):
-  ok = subprocess.run([sys.executable, "-m", "irt_jax.data.download", "--dataset=llmrouter",
+  ok = subprocess.run([sys.executable, "-m", "irt_jax", "download", "--dataset=llmrouter",
                        f"--source_dir={SLICE}", f"--out={tmp_path / 'a'}"], cwd=REPO,
                       capture_output=True, text=True, timeout=300)
   assert ok.returncode == 0, ok.stderr
   assert sorted(os.listdir(tmp_path / "a")) == sorted(CSVS)
-  bad = subprocess.run([sys.executable, "-m", "irt_jax.data.download", "--dataset=llmrouter",
+  bad = subprocess.run([sys.executable, "-m", "irt_jax", "download", "--dataset=llmrouter",
                         f"--source_dir={tmp_path / 'nothing'}", f"--out={tmp_path / 'b'}"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+  assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
   assert "--source_dir must be a copy of ulab-uiuc/LLMRouter at 4e7a7969" in bad.stderr
   assert not os.path.exists(tmp_path / "b")
 

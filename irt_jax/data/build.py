@@ -1,6 +1,6 @@
-r"""Builds a run-ready data folder from evaluation logs.
+r"""Builds a run-ready data folder from evaluation logs (`irt-jax build-data`, irt_jax/cli/build_data.py).
 
-    python -m irt_jax.data.build --out=data/mine [--threshold=0.5] [--metric=NAME] \
+    irt-jax build-data --out=data/mine [--threshold=0.5] [--metric=NAME] \
         [--encoder_dir=.models/all-mpnet-base-v2 | --encoder_dir=] PATH [PATH ...]
 
 Each PATH is a file or a folder of evaluation output: score tables (CSV, JSON
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 
 from irt_jax.data import assemble, layout
@@ -43,7 +42,7 @@ def check_out(out: str, overwrite: bool) -> str:
 def check_encoder(encoder_dir: str | None) -> None:
   if encoder_dir and not os.path.isdir(encoder_dir):
     raise DataError(f"{encoder_dir}: encoder folder not found; fetch it with `python -m "
-                    f"irt_jax.encoder.fetch --out=.models`, or pass --encoder_dir= to skip "
+                    f"irt_jax fetch-encoder --model=mpnet --out=.models`, or pass --encoder_dir= to skip "
                     f"the embeddings")
 
 
@@ -108,50 +107,3 @@ def build(inputs: list[str], out: str, options: Options = Options(), *,
   write_folder(matrix, split, out, encoder_dir=encoder_dir, batch_size=batch_size,
                encoder=encoder)
   return layout.summary(matrix, split, out)
-
-
-def one_line(error: Exception) -> str:
-  return " ".join(str(error).split())
-
-
-def main(argv: list[str]) -> None:
-  options = Options(metric=FLAGS.metric, lm_eval_filter=FLAGS.lm_eval_filter, model=FLAGS.model,
-                    benchmark=FLAGS.benchmark, model_column=FLAGS.model_column,
-                    prompt_column=FLAGS.prompt_column, score_column=FLAGS.score_column,
-                    benchmark_column=FLAGS.benchmark_column)
-  try:
-    text = build(argv[1:], FLAGS.out, options, threshold=FLAGS.threshold,
-                 encoder_dir=FLAGS.encoder_dir or None, split_name=FLAGS.split_name,
-                 overwrite=FLAGS.overwrite, batch_size=FLAGS.batch_size)
-  except (DataError, OSError) as e:
-    print(f"error: {one_line(e)}", file=sys.stderr)
-    sys.exit(2)
-  print(text)
-  if not FLAGS.encoder_dir:
-    print(f"no embeddings written: python -m irt_jax.data.encode --data_dir={FLAGS.out} "
-          f"--model_dir=... adds them")
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-
-  flags.DEFINE_string("out", None, "Data folder to create.", required=True)
-  flags.DEFINE_float("threshold", None, "Scores >= this count as correct; required when "
-                     "scores are not 0/1.")
-  flags.DEFINE_string("metric", None, "lm-eval metric, inspect scorer or HELM stat to read "
-                      "(default: the task's primary metric, the log's first scorer, exact_match).")
-  flags.DEFINE_string("lm_eval_filter", None, "lm-eval filter whose rows to read (default "
-                      "'none', else the first in the file).")
-  flags.DEFINE_string("model", None, "Model name for every input (when the logs name none).")
-  flags.DEFINE_string("benchmark", None, "Benchmark of inputs that name none (default 'unknown').")
-  flags.DEFINE_string("model_column", None, "Tables: the model column.")
-  flags.DEFINE_string("prompt_column", None, "Tables: the prompt text column.")
-  flags.DEFINE_string("score_column", None, "Tables: the label or score column.")
-  flags.DEFINE_string("benchmark_column", None, "Tables: the benchmark column.")
-  flags.DEFINE_string("encoder_dir", DEFAULT_ENCODER, "Encoder folder for the embeddings "
-                      "(MPNet, MiniLM or a static encoder); empty: write none.")
-  flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
-  flags.DEFINE_string("split_name", None, "Seeds the query split (default: the --out folder name).")
-  flags.DEFINE_bool("overwrite", False, "Replace an existing --out folder.")
-  FLAGS = flags.FLAGS
-  app.run(main)

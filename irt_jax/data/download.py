@@ -1,13 +1,11 @@
 r"""Fetches the paper's dataset from Hugging Face and makes it ready to train on.
 
-  python -m irt_jax.data.download --dataset=irtnet --out=data/irtnet \
-      [--model_dir=.models/all-mpnet-base-v2]
-  python -m irt_jax.data.download --dataset=llmrouter --out=data/llmrouter \
-      [--source_dir=LLMRouter] [--model_dir=.models/all-mpnet-base-v2]
+  irt-jax download --dataset=irtnet --out=data/irtnet [--model_dir=.models/all-mpnet-base-v2]
+  irt-jax download --dataset=llmrouter --out=data/llmrouter [--source_dir=LLMRouter]
 
-`--dataset=llmrouter` builds the llmrouter matrix from its upstream repository at
-the pinned commit (`irt_jax.data.upstream`; `--source_dir` takes a local copy of it
-instead of the network), the same files as the shared folder.
+`--dataset=llmrouter` is not downloaded ready-made: it is rebuilt from its upstream
+repository at the pinned commit (`irt_jax.data.upstream`; `--source_dir` reads a local
+copy of it instead of the network), giving the shared folder's files.
 
 Downloads the dataset repository (huggingface_hub), finds the folder holding
 `train.csv`, writes `model_order.csv` / `question_order.csv` from the split files
@@ -20,18 +18,14 @@ from __future__ import annotations
 
 import os
 
-import sys
-
 import numpy as np
 import pandas as pd
-from absl import app
-from absl import flags
 from absl import logging
 
 from irt_jax.data import io as data_lib
-from irt_jax.data import upstream
 
 DATASETS = {"irtnet": "JianhaoNJU/IrtNet-Dataset", "embedllm": "RZ412/EmbedLLM"}
+UPSTREAM = ("llmrouter",)  # rebuilt from the upstream repository (irt_jax.data.upstream)
 
 
 def find_data_folder(root: str) -> str:
@@ -89,38 +83,5 @@ def prepare(root: str, model_dir: str | None = None, batch_size: int = 64) -> st
 def download(dataset: str, out: str) -> str:
   from huggingface_hub import snapshot_download  # only needed with internet
   if dataset not in DATASETS:
-    raise ValueError(f"--dataset={dataset!r}: expected one of {sorted(DATASETS)}")
+    raise data_lib.DataError(f"--dataset={dataset!r}: expected one of {sorted(DATASETS)}")
   return snapshot_download(repo_id=DATASETS[dataset], repo_type="dataset", local_dir=out)
-
-
-FLAGS = flags.FLAGS
-UPSTREAM = ("llmrouter",)  # rebuilt from the upstream repository, not downloaded ready-made
-flags.DEFINE_enum("dataset", "irtnet", sorted(DATASETS) + list(UPSTREAM), "Which dataset to fetch.")
-flags.DEFINE_string("source_dir", None, "llmrouter: a local copy of its upstream repository "
-                    "(default: fetch the needed files at the pinned commit).")
-flags.DEFINE_string("out", None, "Folder to download into.")
-flags.DEFINE_string("model_dir", None, "Sentence-encoder folder; if given, encode the queries.")
-flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
-
-
-def main(argv):
-  del argv
-  if not FLAGS.out:
-    raise app.UsageError("--out is required")
-  if FLAGS.dataset in UPSTREAM:
-    try:
-      print(upstream.build_llmrouter(FLAGS.out, FLAGS.source_dir, encoder_dir=FLAGS.model_dir,
-                                     batch_size=FLAGS.batch_size))
-    except data_lib.DataError as e:
-      print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-      sys.exit(2)
-    return
-  root = download(FLAGS.dataset, FLAGS.out)
-  folder = prepare(root, FLAGS.model_dir, FLAGS.batch_size)
-  print(f"ready: train with --config.data.dir={folder}"
-        + ("" if FLAGS.model_dir else f" (encode first: python -m irt_jax.data.encode "
-                                      f"--data_dir={folder} --model_dir=...)"))
-
-
-if __name__ == "__main__":
-  app.run(main)
