@@ -16,6 +16,7 @@ has a keys file; /admin/* needs an admin key):
   POST /v1/feedback           {"id": <completion id or query text>, "model": ..., "correct": 0|1}
                               appended to the feedback log (serving/feedback.py)
   POST /admin/reload          {"workdir": optional} swaps in a newly loaded Router (also SIGHUP)
+  POST /explain, GET /ui ...  why a query went where; the service's page (serving/page.py)
 
 Every error is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}},
 so OpenAI clients raise it with its message: 400 bad input, 401 no valid key, 404
@@ -45,6 +46,7 @@ from irt_jax.routing.router import Router, RouterError
 from irt_jax.serving.batcher import Batcher
 from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, new_id, parse_feedback
 from irt_jax.serving.keys import KeyFile, bearer
+from irt_jax.serving import page
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
 from irt_jax.serving.requests import (ApiError, Limits, error_body, last_user_text,
                                       parse_route_request, read_json, router_model)
@@ -56,9 +58,9 @@ __all__ = ["create_app", "Limits", "Fallbacks", "Access", "ApiError", "error_bod
            "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER"]
 
 P_HEADER = "x-irt-jax-p-correct"
-OPEN_PATHS = {"/health"}
+OPEN_PATHS = {"/health"} | page.PAGE_PATHS
 ENDPOINTS = {"/health", "/metrics", "/v1/models", "/route", "/v1/chat/completions",
-             "/v1/feedback", "/admin/reload"}
+             "/v1/feedback", "/admin/reload"} | page.ENDPOINTS
 log = logging.getLogger("irt_jax.serving")
 
 # (workdir or None for the one serving now, the Router serving now) -> a new Router
@@ -108,6 +110,7 @@ class Service:
     self.feedback = FeedbackLog(feedback_log) if feedback_log else None
     self.ids = CompletionIds()
     self.reloads = 0
+    self.last_reload: dict | None = None    # shown by the page (serving/page.py)
     self._reload_lock: asyncio.Lock | None = None
     self._tasks: set[asyncio.Task] = set()
 
@@ -168,11 +171,13 @@ class Service:
         new = await asyncio.to_thread(load)
       except Exception as e:  # noqa: BLE001 - any failure leaves the old Router serving
         self.metrics.reloads.labels("failed").inc()
+        self.last_reload = {"time": time.time(), "result": "failed", "error": str(e)[:500]}
         raise ApiError(400, f"reload failed, still serving {old.workdir or self.prefix(old)}: "
                             f"{type(e).__name__}: {e}", code="reload_failed") from None
       self.router = new
       self.batcher.fn = new.logits
       self.reloads += 1
+      self.last_reload = {"time": time.time(), "result": "ok", "workdir": new.workdir}
       self.metrics.reloads.labels("ok").inc()
     return {"router": self.prefix(new), "workdir": new.workdir, "models": list(new.model_names),
             "reloads": self.reloads}
@@ -232,6 +237,7 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
   _add_route_route(app, svc)
   _add_chat_route(app, svc)
   _add_feedback_and_admin(app, svc)
+  page.add_routes(app, svc)
   return app
 
 
