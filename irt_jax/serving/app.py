@@ -17,7 +17,8 @@ has a keys file; /admin/* needs an admin key):
                               appended to the feedback log (serving/feedback.py)
   POST /admin/reload          {"workdir": optional} swaps in a newly loaded Router (also SIGHUP)
 
-Every error is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}},
+Every chat reply carries x-irt-jax-overhead-ms, the service's own time
+(serving/overhead.py). Every error is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}},
 so OpenAI clients raise it with its message: 400 bad input, 401 no valid key, 404
 unknown model, 413 oversized body, 502 every upstream tried failed, 504 too slow.
 
@@ -46,6 +47,7 @@ from irt_jax.serving.batcher import Batcher
 from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, new_id, parse_feedback
 from irt_jax.serving.keys import KeyFile, bearer
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
+from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware, Timing
 from irt_jax.serving.requests import (ApiError, Limits, error_body, last_user_text,
                                       parse_route_request, read_json, router_model)
 from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Answer, Fallbacks, Forwarder,
@@ -53,7 +55,7 @@ from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Answer, Fall
 
 __all__ = ["create_app", "Limits", "Fallbacks", "Access", "ApiError", "error_body", "Batcher",
            "Upstream", "UpstreamsError", "load_upstreams", "parse_upstreams", "ROUTED_HEADER",
-           "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER"]
+           "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER", "OVERHEAD_HEADER"]
 
 P_HEADER = "x-irt-jax-p-correct"
 OPEN_PATHS = {"/health"}
@@ -232,6 +234,7 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
   _add_route_route(app, svc)
   _add_chat_route(app, svc)
   _add_feedback_and_admin(app, svc)
+  app.add_middleware(OverheadMiddleware, observe=svc.metrics.overhead_seconds.observe)
   return app
 
 
@@ -337,7 +340,8 @@ def _add_chat_route(app, svc: Service) -> None:
     else:
       plan, text = [body["model"]], _text_or_none(body["messages"], svc.limits)
     completion_id = new_id()
-    answer = await svc.forwarder.send(body, plan, bool(body.get("stream")), completion_id)
+    answer = await svc.forwarder.send(body, plan, bool(body.get("stream")), completion_id,
+                                      Timing.of(request.scope))
     return _respond(svc, answer, completion_id, text, p)
 
 

@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -35,6 +37,10 @@ class Metrics:
     self.upstream_seconds = Histogram("irt_upstream_seconds", "An upstream's answer (whole body, "
                                       "or first event when streamed), by model", ["model"],
                                       buckets=LATENCY_BUCKETS, registry=r)
+    self.overhead_seconds = Histogram("irt_overhead_seconds", "Time a proxied request spent in "
+                                      "the service, upstream waits excluded (the "
+                                      "x-irt-jax-overhead-ms header)", buckets=OVERHEAD_BUCKETS,
+                                      registry=r)
     self.batch_queries = Histogram("irt_encoder_batch_queries", "Queries per encoder call "
                                    "(micro-batching)", buckets=BATCH_BUCKETS, registry=r)
     self.feedback = Counter("irt_feedback", "Feedback records logged, by model", ["model"],

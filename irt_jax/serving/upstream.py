@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from irt_jax.serving.overhead import Timing, UpstreamClock
 from irt_jax.serving.requests import ApiError, error_body
 
 ROUTED_HEADER = "x-irt-jax-routed-model"     # the model that answered
@@ -167,10 +168,12 @@ class Forwarder:
     if self.client is not None:
       await self.client.aclose()
 
-  async def send(self, body: dict, plan: list[str], stream: bool, completion_id: str) -> Answer:
+  async def send(self, body: dict, plan: list[str], stream: bool, completion_id: str,
+                 timing: Timing | None = None) -> Answer:
     """The first answer of the models in `plan` (tried in order, within the
     deadline), or an ApiError (502, or 504 when the last try timed out) naming
-    every failure, with the failed models in FAILED_HEADER."""
+    every failure, with the failed models in FAILED_HEADER. The time spent
+    waiting on upstreams is added to `timing` (the overhead header's)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + self.policy.deadline_s
     failures: list[Failure] = []
@@ -181,7 +184,8 @@ class Forwarder:
       if failures:
         self.metrics.fallback(failures[-1].model)
       try:
-        answer = await asyncio.wait_for(self._try(body, model, stream, completion_id), left)
+        answer = await asyncio.wait_for(self._try(body, model, stream, completion_id, timing),
+                                        left)
       except (Failure, TimeoutError) as e:
         failure = e if isinstance(e, Failure) else Failure(
             model, "deadline", f"the request's deadline of {self.policy.deadline_s:g} s passed "
@@ -195,8 +199,8 @@ class Forwarder:
       return answer
     raise _all_failed(failures)
 
-  async def _try(self, body: dict, model: str, stream: bool, completion_id: str) -> Answer:
-    import httpx
+  async def _try(self, body: dict, model: str, stream: bool, completion_id: str,
+                 timing: Timing | None = None) -> Answer:
     upstream = self.upstreams[model]
     url = upstream.base_url + "/chat/completions"
     headers = {"content-type": "application/json"}
@@ -206,6 +210,15 @@ class Forwarder:
     start = time.perf_counter()
     request = self.client.build_request("POST", url, json=dict(body, model=upstream.model or model),
                                         headers=headers)
+    with UpstreamClock(timing):
+      answer = await self._exchange(request, model, url, stream, completion_id)
+    self.metrics.upstream_time(model, time.perf_counter() - start)
+    return answer
+
+  async def _exchange(self, request, model: str, url: str, stream: bool,
+                      completion_id: str) -> Answer:
+    """One upstream call: its whole answer, or a stream's first event."""
+    import httpx
     try:
       response = await self.client.send(request, stream=True)
     except httpx.TimeoutException:
@@ -222,7 +235,6 @@ class Forwarder:
     except BaseException:
       await response.aclose()
       raise
-    self.metrics.upstream_time(model, time.perf_counter() - start)
     return answer
 
   async def _whole(self, response, model: str, url: str, completion_id: str) -> Answer:

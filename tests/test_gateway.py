@@ -1,0 +1,77 @@
+"""The service as a gateway, through the openai client against stub upstreams: the overhead
+header and its histogram (the service's time counted, the upstreams' left out), and streams
+that fall back when their upstream fails before the first event."""
+
+import time
+
+import openai
+import pytest
+
+from irt_jax import predictors
+from irt_jax.routing.router import Router
+from irt_jax.serving import app as serving
+from tests.fake_encoder import HashEncoder
+from tests.stub_upstream import DELAY_S, Stub
+from tests.test_serve_faults import QUESTION, _chat, _metrics, serve
+
+pytest_plugins = ["tests.router_fixtures", "tests.serve_fixtures"]   # run; stub
+
+SERVICE_DELAY_S = 0.2   # a planted slow encoder: time the service itself spends
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+  return predictors.load(run).predictor
+
+
+class SlowEncoder(HashEncoder):
+  """The hash encoder, SERVICE_DELAY_S slower per call once armed (not at warm-up)."""
+  armed = False
+
+  def encode(self, texts, batch_size=64, progress=False):
+    if SlowEncoder.armed:
+      time.sleep(SERVICE_DELAY_S)
+    return super().encode(texts, batch_size, progress)
+
+
+def _overhead(raw) -> float:
+  return float(raw.headers[serving.OVERHEAD_HEADER]) / 1e3
+
+
+def test_overhead_counts_the_service_and_leaves_out_the_upstreams(predictor, stub):
+  router = Router.from_predictor(predictor, SlowEncoder(predictor.input_dim))
+  with serve(predictor, stub, ["stall", "delay"], router=router) as (client, url, rank, _):
+    SlowEncoder.armed = True
+    try:
+      start = time.perf_counter()
+      raw = _chat(client)                 # 0.5 s on the stalled upstream, 0.3 s on the next
+      took = time.perf_counter() - start
+    finally:
+      SlowEncoder.armed = False
+    assert raw.parse().model == rank[1] and raw.headers[serving.FAILED_HEADER] == rank[0]
+    overhead = _overhead(raw)
+    assert took > 0.5 + DELAY_S + SERVICE_DELAY_S
+    # The planted encoder delay is in it; the 0.8 s waited on the two upstreams is not.
+    assert SERVICE_DELAY_S <= overhead < SERVICE_DELAY_S + 0.25, overhead
+    fast = [_overhead(_chat(client)) for _ in range(3)]
+    streamed = client.chat.completions.with_raw_response.create(
+        model="router-irtnet", stream=True, messages=[{"role": "user", "content": QUESTION}])
+    fast.append(_overhead(streamed))
+    assert all(0 < x < 0.25 for x in fast), fast          # no encoder delay, 0.3 s upstream
+    chunks = list(streamed.parse())
+    assert "".join(c.choices[0].delta.content for c in chunks) == "answer from delay"
+    assert {c.model for c in chunks} == {rank[1]}
+    # An error reply is proxied too: it carries the header (here a pass-through model's 503).
+    with pytest.raises(openai.APIStatusError) as e:
+      client.chat.completions.create(model=rank[0], messages=[{"role": "user", "content": "x"}])
+    assert float(e.value.response.headers[serving.OVERHEAD_HEADER]) >= 0
+    counted = _metrics(url)
+    assert counted[("irt_overhead_seconds_count", ())] == 6
+    assert counted[("irt_overhead_seconds_sum", ())] == pytest.approx(
+        overhead + sum(fast) + float(e.value.response.headers[serving.OVERHEAD_HEADER]) / 1e3,
+        abs=6e-6)
+    assert counted[("irt_overhead_seconds_bucket", (("le", "0.1"),))] >= 4
+    assert counted[("irt_overhead_seconds_bucket", (("le", "0.1"),))] <= 5
+    # Endpoints that proxy nothing carry no overhead header.
+    import httpx
+    assert serving.OVERHEAD_HEADER not in httpx.get(url + "/health").headers
