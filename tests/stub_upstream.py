@@ -19,7 +19,8 @@ class Stub(BaseHTTPRequestHandler):
   Model ids: `slow` / `stall` sleep SLOW_S, `broken` answers 500, `down503` 503,
   `toomany` 429, `flaky` 503 while Stub.flaky_failures lasts, `cut` streams one
   event and drops the connection, `delay` answers after DELAY_S; streamed only:
-  `cut0` sends its 200 headers and drops the connection before any event,
+  `cut0` sends its 200 headers and a keep-alive comment, then drops the
+  connection before any event,
   `stallfirst` sends its headers and then nothing for SLOW_S, `errfirst` sends
   an error object as its first event; every request is recorded.
   """
@@ -85,7 +86,7 @@ class Stub(BaseHTTPRequestHandler):
   def _fail_first(self, model):
     """A 200 stream that fails before its first event (or whose first event is an error)."""
     first = ('data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
-             if model == "errfirst" else "")
+             if model == "errfirst" else ": keep-alive\n\n" if model == "cut0" else "")
     self.send_response(200)
     self.send_header("content-type", "text/event-stream")
     self.send_header("content-length", str(len(first) + 1000))

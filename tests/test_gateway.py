@@ -75,3 +75,34 @@ def test_overhead_counts_the_service_and_leaves_out_the_upstreams(predictor, stu
     # Endpoints that proxy nothing carry no overhead header.
     import httpx
     assert serving.OVERHEAD_HEADER not in httpx.get(url + "/health").headers
+
+
+def test_streams_fall_back_when_the_upstream_fails_before_the_first_event(predictor, stub):
+  # Dropped after a keep-alive comment, silent past the timeout, an error as the first
+  # event: nothing reached the client, so each moves on to the next ranked model.
+  behaviours = ["cut0", "stallfirst", "errfirst", "ok"]
+  with serve(predictor, stub, behaviours, fallbacks=serving.Fallbacks(fallbacks=3)) as (
+      client, url, rank, _):
+    Stub.received.clear()
+    raw = client.chat.completions.with_raw_response.create(
+        model="router-irtnet", stream=True, messages=[{"role": "user", "content": QUESTION}])
+    assert raw.headers[serving.FAILED_HEADER] == ",".join(rank[:3])
+    assert raw.headers[serving.ROUTED_HEADER] == rank[3]
+    chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content for c in chunks) == f"answer from {rank[3]}"
+    assert {c.model for c in chunks} == {rank[3]}
+    assert [r["body"]["model"] for r in Stub.received] == behaviours[:3] + [rank[3]]
+    counted = _metrics(url)
+    for model, reason in zip(rank, ("broke_off", "timeout", "stream_error")):
+      assert counted[("irt_upstream_errors_total", (("model", model), ("reason", reason)))] == 1
+    assert _overhead(raw) < 0.5           # the 0.5 s stall was the upstream's, not ours
+    # Not streamed, the same upstreams answer: cut0 and errfirst fail only as streams.
+    assert _chat(client).parse().model == rank[0]
+  # Every try failing before its first event: one 502 naming each, as for a JSON answer.
+  with serve(predictor, stub, ["cut0", "errfirst"], fallbacks=serving.Fallbacks(fallbacks=1)) as (
+      client, url, rank, _):
+    with pytest.raises(openai.InternalServerError, match="began its stream with an error") as e:
+      client.chat.completions.create(model="router-irtnet", stream=True,
+                                     messages=[{"role": "user", "content": QUESTION}])
+    assert e.value.status_code == 502
+    assert e.value.response.headers[serving.FAILED_HEADER] == f"{rank[0]},{rank[1]}"

@@ -4,7 +4,8 @@ request to the first model of a ranking whose upstream answers.
 A try fails, and the next model of the query's ranking is tried, when the
 upstream cannot be reached, is too slow, answers 5xx or 429, or sends a
 malformed answer, all before a byte has gone to the client. A streamed
-answer is committed once its first line has arrived: a failure after that is
+answer is committed once its first data event has arrived (a stream whose
+first event is an error object fails over too): a failure after that is
 passed on to the client as an error event, never retried (the client has
 already shown part of an answer). An upstream's own 4xx other than 429 is the
 request's fault and is passed through as it is.
@@ -29,6 +30,7 @@ from irt_jax.serving.requests import ApiError, error_body
 
 ROUTED_HEADER = "x-irt-jax-routed-model"     # the model that answered
 FAILED_HEADER = "x-irt-jax-failed-models"    # the models tried before it, comma-separated
+MAX_HEAD_LINES = 64    # comment / blank lines held back before a stream's first data event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,11 +268,18 @@ class Forwarder:
     return Answer(model, [], 200, data)
 
   async def _first_event(self, response, model: str, url: str, completion_id: str) -> Answer:
-    """A streamed answer, committed once its first line has arrived."""
+    """A streamed answer, committed once its first data event has arrived
+    (comments and blank lines before it are held back with it). A stream
+    that ends, stalls or breaks before that event, or whose first event is an
+    error object, is a Failure: nothing has reached the client, so the next
+    ranked model is tried."""
     import httpx
-    lines = response.aiter_lines()
+    lines, head = response.aiter_lines(), []
     try:
-      first = await anext(lines)
+      while not head or not head[-1].startswith("data:"):
+        head.append(await anext(lines))
+        if len(head) > MAX_HEAD_LINES:
+          break
     except StopAsyncIteration:
       raise Failure(model, "malformed", f"upstream for {model!r} ({url}) ended its stream "
                                         f"before the first event") from None
@@ -279,14 +288,19 @@ class Forwarder:
                                       f"{self.timeout_s:g} s") from None
     except httpx.HTTPError as e:
       raise Failure(model, "broke_off", f"upstream for {model!r} ({url}) broke off: {e}") from None
-    return Answer(model, [], 200, events=self._events(response, first, lines, model, completion_id))
+    error = _error_event(head[-1])
+    if error is not None:
+      raise Failure(model, "stream_error", f"upstream for {model!r} ({url}) began its stream "
+                                           f"with an error: {error[:300]}")
+    return Answer(model, [], 200, events=self._events(response, head, lines, model, completion_id))
 
-  async def _events(self, response, first: str, lines, model: str, completion_id: str):
+  async def _events(self, response, head: list[str], lines, model: str, completion_id: str):
     """SSE lines with the service's model name and completion id; a failure
     mid-stream becomes an error event (never a retry: part of an answer is out)."""
     import httpx
     try:
-      yield _rewrite(first, model, completion_id)
+      for line in head:
+        yield _rewrite(line, model, completion_id)
       async for line in lines:
         yield _rewrite(line, model, completion_id)
     except httpx.HTTPError as e:
@@ -296,6 +310,19 @@ class Forwarder:
       yield "data: " + json.dumps(error_body(message, "upstream_error", "upstream_mid_stream")) + "\n\n"
     finally:
       await response.aclose()
+
+
+def _error_event(line: str) -> str | None:
+  """The error object of an SSE `data:` line that carries one, as text, else None."""
+  if not line.startswith("data:"):
+    return None
+  try:
+    chunk = json.loads(line[5:])
+  except ValueError:
+    return None
+  if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+    return json.dumps(chunk["error"])
+  return None
 
 
 def _rewrite(line: str, model: str, completion_id: str) -> str:
