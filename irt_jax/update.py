@@ -23,7 +23,8 @@ from irt_jax import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The trained run (only read).")
-flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct).")
+flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct), "
+                    "or the service's postgresql://... store.")
 flags.DEFINE_string("out", None, "Where the updated run goes (must not hold a run).")
 flags.DEFINE_string("heldout", None, "A second log to report on (default: a split of --feedback).")
 flags.DEFINE_float("heldout_fraction", 0.2, "Share of the log's queries held out for the "
@@ -46,6 +47,7 @@ def main(argv):
   from irt_jax import checkpoint
   from irt_jax.coldstart import feedback
   from irt_jax.routing import router as router_lib
+  from irt_jax.serving.store import read_feedback_from
 
   logs.quiet_startup()
   step = FLAGS.step
@@ -56,7 +58,7 @@ def main(argv):
     report = feedback.update(FLAGS.workdir, FLAGS.feedback, FLAGS.out,
                              heldout=FLAGS.heldout, heldout_fraction=FLAGS.heldout_fraction,
                              prior_scale=FLAGS.prior_scale, add_new=FLAGS.add_new_models,
-                             step=step, embed=embed)
+                             step=step, embed=embed, read=read_feedback_from)
   except (checkpoint.CheckpointError, ValueError) as e:   # FeedbackError, DataError, ...
     sys.exit(f"update: {e}")
   text = json.dumps(report, indent=1)

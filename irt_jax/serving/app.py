@@ -8,19 +8,18 @@ has a keys file; /admin/* needs an admin key):
   GET  /metrics               Prometheus text format (serving/metrics.py)
   GET  /v1/models             the routers offered and the LLMs routed among
   POST /route                 {"queries": [...], "cost_weight": 0, "candidates": [...], "budget": x}
-  POST /v1/chat/completions   OpenAI chat request; `model` = "router-<kind>" or
-                              "router-<kind>-<cost_weight>" routes the last user message and
-                              forwards the request to the best-ranked model whose upstream
-                              answers (serving/upstream.py: fallbacks, cool-downs); a model
-                              named in the upstreams file passes straight through.
+  POST /v1/chat/completions   OpenAI chat request; `model` = "router-<kind>[-<cost_weight>]"
+                              routes the last user message and forwards the request to the
+                              best-ranked model whose upstream answers (serving/upstream.py:
+                              fallbacks, cool-downs); an upstreams file's model passes through.
   POST /v1/feedback           {"id": <completion id or query text>, "model": ..., "correct": 0|1}
-                              appended to the feedback log (serving/feedback.py)
+                              appended to the store's feedback log (serving/feedback.py, store.py)
   POST /admin/reload          {"workdir": optional} swaps in a newly loaded Router (also SIGHUP)
 
-Every chat reply carries x-irt-jax-overhead-ms, the service's own time
-(serving/overhead.py). Every error is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}},
-so OpenAI clients raise it with its message: 400 bad input, 401 no valid key, 404
-unknown model, 413 oversized body, 502 every upstream tried failed, 504 too slow.
+Every chat reply carries x-irt-jax-overhead-ms (serving/overhead.py). Every error
+is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}}, so OpenAI
+clients raise it: 400 bad input, 401 no valid key, 404 unknown model, 413 oversized
+body, 502 every upstream tried failed, 503 store down, 504 too slow.
 
 A reload is atomic: each request takes the Router serving when it arrives and
 uses it to the end (its batch is scored by that Router), so a request in flight
@@ -34,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -41,13 +41,13 @@ from collections.abc import Callable
 from fastapi import Request
 
 from irt_jax import numerics
-from irt_jax.coldstart.feedback import FeedbackLog
 from irt_jax.routing.router import Router, RouterError
 from irt_jax.serving.batcher import Batcher
 from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, new_id, parse_feedback
 from irt_jax.serving.keys import KeyFile, bearer
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
 from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware, Timing
+from irt_jax.serving.store import FileStore, Store, StoreError
 from irt_jax.serving.requests import (ApiError, Limits, error_body, last_user_text,
                                       parse_route_request, read_json, router_model)
 from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Answer, Fallbacks, Forwarder,
@@ -96,10 +96,10 @@ class Access:
 
 class Service:
   """The app's state: the Router serving now (swapped whole by `reload`), the
-  batcher, the upstream forwarder, the feedback log and the metrics."""
+  batcher, the upstream forwarder, the store (feedback) and the metrics."""
 
   def __init__(self, router: Router, upstreams: dict[str, Upstream], limits: Limits,
-               fallbacks: Fallbacks, access: Access, feedback_log: str | None,
+               fallbacks: Fallbacks, access: Access, store: Store,
                reloader: Reloader | None, transport=None):
     self.router, self.upstreams, self.limits = router, upstreams, limits
     self.fallbacks, self.access, self.reloader = fallbacks, access, reloader
@@ -107,7 +107,7 @@ class Service:
     self.batcher = Batcher(router.logits, limits.max_batch_queries, self.metrics.batch)
     self.forwarder = Forwarder(upstreams, limits.upstream_timeout_s, fallbacks, self.metrics,
                                transport)
-    self.feedback = FeedbackLog(feedback_log) if feedback_log else None
+    self.store = store
     self.ids = CompletionIds()
     self.reloads = 0
     self._reload_lock: asyncio.Lock | None = None
@@ -132,8 +132,7 @@ class Service:
       asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     await self.batcher.stop()
     await self.forwarder.close()
-    if self.feedback is not None:
-      self.feedback.close()
+    self.store.close()
 
   def on_sighup(self) -> None:
     """SIGHUP: re-read the keys files, and reload the Router if there is a run to reload."""
@@ -201,8 +200,8 @@ class Service:
     router = self.router
     upstreams = self.forwarder.cooldowns.snapshot(sorted(self.upstreams))
     return {"status": "ok", "router": self.prefix(router), "workdir": router.workdir,
-            "models": len(router.model_names), "routable": len(self.routable(router)),
-            "batches": self.batcher.batches, "reloads": self.reloads,
+            "pid": os.getpid(), "models": len(router.model_names), "batches": self.batcher.batches,
+            "routable": len(self.routable(router)), "reloads": self.reloads,
             "cooling_down": [m for m, s in upstreams.items() if s["state"] == "cooling_down"],
             "upstreams": upstreams}
 
@@ -210,13 +209,15 @@ class Service:
 def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                limits: Limits | None = None, transport=None, *,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
-               feedback_log: str | None = None, reloader: Reloader | None = None):
+               feedback_log: str | None = None, reloader: Reloader | None = None,
+               store: Store | None = None):
   """The service's FastAPI app. `transport` (an httpx transport) is for tests;
-  `reloader` makes /admin/reload and SIGHUP work; `feedback_log` /v1/feedback."""
+  `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
+  or `feedback_log`: a file store with that log) turns on /v1/feedback."""
   from fastapi import FastAPI
 
   svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
-                access or Access(), feedback_log, reloader, transport)
+                access or Access(), store or FileStore(feedback_log), reloader, transport)
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -373,12 +374,15 @@ def _respond(svc: Service, answer: Answer, completion_id: str, text: str | None,
 def _add_feedback_and_admin(app, svc: Service) -> None:
   @app.post("/v1/feedback")
   async def feedback(request: Request):
-    if svc.feedback is None:
-      raise ApiError(404, "feedback is off: start the service with --feedback_log=FILE",
-                     code="feedback_off")
+    if not svc.store.keeps_feedback:
+      raise ApiError(404, "feedback is off: start the service with --feedback_log=FILE or "
+                          "--store=postgresql://...", code="feedback_off")
     body = await read_json(request, svc.limits)
     record = parse_feedback(body, svc.ids, svc.router.model_names, svc.limits)
-    await asyncio.to_thread(svc.feedback.append, record)
+    try:
+      await asyncio.to_thread(svc.store.append_feedback, record)
+    except StoreError as e:
+      raise ApiError(503, f"feedback not logged: {e}", "server_error", "store_down") from None
     svc.metrics.feedback.labels(record["model"]).inc()
     return {"object": "feedback", "logged": True, "id": record["id"], "query": record["query"],
             "model": record["model"], "correct": record["correct"]}
