@@ -45,6 +45,9 @@ flags.DEFINE_string("admin_keys_file", None, "File of admin keys (same format) f
                     "/admin/reload; without it that endpoint is off (SIGHUP still reloads).")
 flags.DEFINE_string("feedback_log", None, "JSON-lines file POST /v1/feedback appends to "
                     "(fsynced per record); without it /v1/feedback is off.")
+flags.DEFINE_string("store", None, "Where feedback and spend are kept: unset or 'file' for "
+                    "--feedback_log (JSON lines), or postgresql://user@host/db for a database that "
+                    "several replicas share (turns on /v1/feedback). See docs/serving.md.")
 flags.DEFINE_integer("fallbacks", _FALLBACKS.fallbacks, "Further ranked models tried when the "
                      "chosen model's upstream fails before answering.")
 flags.DEFINE_float("cooldown_s", _FALLBACKS.cooldown_s, "Seconds a model whose upstream keeps "
@@ -64,6 +67,11 @@ flags.DEFINE_integer("keep_alive_s", 75, "Seconds an idle client connection is k
                    "longer than clients keep theirs (httpx, the openai client: 5 s), so a client "
                    "never sends on a connection the service is closing.")
 flags.DEFINE_string("log_level", "info", "uvicorn's log level.")
+flags.DEFINE_integer("workers", 1, "Service processes sharing the port (each loads the run; "
+                     "metrics, the store, keys and reloads are shared, cool-downs are per "
+                     "worker: serving/workers.py).")
+flags.DEFINE_integer("socket_fd", None, "Internal (--workers): accept on this inherited "
+                     "listening socket instead of binding --host:--port.")
 flags.DEFINE_integer("warm_up_tokens", 0, "Before the port opens, compile the encoder's "
                      "programs for queries of up to this many tokens at every batch size the "
                      "service can form (e.g. 64; MPNet takes seconds a program). 0: only the "
@@ -81,6 +89,8 @@ def build_app():
   from irt_jax.encoder import EncoderError
   from irt_jax.routing import router as router_lib
   from irt_jax.serving.keys import KeyFile
+  from irt_jax.serving.store import open_store
+  from irt_jax.serving.workers import shared_reloader
 
   logs.quiet_startup()
   load = lambda workdir, old: router_lib.load(workdir or old.workdir, FLAGS.encoder_dir,
@@ -102,8 +112,9 @@ def build_app():
                             max_batch_queries=FLAGS.max_batch_queries)
     fallbacks = serving.Fallbacks(fallbacks=FLAGS.fallbacks, cooldown_s=FLAGS.cooldown_s,
                                   failures=FLAGS.cooldown_failures, deadline_s=FLAGS.deadline_s)
+    store = open_store(FLAGS.store, FLAGS.feedback_log)
     app_ = serving.create_app(router, upstreams, limits, fallbacks=fallbacks, access=access,
-                              feedback_log=FLAGS.feedback_log, reloader=load)
+                              store=store, reloader=shared_reloader(load))
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, FeedbackError,
           OSError, ValueError) as e:
     sys.exit(f"serve: {e}")
@@ -144,6 +155,9 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
+  if FLAGS.workers > 1:
+    from irt_jax.serving import workers
+    sys.exit(workers.supervise(__spec__.name, sys.argv[1:], FLAGS.workers, FLAGS.host, FLAGS.port))
   if FLAGS.compilation_cache_dir:
     try:
       use_compilation_cache(FLAGS.compilation_cache_dir)
@@ -151,6 +165,12 @@ def main(argv):
       sys.exit(f"serve: --compilation_cache_dir: {e}")
   app_ = build_app()
   import uvicorn
+  if FLAGS.socket_fd is not None:            # a worker of --workers
+    from irt_jax.serving.workers import socket_from_fd
+    uvicorn.Server(uvicorn.Config(app_, log_level=FLAGS.log_level,
+                                  timeout_keep_alive=FLAGS.keep_alive_s)).run(
+        sockets=[socket_from_fd(FLAGS.socket_fd)])
+    return
   uvicorn.run(app_, host=FLAGS.host, port=FLAGS.port, log_level=FLAGS.log_level,
               timeout_keep_alive=FLAGS.keep_alive_s)
 

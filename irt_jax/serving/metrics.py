@@ -8,6 +8,8 @@ the number of series stays bounded.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -63,4 +65,11 @@ class Metrics:
     self.batch_queries.observe(rows)
 
   def render(self) -> bytes:
+    """This app's counts; under `serve --workers` (PROMETHEUS_MULTIPROC_DIR set),
+    the sum over every worker's (prometheus-client's multiprocess collector)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+      from prometheus_client import multiprocess
+      registry = CollectorRegistry()
+      multiprocess.MultiProcessCollector(registry)
+      return generate_latest(registry)
     return generate_latest(self.registry)
