@@ -38,6 +38,9 @@ flags.DEFINE_string("upstreams", None, 'JSON file: {"<model>": {"base_url": "htt
 flags.DEFINE_string("costs", None, "Costs: a JSON file model name -> cost per query, or a "
                     "model_prices.csv (USD per million tokens; each query priced by its tokens). "
                     "Enables router-<kind>-<cost_weight> and /route's cost_weight, budget.")
+flags.DEFINE_string("prices", None, "model_prices.csv (model_name, input_price_per_mtok, "
+                    "output_price_per_mtok): each answer's usage x these prices is the spend per "
+                    "key and model (/metrics, the store) that keys' budget_usd is checked against.")
 flags.DEFINE_string("api_keys_file", None, "File of API keys, one per line: requests without "
                     "'Authorization: Bearer <one of them>' get 401 (/health stays open). "
                     "Re-read when it changes and on SIGHUP. Without it anyone may call.")
@@ -48,6 +51,9 @@ flags.DEFINE_string("feedback_log", None, "JSON-lines file POST /v1/feedback app
 flags.DEFINE_string("store", None, "Where feedback and spend are kept: unset or 'file' for "
                     "--feedback_log (JSON lines), or postgresql://user@host/db for a database that "
                     "several replicas share (turns on /v1/feedback). See docs/serving.md.")
+flags.DEFINE_string("spend_log", None, "With the file store: a JSON-lines file of every "
+                    "charged answer (key digest, model, USD, tokens), which all workers read for "
+                    "budgets; without it spend is counted in each process's memory.")
 flags.DEFINE_integer("fallbacks", _FALLBACKS.fallbacks, "Further ranked models tried when the "
                      "chosen model's upstream fails before answering.")
 flags.DEFINE_float("cooldown_s", _FALLBACKS.cooldown_s, "Seconds a model whose upstream keeps "
@@ -89,6 +95,7 @@ def build_app():
   from irt_jax.encoder import EncoderError
   from irt_jax.routing import router as router_lib
   from irt_jax.serving.keys import KeyFile
+  from irt_jax.serving.budgets import read_prices
   from irt_jax.serving.store import open_store
   from irt_jax.serving.workers import shared_reloader
 
@@ -112,9 +119,11 @@ def build_app():
                             max_batch_queries=FLAGS.max_batch_queries)
     fallbacks = serving.Fallbacks(fallbacks=FLAGS.fallbacks, cooldown_s=FLAGS.cooldown_s,
                                   failures=FLAGS.cooldown_failures, deadline_s=FLAGS.deadline_s)
-    store = open_store(FLAGS.store, FLAGS.feedback_log)
+    store = open_store(FLAGS.store, FLAGS.feedback_log, FLAGS.spend_log)
+    prices = read_prices(FLAGS.prices, set(router.model_names) | set(upstreams)) if (
+        FLAGS.prices) else None
     app_ = serving.create_app(router, upstreams, limits, fallbacks=fallbacks, access=access,
-                              store=store, reloader=shared_reloader(load))
+                              store=store, reloader=shared_reloader(load), prices=prices)
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, FeedbackError,
           OSError, ValueError) as e:
     sys.exit(f"serve: {e}")

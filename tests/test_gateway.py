@@ -10,9 +10,11 @@ import pytest
 from irt_jax import predictors
 from irt_jax.routing.router import Router
 from irt_jax.serving import app as serving
+from irt_jax.serving import store as store_lib
+from irt_jax.serving.keys import KeyFile, key_id
 from tests.fake_encoder import HashEncoder
 from tests.stub_upstream import DELAY_S, Stub
-from tests.test_serve_faults import QUESTION, _chat, _metrics, serve
+from tests.test_serve_faults import QUESTION, _chat, _metrics, _ranking, _router, serve
 
 pytest_plugins = ["tests.router_fixtures", "tests.serve_fixtures"]   # run; stub
 
@@ -106,3 +108,62 @@ def test_streams_fall_back_when_the_upstream_fails_before_the_first_event(predic
                                      messages=[{"role": "user", "content": QUESTION}])
     assert e.value.status_code == 502
     assert e.value.response.headers[serving.FAILED_HEADER] == f"{rank[0]},{rank[1]}"
+
+
+def _keys_file(path, lines):
+  path.write_text("".join(f"{line}\n" for line in lines))
+  return KeyFile(str(path), check_every_s=0)
+
+
+def test_budgets_settings_and_spend_per_key(predictor, stub, tmp_path):
+  base = _router(predictor)
+  rank = _ranking(base)
+  # The best-ranked model is dear to route to (cost 100), every answer is priced from usage:
+  # 3 + 3 tokens at 1000 USD per million each way = 0.006 USD.
+  router = base.with_costs({m: (100.0 if m == rank[0] else 0.0) for m in base.model_names})
+  prices = {m: (1000.0, 1000.0) for m in base.model_names}
+  keys = _keys_file(tmp_path / "keys.txt", [
+      'sk-budget {"name": "team-b", "budget_usd": 0.015}',
+      f'sk-narrow {{"models": ["{rank[2]}"]}}',
+      'sk-thrifty {"cost_weight": 1.0}',
+      "sk-plain"])
+  spend_log = str(tmp_path / "spend.jsonl")
+  store = store_lib.open_store("file", None, spend_log)
+  access = serving.Access(keys=keys)
+  with serve(predictor, stub, ["ok"] * 4, router=router, access=access, store=store,
+             prices=prices, api_key="sk-budget") as (client, url, _, _):
+    for _ in range(3):                     # spent before each: 0, 0.006, 0.012 < 0.015
+      assert _chat(client).parse().model == rank[0]
+    with pytest.raises(openai.RateLimitError, match="budget of 0.015 USD is spent") as e:
+      _chat(client)
+    assert e.value.status_code == 429 and e.value.body["code"] == "insufficient_quota"
+    # A second service on the same spend log (another worker) refuses the key too.
+    other_store = store_lib.open_store("file", None, spend_log)
+    with serve(predictor, stub, ["ok"] * 4, router=router, access=access, store=other_store,
+               prices=prices, api_key="sk-budget") as (other, other_url, _, _):
+      with pytest.raises(openai.RateLimitError):
+        _chat(other)
+      assert _chat(other.with_options(api_key="sk-plain")).parse().model == rank[0]
+    # Allowed models bound the ranking and refuse a pass-through to another model.
+    narrow = client.with_options(api_key="sk-narrow")
+    assert _chat(narrow).parse().model == rank[2]
+    with pytest.raises(openai.PermissionDeniedError, match="not allowed for this key"):
+      narrow.chat.completions.create(model=rank[0], messages=[{"role": "user", "content": "x"}])
+    # The key's cost weight applies to the plain router name: the dear model loses.
+    thrifty = _chat(client.with_options(api_key="sk-thrifty")).parse().model
+    assert thrifty != rank[0] and thrifty == router.rank_logits(
+        router.logits([QUESTION]), 1.0)[0][0]
+    assert _chat(client.with_options(api_key="sk-plain")).parse().model == rank[0]
+    counted = _metrics(url, "sk-plain")
+    spend = lambda key, model: counted.get(("irt_spend_usd_total", (("key", key),
+                                                                     ("model", model))), 0)
+    assert spend("team-b", rank[0]) == pytest.approx(0.018)
+    plain_id = key_id("sk-plain")
+    assert spend(plain_id, rank[0]) == pytest.approx(0.006)
+  table = store.spend_table()
+  assert table[(key_id("sk-budget"), rank[0])] == pytest.approx(0.018)
+  assert table[(plain_id, rank[0])] == pytest.approx(0.012)       # one answer on each service
+  assert table[(key_id("sk-narrow"), rank[2])] == pytest.approx(0.006)
+  assert not any("sk-" in k for k, _ in table)                     # digests, never keys
+  store.close()
+  other_store.close()

@@ -43,21 +43,20 @@ from fastapi import Request
 from irt_jax import numerics
 from irt_jax.routing.router import Router, RouterError
 from irt_jax.serving.batcher import Batcher
-from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, new_id, parse_feedback
+from irt_jax.serving.chat import P_HEADER, add_chat_route
+from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, parse_feedback
 from irt_jax.serving.keys import KeyFile, bearer
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
-from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware, Timing
+from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware
 from irt_jax.serving.store import FileStore, Store, StoreError
-from irt_jax.serving.requests import (ApiError, Limits, error_body, last_user_text,
-                                      parse_route_request, read_json, router_model)
-from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Answer, Fallbacks, Forwarder,
-                                      Upstream, UpstreamsError, load_upstreams, parse_upstreams)
+from irt_jax.serving.requests import ApiError, Limits, error_body, parse_route_request, read_json
+from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Fallbacks, Forwarder, Upstream,
+                                      UpstreamsError, load_upstreams, parse_upstreams)
 
 __all__ = ["create_app", "Limits", "Fallbacks", "Access", "ApiError", "error_body", "Batcher",
            "Upstream", "UpstreamsError", "load_upstreams", "parse_upstreams", "ROUTED_HEADER",
            "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER", "OVERHEAD_HEADER"]
 
-P_HEADER = "x-irt-jax-p-correct"
 OPEN_PATHS = {"/health"}
 ENDPOINTS = {"/health", "/metrics", "/v1/models", "/route", "/v1/chat/completions",
              "/v1/feedback", "/admin/reload"}
@@ -178,9 +177,11 @@ class Service:
     return {"router": self.prefix(new), "workdir": new.workdir, "models": list(new.model_names),
             "reloads": self.reloads}
 
-  async def plan(self, router: Router, text: str, weight: float) -> tuple[list[str], dict]:
-    """The models to try for a chat query, best first (cooling ones last), and P(correct)."""
-    routable = self.routable(router)
+  async def plan(self, router: Router, text: str, weight: float,
+                 allowed=None) -> tuple[list[str], dict]:
+    """The models to try for a chat query, best first (cooling ones last), and
+    P(correct); `allowed` (the key's models, None: all) bounds them."""
+    routable = [m for m in self.routable(router) if allowed is None or m in allowed]
     if not routable:
       raise ApiError(503, "no upstream is configured for any model this router chooses "
                           "among; give --upstreams", "server_error", "no_upstream")
@@ -210,14 +211,16 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                limits: Limits | None = None, transport=None, *,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
                feedback_log: str | None = None, reloader: Reloader | None = None,
-               store: Store | None = None):
+               store: Store | None = None, prices: dict | None = None):
   """The service's FastAPI app. `transport` (an httpx transport) is for tests;
   `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
-  or `feedback_log`: a file store with that log) turns on /v1/feedback."""
+  or `feedback_log`: a file store with that log) turns on /v1/feedback;
+  `prices` {model: (input, output) USD per million tokens} prices answers."""
   from fastapi import FastAPI
 
   svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
                 access or Access(), store or FileStore(feedback_log), reloader, transport)
+  svc.prices = dict(prices or {})
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -233,7 +236,7 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
   _add_guard(app, svc)
   _add_info_routes(app, svc)
   _add_route_route(app, svc)
-  _add_chat_route(app, svc)
+  add_chat_route(app, svc)
   _add_feedback_and_admin(app, svc)
   app.add_middleware(OverheadMiddleware, observe=svc.metrics.overhead_seconds.observe)
   return app
@@ -321,54 +324,6 @@ def _add_route_route(app, svc: Service) -> None:
             "p_correct": numerics.sigmoid(logits).tolist(),
             "expected_cost": [r.expected_cost for r in routes],
             "runner_up": [r.runner_up for r in routes]}
-
-
-def _add_chat_route(app, svc: Service) -> None:
-  @app.post("/v1/chat/completions")
-  async def chat(request: Request):
-    body = await read_json(request, svc.limits)
-    if not isinstance(body, dict):
-      raise ApiError(400, "request body must be a JSON object (an OpenAI chat request)")
-    router = svc.router               # this request's Router to the end, even across a reload
-    weight = router_model(body.get("model"), svc.prefix(router), router.costs is not None,
-                          list(svc.upstreams))
-    p = None
-    if weight is not None:
-      text = last_user_text(body.get("messages"), svc.limits)
-      plan, p = await svc.plan(router, text, weight)
-    elif not isinstance(body.get("messages"), list) or not body["messages"]:
-      raise ApiError(400, "'messages' must be a non-empty list", code="messages")
-    else:
-      plan, text = [body["model"]], _text_or_none(body["messages"], svc.limits)
-    completion_id = new_id()
-    answer = await svc.forwarder.send(body, plan, bool(body.get("stream")), completion_id,
-                                      Timing.of(request.scope))
-    return _respond(svc, answer, completion_id, text, p)
-
-
-def _text_or_none(messages, limits: Limits) -> str | None:
-  """A pass-through request's query, remembered for feedback when it has one."""
-  try:
-    return last_user_text(messages, limits)
-  except ApiError:
-    return None
-
-
-def _respond(svc: Service, answer: Answer, completion_id: str, text: str | None, p: dict | None):
-  """The upstream's answer with the service's headers: who answered, who failed."""
-  from fastapi.responses import JSONResponse, StreamingResponse
-  headers = {ROUTED_HEADER: answer.model, COMPLETION_HEADER: completion_id}
-  if answer.failed:
-    headers[FAILED_HEADER] = ",".join(answer.failed)
-  if p is not None:
-    headers[P_HEADER] = f"{p[answer.model]:.6f}"
-  if answer.status == 200:
-    svc.metrics.routed.labels(answer.model).inc()
-    if text is not None:
-      svc.ids.remember(completion_id, text, answer.model)
-  if answer.events is not None:
-    return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
-  return JSONResponse(answer.data, status_code=answer.status, headers=headers)
 
 
 def _add_feedback_and_admin(app, svc: Service) -> None:

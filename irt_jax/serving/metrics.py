@@ -47,6 +47,8 @@ class Metrics:
                                    "(micro-batching)", buckets=BATCH_BUCKETS, registry=r)
     self.feedback = Counter("irt_feedback", "Feedback records logged, by model", ["model"],
                             registry=r)
+    self.spend_usd = Counter("irt_spend_usd", "USD of answers (usage x prices) by key name "
+                             "(or digest prefix) and model", ["key", "model"], registry=r)
     self.reloads = Counter("irt_reloads", "Router reloads by result", ["result"], registry=r)
 
   def request(self, endpoint: str, status: int) -> None:

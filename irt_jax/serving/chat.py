@@ -1,0 +1,99 @@
+"""POST /v1/chat/completions: route (or pass through), forward, answer, charge.
+
+The key's settings (serving/budgets.py) act here: a spent budget is refused
+(429) before anything is routed, the key's allowed models bound the ranking
+(or refuse a pass-through model, 403), its cost weight is the plain router's,
+and the answer's `usage` is charged to the key and the model in the store and
+in /metrics (`irt_spend_usd_total`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request
+
+from irt_jax.serving.budgets import (NO_SETTINGS, refuse_if_not_allowed, refuse_if_spent,
+                                     usage_cost)
+from irt_jax.serving.feedback import COMPLETION_HEADER, new_id
+from irt_jax.serving.keys import bearer, key_id
+from irt_jax.serving.overhead import Timing
+from irt_jax.serving.requests import ApiError, Limits, last_user_text, read_json, router_model
+from irt_jax.serving.upstream import FAILED_HEADER, ROUTED_HEADER, Answer
+
+P_HEADER = "x-irt-jax-p-correct"
+ANONYMOUS = "anonymous"        # the spend's key name when the service has no keys file
+
+
+def add_chat_route(app, svc) -> None:
+  @app.post("/v1/chat/completions")
+  async def chat(request: Request):
+    body = await read_json(request, svc.limits)
+    if not isinstance(body, dict):
+      raise ApiError(400, "request body must be a JSON object (an OpenAI chat request)")
+    who, settings = _caller(svc, request)
+    if settings.budget_usd is not None:
+      refuse_if_spent(settings, await asyncio.to_thread(svc.store.spent, who))
+    router = svc.router               # this request's Router to the end, even across a reload
+    weight = router_model(body.get("model"), svc.prefix(router), router.costs is not None,
+                          list(svc.upstreams))
+    if body.get("model") == svc.prefix(router) and settings.cost_weight is not None:
+      weight = settings.cost_weight   # the key's default cost weight
+    p = None
+    if weight is not None:
+      text = last_user_text(body.get("messages"), svc.limits)
+      plan, p = await svc.plan(router, text, weight, settings.models)
+    elif not isinstance(body.get("messages"), list) or not body["messages"]:
+      raise ApiError(400, "'messages' must be a non-empty list", code="messages")
+    else:
+      refuse_if_not_allowed(settings, body["model"])
+      plan, text = [body["model"]], _text_or_none(body["messages"], svc.limits)
+    completion_id = new_id()
+    answer = await svc.forwarder.send(body, plan, bool(body.get("stream")), completion_id,
+                                      Timing.of(request.scope))
+    if answer.status == 200 and answer.data is not None:
+      await _charge(svc, who, settings, answer.model, answer.data.get("usage"))
+    return _respond(svc, answer, completion_id, text, p)
+
+
+def _caller(svc, request: Request):
+  """(the key's id for spend, its settings); anonymous without a keys file."""
+  keys = svc.access.keys
+  if keys is None:
+    return ANONYMOUS, NO_SETTINGS
+  key = bearer(request.headers.get("authorization"))
+  return key_id(key), keys.settings_of(key) or NO_SETTINGS
+
+
+async def _charge(svc, who: str, settings, model: str, usage) -> None:
+  """The answer's cost, to the store (all workers see it) and to /metrics."""
+  usd = usage_cost(svc.prices, model, usage)
+  if usd <= 0:
+    return
+  await asyncio.to_thread(svc.store.add_spend, who, model, usd, usage)
+  svc.metrics.spend_usd.labels(settings.name or who, model).inc(usd)
+
+
+def _text_or_none(messages, limits: Limits) -> str | None:
+  """A pass-through request's query, remembered for feedback when it has one."""
+  try:
+    return last_user_text(messages, limits)
+  except ApiError:
+    return None
+
+
+def _respond(svc, answer: Answer, completion_id: str, text: str | None, p: dict | None):
+  """The upstream's answer with the service's headers: who answered, who failed."""
+  from fastapi.responses import JSONResponse, StreamingResponse
+  headers = {ROUTED_HEADER: answer.model, COMPLETION_HEADER: completion_id}
+  if answer.failed:
+    headers[FAILED_HEADER] = ",".join(answer.failed)
+  if p is not None:
+    headers[P_HEADER] = f"{p[answer.model]:.6f}"
+  if answer.status == 200:
+    svc.metrics.routed.labels(answer.model).inc()
+    if text is not None:
+      svc.ids.remember(completion_id, text, answer.model)
+  if answer.events is not None:
+    return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
+  return JSONResponse(answer.data, status_code=answer.status, headers=headers)
