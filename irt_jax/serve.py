@@ -41,6 +41,9 @@ flags.DEFINE_string("costs", None, "Costs: a JSON file model name -> cost per qu
 flags.DEFINE_string("prices", None, "model_prices.csv (model_name, input_price_per_mtok, "
                     "output_price_per_mtok): each answer's usage x these prices is the spend per "
                     "key and model (/metrics, the store) that keys' budget_usd is checked against.")
+flags.DEFINE_float("calibrate_above", None, "Offer router-<kind>@share=S: the cost weight whose "
+                   "share of the run's validation queries routed to models costing more than "
+                   "this (--costs' unit, per query) is at most S. Needs --costs.")
 flags.DEFINE_string("api_keys_file", None, "File of API keys, one per line: requests without "
                     "'Authorization: Bearer <one of them>' get 401 (/health stays open). "
                     "Re-read when it changes and on SIGHUP. Without it anyone may call.")
@@ -96,6 +99,7 @@ def build_app():
   from irt_jax.routing import router as router_lib
   from irt_jax.serving.keys import KeyFile
   from irt_jax.serving.budgets import read_prices
+  from irt_jax.serving.calibrate import Calibration, validation_queries
   from irt_jax.serving.store import open_store
   from irt_jax.serving.workers import shared_reloader
 
@@ -123,7 +127,9 @@ def build_app():
     prices = read_prices(FLAGS.prices, set(router.model_names) | set(upstreams)) if (
         FLAGS.prices) else None
     app_ = serving.create_app(router, upstreams, limits, fallbacks=fallbacks, access=access,
-                              store=store, reloader=shared_reloader(load), prices=prices)
+                              store=store, reloader=shared_reloader(load), prices=prices,
+                              calibration=None if FLAGS.calibrate_above is None else Calibration(
+                                  FLAGS.calibrate_above, validation_queries))
   except (checkpoint.CheckpointError, data_lib.DataError, EncoderError, FeedbackError,
           OSError, ValueError) as e:
     sys.exit(f"serve: {e}")

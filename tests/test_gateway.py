@@ -4,12 +4,14 @@ that fall back when their upstream fails before the first event."""
 
 import time
 
+import numpy as np
 import openai
 import pytest
 
 from irt_jax import predictors
 from irt_jax.routing.router import Router
 from irt_jax.serving import app as serving
+from irt_jax.serving import calibrate
 from irt_jax.serving import store as store_lib
 from irt_jax.serving.keys import KeyFile, key_id
 from tests.fake_encoder import HashEncoder
@@ -167,3 +169,45 @@ def test_budgets_settings_and_spend_per_key(predictor, stub, tmp_path):
   assert not any("sk-" in k for k, _ in table)                     # digests, never keys
   store.close()
   other_store.close()
+
+
+def test_calibrate_finds_the_smallest_weight_that_meets_the_share():
+  # share(w) = 1 - w down to 0: the smallest w with share <= 0.3 is 0.7.
+  assert calibrate.calibrate(lambda w: max(0.0, 1.0 - w), 0.3) == pytest.approx(0.7, rel=1e-3)
+  assert calibrate.calibrate(lambda w: 0.2, 0.3) == 0.0              # met without costs
+  assert calibrate.calibrate(lambda w: 0.5, 0.3) >= calibrate.MAX_WEIGHT   # never met
+  assert calibrate.parse_share("router-irtnet@share=0.25", "router-irtnet") == 0.25
+  assert calibrate.parse_share("router-irtnet-0.3", "router-irtnet") is None
+  with pytest.raises(serving.ApiError, match=r"in \[0, 1\]"):
+    calibrate.parse_share("router-irtnet@share=1.5", "router-irtnet")
+
+
+def test_a_calibrated_router_name_meets_its_share_on_validation_queries(predictor, stub, run):
+  base = _router(predictor)
+  costs = {m: float(i) for i, m in enumerate(base.model_names)}       # 0, 1, ..., M-1
+  router = base.with_costs(costs)
+  above = (len(costs) - 1) / 2                                       # the dearer half
+  cal = calibrate.Calibration(above, lambda r: calibrate.validation_queries(r, run))
+  logits, texts = calibrate.validation_queries(router, run)
+  expensive = np.array([costs[m] > above for m in router.model_names])
+  with serve(predictor, stub, ["ok"] * len(costs), router=router, calibration=cal) as (
+      client, url, rank, _):
+    routable = sorted(set(rank) & set(router.model_names))
+    share_at = lambda w: calibrate.expensive_share(router, logits, texts, w, expensive,
+                                                   [m for m in router.model_names if m in rank])
+    assert share_at(0.0) > 0.3                      # without a cost weight, above target
+    reply = client.chat.completions.with_raw_response.create(
+        model="router-irtnet@share=0.3", messages=[{"role": "user", "content": QUESTION}])
+    assert reply.status_code == 200 and routable
+    ((_, w),) = [(k, v) for k, v in cal._weights.items() if k[1] == 0.3]
+    assert w > 0 and share_at(w) <= 0.3 < share_at(w * 0.99)        # met, and only just
+    same = client.chat.completions.create(
+        model=f"router-irtnet-{w!r}", messages=[{"role": "user", "content": QUESTION}]).model
+    assert reply.parse().model == same
+    with pytest.raises(openai.BadRequestError, match=r"share after '@share=' must be"):
+      client.chat.completions.create(model="router-irtnet@share=2",
+                                     messages=[{"role": "user", "content": QUESTION}])
+  with serve(predictor, stub, ["ok"]) as (client, url, rank, _):
+    with pytest.raises(openai.BadRequestError, match="calibrated routing is off"):
+      client.chat.completions.create(model="router-irtnet@share=0.3",
+                                     messages=[{"role": "user", "content": QUESTION}])

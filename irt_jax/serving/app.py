@@ -211,16 +211,17 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                limits: Limits | None = None, transport=None, *,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
                feedback_log: str | None = None, reloader: Reloader | None = None,
-               store: Store | None = None, prices: dict | None = None):
+               store: Store | None = None, prices: dict | None = None, calibration=None):
   """The service's FastAPI app. `transport` (an httpx transport) is for tests;
   `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
   or `feedback_log`: a file store with that log) turns on /v1/feedback;
-  `prices` {model: (input, output) USD per million tokens} prices answers."""
+  `prices` {model: (input, output) USD per million tokens} prices answers;
+  `calibration` (serving/calibrate.py) serves router-<kind>@share=S."""
   from fastapi import FastAPI
 
   svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
                 access or Access(), store or FileStore(feedback_log), reloader, transport)
-  svc.prices = dict(prices or {})
+  svc.prices, svc.calibration = dict(prices or {}), calibration
 
   @contextlib.asynccontextmanager
   async def lifespan(app):

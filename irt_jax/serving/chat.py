@@ -15,6 +15,7 @@ from fastapi import Request
 
 from irt_jax.serving.budgets import (NO_SETTINGS, refuse_if_not_allowed, refuse_if_spent,
                                      usage_cost)
+from irt_jax.serving.calibrate import parse_share
 from irt_jax.serving.feedback import COMPLETION_HEADER, new_id
 from irt_jax.serving.keys import bearer, key_id
 from irt_jax.serving.overhead import Timing
@@ -35,8 +36,7 @@ def add_chat_route(app, svc) -> None:
     if settings.budget_usd is not None:
       refuse_if_spent(settings, await asyncio.to_thread(svc.store.spent, who))
     router = svc.router               # this request's Router to the end, even across a reload
-    weight = router_model(body.get("model"), svc.prefix(router), router.costs is not None,
-                          list(svc.upstreams))
+    weight = await _weight(svc, router, body.get("model"), settings)
     if body.get("model") == svc.prefix(router) and settings.cost_weight is not None:
       weight = settings.cost_weight   # the key's default cost weight
     p = None
@@ -54,6 +54,22 @@ def add_chat_route(app, svc) -> None:
     if answer.status == 200 and answer.data is not None:
       await _charge(svc, who, settings, answer.model, answer.data.get("usage"))
     return _respond(svc, answer, completion_id, text, p)
+
+
+async def _weight(svc, router, model, settings) -> float | None:
+  """The cost weight the model name asks for (None: a pass-through model);
+  `<prefix>@share=S` is calibrated on the run's validation queries."""
+  share = parse_share(model, svc.prefix(router))
+  if share is None:
+    return router_model(model, svc.prefix(router), router.costs is not None, list(svc.upstreams))
+  if svc.calibration is None:
+    raise ApiError(400, f"{model!r}: calibrated routing is off; start the service with "
+                        f"--calibrate_above=<cost> (and --costs)", code="model")
+  routable = [m for m in svc.routable(router) if settings.models is None or m in settings.models]
+  try:
+    return await asyncio.to_thread(svc.calibration.weight, router, share, routable)
+  except ValueError as e:
+    raise ApiError(400, f"{model!r}: {e}", code="model") from None
 
 
 def _caller(svc, request: Request):
