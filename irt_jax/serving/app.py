@@ -45,6 +45,7 @@ from irt_jax.routing.router import Router, RouterError
 from irt_jax.serving.batcher import Batcher
 from irt_jax.serving.chat import P_HEADER, add_chat_route
 from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, parse_feedback
+from irt_jax.serving.guard import Guard
 from irt_jax.serving.keys import KeyFile, bearer
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
 from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware
@@ -263,18 +264,11 @@ def _add_guard(app, svc: Service) -> None:
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}",
                                    "server_error"), status_code=500)
 
-  @app.middleware("http")
-  async def guard(request: Request, call_next):
-    path = request.url.path
-    endpoint = path if path in ENDPOINTS else "other"
-    refusal = svc.access.refusal(path, request.headers.get("authorization"))
-    try:
-      response = _error(refusal) if refusal else await call_next(request)
-    except Exception:
-      svc.metrics.request(endpoint, 500)
-      raise
-    svc.metrics.request(endpoint, response.status_code)
-    return response
+  def refuse(path: str, authorization: str | None):
+    refusal = svc.access.refusal(path, authorization)
+    return _error(refusal) if refusal else None
+
+  app.add_middleware(Guard, refuse=refuse, count=svc.metrics.request, endpoints=ENDPOINTS)
 
 
 def _add_info_routes(app, svc: Service) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from irt_jax.serving.budgets import (NO_SETTINGS, refuse_if_not_allowed, refuse_if_spent,
                                      usage_cost)
@@ -100,7 +101,6 @@ def _text_or_none(messages, limits: Limits) -> str | None:
 
 def _respond(svc, answer: Answer, completion_id: str, text: str | None, p: dict | None):
   """The upstream's answer with the service's headers: who answered, who failed."""
-  from fastapi.responses import JSONResponse, StreamingResponse
   headers = {ROUTED_HEADER: answer.model, COMPLETION_HEADER: completion_id}
   if answer.failed:
     headers[FAILED_HEADER] = ",".join(answer.failed)
