@@ -2,6 +2,7 @@ r"""The service's own cost per call, measured as gateways measure theirs: one co
 
   PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_gateway.py [--workers=1,2] [--seconds=3] \
       [--concurrency=1,4,16,64,256] [--rate=300] [--out=docs/results/bench_gateway.jsonl]
+  PYTHONPATH=. .venv/bin/python bench/bench_gateway.py --table_from=docs/results/bench_gateway.jsonl
 
 Processes on 127.0.0.1: an instant fake OpenAI upstream (a canned chat completion over
 raw asyncio, keep-alive), the service (serving.create_app under uvicorn: a Router over a
@@ -353,7 +354,13 @@ def main() -> None:
   parser.add_argument("--rate", default="300")
   parser.add_argument("--seconds", type=float, default=3.0)
   parser.add_argument("--out")
+  parser.add_argument("--table_from", help="print the table of a --out file and stop")
   args = parser.parse_args()
+  if args.table_from:
+    print(HEADER)
+    for row in open(args.table_from, encoding="utf-8"):
+      print(line(json.loads(row)))
+    return
   if args.role == "upstream":
     return run_upstream(args.port)
   if args.role == "service":
