@@ -213,7 +213,7 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
                feedback_log: str | None = None, reloader: Reloader | None = None,
                store: Store | None = None, prices: dict | None = None, calibration=None):
-  """The service's FastAPI app. `transport` (an httpx transport) is for tests;
+  """The service's FastAPI app. `transport` (an aiohttp connector) is for tests;
   `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
   or `feedback_log`: a file store with that log) turns on /v1/feedback;
   `prices` {model: (input, output) USD per million tokens} prices answers;

@@ -156,19 +156,22 @@ class Forwarder:
 
   def __init__(self, upstreams: dict[str, Upstream], timeout_s: float, policy: Fallbacks,
                metrics, transport=None):
+    """`transport`: an aiohttp connector to use (default: a TCPConnector of 256)."""
     self.upstreams, self.timeout_s, self.policy = upstreams, timeout_s, policy
     self.metrics, self.transport = metrics, transport
     self.cooldowns = Cooldowns(policy)
     self.client = None
 
   async def start(self) -> None:
-    import httpx
-    self.client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), transport=self.transport,
-                                    limits=httpx.Limits(max_connections=256))
+    import aiohttp
+    self.client = aiohttp.ClientSession(
+        connector=self.transport or aiohttp.TCPConnector(limit=256),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s,
+                                      sock_read=self.timeout_s))
 
   async def close(self) -> None:
     if self.client is not None:
-      await self.client.aclose()
+      await self.client.close()
 
   async def send(self, body: dict, plan: list[str], stream: bool, completion_id: str,
                  timing: Timing | None = None) -> Answer:
@@ -210,53 +213,49 @@ class Forwarder:
     if key:
       headers["authorization"] = f"Bearer {key}"
     start = time.perf_counter()
-    request = self.client.build_request("POST", url, json=dict(body, model=upstream.model or model),
-                                        headers=headers)
+    data = json.dumps(dict(body, model=upstream.model or model)).encode()
     with UpstreamClock(timing):
-      answer = await self._exchange(request, model, url, stream, completion_id)
+      answer = await self._exchange(url, data, headers, model, stream, completion_id)
     self.metrics.upstream_time(model, time.perf_counter() - start)
     return answer
 
-  async def _exchange(self, request, model: str, url: str, stream: bool,
+  async def _exchange(self, url: str, data: bytes, headers: dict, model: str, stream: bool,
                       completion_id: str) -> Answer:
     """One upstream call: its whole answer, or a stream's first event."""
-    import httpx
+    import aiohttp
     try:
-      response = await self.client.send(request, stream=True)
-    except httpx.TimeoutException:
+      response = await self.client.post(url, data=data, headers=headers)
+    except aiohttp.ServerTimeoutError:
       raise Failure(model, "timeout", f"upstream for {model!r} ({url}) did not answer within "
                                       f"{self.timeout_s:g} s") from None
-    except httpx.HTTPError as e:
+    except aiohttp.ClientError as e:
       raise Failure(model, "unreachable", f"upstream for {model!r} ({url}) is unreachable: "
                                           f"{type(e).__name__}: {e}") from None
     try:
-      if stream and response.status_code == 200:
-        answer = await self._first_event(response, model, url, completion_id)
-      else:
-        answer = await self._whole(response, model, url, completion_id)
+      if stream and response.status == 200:
+        return await self._first_event(response, model, url, completion_id)
+      return await self._whole(response, model, url, completion_id)
     except BaseException:
-      await response.aclose()
+      response.close()
       raise
-    return answer
 
   async def _whole(self, response, model: str, url: str, completion_id: str) -> Answer:
     """A JSON answer read whole: 200 -> the answer, 5xx/429/garbage -> Failure,
     another 4xx -> passed through."""
-    import httpx
+    import aiohttp
     try:
-      raw = await response.aread()
-    except httpx.TimeoutException:
+      raw = await response.read()
+    except aiohttp.ServerTimeoutError:
       raise Failure(model, "timeout", f"upstream for {model!r} ({url}) did not finish its answer "
                                       f"within {self.timeout_s:g} s") from None
-    except httpx.HTTPError as e:
+    except aiohttp.ClientError as e:
       raise Failure(model, "broke_off", f"upstream for {model!r} ({url}) broke off: {e}") from None
-    finally:
-      await response.aclose()
+    response.release()
     try:
       data = json.loads(raw)
     except ValueError:
       data = None
-    status = response.status_code
+    status = response.status
     snippet = raw[:300].decode("utf-8", "replace")
     if status >= 500 or status == 429 or (status == 200 and not isinstance(data, dict)):
       raise Failure(model, f"http_{status}" if status != 200 else "malformed",
@@ -273,8 +272,8 @@ class Forwarder:
     that ends, stalls or breaks before that event, or whose first event is an
     error object, is a Failure: nothing has reached the client, so the next
     ranked model is tried."""
-    import httpx
-    lines, head = response.aiter_lines(), []
+    import aiohttp
+    lines, head = _lines(response), []
     try:
       while not head or not head[-1].startswith("data:"):
         head.append(await anext(lines))
@@ -283,10 +282,10 @@ class Forwarder:
     except StopAsyncIteration:
       raise Failure(model, "malformed", f"upstream for {model!r} ({url}) ended its stream "
                                         f"before the first event") from None
-    except httpx.TimeoutException:
+    except aiohttp.ServerTimeoutError:
       raise Failure(model, "timeout", f"upstream for {model!r} ({url}) sent no event within "
                                       f"{self.timeout_s:g} s") from None
-    except httpx.HTTPError as e:
+    except (aiohttp.ClientError, ValueError) as e:
       raise Failure(model, "broke_off", f"upstream for {model!r} ({url}) broke off: {e}") from None
     error = _error_event(head[-1])
     if error is not None:
@@ -297,19 +296,26 @@ class Forwarder:
   async def _events(self, response, head: list[str], lines, model: str, completion_id: str):
     """SSE lines with the service's model name and completion id; a failure
     mid-stream becomes an error event (never a retry: part of an answer is out)."""
-    import httpx
+    import aiohttp
     try:
       for line in head:
         yield _rewrite(line, model, completion_id)
       async for line in lines:
         yield _rewrite(line, model, completion_id)
-    except httpx.HTTPError as e:
+      response.release()                  # read to the end: the connection is reused
+    except (aiohttp.ClientError, ValueError) as e:
       self.metrics.upstream_error(model, "mid_stream")
       message = (f"upstream for {model!r} timed out mid-stream" if isinstance(
-          e, httpx.TimeoutException) else f"upstream for {model!r} broke off mid-stream: {e}")
+          e, aiohttp.ServerTimeoutError) else f"upstream for {model!r} broke off mid-stream: {e}")
       yield "data: " + json.dumps(error_body(message, "upstream_error", "upstream_mid_stream")) + "\n\n"
     finally:
-      await response.aclose()
+      response.close()
+
+
+async def _lines(response):
+  """The response body's lines as text, without their line ends."""
+  async for raw in response.content:
+    yield raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
 def _error_event(line: str) -> str | None:
