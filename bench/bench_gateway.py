@@ -3,6 +3,7 @@ r"""The service's own cost per call, measured as gateways measure theirs: one co
   PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_gateway.py [--workers=1,2] [--seconds=3] \
       [--concurrency=1,4,16,64,256] [--rate=300] [--out=docs/results/bench_gateway.jsonl]
   PYTHONPATH=. .venv/bin/python bench/bench_gateway.py --table_from=docs/results/bench_gateway.jsonl
+  PYTHONPATH=. nice -n 10 .venv/bin/python bench/bench_gateway.py --compare_clients
 
 Processes on 127.0.0.1: an instant fake OpenAI upstream (a canned chat completion over
 raw asyncio, keep-alive), the service (serving.create_app under uvicorn: a Router over a
@@ -255,6 +256,41 @@ def summary(result: dict) -> dict:
   return out
 
 
+# ----------------------------------------------------------------- upstream clients
+async def client_cpu(kind: str, port: int, calls: int = 2000, concurrent: int = 8) -> float:
+  """CPU-ms per call of an async HTTP client (httpx or aiohttp) posting a chat request to
+  the fake upstream, `concurrent` at a time (what the service's upstream client does)."""
+  url = f"http://127.0.0.1:{port}/v1/chat/completions"
+  body = json.dumps({"model": "m", "messages": [{"role": "user", "content": PROMPT}]}).encode()
+  headers = {"content-type": "application/json"}
+  if kind == "httpx":
+    import httpx
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
+    async def call():
+      json.loads((await client.post(url, content=body, headers=headers)).content)
+  else:
+    import aiohttp
+    client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    async def call():
+      async with client.post(url, data=body, headers=headers) as r:
+        json.loads(await r.read())
+  async def worker(n):
+    for _ in range(n):
+      await call()
+  await worker(50)                                     # connections open, code warm
+  start = time.process_time()
+  await asyncio.gather(*(worker(calls // concurrent) for _ in range(concurrent)))
+  used = time.process_time() - start
+  await (client.aclose() if kind == "httpx" else client.close())
+  return used * 1e3 / (calls // concurrent * concurrent)
+
+
+def compare_clients(upstream_port: int) -> None:
+  import uvloop
+  for kind in ("httpx", "aiohttp", "httpx", "aiohttp"):          # interleaved, twice
+    print(f"{kind}: {uvloop.run(client_cpu(kind, upstream_port)):.3f} CPU-ms per call")
+
+
 # ----------------------------------------------------------------- the run
 def free_port() -> int:
   with socket.socket() as s:
@@ -355,6 +391,8 @@ def main() -> None:
   parser.add_argument("--seconds", type=float, default=3.0)
   parser.add_argument("--out")
   parser.add_argument("--table_from", help="print the table of a --out file and stop")
+  parser.add_argument("--compare_clients", action="store_true",
+                      help="only the upstream clients' CPU per call (httpx, aiohttp)")
   args = parser.parse_args()
   if args.table_from:
     print(HEADER)
@@ -375,6 +413,9 @@ def main() -> None:
                                f"--port={upstream_port}"])
   rows: list[dict] = []
   try:
+    if args.compare_clients:
+      wait_ready(upstream_port, request_bytes(upstream_port, "/v1/chat/completions", {}))
+      return compare_clients(upstream_port)
     with tempfile.TemporaryDirectory() as tmp:
       encoder_dir = str(static_encoder(Path(tmp) / "static"))
       print(HEADER)
