@@ -40,6 +40,7 @@ def _append_many(args):
   store.close()
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")   # the children use no JAX
 def test_file_store_is_shared_by_processes(tmp_path):
   path, spend = str(tmp_path / "fb.jsonl"), str(tmp_path / "spend.jsonl")
   with multiprocessing.get_context("fork").Pool(3) as pool:
