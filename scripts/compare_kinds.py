@@ -34,7 +34,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from irt_jax import checkpoint, evaluation, models, predictors
 from irt_jax.data import resolve
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 from irt_jax.evaluation import evaluators, paired, report  # noqa: E402
 from irt_jax.routing import rules  # noqa: E402
 import numpy as np  # noqa: E402
