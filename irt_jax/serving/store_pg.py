@@ -20,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 
-from irt_jax.serving.store import Store, StoreError
+from irt_jax.serving.store_api import Store, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS irt_feedback (
