@@ -66,6 +66,11 @@ class Stub(BaseHTTPRequestHandler):
                "choices": [{"index": 0, "delta": {"content": (" " if i else "") + piece},
                             "finish_reason": None}]}
       events.append(f"data: {json.dumps(chunk)}\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+      events.append("data: " + json.dumps({
+          "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+          "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3,
+                                   "total_tokens": 6}}) + "\n\n")
     events.append("data: [DONE]\n\n")
     self._send(200, "".join(events).encode(), "text/event-stream")
 

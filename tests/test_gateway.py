@@ -211,3 +211,28 @@ def test_a_calibrated_router_name_meets_its_share_on_validation_queries(predicto
     with pytest.raises(openai.BadRequestError, match="calibrated routing is off"):
       client.chat.completions.create(model="router-irtnet@share=0.3",
                                      messages=[{"role": "user", "content": QUESTION}])
+
+
+def test_a_stream_is_charged_from_its_usage_chunk(predictor, stub, tmp_path):
+  router = _router(predictor)
+  keys = _keys_file(tmp_path / "keys.txt", ['sk-s {"name": "streamer"}'])
+  store = store_lib.open_store("file", None, str(tmp_path / "spend.jsonl"))
+  prices = {m: (1000.0, 1000.0) for m in router.model_names}       # 0.006 USD an answer
+  with serve(predictor, stub, ["ok"] * 2, router=router, access=serving.Access(keys=keys),
+             store=store, prices=prices, api_key="sk-s") as (client, url, rank, _):
+    def stream(**kwargs):
+      return list(client.chat.completions.create(
+          model="router-irtnet", stream=True, messages=[{"role": "user", "content": QUESTION}],
+          **kwargs))
+    chunks = stream(stream_options={"include_usage": True})
+    assert chunks[-1].usage.completion_tokens == 3 and chunks[-1].choices == []
+    stream()                                              # no usage chunk: not charged
+    # A stream is charged after its last event went out: wait (bounded) for the charge.
+    spend = ("irt_spend_usd_total", (("key", "streamer"), ("model", rank[0])))
+    for _ in range(100):
+      if spend in _metrics(url, "sk-s"):
+        break
+      time.sleep(0.05)
+    assert _metrics(url, "sk-s")[spend] == pytest.approx(0.006)
+    assert store.spend_table() == pytest.approx({(key_id("sk-s"), rank[0]): 0.006})
+  store.close()

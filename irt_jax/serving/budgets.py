@@ -17,8 +17,10 @@ A keys-file line may carry the key's settings (serving/keys.py):
 
 An answer's cost is its `usage` (prompt and completion tokens, as the upstream
 reported them) times the model's prices (`--prices`, model_prices.csv: USD per
-million input and output tokens); a model without a price costs 0. Streamed
-answers are not charged.
+million input and output tokens); a model without a price costs 0. A streamed
+answer is charged from the usage chunk its upstream sends when the request asks
+for it (`stream_options: {"include_usage": true}`), once the stream ends;
+without one it is not charged.
 """
 
 from __future__ import annotations

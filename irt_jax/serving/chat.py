@@ -10,6 +10,7 @@ in /metrics (`irt_spend_usd_total`).
 from __future__ import annotations
 
 import asyncio
+import json
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -54,6 +55,8 @@ def add_chat_route(app, svc) -> None:
                                       Timing.of(request.scope))
     if answer.status == 200 and answer.data is not None:
       await _charge(svc, who, settings, answer.model, answer.data.get("usage"))
+    elif answer.events is not None and svc.prices:
+      answer.events = _charged(svc, who, settings, answer.model, answer.events)
     return _respond(svc, answer, completion_id, text, p)
 
 
@@ -89,6 +92,25 @@ async def _charge(svc, who: str, settings, model: str, usage) -> None:
     return
   await asyncio.to_thread(svc.store.add_spend, who, model, usd, usage)
   svc.metrics.spend_usd.labels(settings.name or who, model).inc(usd)
+
+
+async def _charged(svc, who: str, settings, model: str, events):
+  """A stream's events, passed on; its `usage` chunk (sent when the request asks
+  for `stream_options: {"include_usage": true}`) is charged once the stream ends."""
+  usage = None
+  async for line in events:
+    if usage is None and line.startswith("data:") and '"usage"' in line:
+      try:
+        found = json.loads(line[5:]).get("usage")
+      except (ValueError, AttributeError):
+        found = None
+      usage = found if isinstance(found, dict) else None
+    yield line
+  if usage is not None:       # the client may hang up after the last event: finish anyway
+    task = asyncio.ensure_future(_charge(svc, who, settings, model, usage))
+    svc._tasks.add(task)
+    task.add_done_callback(svc._tasks.discard)
+    await asyncio.shield(task)
 
 
 def _text_or_none(messages, limits: Limits) -> str | None:
