@@ -1,4 +1,4 @@
-"""`python -m irt_jax.serve --workers=2`: two processes on one port, through the openai
+"""`python -m irt_jax serve --workers=2`: two processes on one port, through the openai
 client: /metrics sums both workers, feedback appends from both land whole in one log, a
 keys-file change and an /admin/reload reach both, SIGTERM stops them all."""
 
@@ -61,7 +61,7 @@ def test_two_workers_share_metrics_feedback_keys_and_reloads(text_run, text_rout
   log = tmp_path / "feedback.jsonl"
   port = _free_port()
   url = f"http://127.0.0.1:{port}"
-  proc = subprocess.Popen([sys.executable, "-m", "irt_jax.serve", f"--workdir={workdir}",
+  proc = subprocess.Popen([sys.executable, "-m", "irt_jax", "serve", f"--workdir={workdir}",
                            f"--port={port}", f"--upstreams={upstreams}", "--log_level=warning",
                            f"--api_keys_file={keys}", f"--admin_keys_file={admin}",
                            f"--feedback_log={log}", "--workers=2"],

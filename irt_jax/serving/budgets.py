@@ -28,10 +28,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from irt_jax.errors import UserError
 from irt_jax.serving.requests import ApiError
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
   """A key's settings that cannot be used; the message names the line."""
 
 

@@ -163,7 +163,7 @@ def open_store(spec: str | None, feedback_log: str | None = None,
 
 
 def read_feedback_from(source: str) -> list[dict]:
-  """The feedback of a log file or a postgresql:// store (`python -m irt_jax.update`)."""
+  """The feedback of a log file or a postgresql:// store (`irt-jax update`)."""
   if not is_database(source):
     return read_feedback(source)
   store = open_store(source)

@@ -3,8 +3,10 @@ serving/store_pg.py the PostgreSQL one)."""
 
 from __future__ import annotations
 
+from irt_jax.errors import UserError
 
-class StoreError(ValueError):
+
+class StoreError(UserError, ValueError):
   """A store that cannot be opened or used; the message names it (no password)."""
 
 

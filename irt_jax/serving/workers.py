@@ -57,9 +57,10 @@ def bind(host: str, port: int) -> socket.socket:
   return sock
 
 
-def supervise(module: str, argv: list[str], workers: int, host: str, port: int) -> int:
-  """Runs `python -m module` as `workers` processes on host:port until one
-  exits or the supervisor is told to stop; returns the exit status."""
+def supervise(command: list[str], argv: list[str], workers: int, host: str, port: int) -> int:
+  """Runs `command + argv` (e.g. python -m irt_jax serve --flags) as `workers`
+  processes on host:port until one exits or the supervisor is told to stop;
+  returns the exit status."""
   sock = bind(host, port)
   shared = tempfile.mkdtemp(prefix="irt-jax-workers-")
   os.makedirs(os.path.join(shared, "metrics"))
@@ -67,8 +68,7 @@ def supervise(module: str, argv: list[str], workers: int, host: str, port: int) 
   procs: list[subprocess.Popen] = []
   try:
     for _ in range(workers):
-      procs.append(subprocess.Popen([sys.executable, "-m", module,
-                                     *child_args(argv, sock.fileno())],
+      procs.append(subprocess.Popen([*command, *child_args(argv, sock.fileno())],
                                     pass_fds=(sock.fileno(),), env=env))
     # Blocked only now (a child inherits the mask): they wait for sigtimedwait.
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + (signal.SIGCHLD,))
