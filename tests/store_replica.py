@@ -1,24 +1,21 @@
 """One service replica for the store tests, as its own process (so a test can kill -9 it):
 
-  python tests/store_replica.py PORT STORE [SPEND_LOG]
+  python -m tests.store_replica PORT STORE [SPEND_LOG]      (from the repository root)
 
 The app of irt_jax.serving with a three-model router that needs no run (constant
 logits, the hash encoder) and the store STORE ("file:<feedback log>" or a
 postgresql:// URL); prints "ready" once it listens.
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import uvicorn
 
-import numpy as np  # noqa: E402
-import uvicorn  # noqa: E402
-
-from irt_jax.routing.router import Router  # noqa: E402
-from irt_jax.serving import app as serving  # noqa: E402
-from irt_jax.serving.store import open_store  # noqa: E402
-from tests.fake_encoder import HashEncoder  # noqa: E402
+from irt_jax.routing.router import Router
+from irt_jax.serving import app as serving
+from irt_jax.serving.store import open_store
+from tests.fake_encoder import HashEncoder
 
 MODELS = ("m0", "m1", "m2")
 

@@ -89,8 +89,7 @@ def test_postgres_store_round_trip(postgres):
 
 
 def _replica(port: int, spec: str):
-  proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "store_replica.py"),
-                           str(port), spec], cwd=REPO, stdout=subprocess.DEVNULL,
+  proc = subprocess.Popen([sys.executable, "-m", "tests.store_replica", str(port), spec], cwd=REPO, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
   url = f"http://127.0.0.1:{port}"
   for _ in range(600):

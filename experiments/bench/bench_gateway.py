@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+MODULE = "experiments.bench.bench_gateway"
 
 MODELS = tuple(f"model-{i}" for i in range(12))
 TOKENIZER = REPO / ".models" / "all-MiniLM-L6-v2" / "tokenizer.json"
@@ -321,7 +321,7 @@ def start_services(workers: int, encoder_dir: str, upstream_port: int):
   sock.bind(("127.0.0.1", 0))
   sock.listen(4096)
   sock.set_inheritable(True)
-  procs = [subprocess.Popen([sys.executable, __file__, "--role=service",
+  procs = [subprocess.Popen([sys.executable, "-m", MODULE, "--role=service",
                              f"--encoder_dir={encoder_dir}", f"--upstream_port={upstream_port}",
                              f"--socket_fd={sock.fileno()}"], pass_fds=(sock.fileno(),))
            for _ in range(workers)]
@@ -409,7 +409,7 @@ def main() -> None:
     print(f"MPNet: no weights in {MPNET.relative_to(REPO)}; its rows are skipped",
           file=sys.stderr)
   upstream_port = free_port()
-  upstream = subprocess.Popen([sys.executable, __file__, "--role=upstream",
+  upstream = subprocess.Popen([sys.executable, "-m", MODULE, "--role=upstream",
                                f"--port={upstream_port}"])
   rows: list[dict] = []
   try:
