@@ -29,7 +29,8 @@ def define_flags() -> None:
       "The trained run (only read).",
       "Encoder folder for queries that are not prompts of the run's data (default: the "
       "run's recorded one).")
-  flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct).")
+  flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct), "
+                      "or the service's postgresql://... store.")
   flags.DEFINE_string("out", None, "Where the updated run goes (must not hold a run).")
   flags.DEFINE_string("heldout", None, "A second log to report on (default: a split of "
                       "--feedback).")
@@ -46,6 +47,7 @@ def main(argv):
   cli_flags.require("workdir", "feedback", "out")
   from irt_jax.coldstart import feedback
   from irt_jax.routing import router as router_lib
+  from irt_jax.serving.store import read_feedback_from
 
   logs.quiet_startup()
   step = FLAGS.step
@@ -56,7 +58,7 @@ def main(argv):
     report = feedback.update(FLAGS.workdir, FLAGS.feedback, FLAGS.out,
                              heldout=FLAGS.heldout, heldout_fraction=FLAGS.heldout_fraction,
                              prior_scale=FLAGS.prior_scale, add_new=FLAGS.add_new_models,
-                             step=step, embed=embed)
+                             step=step, embed=embed, read=read_feedback_from)
   text = json.dumps(report, indent=1)
   with open(os.path.join(FLAGS.out, "feedback_update.json"), "w", encoding="utf-8") as f:
     f.write(text + "\n")

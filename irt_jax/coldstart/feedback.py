@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 
@@ -288,13 +289,15 @@ def save(run, predictor, out: str, data_folder: str, record: dict) -> str:
 
 def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
            heldout_fraction: float = 0.2, prior_scale: float = 1.0, add_new: bool = False,
-           step="best", embed: Callable[[list[str]], np.ndarray] | None = None) -> dict:
+           step="best", embed: Callable[[list[str]], np.ndarray] | None = None,
+           read: Callable[[str], list[dict]] = read_feedback) -> dict:
   """`python -m irt_jax update`: refit the judged models' abilities from a
   feedback log, write the new run to `out`, report on held-out feedback.
 
   Held out: the records of `heldout` (another log), else `heldout_fraction` of
   the log's queries (`split_heldout`), never fitted on. `embed` encodes query
-  texts that are not prompts of the run's data (the run's encoder).
+  texts that are not prompts of the run's data (the run's encoder); `read`
+  reads a log (the default: a JSON-lines file; the service's stores give theirs).
   """
   from irt_jax import predictors
   from irt_jax.data import resolve
@@ -304,8 +307,8 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
     raise FeedbackError(f"{out}: already holds a run; choose another --out")
   run = predictors.load(workdir, step)
   ability.irt_view(run.kind)
-  records = read_feedback(feedback)
-  fit, held = (records, read_feedback(heldout)) if heldout else split_heldout(
+  records = read(feedback)
+  fit, held = (records, read(heldout)) if heldout else split_heldout(
       records, heldout_fraction)
   if not fit:
     raise FeedbackError(f"{feedback}: no feedback to fit on ({len(records)} records, "
@@ -316,7 +319,9 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
   new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
                       add_new=add_new)
   report = {"workdir": os.path.abspath(workdir), "step": int(run.step),
-            "feedback": os.path.abspath(feedback), "fitted_records": len(fit),
+            "feedback": (re.sub(r"//([^:/@]*):[^@/]*@", r"//\1@", feedback) if "://" in feedback
+                         else os.path.abspath(feedback)),          # a URL without its password
+            "fitted_records": len(fit),
             "heldout": os.path.abspath(heldout) if heldout else f"{heldout_fraction:g} of queries",
             "prior_scale": prior_scale, "models": models,
             "heldout_report": compare(run.predictor, new, embs[len(fit):], held)}
