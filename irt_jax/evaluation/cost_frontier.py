@@ -40,6 +40,7 @@ import numpy as np
 from irt_jax import numerics
 from irt_jax.routing import costs as costs_lib
 from irt_jax.data import resolve
+from irt_jax.evaluation import field_metrics
 from irt_jax.routing import rules
 
 
@@ -197,6 +198,7 @@ def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
          "cost_to_match_best_single": cost_to_reach(pc, pq, bq),
          "peak_accuracy": float(pq.max())}
   out.update(strong_weak(proba, labels, known, cost, train_order))
+  out["field"] = field_metrics.cost_summary(out)
   return out
 
 

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from irt_jax import utils
+from irt_jax.evaluation import field_metrics
 from irt_jax.evaluation import query_choice
 
 
@@ -31,7 +32,9 @@ def format_report(report: dict) -> str:
            f"  routing      {'':12s} micro   macro",
            f"    {'this run':22s} {_pct(r['micro'])}  {_pct(r['macro'])}"]
   for name, b in r["baselines"].items():
-    lines.append(f"    {name:22s} {_pct(b['micro'])}  {_pct(b['macro'])}")
+    label = field_metrics.baseline_label(name)
+    lines.append(f"    {label:22s} {_pct(b['micro'])}  {_pct(b['macro'])}")
+  lines += field_metrics.routing_lines(r)
   lines.append("  per benchmark (this run's routing): " + ", ".join(
       f"{k} {100 * v:.2f}" for k, v in r["per_benchmark"].items()))
   truth = report.get("synthetic_truth", {})
@@ -46,6 +49,7 @@ def format_report(report: dict) -> str:
                  f"{'never' if match is None else format(match, '.4g')}  APGR "
                  f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
                  f"{_pct(cf['cpt50'])}")
+    lines += field_metrics.cost_lines(cf)
   interp = report.get("interpretability", {})
   if "difficulty" in interp:
     d = interp["difficulty"]
@@ -218,8 +222,8 @@ def _correctness_md(c: dict) -> list[str]:
 def _routing_md(r: dict) -> list[str]:
   out = ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
          "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
-  out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
-          for n, b in r["baselines"].items()]
+  out += [f"| {field_metrics.baseline_label(n)} | {100 * b['micro']:.2f} | "
+          f"{100 * b['macro']:.2f} |" for n, b in r["baselines"].items()]
   return out + ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
                                                   for k, v in r["per_benchmark"].items()), ""]
 
@@ -396,9 +400,12 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
       seconds = np.mean([r["seconds"] for r in rs])
       lines.append(f"| {dataset} | {kind} | {len(rs)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     if rows:
-      for name in ("oracle", "best_single", "random"):
-        b = rows[0]["baselines"][name]
-        lines.append(f"| {dataset} | *{name}* | | | | {100 * b['micro']:.2f} | "
+      for name in ("oracle", "best_single", "max_expert", "random"):
+        b = rows[0]["baselines"].get(name)  # max_expert: records since it was added
+        if b is None:
+          continue
+        lines.append(f"| {dataset} | *{field_metrics.baseline_label(name)}* | | | | "
+                     f"{100 * b['micro']:.2f} | "
                      f"{100 * b['macro']:.2f} | |")
   return "\n".join(lines) + "\n"
 
@@ -408,6 +415,10 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
 
 PAIRED_COLUMNS = (("auc", 1, ".4f", "+.4f"), ("log_loss", 1, ".4f", "+.4f"),
                   ("routing_micro", 100, ".2f", "+.2f"), ("routing_macro", 100, ".2f", "+.2f"))
+
+
+# Routers written by compare_kinds from the train split (routing only).
+HINDSIGHT = ("best_single", "max_expert")
 
 
 def _paired_cell(value: float, diff: dict | None, scale: float, fmt: str, dfmt: str) -> str:
@@ -424,15 +435,15 @@ def paired_table(datasets: list[str], kinds: list[str], preds_dir: str,
   """Markdown: each kind's test figures (mean over its seeds' prediction files)
   and its paired difference from the first kind with a 95% bootstrap interval
   over test queries (evaluation/paired.py); 'better'/'worse' only where the
-  interval excludes 0. `best_single` (prediction files written by
-  compare_kinds) is compared on routing only; kinds without files are listed."""
+  interval excludes 0. `best_single` and `max_expert` (prediction files written
+  by compare_kinds) are compared on routing only; kinds without files are listed."""
   from irt_jax.evaluation import paired
   head = ["dataset", "kind", "seeds"] + [c for c, *_ in PAIRED_COLUMNS]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for dataset in datasets:
     ref_name = kinds[0]
     ref = [paired.load(p) for p in paired.files_for(preds_dir, dataset, ref_name)]
-    for name in list(kinds) + ["best_single"]:
+    for name in list(kinds) + list(HINDSIGHT):
       runs = [paired.load(p) for p in paired.files_for(preds_dir, dataset, name)]
       if not runs or not ref:
         lines.append(f"| {dataset} | {name} | 0 | no predictions" + " |" * len(PAIRED_COLUMNS))
@@ -443,11 +454,12 @@ def paired_table(datasets: list[str], kinds: list[str], preds_dir: str,
       diffs = None if name == ref_name else paired.compare(ref, runs, n_resamples, seed)
       cells = []
       for col, scale, fmt, dfmt in PAIRED_COLUMNS:
-        if name == "best_single" and not col.startswith("routing"):
+        if name in HINDSIGHT and not col.startswith("routing"):
           cells.append("")
           continue
         cells.append(_paired_cell(own[col], diffs and diffs[col], scale, fmt, dfmt))
-      lines.append(f"| {dataset} | {name} | {len(runs)} | " + " | ".join(cells) + " |")
+      label = field_metrics.baseline_label(name)
+      lines.append(f"| {dataset} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
   note = (f"Each kind against `{kinds[0]}` on the same test queries: value; difference "
           f"[95% paired bootstrap interval, {n_resamples} resamples of queries, seed {seed}]; "
           "**better** / **worse** only where the interval excludes 0 (log loss: lower is "
