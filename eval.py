@@ -2,6 +2,7 @@ r"""Evaluates trained runs of any model kind: flags -> evaluation.run / compare.
 
   python eval.py --workdir=runs/routerdc [--split=test] [--output_dir=DIR]
   python eval.py --workdir=runs/irtnet --compare=runs/logreg,runs/knn   # one table
+  python eval.py --workdir=runs/zeroeval+NEW --data_dir=DIR   # another folder, LLMs by name
 With --compare, each run's difference from the first (--workdir) in AUC, log
 loss and routing micro / macro comes with a 95% paired bootstrap interval over
 the split's queries (irt_jax/evaluation/paired.py).
@@ -31,6 +32,8 @@ flags.DEFINE_list("evaluators", [], "Evaluators to run (default: correctness, ro
                   "benchmark_prediction where WORKDIR/benchmark_prediction.json exists).")
 flags.DEFINE_bool("calibration_temperature", False, "Also fit a temperature on val and "
                   "report calibration after it.")
+flags.DEFINE_string("data_dir", None, "Evaluate on this data folder instead of the run's own "
+                    "(same layout; LLMs matched by name, the folder's extra LLMs left out).")
 flags.DEFINE_string("benchmark_prediction", None, "A benchmark_prediction.json (or its "
                     "folder) to include in the report.")
 
@@ -51,10 +54,13 @@ def main(argv):
     if FLAGS.benchmark_prediction:
       options["benchmark_prediction"] = FLAGS.benchmark_prediction
     report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step,
-                            FLAGS.evaluators or None, options)
+                            FLAGS.evaluators or None, options, data_dir=FLAGS.data_dir)
   except (checkpoint.CheckpointError, data_lib.DataError, ValueError) as e:
     sys.exit(f"eval.py: {e}")
   print(report_lib.format_report(report))
+  if "data_subset" in report:
+    print(f"note: {report['data_subset']['note']}: "
+          f"{', '.join(report['data_subset']['models_left_out'])}")
 
 
 if __name__ == "__main__":
