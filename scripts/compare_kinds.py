@@ -7,7 +7,8 @@ tuning here; knn's k and logreg's C are chosen on val inside their fit), then is
 evaluated once on the test split. Finished runs are skipped, so an interrupted
 comparison resumes. Appends to --records (default WORKDIR/results.jsonl) and writes
 WORKDIR/table.md.
-Fitted kinds (knn, logreg) do not depend on the seed and run once. A name in
+Fitted kinds (knn, logreg) do not depend on the seed and run once; `cluster`
+(k-means from a seeded start) runs once per seed. A name in
 --kinds is a config file (configs/<name>.py), so `recommended` (an ensemble whose
 members train with the run's seed) runs like a gradient kind, once per seed.
 `--table_only` rewrites the table from the records, listing cells not yet run.
@@ -36,7 +37,7 @@ from absl import app, flags, logging  # noqa: E402
 from irt_jax import checkpoint, evaluation, models, predictors
 from irt_jax.data import resolve
 from irt_jax.training import loop as training  # noqa: E402
-from irt_jax.evaluation import evaluators, paired, report  # noqa: E402
+from irt_jax.evaluation import evaluators, field_metrics, paired, report  # noqa: E402
 from irt_jax.data import io as data_io  # noqa: E402
 from irt_jax.routing import hindsight, rules  # noqa: E402
 import numpy as np  # noqa: E402
@@ -146,6 +147,9 @@ def run_one(kind, dataset, seed, out, preds_dir):
   print(json.dumps(record), flush=True)
 
 
+# Fitted kinds whose fit reads the seed (k-means restarts): run once per seed.
+SEEDED_FITS = {"cluster"}
+
 # log_loss is recorded since the paired intervals; older records lack it.
 RECORD_KEYS = ({"kind", "dataset", "seed", "seconds", "baselines"}
                | {col for col, _, _ in COLUMNS if col != "log_loss"})
@@ -180,7 +184,8 @@ def main(argv):
   for kind in [] if FLAGS.table_only else FLAGS.kinds:
     model_kind = models.for_config(kind_config(kind))
     # an ensemble trains its members with the run's seed (configs/recommended.py)
-    fitted = not (model_kind.trained_by_gradient or model_kind.takes_members)
+    fitted = not (model_kind.trained_by_gradient or model_kind.takes_members
+                  or model_kind.name in SEEDED_FITS)
     for dataset in FLAGS.datasets:
       for seed in ([0] if fitted else [int(s) for s in FLAGS.seeds]):
         key = (kind + FLAGS.tag, dataset, seed)
@@ -202,6 +207,7 @@ def main(argv):
   if os.path.isdir(preds_dir):
     complete_hindsight(preds_dir)
     text += "\n" + report.paired_table(FLAGS.datasets, names, preds_dir, FLAGS.n_resamples)
+    text += "\n" + field_metrics.field_table(FLAGS.datasets, names, preds_dir)
   with open(os.path.join(FLAGS.workdir, "table.md"), "w") as f:
     f.write(text)
   print(text)

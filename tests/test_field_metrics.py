@@ -92,3 +92,19 @@ def test_paired_table_lists_max_expert_on_routing_with_its_label(tmp_path):
   assert cells[3:5] == ["", ""]                   # no AUC / log loss for a hindsight router
   assert cells[5].startswith("50.00; -50.00 [")  # routing micro: 50 against the run's 100
   assert rows["best_single"] == "| ds | best_single | 0 | no predictions | | | |"
+
+
+def test_field_table_from_prediction_files_by_hand(tmp_path):
+  labels = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], np.int8)
+  bench = np.array([0, 0, 1, 1])
+  d = tmp_path / "p" / "ds"
+  # The run is right on queries 0-2, wrong on 3: micro 0.75, macro (1 + 0.5) / 2 = 0.75.
+  run = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], float)
+  paired.save(str(d / "run-s0.npz"), run, labels, bench)
+  paired.save(str(d / "max_expert-s0.npz"), np.array([[0, -1]] * 4, float), labels, bench)
+  text = field_metrics.field_table(["ds"], ["run", "absent"], str(tmp_path / "p"))
+  rows = [l for l in text.splitlines() if l.startswith("| ds")]
+  # Random 0.5, Max Expert 0.5 (model 0: right on 0 and 2), oracle 1 on every query.
+  assert rows == ["| ds | run | +50.00; +50.00 | +50.00; +50.00 | +25.00; +25.00 |"]
+  assert "no max_expert predictions" in field_metrics.field_table(["other"], ["run"],
+                                                                  str(tmp_path / "p"))

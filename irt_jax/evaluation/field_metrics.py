@@ -121,3 +121,51 @@ def cost_lines(frontier: dict) -> list[str]:
   f = frontier["field"]
   return [f"  cost frontier, field (LLMRouterBench): PerfGain {_pct(f['perf_gain'])}, "
           f"CostSave {_pct(f['cost_save'])}, ParetoDist {f['pareto_dist']:.4f}"]
+
+
+# ----------------------------------------------------------------------------
+# The comparison table of compare_kinds: the routing figures of every kind, from
+# the prediction files the paired intervals read (evaluation/paired.py).
+
+def _averages(values: np.ndarray, benchmark: np.ndarray) -> dict:
+  return {"micro": float(values.mean()),
+          "macro": float(np.mean([values[benchmark == b].mean() for b in np.unique(benchmark)]))}
+
+
+def reference_accuracies(scored) -> dict:
+  """Oracle and random routing (micro / macro) of a paired.Scored's queries."""
+  n = len(scored.success)
+  right = np.bincount(scored.cell_query, scored.cell_label, n)
+  count = np.bincount(scored.cell_query, minlength=n)
+  return {"oracle": _averages((right > 0).astype(np.float64), scored.benchmark),
+          "random": _averages(right / count, scored.benchmark)}
+
+
+def field_table(datasets, kinds, preds_dir: str) -> str:
+  """Markdown: ImpRand / ImpMax / OracleGap (micro; macro) of each kind with
+  prediction files (the mean of its seeds' accuracies), against Max Expert's file."""
+  from irt_jax.evaluation import paired
+  lines = ["| dataset | kind | ImpRand % | ImpMax % | OracleGap % |", "|---|---|---|---|---|"]
+  pct = lambda f, k: "; ".join("n/a" if f[a][k] is None else f"{100 * f[a][k]:+.2f}"
+                               for a in ("micro", "macro"))
+  for dataset in datasets:
+    expert_files = paired.files_for(preds_dir, dataset, "max_expert")
+    if not expert_files:
+      lines.append(f"| {dataset} | | no max_expert predictions | | |")
+      continue
+    expert = paired.load(expert_files[0])
+    ref = reference_accuracies(expert)
+    ref["max_expert"] = _averages(expert.success, expert.benchmark)
+    for kind in kinds:
+      runs = [paired.load(p) for p in paired.files_for(preds_dir, dataset, kind)]
+      if not runs:
+        continue
+      acc = {avg: float(np.mean([_averages(r.success, r.benchmark)[avg] for r in runs]))
+             for avg in ("micro", "macro")}
+      f = {avg: routing(acc[avg], ref["random"][avg], ref["max_expert"][avg], ref["oracle"][avg])
+           for avg in ("micro", "macro")}
+      lines.append(f"| {dataset} | {kind} | {pct(f, 'imp_rand')} | {pct(f, 'imp_max')} | "
+                   f"{pct(f, 'oracle_gap')} |")
+  note = ("LLMRouterBench's routing figures (docs/routing.md), relative, in %: micro (over test "
+          "queries); macro (mean over benchmarks). Max Expert needs the benchmark label.")
+  return note + "\n\n" + "\n".join(lines) + "\n"
