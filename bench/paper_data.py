@@ -9,7 +9,7 @@ functions of the embeddings (``truth``: a_q = A e_q, b_q = w . e_q, theta_m ~ N(
 P = sigmoid(a_q . theta_m - b_q)), written to ``truth.npz``, so that a model trained
 on the folder can be scored on how well it recovers the generated difficulties.
 
-  .venv/bin/python bench/paper_data.py --out=/tmp/paper_data [--scale=0.1]
+  .venv/bin/python bench/paper_data.py --out=runs/paper_data [--scale=0.1]
 """
 
 from __future__ import annotations

@@ -517,7 +517,8 @@ def _encoder_model(args, model_dir: Path, peaks) -> dict:
   if args.torch_python and os.path.exists(args.torch_python):
     worker = TorchWorker(args.torch_python, model_dir, enc.max_length, os.cpu_count())
   else:
-    note = f"torch side not measured: --torch_python={args.torch_python!r} not found"
+    note = (f"torch side not measured: --torch_python={args.torch_python!r} not found" if args.torch_python
+            else "torch side not measured: no --torch_python (or IRT_JAX_TORCH_PYTHON) given")
   try:
     times, diffs, cosines, gemm_gflops = _encoder_rounds(args, enc, reduced, shapes, worker)
   finally:
@@ -862,9 +863,10 @@ def main() -> None:
   parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
   parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "irt_jax_bench"),
                       help="generated data and temporary workdirs (kept between runs)")
-  parser.add_argument("--torch_python", default="/work/venv-torch/bin/python",
+  parser.add_argument("--torch_python", default=os.environ.get("IRT_JAX_TORCH_PYTHON", ""),
                       help="a Python with torch and sentence-transformers, for "
-                      "encoder_speed_vs_torch (skipped when missing)")
+                      "encoder_speed_vs_torch (default: $IRT_JAX_TORCH_PYTHON; skipped when "
+                      "unset or missing)")
   parser.add_argument("--encoder_models", default="minilm,mpnet", help="encoders the encoder "
                       "item measures")
   parser.add_argument("--encoder_rounds", type=int, default=3,

@@ -2,8 +2,8 @@
 bench/run.py's encoder_speed_vs_torch (torch is not a dependency of irt_jax).
 
 Run by bench/run.py with a Python that has torch and sentence-transformers (a
-separate venv, e.g. ``python3 -m venv /work/venv-torch && /work/venv-torch/bin/pip
-install torch sentence-transformers``; --torch_python points at it). Protocol, one
+separate venv, e.g. ``python3 -m venv .venv-torch && .venv-torch/bin/pip install
+torch sentence-transformers``; --torch_python or $IRT_JAX_TORCH_PYTHON points at it). Protocol, one
 JSON object a line: the first line on stdin is {"model_dir", "max_length", "threads"};
 each later line {"texts", "batch_size"} is answered on stdout by {"seconds",
 "embeddings"} (seconds of st.encode alone, no pipe time). An empty line ends it.

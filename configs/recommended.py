@@ -1,5 +1,5 @@
-"""The recipe to start from (issue 21): chosen on the validation splits of all
-three shared datasets (docs/results.md, "The recommended recipe"), never on test.
+"""The recipe to start from: chosen on the validation splits of all
+three shared datasets (docs/recipe.md), never on test.
 
   python train.py --config=configs/recommended.py --workdir=runs/rec \
       --config.data.dir=../shared/data/llmrouter

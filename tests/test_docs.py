@@ -9,8 +9,12 @@ must be one its entry point defines, read from the entry point's own help (absl'
 passes (or the entry point's default). Backticked references are resolved: repo
 paths (`irt_jax/...`, `tests/...`), dotted names (`irt_jax.routing.rules`,
 `rules.choose_with_cost`, `Router.from_checkpoint`) by import, config fields
-(`train.batching`) against the configs. Each check is also run on a planted error,
-so a checker that accepts everything fails here.
+(`train.batching`) against the configs. The pages also describe the present (the
+conventions are stated above the checks that enforce them): tables have header rows,
+"above"/"below" point the right way, links name existing headings, and there are no
+machine paths, no history (issue numbers, sessions, times of day) and no page over
+350 lines. Each check is also run on a planted error, so a checker that accepts
+everything fails here.
 """
 
 from __future__ import annotations
@@ -440,3 +444,283 @@ def test_help_of_absl_and_argparse_entry_points_is_parsed():
   argparse_help = ("usage: run.py [-h] [--quick]\n\noptions:\n  -h, --help  show\n  --quick     CI-sized\n"
                    "  --only ONLY  items\n")
   assert set(parse_help(argparse_help)) == {"help", "quick", "only"}
+
+
+# ---------------------------------------------------------------- the docs describe the present
+#
+# Conventions the checks below enforce (a planted case of each follows):
+# - every Markdown table starts with a header row, then a separator row (`|---|...`) with as many cells, and no
+#   row has more cells than the header;
+# - "the table below" (or figure, plot, chart; up to two words between "the" and the noun) is followed by one
+#   before the next heading, "the table above" preceded by one since the previous heading: a table elsewhere is
+#   named by its section. A section is named as `"Heading" above|below` or with a link `[...](#anchor)`, and must
+#   be where the word says; every in-page link names a heading of the page;
+# - no absolute machine path (/work/, /tmp/, /home/, /root/, /Users/, /mnt/, /scratch/) in README, docs, the
+#   docstrings of the code outside tests/, or configs/;
+# - no history in README, docs or those docstrings: no "session", "this stop", time of day in UTC, SIGSTOP,
+#   issue number ("issue 21", "#21"). History lives in CHANGELOG.md (not checked for it) and commit messages.
+#   Rule for upstream trackers: a number is allowed when the project's name is written right before it
+#   ("RouteLLM #36", "lm-sys/RouteLLM#36");
+# - no page over MAX_PAGE_LINES lines (files a command generates under docs/results/ are records, not pages).
+
+MAX_PAGE_LINES = 350
+GENERATED = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "results", "*.md")))
+MACHINE_PATH = re.compile(r"(?<![\w.~$-])/(?:work|tmp|home|root|Users|mnt|scratch)/")
+HISTORY = re.compile(r"\bsessions?\b|\bthis stop\b|\bSIGSTOP\b|\b\d{1,2}:\d{2}(?:[-–]\d{1,2}:\d{2})?\s*UTC\b"
+                     r"|\bissues?\s+#?\d+|(?<![\w/#])#\d+\b", re.I)
+UPSTREAM_TRACKER = re.compile(r"(?:\b[A-Z][\w.-]*[A-Z][\w.-]*\s+|[\w.-]+/[\w.-]+)#\d+\b")
+REFERENCE = re.compile(r"\bthe\s+(?:[\w-]+\s+){0,2}?(tables?|figures?|plots?|charts?)\s+(above|below)\b", re.I)
+
+
+def prose_lines(text: str) -> list[tuple[int, str]]:
+  """(line number, line) outside fenced code blocks."""
+  out, inside = [], False
+  for i, line in enumerate(text.splitlines()):
+    if line.lstrip().startswith("```"):
+      inside = not inside
+      continue
+    if not inside:
+      out.append((i, line))
+  return out
+
+
+def table_cells(line: str) -> list[str]:
+  line = re.sub(r"`[^`]*`", "code", line.strip())           # a | inside code is not a cell border
+  return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip("|"))]
+
+
+def is_row(line: str) -> bool:
+  return line.strip().startswith("|") and line.strip().endswith("|") and len(line.strip()) > 1
+
+
+def tables(text: str) -> list[tuple[int, int]]:
+  """(first line, last line) of each Markdown table: a run of lines that start and end with |."""
+  spans, start, previous = [], None, None
+  for i, line in prose_lines(text):
+    if is_row(line) and previous == i - 1 and start is not None:
+      previous = i
+      continue
+    if start is not None:
+      spans.append((start, previous))
+      start = None
+    if is_row(line):
+      start = previous = i
+  if start is not None:
+    spans.append((start, previous))
+  return spans
+
+
+def table_errors(text: str) -> list[str]:
+  lines, errors = text.splitlines(), []
+  separator = re.compile(r"^:?-{3,}:?$")
+  for start, end in tables(text):
+    header = table_cells(lines[start])
+    second = table_cells(lines[start + 1]) if end > start else []
+    if any(separator.match(c) for c in header) or not second or not all(separator.match(c) for c in second):
+      errors.append(f"line {start + 1}: table without a header row and separator ({lines[start][:60]})")
+      continue
+    if len(second) != len(header):
+      errors.append(f"line {start + 2}: separator has {len(second)} cells, header {len(header)}")
+    errors += [f"line {i + 1}: row has {len(table_cells(lines[i]))} cells, header {len(header)}"
+               for i in range(start + 2, end + 1) if len(table_cells(lines[i])) > len(header)]
+  return errors
+
+
+def slug(heading: str) -> str:
+  """GitHub's anchor of a heading."""
+  text = re.sub(r"[`*_]", "", heading.strip().lstrip("#").strip()).lower()
+  return re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+def direction_errors(text: str) -> list[str]:
+  lines = prose_lines(text)
+  headings = [(i, line.lstrip("#").strip()) for i, line in lines if re.match(r"#{1,6}\s", line)]
+  anchors = {slug(h): i for i, h in headings}
+  names = {re.sub(r"[`*]", "", h).lower(): i for i, h in headings}
+  table_spans = tables(text)
+  images = [i for i, line in lines if "![" in line]
+  errors = []
+
+  def section(i):
+    before = [h for h, _ in headings if h < i]
+    after = [h for h, _ in headings if h > i]
+    return (before[-1] if before else -1), (after[0] if after else len(text.splitlines()))
+
+  def placed(target, i, word):
+    return target > i if word == "below" else target < i
+
+  for i, line in lines:
+    if re.match(r"#{1,6}\s", line):
+      continue
+    for m in REFERENCE.finditer(line):
+      noun, word = m.group(1).lower(), m.group(2).lower()
+      top, bottom = section(i)
+      spans = [(s, e) for s, e in table_spans] if noun.startswith("table") else []
+      spans += [(k, k) for k in images] if not noun.startswith("table") else []
+      if noun.startswith("figure"):
+        spans = [(s, e) for s, e in table_spans] + [(k, k) for k in images]
+      ok = any(i < s < bottom for s, _ in spans) if word == "below" else any(top < e < i for _, e in spans)
+      if not ok:
+        errors.append(f"line {i + 1}: \"{m.group(0)}\" but no {noun.rstrip('s')} {word} it in its section")
+    for m in re.finditer(r"\[([^\]]*)\]\(#([^)\s]+)\)(\s+(?:above|below)\b)?", line):
+      if m.group(2) not in anchors:
+        errors.append(f"line {i + 1}: link to #{m.group(2)}, which no heading of the page has")
+        continue
+      word = re.search(r"\b(above|below)\b", m.group(1) + (m.group(3) or ""))
+      if word and not placed(anchors[m.group(2)], i, word.group(1)):
+        errors.append(f"line {i + 1}: #{m.group(2)} is not {word.group(1)}")
+    for m in re.finditer(r"\"([^\"]+)\"\s+(above|below)\b", line):
+      name = re.sub(r"[`*]", "", m.group(1)).lower()
+      if name in names and not placed(names[name], i, m.group(2)):
+        errors.append(f"line {i + 1}: section \"{m.group(1)}\" is not {m.group(2)}")
+  return errors
+
+
+def page_anchors(doc: str) -> set[str]:
+  return {slug(line) for _, line in prose_lines(read(doc)) if re.match(r"#{1,6}\s", line)}
+
+
+def cross_page_anchor_errors(doc: str, text: str, anchors_of=page_anchors) -> list[str]:
+  """`[...](other.md#anchor)` must name a heading of that page (a renamed heading breaks the link)."""
+  errors = []
+  for target, anchor in re.findall(r"\]\(([\w./-]+\.md)#([^)\s]+)\)", text):
+    path = os.path.normpath(os.path.join(os.path.dirname(doc), target))
+    if not os.path.isfile(os.path.join(REPO, path)):
+      errors.append(f"link to {target}, which does not exist")
+    elif anchor not in anchors_of(path):
+      errors.append(f"link to {target}#{anchor}, which no heading of {path} has")
+  return errors
+
+
+def machine_path_errors(text: str) -> list[str]:
+  return [f"line {text.count(chr(10), 0, m.start()) + 1}: absolute machine path "
+          f"{text[m.start():m.start() + 30].split()[0]}" for m in MACHINE_PATH.finditer(text)]
+
+
+def history_errors(text: str) -> list[str]:
+  allowed = {m.end() for m in UPSTREAM_TRACKER.finditer(text)}
+  return [f"line {text.count(chr(10), 0, m.start()) + 1}: history in a manual: \"{m.group(0)}\""
+          for m in HISTORY.finditer(text) if m.end() not in allowed]
+
+
+def code_files() -> list[str]:
+  """Python files whose docstrings are user-facing: everything outside tests/ and ignored folders."""
+  paths = glob.glob(os.path.join(REPO, "*.py")) + glob.glob(os.path.join(REPO, "**", "*.py"), recursive=True)
+  skip = ("tests", ".venv", ".models", "runs", "build", "data")
+  return sorted({os.path.relpath(p, REPO) for p in paths
+                 if os.path.relpath(p, REPO).split(os.sep)[0] not in skip and "site-packages" not in p})
+
+
+def docstrings(path: str) -> str:
+  with open(os.path.join(REPO, path), encoding="utf-8") as f:
+    tree = ast.parse(f.read())
+  nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                                       ast.AsyncFunctionDef))]
+  return "\n".join(d for d in (ast.get_docstring(n, clean=False) for n in nodes) if d)
+
+
+def test_every_table_has_a_header_row():
+  errors = [f"{doc}: {e}" for doc in DOCS + GENERATED for e in table_errors(read(doc))]
+  assert not errors, "\n".join(errors)
+
+
+def test_above_and_below_point_the_right_way():
+  errors = [f"{doc}: {e}" for doc in DOCS for e in direction_errors(read(doc))]
+  assert not errors, "\n".join(errors)
+
+
+def test_links_to_another_page_name_one_of_its_headings():
+  errors = [f"{doc}: {e}" for doc in DOCS for e in cross_page_anchor_errors(doc, read(doc))]
+  assert not errors, "\n".join(errors)
+
+
+def test_no_absolute_machine_paths():
+  texts = {doc: read(doc) for doc in DOCS + GENERATED + ["CHANGELOG.md"] if os.path.exists(os.path.join(REPO, doc))}
+  texts |= {path: docstrings(path) for path in code_files()}
+  texts |= {os.path.relpath(p, REPO): read(os.path.relpath(p, REPO))
+            for p in glob.glob(os.path.join(REPO, "configs", "*.py"))}
+  errors = [f"{name}: {e}" for name, text in texts.items() for e in machine_path_errors(text)]
+  assert not errors, "\n".join(errors)
+
+
+def test_no_history_in_docs_or_docstrings():
+  texts = {doc: read(doc) for doc in DOCS + GENERATED} | {path: docstrings(path) for path in code_files()}
+  errors = [f"{name}: {e}" for name, text in texts.items() for e in history_errors(text)]
+  assert not errors, "\n".join(errors)
+
+
+def test_no_page_is_over_the_length_limit():
+  long = [f"{doc}: {len(read(doc).splitlines())} lines" for doc in DOCS
+          if len(read(doc).splitlines()) > MAX_PAGE_LINES]
+  assert not long, f"pages over {MAX_PAGE_LINES} lines (move generated tables to docs/results/): {long}"
+
+
+# ---------------------------------------------------------------- ... and catch planted drift
+
+def test_a_table_without_a_header_row_is_caught():
+  good = ("text\n\n| a | b |\n|---|---|\n| 1 | `x|y` |\n\n```\n| not | a table |\n```\n"
+          "- a list item that wraps\n  |a|^2 = 1, prose\n")
+  assert table_errors(good) == []
+  headless = "| 1 | s8 | 4.94 |\n| 2 | s4 | 5.00 |\n"
+  assert table_errors(headless) == ["line 1: table without a header row and separator (| 1 | s8 | 4.94 |)"]
+  separator_first = "|---|---|\n| 1 | 2 |\n"
+  assert len(table_errors(separator_first)) == 1
+  too_wide = "| a | b |\n|---|---|\n| 1 | 2 | 3 |\n"
+  assert table_errors(too_wide) == ["line 3: row has 3 cells, header 2"]
+
+
+def test_above_or_below_pointing_the_wrong_way_is_caught():
+  good = ("# Page\n\n## Results\n\nThe table below is the main one.\n\n| a |\n|---|\n| 1 |\n\n"
+          "Read from the final table above; see \"Notes\" below and [the notes](#notes-on-it) below.\n\n"
+          "## Notes on it\n\nAs \"Results\" above says, see [above](#results).\n\n![p](figures/x.png)\n\n"
+          "The plot above.\n")
+  assert direction_errors(good) == []
+  bad = ("# Page\n\n## Results\n\nThe table above is the main one.\n\n| a |\n|---|\n| 1 |\n\n"
+         "## Notes\n\nRead from the table above. As \"Results\" below says, see [below](#results), "
+         "[missing](#no-such-heading). The plot below.\n\n## Plot\n\n![p](figures/x.png)\n")
+  assert direction_errors(bad) == [
+      'line 5: "The table above" but no table above it in its section',
+      'line 13: "the table above" but no table above it in its section',
+      'line 13: "The plot below" but no plot below it in its section',
+      "line 13: #results is not below",
+      "line 13: link to #no-such-heading, which no heading of the page has",
+      'line 13: section "Results" is not below']
+
+
+def test_a_planted_machine_path_is_caught():
+  assert machine_path_errors("run `train.py --workdir=runs/x`, `/usr/bin/time -v`, `$HOME/x`, ./tmp/y") == []
+  text = "see /work/venv-torch/bin/python\nand --out=/tmp/x, ~/a or /home/me/b"
+  assert machine_path_errors(text) == ["line 1: absolute machine path /work/venv-torch/bin/python",
+                                       "line 2: absolute machine path /tmp/x,", "line 2: absolute machine path /home/me/b"]
+
+
+def test_planted_history_is_caught_and_an_upstream_tracker_is_allowed():
+  assert history_errors("As RouteLLM #36 and lm-sys/RouteLLM#36 report; see [x](#results); 12:30 ms") == []
+  text = ("The recipe before this session.\nIssue 21's goals; fixed in #21.\nAt this stop, 12:44-13:35 UTC, "
+          "jobs paused with SIGSTOP.")
+  assert [e.split(": ", 1)[1] for e in history_errors(text)] == [
+      'history in a manual: "session"', 'history in a manual: "Issue 21"', 'history in a manual: "#21"',
+      'history in a manual: "this stop"', 'history in a manual: "12:44-13:35 UTC"',
+      'history in a manual: "SIGSTOP"']
+
+
+def test_docstrings_of_code_are_read_for_the_checks(tmp_path):
+  path = tmp_path / "m.py"
+  path.write_text('"""Module (issue 21).\n\n  python x.py --out=/tmp/x\n"""\n# issue 3 in a comment\n'
+                  'def f():\n  """Made this session."""\n')
+  text = docstrings(str(path))
+  assert [e.split(": ", 1)[1] for e in history_errors(text)] == [
+      'history in a manual: "issue 21"', 'history in a manual: "session"']
+  assert machine_path_errors(text) == ["line 3: absolute machine path /tmp/x"]
+
+
+def test_a_link_to_a_renamed_heading_of_another_page_is_caught():
+  anchors = {"docs/performance.md": {"figures-cpu", "the-querys-own-path-and-training-at-the-papers-scale"}}.get
+  good = "[x](performance.md#figures-cpu), [y](../README.md), [z](performance.md)"
+  assert cross_page_anchor_errors("docs/serving.md", good, anchors_of=anchors) == []
+  bad = ("[x](performance.md#the-querys-own-path-and-training-at-the-papers-scale-issue-23), "
+         "[y](no_such_page.md#a)")
+  assert cross_page_anchor_errors("docs/serving.md", bad, anchors_of=anchors) == [
+      "link to performance.md#the-querys-own-path-and-training-at-the-papers-scale-issue-23, which no heading of "
+      "docs/performance.md has", "link to no_such_page.md, which does not exist"]
+  assert "the-querys-own-path-and-training-at-the-papers-scale" in page_anchors("docs/performance.md")
