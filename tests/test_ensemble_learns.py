@@ -27,6 +27,15 @@ def test_map_logistic_is_the_penalised_optimum():
     return (np.logaddexp(0, z) - y * z).sum() + 0.5 * (precision * (t - mean) ** 2).sum()
   want = optimize.minimize(objective, mean, method="BFGS", options={"gtol": 1e-10}).x
   np.testing.assert_allclose(got, want, atol=1e-5)
+  # From a start far from the data (a belief gone wrong) under a weak prior: a full
+  # Newton step from there overshoots; the halved steps reach the optimum.
+  far, weak = np.array([4.0, -4.0, 4.0, 12.0]), np.full(4, 1e-3)
+
+  def far_objective(t):
+    z = xb @ t
+    return (np.logaddexp(0, z) - y * z).sum() + 0.5 * (weak * (t - far) ** 2).sum()
+  want = optimize.minimize(far_objective, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
+  np.testing.assert_allclose(members.map_logistic(x, y, far, weak), want, atol=1e-4)
   # Bias only (no features), by hand: (k - n sigmoid(b)) = precision (b - mean) at the optimum.
   b = members.map_logistic(np.zeros((10, 0)), np.r_[np.ones(7), np.zeros(3)], np.array([0.0]),
                            np.array([3.0]))[0]

@@ -39,19 +39,31 @@ def members_of(predictor) -> list[predictors.Predictor]:
           for i, (k, s) in enumerate(ensemble.member_kinds(predictor.spec))]
 
 
-def map_logistic(x, y, mean, precision, steps: int = 30):
+def map_logistic(x, y, mean, precision, steps: int = 50):
   """argmax over (w, b) of sum log-likelihood(y | x w + b) - 0.5 sum precision
-  ((w, b) - mean)^2, by damped Newton steps (numpy float64)."""
+  ((w, b) - mean)^2, by Newton steps halved until the objective falls (a full
+  step overshoots from a start far from the data, numpy float64)."""
   xb = np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))])
-  theta = np.asarray(mean, np.float64).copy()
+  mean = np.asarray(mean, np.float64)
+
+  def loss(t):
+    z = xb @ t
+    return (np.logaddexp(0, z) - y * z).sum() + 0.5 * (precision * (t - mean) ** 2).sum()
+
+  theta, current = mean.copy(), loss(mean)
   for _ in range(steps):
     p = sigmoid(xb @ theta)
     grad = xb.T @ (p - y) + precision * (theta - mean)
     hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(precision)
     step = np.linalg.solve(hess, grad)
-    theta -= step
-    if np.abs(step).max() < 1e-9:
+    scale = 1.0
+    while scale > 1e-6 and loss(theta - scale * step) > current:
+      scale /= 2
+    theta = theta - scale * step
+    new = loss(theta)
+    if current - new < 1e-10 * (1 + abs(new)):
       break
+    current = new
   return theta
 
 
