@@ -1,4 +1,5 @@
-r"""Trains IrtNet: flags -> config -> data -> training.run (trains or fits, by the kind).
+r"""Trains IrtNet: flags -> config -> its specs (training.resolve) -> training.run
+(prepares the data; trains or fits, by the kind).
 
   python train.py                                   # synthetic default, ~1 minute on CPU
   python train.py --config=configs/irtnet.py --config.data.dir=../shared/data/routerdc \
@@ -9,7 +10,6 @@ run the same command in every process, plus --distributed (TPU pods, Slurm) or
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
-import os
 import sys
 
 from irt_jax import utils
@@ -25,9 +25,8 @@ from ml_collections import config_flags  # noqa: E402
 from irt_jax import logs  # noqa: E402
 from irt_jax import checkpoint  # noqa: E402
 from irt_jax.data import io as data_lib  # noqa: E402
-from irt_jax.data import resolve  # noqa: E402
 from irt_jax.training import distributed  # noqa: E402
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 from irt_jax.models import base as kind_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -75,10 +74,8 @@ def main(argv):
   config = utils.config_from_flag(FLAGS, "train.py")
   logging.vlog(1, "config:\n%s", config)  # saved with the checkpoints; shown with --verbosity=1
   try:
-    training.check_config(config)  # a config mistake costs no data preparation
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    data = resolve.prepare_and_load(config, FLAGS.workdir)
-    summary = training.run(config, FLAGS.workdir, data)
+    spec = training.resolve(config)  # every check: a config mistake costs no data preparation
+    summary = training.run(spec, FLAGS.workdir)  # prepares the data, trains or fits
   except (data_lib.DataError, kind_lib.ConfigError, training.TrainingError,
           checkpoint.CheckpointError) as e:
     sys.exit(f"train.py: {e}")  # a user's mistake: one line, non-zero exit

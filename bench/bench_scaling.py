@@ -47,7 +47,7 @@ def _worker(n_devices: int, steps: int, check_steps: int, out: str) -> None:
   from configs import irtnet
   from irt_jax.models import irtnet as model_lib
   from irt_jax.training import parallel
-  from irt_jax.training import loop as training
+  from irt_jax import training
   from run import time_steps  # bench/run.py (this script's directory is on sys.path)
 
   devices = jax.local_devices()[:n_devices]

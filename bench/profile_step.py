@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from configs import irtnet as paper_config  # noqa: E402
 from irt_jax.training import parallel
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
 
 

@@ -73,7 +73,7 @@ from irt_jax.models import irtnet as model_lib
 from irt_jax.training import parallel
 from irt_jax.routing import rules
 from irt_jax.serving import app as serving
-from irt_jax.training import loop as training
+from irt_jax import training
 
 ModelSpec = model_lib.ModelSpec
 init_params = model_lib.init_params

@@ -46,7 +46,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from configs import irtnet as paper_config  # noqa: E402
 from irt_jax.training import parallel
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 from irt_jax.models import irtnet as model_lib  # noqa: E402
 from run import cost, time_steps  # noqa: E402  (bench/run.py, the suite: this script's directory is on sys.path)
 

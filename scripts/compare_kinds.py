@@ -36,7 +36,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from irt_jax import checkpoint, evaluation, models, predictors
 from irt_jax.data import resolve
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 from irt_jax.evaluation import evaluators, field_metrics, paired, report  # noqa: E402
 from irt_jax.data import io as data_io  # noqa: E402
 from irt_jax.routing import hindsight, rules  # noqa: E402

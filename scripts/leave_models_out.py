@@ -29,7 +29,7 @@ from irt_jax.coldstart import ability as coldstart  # noqa: E402
 from irt_jax.data import io as data_lib  # noqa: E402
 from irt_jax.models import base as kind_lib  # noqa: E402
 from irt_jax.protocols import leave_models_out as lmo  # noqa: E402
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/synthetic.py", "Training config (model sizes).")

@@ -30,7 +30,7 @@ import importlib  # noqa: E402
 
 from irt_jax import checkpoint, evaluation, predictors
 from irt_jax.data import resolve
-from irt_jax.training import loop as training  # noqa: E402
+from irt_jax import training  # noqa: E402
 from irt_jax.training import sizing  # noqa: E402
 from irt_jax.evaluation import evaluators, paired  # noqa: E402
 

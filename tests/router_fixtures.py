@@ -6,7 +6,7 @@ import os
 import pytest
 
 from configs import test as test_config
-from irt_jax.training import loop as training
+from irt_jax import training
 from irt_jax.routing.router import Router
 from tests.test_encoder import make_tiny_model
 from tests.conftest import synthetic_spec

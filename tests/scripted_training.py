@@ -20,7 +20,7 @@ import signal
 
 from irt_jax.training import batches
 from irt_jax import checkpoint as ckpt_lib
-from irt_jax.training import loop as training
+from irt_jax.training import step as step_lib
 
 
 class _Patcher:
@@ -37,7 +37,7 @@ def script_val_accuracy(monkeypatch, schedule) -> None:
   the schedule follows a resumed run exactly as an uninterrupted one.
   """
   current = {"epoch": None}
-  real_iterate, real_evaluate = batches.iterate, training.evaluate_split
+  real_iterate, real_evaluate = batches.iterate, step_lib.evaluate_split
 
   def iterate(*args, **kwargs):
     if "epoch" in kwargs:  # the training split; evaluation passes no epoch
@@ -51,7 +51,7 @@ def script_val_accuracy(monkeypatch, schedule) -> None:
     return out
 
   monkeypatch.setattr(batches, "iterate", iterate)
-  monkeypatch.setattr(training, "evaluate_split", evaluate_split)
+  monkeypatch.setattr(step_lib, "evaluate_split", evaluate_split)
 
 
 def kill_after_saves(monkeypatch, n: int, kill=None) -> None:

@@ -20,7 +20,7 @@ from irt_jax.evaluation import evaluators
 from irt_jax import metrics
 from irt_jax.routing import rules
 from irt_jax import predictors
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.conftest import REPO, SHARED_DATA, needs_shared_data
 
 REPORT_KEYS = {"correctness", "routing", "n_models", "n_queries", "dataset", "checkpoint_step"}

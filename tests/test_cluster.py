@@ -12,7 +12,7 @@ from configs import test as test_config
 from irt_jax import metrics, models, predictors
 from irt_jax.data.io import ResponseData, Split
 from irt_jax.models import cluster
-from irt_jax.training import loop as training
+from irt_jax import training
 
 
 def generated(seed=0, n=600, d=16, m=5, groups=4):  # n >= 500: the splits below

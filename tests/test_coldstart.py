@@ -14,7 +14,7 @@ from irt_jax.coldstart import add as add_model
 from irt_jax.coldstart import ability as coldstart
 from irt_jax.data import io as data_lib
 from irt_jax import predictors
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.conftest import REPO
 
 

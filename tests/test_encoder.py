@@ -351,7 +351,7 @@ def test_bucket_plan(tiny_encoders):
 
 
 def test_row_chunks_cover_the_batch_with_little_filler():
-  from irt_jax.encoder.sentence_encoder import row_chunks
+  from irt_jax.encoder.texts import row_chunks
   for batch_size in (1, 2, 48, 64):
     for n in range(1, 3 * batch_size + 2):
       chunks = row_chunks(n, batch_size)

@@ -11,7 +11,7 @@ from configs import ensemble as ensemble_config
 from irt_jax import evaluation, predictors
 from irt_jax.models import ensemble
 from irt_jax.routing.router import Router
-from irt_jax.training import loop as training
+from irt_jax import training
 from irt_jax.utils import ConfigError
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder

@@ -10,7 +10,7 @@ from irt_jax import predictors
 from irt_jax.coldstart import ability, add, feedback, members
 from irt_jax.data import resolve
 from irt_jax.numerics import sigmoid
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.test_kinds import tiny_config
 
 

@@ -11,7 +11,7 @@ import pytest
 from configs import knn as knn_config
 from configs import test as test_config
 from irt_jax import evaluation
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.conftest import REPO
 
 EVALS = ("correctness", "routing")

@@ -20,7 +20,7 @@ from irt_jax.coldstart import feedback
 from irt_jax.data import resolve
 from irt_jax.routing.router import Router
 from irt_jax.serving import app as serving
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.conftest import REPO
 from tests.fake_encoder import HashEncoder
 from tests.stub_upstream import Service

@@ -18,7 +18,7 @@ from irt_jax import evaluation
 from irt_jax import models
 from irt_jax import predictors
 from irt_jax.routing import rules
-from irt_jax.training import loop as training
+from irt_jax import training
 from irt_jax import metrics
 from irt_jax.models import knn, logreg, mf, routerdc
 from tests.conftest import REPO

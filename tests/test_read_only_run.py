@@ -16,7 +16,7 @@ from irt_jax.data import io as data_lib
 from irt_jax.data import resolve
 from irt_jax.data import synthetic
 from irt_jax.routing.router import Router
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.conftest import synthetic_spec
 from tests.test_encoder import make_tiny_model
 

@@ -23,7 +23,8 @@ from configs import test as test_config
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import evaluation
 from irt_jax import predictors
-from irt_jax.training import loop as training
+from irt_jax import training
+from irt_jax.training import resume
 from tests import scripted_training
 from tests.conftest import REPO
 
@@ -183,8 +184,8 @@ def test_resume_on_another_device_or_process_count_is_refused(one_epoch, monkeyp
   assert "resume with 4 device(s) in 1 process(es)" in message
   # A second process cannot be faked in one (Orbax asks the coordinator), so the
   # layout this job measures is edited instead.
-  real_layout = training.run_layout
-  monkeypatch.setattr(training, "run_layout",
+  real_layout = resume.run_layout
+  monkeypatch.setattr(resume, "run_layout",
                       lambda *a: {**real_layout(*a), "process_count": 2})
   assert expect + "4 device(s) in 2 process(es)" in _refusal(one_epoch)
 

@@ -13,7 +13,7 @@ import pytest
 from configs import test as test_config
 from irt_jax.routing import costs
 from irt_jax.routing import rules
-from irt_jax.training import loop as training
+from irt_jax import training
 from irt_jax.routing.router import Router, RouterError
 from tests.conftest import MINILM_DIR, REPO, needs_encoder
 from tests.fake_encoder import HashEncoder

@@ -8,7 +8,7 @@ import pytest
 from configs import test as test_config
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax.coldstart import add as add_model
-from irt_jax.training import loop as training
+from irt_jax import training
 
 KEYS = set(ckpt_lib.run_meta(step=0, seed=0, history=[], best=None, stopped=False))
 

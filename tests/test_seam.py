@@ -9,7 +9,7 @@ from irt_jax.training import batches
 from irt_jax.data import io as data_lib
 from irt_jax import models
 from irt_jax import predictors
-from irt_jax.training import loop as training
+from irt_jax import training
 from irt_jax.models import base
 
 

@@ -11,7 +11,7 @@ from configs import test as test_config
 from irt_jax.data import distill
 from irt_jax.encoder import EncoderError, load_encoder, static
 from irt_jax.routing.router import Router, RouterError
-from irt_jax.training import loop as training
+from irt_jax import training
 from tests.conftest import synthetic_spec
 from tests.test_encoder import _tiny_tokenizer, make_tiny_model
 

@@ -9,7 +9,7 @@ import pytest
 from irt_jax.data import io as data_lib
 from irt_jax.data import resolve
 from irt_jax import evaluation
-from irt_jax.training import loop as training
+from irt_jax import training
 from irt_jax.encoder import load_encoder
 from tests.test_encoder import make_tiny_model
 

@@ -19,7 +19,7 @@ from irt_jax.models import irtnet as model_lib
 from irt_jax.training import parallel
 from irt_jax import predictors
 from irt_jax.data import synthetic
-from irt_jax.training import loop as training
+from irt_jax import training
 
 
 @pytest.mark.slow

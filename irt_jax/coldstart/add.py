@@ -170,11 +170,12 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
 
 def _add_to_ensemble(run, data, name, responses, out, encoder_dir, folder) -> dict:
   """An ensemble run plus the new LLM: each member that can takes it (members.py)."""
-  from irt_jax.coldstart import members
+  from irt_jax.coldstart import feedback, members
   ids, labels, prompts = read_responses(responses)
   emb = answer_embeddings(run, data, ids, prompts, encoder_dir, responses)
   records = [{"query": q, "model": name, "correct": int(y)} for q, y in zip(ids, labels)]
-  predictor, _, notes = members.refit(run.predictor, emb, records, add_new=True)
+  predictor, _, notes = members.refit(run.predictor, emb, records, new=[name], prior_scale=1.0,
+                                      irt_refit=feedback.refit)
   path = save_run(run, out, name, None, len(ids), folder, predictor=predictor)
   logging.info("added %s to the ensemble from %d answers: %s (%s)", name, len(ids), out,
                "; ".join(notes))

@@ -316,8 +316,11 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
   notes = None
   if run.kind.takes_members:
     from irt_jax.coldstart import members
-    new, models, notes = members.refit(run.predictor, embs[:len(fit)], fit,
-                                       prior_scale=prior_scale, add_new=add_new)
+    if prior_scale <= 0:
+      raise FeedbackError(f"prior_scale must be > 0, got {prior_scale}")
+    new, models, notes = members.refit(
+        run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale, irt_refit=refit,
+        new=check_models(fit, run.model_names, add_new))
   else:
     new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
                         add_new=add_new)

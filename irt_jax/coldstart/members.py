@@ -86,13 +86,12 @@ def refit_logreg(params, embeddings, records, names, prior_scale: float, new: li
   return {"w": out[:-1].astype(np.float32), "b": out[-1].astype(np.float32)}, shifts
 
 
-def _member_update(member, embeddings, records, prior_scale, new):
+def _member_update(member, embeddings, records, prior_scale, new, irt_refit):
   """(new member params, what happened) for one member."""
-  from irt_jax.coldstart import feedback
   name = member.kind.name
   if member.kind.irt is not None:
-    updated, _ = feedback.refit(member, embeddings, records, prior_scale=prior_scale,
-                                add_new=bool(new))
+    updated, _ = irt_refit(member, embeddings, records, prior_scale=prior_scale,
+                           add_new=bool(new))
     return updated.params, f"{name}: abilities refitted by MAP"
   if name == "logreg":
     params, _ = refit_logreg(member.params, embeddings, records, member.model_names,
@@ -104,20 +103,18 @@ def _member_update(member, embeddings, records, prior_scale, new):
   return member.params, f"{name}: left as it is (it has no per-LLM parameters to refit)"
 
 
-def refit(predictor, embeddings, records, *, prior_scale: float = 1.0, add_new: bool = False):
+def refit(predictor, embeddings, records, *, new: list[str], prior_scale: float, irt_refit):
   """(the ensemble with every member that can learn updated, a summary per
-  judged LLM, one line per member saying what was done); otherwise the
-  contract of coldstart/feedback.refit for a single run."""
-  from irt_jax.coldstart import feedback
-  if prior_scale <= 0:
-    raise feedback.FeedbackError(f"prior_scale must be > 0, got {prior_scale}")
+  judged LLM, one line per member saying what was done). `new`: the judged
+  LLMs the run lacks (checked by the caller), appended in that order;
+  `irt_refit`: coldstart/feedback.refit, for the IrtNet-family members (passed
+  in: feedback.update calls this module)."""
   names = list(predictor.model_names)
-  new = feedback.check_models(records, names, add_new)
   params = {k: v for k, v in predictor.params.items()}
   params["members"], notes = {}, []
   for i, member in enumerate(members_of(predictor)):
     params["members"][f"m{i}"], note = _member_update(member, embeddings, records, prior_scale,
-                                                      new)
+                                                      new, irt_refit)
     notes.append(f"m{i} {note}")
   weight, bias = np.asarray(params["weight"]), np.asarray(params["bias"])
   params["weight"] = np.hstack([weight, np.repeat(weight.mean(1, keepdims=True), len(new),

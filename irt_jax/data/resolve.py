@@ -11,6 +11,9 @@ add_model): it writes nothing into that run's workdir, so a run on a read-only
 volume can be evaluated, extended and served, and reading a run leaves it as it
 was; it reads the copy training left there and writes none of its own.
 
+Every function takes the run's `DataSpec` (its `data` and `encoder` fields,
+typed, built once by `DataSpec.from_config`), or a config it is built from.
+
 Cache folder: set the environment variable IRT_JAX_CACHE_DIR to keep every
 parsed copy (training's and readers') in one folder of your choice instead;
 copies are named by their sources' content, so runs can share it.
@@ -18,6 +21,7 @@ copies are named by their sources' content, so runs can share it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import uuid
@@ -30,19 +34,47 @@ from irt_jax.data import cache as data_cache
 from irt_jax.data import synthetic
 
 
-def synthetic_spec(config) -> synthetic.SyntheticSpec:
-  return synthetic.SyntheticSpec(**dict(config.data.synthetic))
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """Where a run's data comes from and which encoder made (or makes) its query
+  embeddings: `config.data` and `config.encoder`."""
+  dir: str                   # '' = synthetic data generated in the workdir
+  benchmarks: str
+  embeddings_file: str
+  synthetic: tuple           # (field, value) pairs of config.data.synthetic
+  encoder_name: str
+  encoder_model_dir: str
+  encoder_batch_size: int
+  encoder_max_length: int    # 0 = the encoder's own
+
+  @classmethod
+  def from_config(cls, config) -> "DataSpec":
+    data, encoder = config.data, config.encoder
+    return cls(dir=data.dir, benchmarks=data.benchmarks, embeddings_file=data.embeddings_file,
+               synthetic=tuple(sorted(dict(data.synthetic).items())),
+               encoder_name=encoder.name, encoder_model_dir=encoder.model_dir,
+               encoder_batch_size=encoder.batch_size, encoder_max_length=encoder.max_length)
 
 
-def folder(config, workdir: str) -> str:
+def data_spec(source) -> DataSpec:
+  """`source` as a DataSpec (a config is read once into one)."""
+  return source if isinstance(source, DataSpec) else DataSpec.from_config(source)
+
+
+def synthetic_spec(source) -> synthetic.SyntheticSpec:
+  return synthetic.SyntheticSpec(**dict(data_spec(source).synthetic))
+
+
+def folder(source, workdir: str) -> str:
   """The folder the run reads (for the synthetic data, where it is generated)."""
-  return config.data.dir or os.path.join(workdir, "synthetic_data")
+  return data_spec(source).dir or os.path.join(workdir, "synthetic_data")
 
 
-def prepare_folder(config, workdir: str) -> str:
+def prepare_folder(source, workdir: str) -> str:
   """`folder`, generating the synthetic data there first if it is absent."""
-  out = folder(config, workdir)
-  if config.data.dir:
+  spec = data_spec(source)
+  out = folder(spec, workdir)
+  if spec.dir:
     return out
   if not os.path.exists(os.path.join(out, "test.csv")):
     # Written aside then renamed into place: processes of a multi-process job
@@ -50,7 +82,7 @@ def prepare_folder(config, workdir: str) -> str:
     # nobody reads a half-written folder.
     logging.info("Generating synthetic data in %s", out)
     tmp = f"{out}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    synthetic.write(tmp, synthetic_spec(config))
+    synthetic.write(tmp, synthetic_spec(spec))
     try:
       os.rename(tmp, out)
     except OSError:
@@ -60,33 +92,35 @@ def prepare_folder(config, workdir: str) -> str:
   return out
 
 
-def embeddings_path(config, workdir: str, folder: str) -> str:
+def embeddings_path(source, workdir: str, folder: str) -> str:
   """Where a text-only folder's embeddings go: beside the data if writable,
   else in the workdir."""
+  name = data_spec(source).embeddings_file
   if os.access(folder, os.W_OK):
-    return os.path.join(folder, config.data.embeddings_file)
-  return os.path.join(workdir, config.data.embeddings_file)
+    return os.path.join(folder, name)
+  return os.path.join(workdir, name)
 
 
-def encode_if_needed(config, workdir: str, folder: str) -> str | None:
+def encode_if_needed(source, workdir: str, folder: str) -> str | None:
   """Encodes a folder's prompts once (resumably) when it has no embeddings."""
-  if os.path.exists(os.path.join(folder, config.data.embeddings_file)):
+  spec = data_spec(source)
+  if os.path.exists(os.path.join(folder, spec.embeddings_file)):
     return None
-  if not config.encoder.model_dir:
+  if not spec.encoder_model_dir:
     return None  # load_dataset explains what is missing
-  out = embeddings_path(config, workdir, folder)
+  out = embeddings_path(spec, workdir, folder)
   if not os.path.exists(out):
     if jax.process_count() > 1:
       raise data_lib.DataError(
-          f"{folder}: no {config.data.embeddings_file}; encode it once before a multi-process "
+          f"{folder}: no {spec.embeddings_file}; encode it once before a multi-process "
           f"job: python -m irt_jax.data.encode --data_dir={folder} "
-          f"--model_dir={config.encoder.model_dir} --output={out}")
+          f"--model_dir={spec.encoder_model_dir} --output={out}")
     from irt_jax.data import encode  # heavy: only when text must be encoded
     logging.info("Encoding the prompts of %s with %s into %s", folder,
-                 config.encoder.model_dir, out)
-    encode.encode_question_order(folder, config.encoder.model_dir, output=out,
-                                 batch_size=config.encoder.batch_size,
-                                 max_length=config.encoder.max_length or None)
+                 spec.encoder_model_dir, out)
+    encode.encode_question_order(folder, spec.encoder_model_dir, output=out,
+                                 batch_size=spec.encoder_batch_size,
+                                 max_length=spec.encoder_max_length or None)
   return out
 
 
@@ -98,20 +132,21 @@ def _cache_dir(default: str | None) -> str | None:
   return os.environ.get(CACHE_DIR_ENV) or default
 
 
-def prepare_and_load(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
+def prepare_and_load(source, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
   """The data of the run being written in `workdir`. First prepares what is
   missing, once: generates the synthetic data, encodes a text-only folder's
   prompts, keeps a parsed copy in `workdir/data_cache` (a run's resume reads the
   same folder again; never written beside shared or read-only data)."""
-  path = prepare_folder(config, workdir)
-  cache = encode_if_needed(config, workdir, path)
+  spec = data_spec(source)
+  path = prepare_folder(spec, workdir)
+  cache = encode_if_needed(spec, workdir, path)
   return data_cache.load_and_cache(path, _cache_dir(os.path.join(workdir, "data_cache")),
-                                   benchmarks=config.data.benchmarks,
-                                   embeddings_file=config.data.embeddings_file,
+                                   benchmarks=spec.benchmarks,
+                                   embeddings_file=spec.embeddings_file,
                                    embeddings_cache=cache, require=require)
 
 
-def load_for_run(config, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
+def load_for_run(source, workdir: str, require=("train", "val")) -> data_lib.ResponseData:
   """The data of the trained run in `workdir`, read without writing there.
 
   What training prepared must exist (its synthetic data, a text-only folder's
@@ -120,21 +155,22 @@ def load_for_run(config, workdir: str, require=("train", "val")) -> data_lib.Res
   left one for the same request; a new copy goes to $IRT_JAX_CACHE_DIR if the
   user set it, else nowhere.
   """
-  path = folder(config, workdir)
+  spec = data_spec(source)
+  path = folder(spec, workdir)
   if not os.path.isdir(path):
     raise data_lib.DataError(f"{path}: the data of the run in {workdir} is not there "
-                             f"(config.data.dir={config.data.dir!r})")
+                             f"(config.data.dir={spec.dir!r})")
   encoded = None
-  if not os.path.exists(os.path.join(path, config.data.embeddings_file)):
-    candidate = os.path.join(workdir, config.data.embeddings_file)
+  if not os.path.exists(os.path.join(path, spec.embeddings_file)):
+    candidate = os.path.join(workdir, spec.embeddings_file)
     encoded = candidate if os.path.exists(candidate) else None  # else load_dataset explains
-  return data_cache.load_and_cache(path, _cache_dir(None), benchmarks=config.data.benchmarks,
-                                   embeddings_file=config.data.embeddings_file,
+  return data_cache.load_and_cache(path, _cache_dir(None), benchmarks=spec.benchmarks,
+                                   embeddings_file=spec.embeddings_file,
                                    embeddings_cache=encoded, require=require,
                                    read_from=[os.path.join(workdir, "data_cache")])
 
 
-def encoder_record(config, workdir: str) -> dict:
+def encoder_record(source, workdir: str) -> dict:
   """Which encoder made the run's query embeddings, for routing new text.
 
   With `encoder.model_dir` set, the folder and a fingerprint of its weights: it
@@ -144,15 +180,16 @@ def encoder_record(config, workdir: str) -> dict:
   Without it, the encoder's name only (a Router must then be given a folder
   holding that encoder).
   """
-  path = folder(config, workdir)
-  if config.encoder.model_dir:
-    model_dir = os.path.abspath(config.encoder.model_dir)
+  spec = data_spec(source)
+  path = folder(spec, workdir)
+  if spec.encoder_model_dir:
+    model_dir = os.path.abspath(spec.encoder_model_dir)
     return {"name": os.path.basename(os.path.normpath(model_dir)), "model_dir": model_dir,
             "fingerprint": weights_fingerprint(model_dir),
-            "max_length": int(config.encoder.max_length) or None}
-  return {"name": config.encoder.name, "model_dir": None, "fingerprint": None,
-          "max_length": int(config.encoder.max_length) or None,
-          "embeddings": os.path.join(os.path.abspath(path), config.data.embeddings_file)}
+            "max_length": int(spec.encoder_max_length) or None}
+  return {"name": spec.encoder_name, "model_dir": None, "fingerprint": None,
+          "max_length": int(spec.encoder_max_length) or None,
+          "embeddings": os.path.join(os.path.abspath(path), spec.embeddings_file)}
 
 
 def weights_fingerprint(model_dir: str) -> str:

@@ -7,15 +7,15 @@ files, ``modules.json`` (Transformer -> Pooling [-> Normalize]),
 encoder folder without ``modules.json`` is read as mean pooling without normalisation.
 
 transformers is used only for ``AutoTokenizer`` and ``AutoConfig``; the network runs in
-JAX (``irt_jax.encoder.networks``) on weights read with safetensors' numpy loader.
+JAX (``irt_jax.encoder.networks``) on weights read with safetensors' numpy loader. The
+folder is read by ``irt_jax.encoder.folders``; texts are checked and cut into row
+chunks by ``irt_jax.encoder.texts``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -25,15 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from irt_jax.encoder import networks, static
+from irt_jax.encoder import folders, networks, static
+from irt_jax.encoder.folders import EncoderError
+from irt_jax.encoder.texts import checked_texts, row_chunks
 from irt_jax.encoder.weights import WeightError, build_params, load_safetensors
 from irt_jax.utils import update_hash
-
-log = logging.getLogger(__name__)
-
-
-class EncoderError(ValueError):
-  """A model folder cannot be used (missing weights / tokenizer / config, unsupported parts)."""
 
 
 # Token lengths the batches are padded to (capped at, and completed by, max_length):
@@ -41,162 +37,6 @@ class EncoderError(ValueError):
 # 128, 32 up to 256 and 64 beyond keep padding to ~20% of the tokens on real queries
 # with about a dozen compiled shapes.
 DEFAULT_BUCKETS = (16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512)
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "vocab.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-)
-
-SUPPORTED_MODEL_TYPES = {"bert": "bert", "mpnet": "mpnet"}
-
-_ST_TRANSFORMER = "Transformer"
-_ST_POOLING = "Pooling"
-_ST_NORMALIZE = "Normalize"
-
-
-def _read_json(path: Path) -> dict:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
-
-
-def _module_kind(type_name: str) -> str:
-  """'sentence_transformers.models.Pooling' -> 'Pooling'."""
-  return type_name.rsplit(".", 1)[-1]
-
-
-def _pooling_modes(pool_cfg: dict) -> tuple[str, ...]:
-  """Pooling modes in the order sentence-transformers concatenates them."""
-  if isinstance(pool_cfg.get("pooling_mode"), str):  # compact form
-    mode = pool_cfg["pooling_mode"]
-    mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode, mode)
-    return (mode,)
-  flags = [
-      ("cls", "pooling_mode_cls_token"),
-      ("max", "pooling_mode_max_tokens"),
-      ("mean", "pooling_mode_mean_tokens"),
-      ("mean_sqrt_len", "pooling_mode_mean_sqrt_len_tokens"),
-      ("weightedmean", "pooling_mode_weightedmean_tokens"),
-      ("lasttoken", "pooling_mode_lasttoken"),
-  ]
-  return tuple(mode for mode, key in flags if pool_cfg.get(key, False))
-
-
-def _read_modules(model_dir: Path) -> list[dict] | None:
-  """modules.json's entries in order (None when the folder has none)."""
-  modules_file = model_dir / "modules.json"
-  if not modules_file.is_file():
-    return None
-  modules = sorted(_read_json(modules_file), key=lambda m: m.get("idx", 0))
-  kinds = [_module_kind(m.get("type", "")) for m in modules]
-  if not kinds or kinds[0] != _ST_TRANSFORMER:
-    raise EncoderError(
-        f"{model_dir}: modules.json must start with a Transformer module, got {kinds}")
-  return modules
-
-
-def _transformer_dir(model_dir: Path, modules: list[dict] | None) -> Path:
-  return model_dir / modules[0].get("path", "") if modules else model_dir
-
-
-def _resolve_pipeline(model_dir: Path, modules: list[dict] | None) -> tuple[tuple[str, ...], bool]:
-  """The pooling modes and whether to normalise, from modules.json."""
-  if modules is None:
-    log.warning("%s has no modules.json: using mean pooling, no normalisation", model_dir)
-    return ("mean",), False
-  kinds = [_module_kind(m.get("type", "")) for m in modules]
-  unsupported = [k for k in kinds[1:] if k not in (_ST_POOLING, _ST_NORMALIZE)]
-  if unsupported:
-    raise EncoderError(
-        f"{model_dir}: unsupported sentence-transformers modules {unsupported} in modules.json")
-  pooling: tuple[str, ...] = ("mean",)
-  normalize = False
-  for module, kind in zip(modules[1:], kinds[1:]):
-    if kind == _ST_POOLING:
-      cfg_file = model_dir / module.get("path", "") / "config.json"
-      if not cfg_file.is_file():
-        raise EncoderError(f"{model_dir}: Pooling module declared but {cfg_file} is missing")
-      pooling = _pooling_modes(_read_json(cfg_file))
-      if not pooling:
-        raise EncoderError(f"{cfg_file}: no pooling mode enabled")
-    elif kind == _ST_NORMALIZE:
-      normalize = True
-  return pooling, normalize
-
-
-def _check_files(model_dir: Path, transformer_dir: Path) -> list[Path]:
-  """Fails with a clear EncoderError when weights, tokenizer or config are missing."""
-  if not model_dir.is_dir():
-    raise EncoderError(f"model folder {model_dir} does not exist")
-  missing = []
-  weight_files = sorted(transformer_dir.glob("*.safetensors"))
-  if not weight_files:
-    missing.append("model weights (*.safetensors; .bin / PyTorch checkpoints are not read)")
-  if not any((transformer_dir / f).is_file() for f in TOKENIZER_FILES):
-    missing.append("a tokenizer (one of " + ", ".join(TOKENIZER_FILES) + ")")
-  if not (transformer_dir / "config.json").is_file():
-    missing.append("config.json")
-  if missing:
-    raise EncoderError(f"model folder {model_dir} lacks " + " and ".join(missing))
-  return weight_files
-
-
-def _net_config(hf_cfg, model_dir: Path) -> networks.NetConfig:
-  model_type = getattr(hf_cfg, "model_type", None)
-  if model_type not in SUPPORTED_MODEL_TYPES:
-    raise EncoderError(
-        f"{model_dir}: model_type {model_type!r} is not supported (supported: {sorted(SUPPORTED_MODEL_TYPES)})"
-    )
-  act = getattr(hf_cfg, "hidden_act", "gelu")
-  if act not in networks.ACTIVATIONS:
-    raise EncoderError(f"{model_dir}: unsupported hidden_act {act!r}")
-  if getattr(hf_cfg, "position_embedding_type", "absolute") not in (None, "absolute"):
-    raise EncoderError(f"{model_dir}: only absolute position embeddings are supported for BERT")
-  pad = hf_cfg.pad_token_id if hf_cfg.pad_token_id is not None else (
-      1 if model_type == "mpnet" else 0)
-  return networks.NetConfig(
-      arch=SUPPORTED_MODEL_TYPES[model_type],
-      hidden_size=int(hf_cfg.hidden_size),
-      num_heads=int(hf_cfg.num_attention_heads),
-      num_layers=int(hf_cfg.num_hidden_layers),
-      layer_norm_eps=float(hf_cfg.layer_norm_eps),
-      hidden_act=act,
-      pad_token_id=int(pad),
-      relative_buckets=int(getattr(hf_cfg, "relative_attention_num_buckets", 32) or 32),
-  )
-
-
-def _position_limit(cfg: networks.NetConfig, max_positions: int) -> int:
-  """Longest sequence the position table covers (MPNet skips the first pad_id + 1 rows)."""
-  if cfg.arch == "mpnet":
-    return max_positions - cfg.pad_token_id - 1
-  return max_positions
-
-
-def _next_pow2(n: int) -> int:
-  return 1 << max(0, (n - 1).bit_length())
-
-
-def row_chunks(n: int, batch_size: int) -> list[tuple[int, int]]:
-  """Splits a batch of ``n`` texts into (texts, padded rows) chunks whose rows are powers
-  of two (or batch_size), wasting at most a fifth of a chunk on filler rows: 9 texts run
-  as 8 + 1 rather than padded to 16 (7 rows of the longest length computed for nothing:
-  on llmrouter prompts filler rows were 28% of MPNet's tokens). The shapes stay the few
-  that padding to a power of two compiles."""
-  chunks = []
-  while n > 0:
-    rows = min(batch_size, _next_pow2(n))
-    if n >= rows or rows - n <= n // 4:
-      take = min(n, rows)
-    else:
-      take = rows = _next_pow2(n) // 2  # the largest power of two below n
-    chunks.append((take, rows))
-    n -= take
-  return chunks
-
 
 def _fast_backend(tokenizer, max_length: int):
   """The Rust ``tokenizers.Tokenizer`` behind a fast Hugging Face tokenizer, set to
@@ -377,7 +217,7 @@ class SentenceEncoder:
              batch_size: int = 64,
              progress: bool = False) -> np.ndarray:
     """Embeds ``texts``; returns float32 [len(texts), dim] in the order given."""
-    texts = _checked_texts(texts, batch_size)
+    texts = checked_texts(texts, batch_size)
     out = np.zeros((len(texts), self.dim), np.float32)
     if not texts:
       return out
@@ -420,50 +260,6 @@ class SentenceEncoder:
       collect(pending)
 
 
-def _checked_texts(texts: Sequence[str], batch_size: int) -> list[str]:
-  """``texts`` as a list, refusing a bare string, non-strings and a batch size below 1."""
-  if isinstance(texts, str):
-    raise TypeError("encode() takes a sequence of strings, not a single string")
-  texts = list(texts)
-  if not all(isinstance(t, str) for t in texts):
-    raise TypeError("encode() takes strings only")
-  if batch_size < 1:
-    raise ValueError("batch_size must be >= 1")
-  return texts
-
-
-def _load_hf(transformer_dir: Path, model_dir: Path):
-  """(Hugging Face config, tokenizer) of the folder, each failure as an EncoderError."""
-  from transformers import AutoConfig, AutoTokenizer
-
-  try:
-    hf_cfg = AutoConfig.from_pretrained(str(transformer_dir), local_files_only=True)
-  except Exception as e:
-    raise EncoderError(f"{model_dir}: cannot read config.json: {e}") from e
-  try:
-    tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), local_files_only=True)
-  except Exception as e:
-    raise EncoderError(f"{model_dir}: cannot load the tokenizer: {e}") from e
-  return hf_cfg, tokenizer
-
-
-def _max_length(requested: int | None, st_cfg: dict, limit: int, tokenizer,
-                model_dir: Path) -> int:
-  """The token limit: the request, else sentence_bert_config's max_seq_length, else the
-  tokenizer's; at least 2 and capped (with a warning) at the position table's ``limit``."""
-  if requested is None:
-    requested = st_cfg.get("max_seq_length") or min(
-        limit, int(getattr(tokenizer, "model_max_length", limit)))
-  max_length = int(requested)
-  if max_length < 2:
-    raise EncoderError(f"max_length must be at least 2, got {max_length}")
-  if max_length > limit:
-    log.warning("max_length %d exceeds the %d positions of %s; using %d", max_length, limit,
-                model_dir, limit)
-    max_length = limit
-  return max_length
-
-
 def load_encoder(
     model_dir: str | Path,
     max_length: int | None = None,
@@ -489,16 +285,16 @@ def load_encoder(
       raise EncoderError(f"{model_dir} is a static encoder (a lookup, no matmuls): "
                          f"precision {precision!r} does not apply to it")
     return static.load(model_dir, max_length, EncoderError)
-  modules = _read_modules(model_dir)
-  transformer_dir = _transformer_dir(model_dir, modules)
-  weight_files = _check_files(model_dir, transformer_dir)
-  pooling, normalize = _resolve_pipeline(model_dir, modules)
-  hf_cfg, tokenizer = _load_hf(transformer_dir, model_dir)
-  net_cfg = _net_config(hf_cfg, model_dir)
+  modules = folders.read_modules(model_dir)
+  transformer_dir = folders.transformer_dir_of(model_dir, modules)
+  weight_files = folders.check_files(model_dir, transformer_dir)
+  pooling, normalize = folders.resolve_pipeline(model_dir, modules)
+  hf_cfg, tokenizer = folders.load_hf(transformer_dir, model_dir)
+  net_cfg = folders.net_config(hf_cfg, model_dir)
   st_cfg_file = transformer_dir / "sentence_bert_config.json"
-  st_cfg = _read_json(st_cfg_file) if st_cfg_file.is_file() else {}
-  limit = _position_limit(net_cfg, int(hf_cfg.max_position_embeddings))
-  max_length = _max_length(max_length, st_cfg, limit, tokenizer, model_dir)
+  st_cfg = folders.read_json(st_cfg_file) if st_cfg_file.is_file() else {}
+  limit = folders.position_limit(net_cfg, int(hf_cfg.max_position_embeddings))
+  max_length = folders.max_length_for(max_length, st_cfg, limit, tokenizer, model_dir)
   try:
     params = build_params(net_cfg.arch, load_safetensors(weight_files), net_cfg.num_layers)
   except WeightError as e:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from irt_jax.encoder import texts as texts_lib
+
 CONFIG_FILE = "static_encoder.json"
 VECTORS_FILE = "vectors.safetensors"
 FORMAT = "irt_jax.static_encoder"
@@ -182,8 +184,7 @@ class StaticEncoder:
              progress: bool = False) -> np.ndarray:
     """Embeds ``texts``; float32 [len(texts), dim] in the order given (``batch_size`` is
     the texts tokenised at a time)."""
-    from irt_jax.encoder.sentence_encoder import _checked_texts
-    texts = _checked_texts(texts, batch_size)
+    texts = texts_lib.checked_texts(texts, batch_size)
     start = time.perf_counter()
     out = np.zeros((len(texts), self.dim), np.float32)
     step = max(batch_size, 1024)

@@ -34,6 +34,13 @@ DATA_FIELDS = ("n_models", "input_dim")  # filled in from the data, not the conf
 
 def spec_from_config(spec_cls, model_config, n_models: int, input_dim: int):
   """Builds `spec_cls` from config.model (minus `name`) and the data's shape."""
+  return spec_cls(n_models=n_models, input_dim=input_dim,
+                  **model_fields(spec_cls, model_config))
+
+
+def model_fields(spec_cls, model_config) -> dict:
+  """config.model's fields for `spec_cls` (all but the data's shape), checked:
+  an unknown or missing field is a ConfigError naming it."""
   given = {k: v for k, v in dict(model_config).items() if k != "name"}
   fields = [f.name for f in dataclasses.fields(spec_cls) if f.name not in DATA_FIELDS]
   name = dict(model_config).get("name", "?")
@@ -49,8 +56,7 @@ def spec_from_config(spec_cls, model_config, n_models: int, input_dim: int):
     raise ConfigError(f"model kind {name!r} needs config.model.{missing[0]} (fields: "
                       f"{', '.join(fields)}); start from configs/{name}.py")
   # Lists (a grid read back from a checkpoint's JSON) become tuples: specs are hashed.
-  given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-  return spec_cls(n_models=n_models, input_dim=input_dim, **given)
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +96,8 @@ class Kind:
   init(rng, spec) -> params                      (gradient kinds)
   loss_sum(params, batch, spec, rng) -> (sum over observed cells, logits)
       (gradient kinds; default: masked BCE of `logits`)
-  fit(spec, data, config, rng) -> params          (fitted kinds; may read val)
+  fit(spec, data, run, rng) -> params             (fitted kinds; may read val; `run`:
+      the training layer's resolved spec of the whole run, training.specs.RunSpec)
       with `takes_members`, also members=[params of the runs config.model.members
       names], loaded and checked by the training layer (training/members.py)
   prepare(params, spec) -> prepared; prepared_logits(prepared, embeddings, spec) -> [B, M]

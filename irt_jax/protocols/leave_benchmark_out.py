@@ -80,7 +80,7 @@ def train_held_out(config, workdir: str, data: data_lib.ResponseData, b: int,
   """Trains (or resumes, or reuses) the model without benchmark b; its predictions for b."""
   from irt_jax import checkpoint as ckpt_lib
   from irt_jax import predictors
-  from irt_jax.training import loop as training
+  from irt_jax import training
   name = data.benchmark_names[b]
   subdir = os.path.join(workdir, "heldout", _safe(name))
   path = os.path.join(subdir, PREDICTIONS_FILE)

@@ -33,7 +33,7 @@ from irt_jax.data import resolve
 from irt_jax.data import splits as data_splits
 from irt_jax.evaluation import evaluators
 from irt_jax.routing import rules
-from irt_jax.training import loop as training
+from irt_jax import training
 
 # Adaptive strategies: name -> (coldstart.propose criterion, stratify by benchmark).
 STRATEGIES = {"adaptive_d": ("d", False), "adaptive_trace": ("trace", False),

@@ -12,9 +12,6 @@ on columns that mean other models.
 from __future__ import annotations
 
 import json
-import os
-
-import ml_collections
 
 from irt_jax import checkpoint as ckpt_lib
 from irt_jax import predictors
@@ -46,37 +43,15 @@ def _check_member(workdir: str, run: predictors.Run, data: data_lib.ResponseData
       raise ConfigError(f"{where} was trained on other data (differs in: {', '.join(changed)})")
 
 
-def train_nested(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
-  """A recipe that is an ensemble in one config: `config.members` (name ->
-  a member's full config, e.g. configs/recommended.py) is trained member by
-  member into WORKDIR/members/NAME with this run's data, encoder and seed (each
-  resumes like any run), and `config.model.members` is set to those workdirs.
-  A config without `members`, or with `model.members` given, is returned as is."""
-  nested = config.get("members")
-  if not nested or config.model.members:
-    return config
-  from irt_jax.training import loop  # the loop imports this module's caller
-  dirs = []
-  for name in nested:
-    member = ml_collections.ConfigDict(nested[name].to_dict())
-    member.data, member.encoder = config.data, config.encoder
-    member.seed = config.seed
-    dirs.append(os.path.join(workdir, "members", name))
-    loop.run(member, dirs[-1])  # trains or fits, by the member's kind
-  out = ml_collections.ConfigDict(config.to_dict())
-  out.model.members = ",".join(dirs)
-  return out
-
-
-def load(config: ml_collections.ConfigDict, data: data_lib.ResponseData,
-         encoder: dict) -> tuple[ml_collections.ConfigDict, list]:
-  """(the config with `model.member_models` filled in, each member's params).
+def load(model: dict, data: data_lib.ResponseData, encoder: dict) -> tuple[tuple, list]:
+  """(`model.member_models` for the ensemble's config.model `model`: each
+  member's config.model as JSON, each member's params).
 
   Members are read at their best checkpoint (by val accuracy, as eval.py reads
   a run); a missing or unreadable one is a ConfigError naming it.
   """
   spec_members = ensemble.member_workdirs(
-      ensemble.Spec(0, 0, config.model.members, config.model.combine, ()))
+      ensemble.Spec(0, 0, model["members"], model["combine"], ()))
   if not spec_members:
     raise ConfigError("config.model.members is empty: list the workdirs of the runs to "
                       "combine (e.g. --config.model.members=runs/irtnet,runs/logreg)")
@@ -89,6 +64,4 @@ def load(config: ml_collections.ConfigDict, data: data_lib.ResponseData,
     _check_member(workdir, run, data, encoder)
     models.append(json.dumps(run.config.model.to_dict(), sort_keys=True))
     params.append(run.predictor.params)
-  out = ml_collections.ConfigDict(config.to_dict())
-  out.model.member_models = tuple(models)
-  return out, params
+  return tuple(models), params

@@ -13,9 +13,10 @@ root of the batch's cells relative to `auto.reference_cells` (the cells the
 config's `optim.lr` was tuned at), within [1/4, 4] times, the usual rule for
 Adam when the batch grows.
 
-This is the one place those rules live: `resolve` runs once at the start of
-training, before the config is saved, so the checkpoint records the batch
-size and learning rate actually used (and a resumed run resolves to the same).
+This is the one place those rules live (`size`): training applies them once
+the data is loaded (`specs.RunSpec.sized`), before the config is saved, so the
+checkpoint records the batch size and learning rate actually used (and a
+resumed run resolves to the same); `resolve` applies them to a config.
 """
 
 from __future__ import annotations
@@ -41,25 +42,40 @@ def resolve(config: ml_collections.ConfigDict, n_models: int,
   auto = config.get("auto")
   if auto is None or not auto.steps_per_epoch:
     return config
-  check(auto)
-  if config.train.batching != "blocks":
-    raise ConfigError("config.auto sizes query blocks: set config.train.batching='blocks' "
-                      f"(it is {config.train.batching!r}) or config.auto.steps_per_epoch=0")
-  rows = math.ceil(n_train_queries / auto.steps_per_epoch)
-  rows = min(max(rows, auto.min_rows), auto.max_rows)
-  cells = rows * max(n_models, 1)
   out = copy.deepcopy(config)
+  cells, lr, note = size(auto, config.train.batching, config.optim.lr, n_models,
+                         n_train_queries)
   out.train.batch_cells = cells
-  if auto.lr_scaling == "sqrt":
-    factor = min(max(math.sqrt(cells / auto.reference_cells), 1 / LR_CLIP), LR_CLIP)
-    out.optim.lr = float(config.optim.lr * factor)
+  out.optim.lr = lr
   out.auto.steps_per_epoch = 0  # resolved: the saved config trains as written
-  out.auto.resolved_from = f"{n_models} LLMs x {n_train_queries} train queries"
+  out.auto.resolved_from = note
   return out
 
 
-def check(auto: ml_collections.ConfigDict) -> None:
-  """One error naming the field for a setting `resolve` cannot use."""
+def size(auto, batching: str, lr: float, n_models: int,
+         n_train_queries: int) -> tuple[int, float, str]:
+  """(cells per batch, learning rate, a note of what they came from) for an
+  `auto` block that is on (`auto.steps_per_epoch` > 0); `auto` is checked."""
+  check(auto)
+  check_batching(auto, batching)
+  rows = math.ceil(n_train_queries / auto.steps_per_epoch)
+  rows = min(max(rows, auto.min_rows), auto.max_rows)
+  cells = rows * max(n_models, 1)
+  if auto.lr_scaling == "sqrt":
+    factor = min(max(math.sqrt(cells / auto.reference_cells), 1 / LR_CLIP), LR_CLIP)
+    lr = float(lr * factor)
+  return cells, lr, f"{n_models} LLMs x {n_train_queries} train queries"
+
+
+def check_batching(auto, batching: str) -> None:
+  if auto.steps_per_epoch and batching != "blocks":
+    raise ConfigError("config.auto sizes query blocks: set config.train.batching='blocks' "
+                      f"(it is {batching!r}) or config.auto.steps_per_epoch=0")
+
+
+def check(auto) -> None:
+  """One error naming the field for a setting `resolve` cannot use (`auto`:
+  the config's block or the run's AutoSpec)."""
   if auto.steps_per_epoch < 0:
     raise ConfigError(f"config.auto.steps_per_epoch={auto.steps_per_epoch}: expected 0 "
                       "(off) or a positive number of steps")
