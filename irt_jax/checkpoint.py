@@ -26,10 +26,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from irt_jax.errors import UserError
+
 ITEMS = ("state", "meta", "config", "index")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint that is missing, unreadable or does not fit the run."""
 
 
@@ -44,7 +46,7 @@ def run_meta(*, step: int, seed: int | None, history: list, best: dict | None,
   fingerprint a resume must match); fitted runs and runs with added models leave
   the training-only ones None. `added_models`: the LLMs added after training
   (name, answers, source run and step), oldest first; `ability_updates`: the
-  abilities changed after training (from feedback: `python -m irt_jax.update`),
+  abilities changed after training (from feedback: `python -m irt_jax update`),
   oldest first. One builder, so readers
   (eval, the Router, add_model, a resume) find every key in every run.
   """

@@ -25,7 +25,7 @@ from irt_jax.models import base
 # so any stream of batch sizes compiles at most log2(CHUNK) + 1 programs and one
 # query runs a one-row program, not a padded chunk. On the 2-core CPU 256-row
 # chunks gave about 1.35x the queries/s of 2048-row ones at the paper's shape
-# (their [rows, experts, hidden] activations stay in cache; bench/run.py).
+# (their [rows, experts, hidden] activations stay in cache; experiments/bench/run.py).
 CHUNK = 256
 
 
@@ -78,6 +78,11 @@ class Predictor:
     if self.kind.prepare is not None:
       params = jax.jit(self.kind.prepare, static_argnums=1)(params, self.spec)
     return jax.block_until_ready(params)
+
+  @property
+  def prediction_params(self):
+    """The params `logits` reads: on the device, in the kind's prediction form."""
+    return self._prepared
 
   def proba(self, embeddings: np.ndarray) -> np.ndarray:
     """P(correct) [N, M]; for ranking use `logits`."""

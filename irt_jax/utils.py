@@ -14,10 +14,12 @@ import os
 import sys
 from pathlib import Path
 
+from irt_jax.errors import UserError
+
 BLOCK_BYTES = 1 << 22  # 4 MiB
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config that names an unknown kind, layout or field: train.py and the scripts
   turn it into one line."""
 
@@ -94,11 +96,23 @@ def apply_overrides(config, items) -> None:
 def config_file(name: str) -> str:
   """configs/<name>.py beside the irt_jax package, found from this file.
 
-  A tool's default config must not depend on the working directory: `python -m
-  irt_jax.benchmark_prediction` runs from anywhere once installed. configs/ sits next
+  A tool's default config must not depend on the working directory: `irt-jax
+  predict-benchmark` runs from anywhere once installed. configs/ sits next
   to irt_jax/ in a checkout, an editable install and a wheel (which ships it).
   """
   return str(Path(__file__).resolve().parent.parent / "configs" / f"{name}.py")
+
+
+def load_config(name: str):
+  """get_config() of configs/<name>.py beside the package; a missing file is a ConfigError."""
+  import importlib.util
+  path = config_file(name)
+  if not os.path.isfile(path):
+    raise ConfigError(f"no configs/{name}.py")
+  spec = importlib.util.spec_from_file_location(f"configs.{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def config_from_flag(flags_values, program: str, name: str = "config"):
@@ -147,7 +161,7 @@ def retain_freed_memory(one_arena: bool = True) -> bool:
   execution. glibc serves any allocation over 32 MB with its own mmap and
   unmaps it on free, so each step page-faults its temporaries in again (and
   the kernel zeroes them): 82 -> 54 ms per training step at the paper's
-  shape (`bench/step_variants.py`, variant `pmap_system_malloc`). With mmap off
+  shape (`experiments/bench/step_variants.py`, variant `pmap_system_malloc`). With mmap off
   for allocations and no trimming of the heap's top, freed buffers are reused
   as they are.
 

@@ -50,7 +50,7 @@ def needs_encoder(model_dir: str, file: str = "model.safetensors") -> pytest.Mar
   path = os.path.join(model_dir, file)
   return pytest.mark.skipif(
       not os.path.isfile(path),
-      reason=f"needs encoder weights: {path} is missing (python -m irt_jax.encoder.fetch --out=.models)")
+      reason=f"needs encoder weights: {path} is missing (python -m irt_jax fetch-encoder --out=.models)")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ neither reliably. `script_val_accuracy` makes epoch e's validation accuracy
 process right after its n-th checkpoint save is on disk.
 
 In-process tests call the two functions with pytest's monkeypatch; a subprocess
-runs the real train.py under them:
+runs the real training entry point (irt_jax/cli/train.py) under them:
 
   IRT_TEST_VAL_ACCURACY=0.5,0.9,0.6 IRT_TEST_KILL_AFTER_SAVES=4 \
       python -m tests.scripted_training --config=configs/test.py --workdir=...
@@ -71,12 +71,11 @@ def kill_after_saves(monkeypatch, n: int, kill=None) -> None:
 
 
 if __name__ == "__main__":
-  import sys
-
   from absl import app
 
-  sys.path.insert(0, os.getcwd())  # train.py lives in the repository root
-  import train  # noqa: E402  (defines the flags)
+  from irt_jax.cli import train
+
+  train.define_flags()
 
   patcher = _Patcher()
   if os.environ.get("IRT_TEST_VAL_ACCURACY"):

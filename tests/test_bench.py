@@ -1,14 +1,8 @@
 """The benchmark suite's arithmetic: roofline time, its bound, and the flat summary."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "run.py"
-_spec = importlib.util.spec_from_file_location("bench_run", _PATH)
-bench_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_run)
+from experiments.bench import run as bench_run
 
 PEAKS = {"peak_matmul_gflops": 10.0, "peak_memory_gbps": 5.0}
 

@@ -9,10 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from irt_jax.evaluation import benchmark_grid as grid
-from irt_jax.evaluation import benchmark_scores as scores
-from irt_jax.evaluation import query_choice
-from irt_jax.evaluation import report
+from irt_jax.benchmarks import grid
+from irt_jax.benchmarks import grid_estimators
+from irt_jax.benchmarks import grid_tables
+from irt_jax.benchmarks import held_out
+from irt_jax.benchmarks import query_choice
+from irt_jax.benchmarks import scores
 from tests.conftest import REPO
 
 LOOSE = grid.Priors(per_llm_sd=1e3, shared_sd=1e3, scale_sd=1e3)
@@ -36,7 +38,7 @@ ALL = np.ones((3, 2), bool)
 def test_item_side_fit_solves_the_two_llm_three_item_case():
   # logit = s * (+-1) + c: the MAP with flat priors matches each LLM's share,
   # s - (-s) symmetric: s = logit(2/3) = log 2 and c = 0.
-  s, c, delta = grid.fit_item_side(_bench(TERM, LABELS), LABELS.astype(float), ALL, LOOSE,
+  s, c, delta = held_out.fit_item_side(_bench(TERM, LABELS), LABELS.astype(float), ALL, LOOSE,
                                    per_llm=False)
   assert s == pytest.approx(np.log(2), abs=1e-4)
   assert c == pytest.approx(0.0, abs=1e-4)
@@ -48,7 +50,7 @@ def test_item_side_fit_with_per_llm_offsets_matches_the_one_dimensional_map():
   # solve their own 1-D MAP (c = 0 by symmetry), which fit_offset solves independently.
   priors = grid.Priors(per_llm_sd=1.0, shared_sd=1e3, scale_sd=1e-4)
   zero = np.zeros((3, 2))
-  s, c, delta = grid.fit_item_side(_bench(zero, LABELS), LABELS.astype(float), ALL, priors,
+  s, c, delta = held_out.fit_item_side(_bench(zero, LABELS), LABELS.astype(float), ALL, priors,
                                    per_llm=True)
   expected = scores.fit_offset(np.zeros(3), [1, 1, 0], prior_sd=1.0)
   assert s == pytest.approx(1.0, abs=1e-3) and c == pytest.approx(0.0, abs=1e-3)
@@ -61,14 +63,14 @@ def test_estimates_keep_the_observed_labels_and_predict_the_rest():
   bench = _bench(TERM, LABELS)
   labelled = np.array([[True, True], [False, False], [False, False]])
   weights = np.where(labelled, 1.0, 0.0)
-  est = grid.estimates(bench, labelled, weights, grid.Priors())
+  est = held_out.estimates(bench, labelled, weights, grid.Priors())
   assert est["naive"] == pytest.approx([1.0, 0.0])
   y = LABELS.astype(float)
-  s, c, delta = grid.fit_item_side(bench, y, labelled, grid.Priors(), per_llm=True)
+  s, c, delta = held_out.fit_item_side(bench, y, labelled, grid.Priors(), per_llm=True)
   p = 1 / (1 + np.exp(-(s * TERM + c + delta)))
   assert est["irt"] == pytest.approx((y[0] + p[1:].sum(0)) / 3)
   # No LLM labelled at all: NaN, not the model alone.
-  none = grid.estimates(bench, np.zeros((3, 2), bool), np.zeros((3, 2)), grid.Priors())
+  none = held_out.estimates(bench, np.zeros((3, 2), bool), np.zeros((3, 2)), grid.Priors())
   assert all(np.isnan(v).all() for v in none.values())
 
 
@@ -81,19 +83,19 @@ def test_gp_blend_weighs_labels_by_the_models_spread_beyond_sampling_noise():
   p = np.full((3, 2), 0.5)
   naive = np.array([1.0, 0.0])
   p_irt = np.array([0.6, 0.4])
-  assert grid.gp_blend(naive, p_irt, p, labelled, weights) == pytest.approx([0.8, 0.2])
+  assert held_out.gp_blend(naive, p_irt, p, labelled, weights) == pytest.approx([0.8, 0.2])
   # A model that matches the labels within sampling noise is trusted (lambda small).
-  near = grid.gp_blend(np.array([0.5, 0.5]), p_irt, p, labelled, weights)
-  lam = grid.GP_FLOOR / (grid.GP_FLOOR + 0.125)
+  near = held_out.gp_blend(np.array([0.5, 0.5]), p_irt, p, labelled, weights)
+  lam = held_out.GP_FLOOR / (held_out.GP_FLOOR + 0.125)
   assert near == pytest.approx(lam * 0.5 + (1 - lam) * p_irt)
 
 
 def test_weighted_mean_is_the_plain_mean_for_uniform_weights():
   y = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
   labelled = np.array([[True, True], [True, True], [True, False], [False, True]])
-  assert grid.weighted_mean(y, labelled, np.full((4, 2), 0.25)) == pytest.approx([2 / 3, 0.0])
+  assert held_out.weighted_mean(y, labelled, np.full((4, 2), 0.25)) == pytest.approx([2 / 3, 0.0])
   w = np.array([[0.5] * 2, [0.25] * 2, [0.25] * 2, [0.0] * 2])
-  assert grid.weighted_mean(y, labelled, w) == pytest.approx([0.75, 0.0])
+  assert held_out.weighted_mean(y, labelled, w) == pytest.approx([0.75, 0.0])
 
 
 # ----------------------------------------------------------------------------
@@ -245,16 +247,16 @@ def test_goals_table_names_the_best_row_and_its_paired_gap():
                      per_draw=[0.06, 0.07, 0.08]),
              _record("d", "shared", "stratified", "naive", 10, 0.09, 0.01,
                      per_draw=[0.08, 0.12, 0.07])]
-  line = report.benchmark_grid_goals(records).splitlines()[2]
+  line = grid_tables.benchmark_grid_goals(records).splitlines()[2]
   cells = [c.strip() for c in line.strip("|").split("|")]
   assert cells[:9] == ["d", "shared", "10", "10.00 ± 1.00", "stratified/irt", "7.00 ± 1.00",
                        "+3.00", "+2.00 ± 3.00", "no"]
   assert cells[9] == "stratified/irt: 7.00 vs 8.00 (+1.00)"
   assert cells[10] == "0.800 ± 0.100 / 0.600 ± 0.100"
   records[3]["mae"]["per_draw"] = [0.09, 0.10, 0.11]  # gaps 0.03 each: met
-  cells = report.benchmark_grid_goals(records).splitlines()[2].split("|")
+  cells = grid_tables.benchmark_grid_goals(records).splitlines()[2].split("|")
   assert cells[8].strip() == "+3.00 ± 0.00" and cells[9].strip() == "yes"
-  table = report.benchmark_grid_table(records, "d", "bias").splitlines()
+  table = grid_tables.benchmark_grid_table(records, "d", "bias").splitlines()
   assert table[2] == "| shared | random | naive | +1.00 ± 0.00 |"
 
 
@@ -287,7 +289,7 @@ def _heldout_records():
 
 def test_heldout_goals_choose_each_datasets_rows_on_the_other_datasets():
   rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-          for line in report.benchmark_grid_heldout_goals(_heldout_records()).splitlines()[2:]}
+          for line in grid_tables.benchmark_grid_heldout_goals(_heldout_records()).splitlines()[2:]}
   assert sorted(rows) == ["a", "b", "c"]
   assert rows["a"] == ["a", "shared", "10", "10.00 ± 1.00", "random/gp_irt", "7.00 ± 1.00",
                        "+3.00 ± 1.00", "yes", "stratified/gp_irt: 6.50 vs 7.00 (+0.50)", "yes",
@@ -300,7 +302,7 @@ def test_heldout_goals_choose_each_datasets_rows_on_the_other_datasets():
   # c: on a and b stratified gains 0 with irt, -0.25 with gp_irt; here gp_irt would gain.
   assert rows["c"][8:10] == ["stratified/irt: 8.00 vs 6.00 (-2.00)", "no"]
   # The optimistic table picks on the same figures.
-  optimistic = report.benchmark_grid_goals(_heldout_records()).splitlines()[2:]
+  optimistic = grid_tables.benchmark_grid_goals(_heldout_records()).splitlines()[2:]
   assert [line.split("|")[5].strip() for line in optimistic] == [
       "anchors_items/irt", "anchors_items/irt", "random/irt"]
 
@@ -309,9 +311,9 @@ def test_heldout_goals_hold_out_only_datasets_of_the_same_kind():
   one_kind = [{**r, "kind": "irtnet"} for r in _heldout_records()]
   other = [{**r, "kind": "knn", "dataset": "a (knn)"} for r in _heldout_records()
            if r["dataset"] == "a"]
-  table = report.benchmark_grid_heldout_goals(one_kind + other)
-  assert table == report.benchmark_grid_heldout_goals(one_kind)  # a lone knn run: no row
-  md = report.benchmark_grid_markdown(other, metrics=("mae",))
+  table = grid_tables.benchmark_grid_heldout_goals(one_kind + other)
+  assert table == grid_tables.benchmark_grid_heldout_goals(one_kind)  # a lone knn run: no row
+  md = grid_tables.benchmark_grid_markdown(other, metrics=("mae",))
   assert "Needs the records of two or more datasets (of one kind): none here." in md
   assert "optimistic" in md and "| a (knn) | shared | 10 |" in md
 
@@ -322,16 +324,16 @@ def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
   path.write_text("".join(json.dumps(_record("d", "shared", "random", e, k, 0.1, 0.01)) + "\n"
                           for e in ("naive", "irt") for k in (10, 25)))
   png = tmp_path / "mae.png"
-  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", f"--from_records={path}",
+  cmd = [sys.executable, "-m", "irt_jax", "predict-benchmark", f"--from_records={path}",
          f"--plot={png}"]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "#### d: MAE (points)" in proc.stdout and "| shared | random | irt |" in proc.stdout
   assert os.path.getsize(png) > 5000
   path.write_text('{"dataset": "d"}\n')
-  bad = subprocess.run(cmd[:4], cwd=REPO, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(cmd[:5], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "line 1: not a run record" in bad.stderr
-  bad = subprocess.run([sys.executable, "-m", "irt_jax.benchmark_prediction",
+  bad = subprocess.run([sys.executable, "-m", "irt_jax", "predict-benchmark",
                         "--workdir=" + str(tmp_path / "w"), "--selections=clever"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "unknown query choice(s) ['clever']" in bad.stderr.splitlines()[-1]
@@ -341,7 +343,7 @@ def test_entry_point_prints_tables_from_records_and_refuses_bad_flags(tmp_path):
 @pytest.mark.slow
 def test_entry_point_runs_the_grid_with_the_new_flags_on_synthetic_data(tmp_path):
   workdir = tmp_path / "bp"
-  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", "--config=configs/test.py",
+  cmd = [sys.executable, "-m", "irt_jax", "predict-benchmark", "--config=configs/test.py",
          f"--workdir={workdir}", "--config.train.num_epochs=1",
          "--config.data.synthetic.n_queries=300", "--config.data.synthetic.n_models=6",
          "--ks=5,10", "--random_repeats=2", "--benchmarks=bench1", "--noplots",
@@ -365,11 +367,11 @@ def test_entry_point_runs_the_grid_with_the_new_flags_on_synthetic_data(tmp_path
 
 def test_records_of_several_kinds_are_told_apart_by_run():
   one = [_record("d", "shared", "random", "naive", 10, 0.1, 0.0)]
-  assert report.label_grid_runs(one) == one
+  assert grid_tables.label_grid_runs(one) == one
   two = [{**one[0], "kind": "irtnet"}, {**one[0], "kind": "knn", "mae": {**one[0]["mae"], "mean": 0.2}}]
-  labelled = report.label_grid_runs(two)
+  labelled = grid_tables.label_grid_runs(two)
   assert [r["dataset"] for r in labelled] == ["d (irtnet)", "d (knn)"]
-  assert "| shared | random | naive | 20.00 ± 0.00 |" in report.benchmark_grid_table(labelled, "d (knn)")
+  assert "| shared | random | naive | 20.00 ± 0.00 |" in grid_tables.benchmark_grid_table(labelled, "d (knn)")
 
 
 def test_prior_check_chooses_each_datasets_priors_on_the_other_datasets():
@@ -377,7 +379,7 @@ def test_prior_check_chooses_each_datasets_priors_on_the_other_datasets():
          ("c", 0.5): 0.04, ("c", 1.0): 0.05, ("c", 2.0): 0.01}  # 2.0 not run on a, b: ignored
   records = [{"workdir": d, "per_llm_sd": sd, "scale_sd": 0.5, "mae": {"mean": v}}
              for (d, sd), v in mae.items()]
-  rows = report.prior_check_table(records, (1.0, 0.5)).splitlines()[2:]
+  rows = grid_tables.prior_check_table(records, (1.0, 0.5)).splitlines()[2:]
   # a: b and c average 0.065 at sd 0.5, 0.06 at 1.0 -> 1.0; b: a and c prefer 0.5; c: 0.07 vs 0.065 -> 1.0.
   assert rows[0] == "| a | (1.0, 0.5) | 6.00 | 6.00 | (0.5, 0.5): 5.00 |"
   assert rows[1] == "| b | (0.5, 0.5) | 9.00 | 7.00 | (1.0, 0.5): 7.00 |"
@@ -399,9 +401,8 @@ def test_bench_from_predictions_reads_the_item_side_or_falls_back_to_logits():
 
 
 # ----------------------------------------------------------------------------
-# blend: inverse-variance weights (derivation in evaluation.grid_estimators).
+# blend: inverse-variance weights (derivation in benchmarks.grid_estimators).
 
-from irt_jax.evaluation import grid_estimators as gest  # noqa: E402
 
 
 def test_naive_variance_is_the_finite_population_binomial_by_hand():
@@ -409,10 +410,10 @@ def test_naive_variance_is_the_finite_population_binomial_by_hand():
   # T~ = (2 + 1) / (4 + 2) = 1/2, S^2 = 1/4 * 10/9, FPC 1 - 4/10, sum w^2 = 1/4.
   y = np.array([[1.0], [1.0], [0.0], [0.0], [0.0]])
   labelled = np.array([[True]] * 4 + [[False]])
-  v = gest.naive_variance(y, labelled, np.full((5, 1), 0.25), np.array([10]), shared=False)
+  v = grid_estimators.naive_variance(y, labelled, np.full((5, 1), 0.25), np.array([10]), shared=False)
   assert v == pytest.approx([0.6 * 0.25 * 0.25 * 10 / 9])
   # Every known query labelled: no sampling error left.
-  assert gest.naive_variance(y, labelled, np.full((5, 1), 0.25), np.array([4]), False) == [0.0]
+  assert grid_estimators.naive_variance(y, labelled, np.full((5, 1), 0.25), np.array([4]), False) == [0.0]
 
 
 def test_naive_variance_under_shared_labels_uses_the_fleet_centred_labels_by_hand():
@@ -422,7 +423,7 @@ def test_naive_variance_under_shared_labels_uses_the_fleet_centred_labels_by_han
   # S^2 = (3 * 1/12 + 0.288) / 4; V = (1 - 3/6) * (1/3) * S^2.
   y = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
   labelled = np.array([[True, True]] * 3 + [[False, False]])
-  v = gest.naive_variance(y, labelled, np.full((4, 2), 1 / 3), np.array([6, 6]), shared=True)
+  v = grid_estimators.naive_variance(y, labelled, np.full((4, 2), 1 / 3), np.array([6, 6]), shared=True)
   assert v[0] == pytest.approx(0.5 / 3 * (0.25 + 0.288) / 4)
 
 
@@ -453,8 +454,8 @@ def test_shared_draw_variance_matches_the_relative_error_and_the_naive_binomial_
     err = y[labelled[:, 0]].mean(0) - y.mean(0)
     rel_err.append(err - err.mean())
     w = np.full((n, m), 1 / k)
-    est_shared.append(gest.naive_variance(y, labelled, w, np.full(m, n), shared=True))
-    est_plain.append(gest.naive_variance(y, labelled, w, np.full(m, n), shared=False))
+    est_shared.append(grid_estimators.naive_variance(y, labelled, w, np.full(m, n), shared=True))
+    est_plain.append(grid_estimators.naive_variance(y, labelled, w, np.full(m, n), shared=False))
   truth = np.var(rel_err, axis=0).mean()
   assert np.mean(est_shared) == pytest.approx(truth, rel=0.2)
   assert np.mean(est_plain) > 1.5 * truth
@@ -468,7 +469,7 @@ def _bias_estimates(y, p, k, rng, draws):
   for _ in range(draws):
     labelled = np.zeros((n, m), bool)
     labelled[rng.choice(n, k, replace=False)] = True
-    _, beta2 = gest.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
+    _, beta2 = grid_estimators.model_bias_sq(y, p, labelled, np.full((n, m), 1 / k), np.full(m, n), True)
     est.append(beta2.mean())
     d = np.where(labelled, y - p, 0).sum(0) / k
     raw.append(np.mean((d - d.mean()) ** 2))
@@ -491,14 +492,14 @@ def test_model_bias_is_measured_on_labelled_residuals_net_of_their_noise():
 
 def test_blend_weight_moves_to_the_labels_as_their_variance_shrinks():
   # V_P = (1 - k/n)^2 beta^2 (s_r^2 = 0): equal variances -> 1/2; k = n -> the labels alone.
-  w = gest.blend_weight(np.array([0.01]), 0.01, np.array([0.0]), np.array([10]), np.array([10 ** 9]))
+  w = grid_estimators.blend_weight(np.array([0.01]), 0.01, np.array([0.0]), np.array([10]), np.array([10 ** 9]))
   assert w == pytest.approx([0.5])
   ks = np.array([10, 25, 50, 100])
   v_naive = 0.25 * (1 - ks / 1000) / ks
-  w = gest.blend_weight(v_naive, 0.003, np.zeros(4), ks, np.full(4, 1000))
+  w = grid_estimators.blend_weight(v_naive, 0.003, np.zeros(4), ks, np.full(4, 1000))
   assert np.all(np.diff(w) > 0) and w[-1] < 1
   assert w[0] == pytest.approx(0.99 ** 2 * 0.003 / (0.99 ** 2 * 0.003 + 0.25 * 0.99 / 10))
-  assert gest.blend_weight(np.array([0.0]), 0.01, np.array([0.0]), np.array([7]),
+  assert grid_estimators.blend_weight(np.array([0.0]), 0.01, np.array([0.0]), np.array([7]),
                            np.array([7])) == [1.0]
 
 
@@ -506,8 +507,8 @@ def test_fold_ids_hold_out_whole_queries():
   labelled = np.zeros((20, 3), bool)
   labelled[[1, 4, 6, 9, 13, 17, 18], :] = True
   labelled[2, 0] = True  # one LLM's own query
-  folds = gest.fold_ids(labelled, np.random.default_rng(0))
-  assert set(folds[labelled.any(1)]) == set(range(gest.FOLDS)) and (folds[~labelled.any(1)] == -1).all()
+  folds = grid_estimators.fold_ids(labelled, np.random.default_rng(0))
+  assert set(folds[labelled.any(1)]) == set(range(grid_estimators.FOLDS)) and (folds[~labelled.any(1)] == -1).all()
   assert np.bincount(folds[labelled.any(1)]).tolist() == [2, 2, 2, 1, 1]
 
 
@@ -534,12 +535,12 @@ def test_blend_beats_the_naive_mean_with_a_right_model_and_stays_near_it_with_a_
 def test_new_estimators_never_read_the_unlabelled_answers():
   bench, labels = _shifted_bench(n=120, m=4)
   labelled, weights, _ = grid.shared_design(bench, "random", 15, np.random.default_rng(0), seed=0)
-  before = grid.estimates(bench, labelled, weights, grid.Priors(), shared=True,
+  before = held_out.estimates(bench, labelled, weights, grid.Priors(), shared=True,
                           rng=np.random.default_rng(5))
   flipped = np.where(labelled, labels, 1 - labels).astype(np.int8)
   other = grid.Bench(bench.logits, flipped, bench.ability_term, bench.difficulty, bench.a_sq,
                      bench.embeddings)
-  after = grid.estimates(other, labelled, weights, grid.Priors(), shared=True,
+  after = held_out.estimates(other, labelled, weights, grid.Priors(), shared=True,
                          rng=np.random.default_rng(5))
   for name in ("blend", "kernel"):
     np.testing.assert_allclose(before[name], after[name])
@@ -557,24 +558,24 @@ def test_kernel_spreads_a_clustered_residual_and_rejects_pure_noise():
   labelled[rng.choice(200, 60, replace=False)] = True
   # The model is 0.3 too high on cluster 0 and 0.3 too low on cluster 1, for both LLMs.
   resid = np.where(cluster == 0, -0.3, 0.3)[:, None] + 0.05 * rng.normal(size=(200, 2))
-  chosen = gest.choose_kernel(x, resid, labelled)
+  chosen = grid_estimators.choose_kernel(x, resid, labelled)
   assert chosen is not None
-  spread = gest.spread_residuals(x, resid, labelled, *chosen)
+  spread = grid_estimators.spread_residuals(x, resid, labelled, *chosen)
   free = ~labelled[:, 0]
   assert np.abs(spread[free & (cluster == 0)] + 0.3).max() < 0.08
   assert np.abs(spread[free & (cluster == 1)] - 0.3).max() < 0.08
   # Residuals that are noise alone: every smoother predicts a left-out one worse than 0.
   noise = rng.choice([-0.5, 0.5], size=(200, 2))
-  assert gest.choose_kernel(x, noise, labelled) is None
+  assert grid_estimators.choose_kernel(x, noise, labelled) is None
 
 
 def test_kernel_estimate_is_nan_without_embeddings_and_fills_the_labels():
   bench, labels = _shifted_bench(n=80, m=3)
   labelled, weights, _ = grid.shared_design(bench, "random", 10, np.random.default_rng(0), seed=0)
-  est = grid.estimates(bench, labelled, weights, grid.Priors(), shared=True)
+  est = held_out.estimates(bench, labelled, weights, grid.Priors(), shared=True)
   assert np.isfinite(est["kernel"]).all() and ((0 <= est["kernel"]) & (est["kernel"] <= 1)).all()
   bare = grid.Bench(bench.logits, bench.labels, bench.ability_term, bench.difficulty, bench.a_sq)
-  assert np.isnan(grid.estimates(bare, labelled, weights, grid.Priors(), shared=True)["kernel"]).all()
+  assert np.isnan(held_out.estimates(bare, labelled, weights, grid.Priors(), shared=True)["kernel"]).all()
 
 
 # ----------------------------------------------------------------------------
@@ -623,17 +624,17 @@ def test_fluid_is_a_per_llm_choice_scored_by_every_estimator():
 # The plot picks each choice's estimator on the other datasets.
 
 def test_plot_estimator_is_chosen_on_the_other_datasets_of_the_same_kind():
-  from irt_jax.evaluation import plots
+  from irt_jax.benchmarks import figures
   mae = {"a": {"irt": 0.05, "gp_irt": 0.07}, "b": {"irt": 0.09, "gp_irt": 0.05},
          "c": {"irt": 0.06, "gp_irt": 0.07}}
   records = [{**_record(d, "shared", "random", e, 10, v, 0.01), "kind": "irtnet"}
              for d, row in mae.items() for e, v in row.items()]
   # a: b and c average gp_irt 0.06 < irt 0.075; b: a and c prefer irt; c: gp_irt (0.06 vs 0.07).
-  assert plots.grid_plot_estimator(records, "a", "shared", "random") == ("gp_irt", True)
-  assert plots.grid_plot_estimator(records, "b", "shared", "random") == ("irt", True)
-  assert plots.grid_plot_estimator(records, "c", "shared", "random") == ("gp_irt", True)
+  assert figures.grid_plot_estimator(records, "a", "shared", "random") == ("gp_irt", True)
+  assert figures.grid_plot_estimator(records, "b", "shared", "random") == ("irt", True)
+  assert figures.grid_plot_estimator(records, "c", "shared", "random") == ("gp_irt", True)
   lone = [r for r in records if r["dataset"] == "a"]
-  assert plots.grid_plot_estimator(lone, "a", "shared", "random") == ("irt", False)
+  assert figures.grid_plot_estimator(lone, "a", "shared", "random") == ("irt", False)
 
 
 def test_comparisons_table_pairs_same_picks_and_leaves_other_protocols_out():
@@ -644,7 +645,7 @@ def test_comparisons_table_pairs_same_picks_and_leaves_other_protocols_out():
              _record("d", "per_llm", "stratified", "naive", 10, 0.0933, 0.01,
                      per_draw=[0.08, 0.10, 0.10]),
              _record("d", "shared", "random", "naive", 10, 0.10, 0.01)]
-  rows = report.benchmark_grid_comparisons(records).splitlines()
+  rows = grid_tables.benchmark_grid_comparisons(records).splitlines()
   cells = [c.strip() for c in rows[2].strip("|").split("|")]
   # blend vs naive, same picks: gaps 0.01, 0.02, 0.03 -> +2.00 ± 1.00; stratified vs random
   # picks share their random numbers: gaps 0.01, 0, 0.01 -> +0.67 ± 0.58; fluid vs random unpaired.
@@ -668,7 +669,7 @@ def test_model_bias_of_an_exact_model_is_near_zero_not_its_residuals_noise():
 
 
 # ----------------------------------------------------------------------------
-# diff: the cross-fitted difference estimator (derivation in evaluation.grid_estimators).
+# diff: the cross-fitted difference estimator (derivation in benchmarks.grid_estimators).
 
 def _small_bench(seed=0, n=7, m=2):
   """A model that is informative but off: its logits track the labels' own
@@ -681,7 +682,7 @@ def _small_bench(seed=0, n=7, m=2):
 
 def _diff(bench, labelled, groups):
   weights = np.where(labelled, 1.0 / np.maximum(labelled.sum(0), 1), 0.0)
-  return grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups,
+  return held_out.estimates(bench, labelled, weights, grid.Priors(), groups=groups,
                         rng=np.random.default_rng(0))
 
 
@@ -717,7 +718,7 @@ def test_diff_is_exactly_unbiased_over_every_stratified_draw():
     labelled = np.zeros((n, m), bool)
     labelled[list(rows)] = True
     weights = np.where(labelled, np.array([3, 3, 3, 2, 2, 2, 2])[:, None] / 7, 0.0)
-    diffs.append(grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups,
+    diffs.append(held_out.estimates(bench, labelled, weights, grid.Priors(), groups=groups,
                                 rng=np.random.default_rng(0))["diff"])
   np.testing.assert_allclose(np.mean(diffs, axis=0), true, atol=1e-9)
 
@@ -731,10 +732,10 @@ def test_diff_with_a_constant_model_is_the_naive_mean_whatever_the_fold_sizes():
   labels = (rng.random((n, m)) < 0.6).astype(np.int8)
   bench = _bench(np.zeros((n, m)), labels)
   labelled, weights, groups = grid.per_llm_design(bench, "random", 7, rng)
-  est = grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
+  est = held_out.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
   np.testing.assert_allclose(est["diff"], est["naive"], atol=1e-12)
   labelled, weights, groups = grid.shared_design(bench, "stratified", 6, rng, seed=0)
-  est = grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
+  est = held_out.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
   np.testing.assert_allclose(est["diff"], est["naive"], atol=1e-12)
 
 
@@ -749,7 +750,7 @@ def test_diff_with_a_perfect_model_has_no_error_left():
   true = grid.true_scores(labels)
   for _ in range(5):
     labelled, weights, groups = grid.per_llm_design(bench, "random", 10, rng)
-    est = grid.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
+    est = held_out.estimates(bench, labelled, weights, grid.Priors(), groups=groups, rng=rng)
     assert np.abs(est["diff"] - true).max() < 2e-3
   assert np.abs(est["naive"] - true).max() > 0.02
 
@@ -778,12 +779,12 @@ def test_design_variance_matches_the_variance_over_every_draw():
   import itertools
   y = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
   srs = [y[list(s)].mean() for s in itertools.combinations(range(6), 2)]
-  assert gest.design_variance(y, np.zeros(6, int), [2]) == pytest.approx(np.var(srs))
+  assert grid_estimators.design_variance(y, np.zeros(6, int), [2]) == pytest.approx(np.var(srs))
   strat = [(y[a] + y[b]) / 2 for a in range(3) for b in range(3, 6)]
   groups = np.repeat([0, 1], 3)
-  assert gest.design_variance(y, groups, [1, 1]) == pytest.approx(np.var(strat))
+  assert grid_estimators.design_variance(y, groups, [1, 1]) == pytest.approx(np.var(strat))
   # Strata that sort the values remove the variance altogether.
-  assert gest.design_variance(np.sort(y), groups, [1, 1]) == pytest.approx(0.0)
+  assert grid_estimators.design_variance(np.sort(y), groups, [1, 1]) == pytest.approx(0.0)
 
 
 @pytest.mark.slow
@@ -798,18 +799,18 @@ def test_stratification_check_script_reports_exact_sds_from_held_out_runs(tmp_pa
   folder.mkdir(parents=True)
   np.savez(folder / "predictions.npz", logits=logits, labels=labels, a_sq=np.ones(n))
   out = tmp_path / "s.jsonl"
-  script = [sys.executable, "scripts/stratification_check.py", f"--out={out}"]
+  script = [sys.executable, "-m", "experiments.stratification_check", f"--out={out}"]
   proc = subprocess.run(script + [f"--workdirs={tmp_path / 'd'}", "--ks=10"], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   (record,) = [json.loads(line) for line in open(out)]
   y = labels.astype(float)
-  srs = 100 * np.sqrt(np.mean([gest.design_variance(y[:, j], np.zeros(n, int), [10])
+  srs = 100 * np.sqrt(np.mean([grid_estimators.design_variance(y[:, j], np.zeros(n, int), [10])
                                for j in range(m)]))
   assert record["workdir"] == "d" and record["random"] == pytest.approx(srs)
   assert record["stratified_own"] < 0.3 * record["random"] and record["corr"] > 0.7
   table = subprocess.run(script + ["--table_only"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
   assert f"| d | 10 | {record['random']:.2f} |" in table.stdout
-  bad = subprocess.run(script[:2], cwd=REPO, capture_output=True, text=True, timeout=300)
+  bad = subprocess.run(script[:3], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode == 1 and "--out and --workdirs" in bad.stderr

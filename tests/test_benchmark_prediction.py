@@ -14,8 +14,11 @@ from irt_jax import checkpoint as ckpt_lib
 from irt_jax.data import io as data_lib
 from irt_jax.data import splits as data_splits
 from irt_jax.data import synthetic
-from irt_jax.evaluation import benchmark_scores as bp
-from irt_jax.protocols import leave_benchmark_out
+from irt_jax.benchmarks import figures
+from irt_jax.benchmarks import grid
+from irt_jax.benchmarks import leave_benchmark_out
+from irt_jax.benchmarks import scores
+from irt_jax.benchmarks import tables
 from irt_jax.evaluation import calibration
 from irt_jax.evaluation import plots
 from tests.conftest import REPO
@@ -29,14 +32,14 @@ def test_kendall_and_spearman_with_ties_match_hand_computation():
   x, y = [1, 2, 2, 3], [1, 3, 2, 3]
   # 6 pairs: 4 concordant, 0 discordant, one tied in x only, one tied in y only:
   # tau_b = 4 / sqrt((6 - 1) * (6 - 1)) = 0.8.
-  assert bp.kendall(x, y) == pytest.approx(0.8)
+  assert scores.kendall(x, y) == pytest.approx(0.8)
   # Average ranks x (1, 2.5, 2.5, 4), y (1, 3.5, 2, 3.5): Pearson = 3.75 / 4.5.
-  assert bp.spearman(x, y) == pytest.approx(3.75 / 4.5)
-  assert np.isnan(bp.kendall([1, 1, 1], [1, 2, 3]))
+  assert scores.spearman(x, y) == pytest.approx(3.75 / 4.5)
+  assert np.isnan(scores.kendall([1, 1, 1], [1, 2, 3]))
 
 
 def test_mae_and_signed_bias():
-  m = bp.score_metrics([0.5, 0.7, 0.2], [0.4, 0.9, 0.2])
+  m = scores.score_metrics([0.5, 0.7, 0.2], [0.4, 0.9, 0.2])
   assert m["mae"] == pytest.approx(0.1)
   assert m["bias"] == pytest.approx(-0.1 / 3)   # (0.1 - 0.2 + 0) / 3: sign kept
 
@@ -70,20 +73,20 @@ def test_offset_refit_and_combined_estimate_on_a_hand_case():
   logits = np.zeros(6)
   labels = np.array([1, 1, 1, 0, 0, 1])  # the last two are not observed
   # A flat prior: the MAP offset is the MLE, logit(3/4) = log 3.
-  assert bp.fit_offset(logits[:4], labels[:4], prior_sd=1e6) == pytest.approx(np.log(3), 1e-6)
+  assert scores.fit_offset(logits[:4], labels[:4], prior_sd=1e6) == pytest.approx(np.log(3), 1e-6)
   # 3 correct of 4 observed, 2 unobserved at sigmoid(log 3) = 3/4 each: (3 + 1.5) / 6.
-  est = bp.combined_estimate(logits, labels, [0, 1, 2, 3], prior_sd=1e6)
+  est = scores.combined_estimate(logits, labels, [0, 1, 2, 3], prior_sd=1e6)
   assert est == pytest.approx(0.75)
   # With the N(0, 1) prior the offset solves 3 - 4 sigmoid(d) - d = 0 (by bisection here).
   lo, hi = 0.0, 2.0
   for _ in range(60):
     mid = (lo + hi) / 2
     lo, hi = (mid, hi) if 3 - 4 / (1 + np.exp(-mid)) - mid > 0 else (lo, mid)
-  assert bp.fit_offset(logits[:4], labels[:4], prior_sd=1.0) == pytest.approx(lo, abs=1e-8)
+  assert scores.fit_offset(logits[:4], labels[:4], prior_sd=1.0) == pytest.approx(lo, abs=1e-8)
   # A prior mean shifts the shrinkage target.
-  assert bp.fit_offset([0.0], [1], prior_sd=1e-4, prior_mean=-2.0) == pytest.approx(-2.0, abs=1e-3)
+  assert scores.fit_offset([0.0], [1], prior_sd=1e-4, prior_mean=-2.0) == pytest.approx(-2.0, abs=1e-3)
   # No observation: the model's own mean prediction.
-  assert bp.combined_estimate([0.0, np.log(3)], [0, 0], []) == pytest.approx((0.5 + 0.75) / 2)
+  assert scores.combined_estimate([0.0, np.log(3)], [0, 0], []) == pytest.approx((0.5 + 0.75) / 2)
 
 
 def test_fit_offset_reaches_the_map_when_p_saturates():
@@ -93,12 +96,12 @@ def test_fit_offset_reaches_the_map_when_p_saturates():
   cases = [(np.full(1500, -8.0), np.ones(1500), 3.0), (np.full(1500, 9.0), np.zeros(1500), 3.0),
            (np.r_[np.full(700, -12.0), np.full(800, 4.0)], np.r_[np.ones(700), np.zeros(800)], 1.0)]
   for logits, labels, sd in cases:
-    delta = bp.fit_offset(logits, labels, prior_sd=sd)
+    delta = scores.fit_offset(logits, labels, prior_sd=sd)
     p = 1 / (1 + np.exp(-(logits + delta)))
     assert abs((labels - p).sum() - delta / sd ** 2) < 1e-6, (delta, sd)
   # The first case by hand: 1500 (1 - sigmoid(delta - 8)) = delta / 9, i.e.
   # exp(8 - delta) ~ delta / 13500, so delta - 8 ~ log(13500 / delta) and delta ~ 14.81.
-  assert bp.fit_offset(cases[0][0], cases[0][1], prior_sd=3.0) == pytest.approx(14.81, abs=0.01)
+  assert scores.fit_offset(cases[0][0], cases[0][1], prior_sd=3.0) == pytest.approx(14.81, abs=0.01)
 
 
 def test_adaptive_selection_picks_the_most_informative_query():
@@ -106,16 +109,16 @@ def test_adaptive_selection_picks_the_most_informative_query():
   a_sq = np.array([1.0, 4.0, 1.0, 9.0])
   # p(1-p)|a|^2: 0.25, 0.105*4 = 0.42, 0.197, 0.0066*9 = 0.06: query 1, neither the
   # p = 0.5 query nor the most discriminating one.
-  info = bp.information(logits, a_sq)
+  info = scores.information(logits, a_sq)
   assert info == pytest.approx([0.25, 4 * 0.88080 * 0.11920, 0.26894 * 0.73106,
                                 9 * 0.99331 * 0.00669], abs=1e-4)
-  order = bp.adaptive_order(logits, a_sq, np.array([1, 1, 0, 1]), k_max=4)
+  order = scores.adaptive_order(logits, a_sq, np.array([1, 1, 0, 1]), k_max=4)
   assert order[0] == 1 and sorted(order) == [0, 1, 2, 3]
   # The second pick uses the offset refitted on the first answer (correct -> delta > 0).
-  delta = bp.fit_offset(logits[[1]], [1])
+  delta = scores.fit_offset(logits[[1]], [1])
   assert delta > 0
   rest = [0, 2, 3]
-  assert order[1] == rest[int(np.argmax(bp.information(logits[rest], a_sq[rest], delta)))]
+  assert order[1] == rest[int(np.argmax(scores.information(logits[rest], a_sq[rest], delta)))]
 
 
 def test_benchmark_scores_layout_and_naive_means():
@@ -124,19 +127,19 @@ def test_benchmark_scores_layout_and_naive_means():
   labels = (rng.random((n, m)) < 0.6).astype(np.int8)
   labels[:50, 4] = -1  # model 4 knows 10 queries: no k = 10 estimate for it
   logits = rng.normal(size=(n, m))
-  s = bp.benchmark_scores(logits, np.ones(n), labels, ks=(5, 10), repeats=3, seed=0)
+  s = scores.benchmark_scores(logits, np.ones(n), labels, ks=(5, 10), repeats=3, seed=0)
   assert s["true"][0] == pytest.approx(labels[:, 0].mean())
   assert s["true"][4] == pytest.approx(labels[50:, 4].mean())
   assert s["0"]["zero_shot"][4] == pytest.approx((1 / (1 + np.exp(-logits[50:, 4]))).mean())
   assert np.isnan(s["10"]["adaptive"][4]) and np.isfinite(s["5"]["adaptive"][4])
   # Naive = mean of labels of a subset of size k: a multiple of 1/k.
   assert np.allclose(s["5"]["naive_random"][:, :4] * 5, np.round(s["5"]["naive_random"][:, :4] * 5))
-  metrics = bp.benchmark_metrics(s, ks=(5, 10))
+  metrics = scores.benchmark_metrics(s, ks=(5, 10))
   assert set(metrics) == {"0", "5", "10"}
   assert set(metrics["10"]) == {"random", "adaptive", "naive", "naive_adaptive"}
   assert set(metrics["10"]["random"]) == {"mae", "bias", "spearman", "kendall", "n_llms"}
   assert metrics["10"]["adaptive"]["n_llms"] == 4 and metrics["5"]["adaptive"]["n_llms"] == 5
-  mean = bp.mean_over_benchmarks({"a": metrics, "b": metrics})
+  mean = scores.mean_over_benchmarks({"a": metrics, "b": metrics})
   assert mean["5"]["naive"]["mae"] == pytest.approx(metrics["5"]["naive"]["mae"])
   assert mean["5"]["naive"]["n_benchmarks"] == 2
 
@@ -144,7 +147,7 @@ def test_benchmark_scores_layout_and_naive_means():
 def test_cell_accuracy():
   logits = np.array([[1.0, -1.0], [0.5, 2.0]])
   labels = np.array([[1, 1], [0, -1]], np.int8)
-  assert bp.cell_accuracy(logits, labels) == pytest.approx(1 / 3)
+  assert scores.cell_accuracy(logits, labels) == pytest.approx(1 / 3)
 
 
 # ----------------------------------------------------------------------------
@@ -192,7 +195,7 @@ def test_other_benchmarks_accuracy_baseline_reads_only_other_benchmarks_train_ce
   for b in range(3):
     rows = train.labels[data.benchmark[train.queries] != b]
     expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
-    np.testing.assert_allclose(bp.other_benchmarks_accuracy(data, b), expected)
+    np.testing.assert_allclose(scores.other_benchmarks_accuracy(data, b), expected)
 
 
 def test_leave_out_rejects_unknown_protocol_and_index(small_data):
@@ -208,20 +211,20 @@ def test_leave_out_rejects_unknown_protocol_and_index(small_data):
 
 def _fake_result():
   rng = np.random.default_rng(0)
-  scores, per = {}, {}
+  per_llm, per = {}, {}
   for bench in ("alpha", "beta"):
     true = rng.random(5)
-    scores[bench] = {"models": [f"m{i}" for i in range(5)], "true": true.tolist(), "n": [50] * 5,
+    per_llm[bench] = {"models": [f"m{i}" for i in range(5)], "true": true.tolist(), "n": [50] * 5,
                      "0": {"zero_shot": (true + 0.1).tolist()},
                      "10": {"random": true.tolist(), "adaptive": (true - 0.02).tolist(),
                             "naive": true.tolist()},
                      "25": {"random": true.tolist(), "adaptive": true.tolist(),
                             "naive": true.tolist()}}
     m = {"mae": 0.1, "bias": 0.05, "spearman": 0.9, "kendall": 0.8, "n_llms": 5}
-    per[bench] = {"0": {"zero_shot": m}, "10": {s: m for s in bp.SELECTIONS},
-                  "25": {s: dict(m, mae=0.05) for s in bp.SELECTIONS}}
+    per[bench] = {"0": {"zero_shot": m}, "10": {s: m for s in scores.SELECTIONS},
+                  "25": {s: dict(m, mae=0.05) for s in scores.SELECTIONS}}
   return {"dataset": "toy", "setup": {"kind": "irtnet", "protocol": "ours"},
-          "per_benchmark": per, "mean": bp.mean_over_benchmarks(per), "scores": scores}
+          "per_benchmark": per, "mean": scores.mean_over_benchmarks(per), "scores": per_llm}
 
 
 def _is_png(path):
@@ -231,7 +234,7 @@ def _is_png(path):
 
 
 def test_benchmark_prediction_plots_are_written_and_non_empty(tmp_path):
-  files = plots.benchmark_prediction_plots(_fake_result(), str(tmp_path))
+  files = figures.benchmark_prediction_plots(_fake_result(), str(tmp_path))
   assert len(files) == 3
   assert all(_is_png(p) for p in files.values())
 
@@ -294,7 +297,7 @@ def _check_trained_in_memory(workdir: str, config, saved: dict) -> None:
   assert meta["layout"]["data"] == data_lib.fingerprint(subset) != data_lib.fingerprint(data)
   assert saved_config["data"]["dir"] == os.path.abspath(os.path.join(workdir, "synthetic_data"))
   assert sorted(os.listdir(heldout)) == ["checkpoints", leave_benchmark_out.GRID_FILE, "metrics.jsonl",
-                                         bp.PREDICTIONS_FILE]
+                                         scores.PREDICTIONS_FILE]
   # True scores: every LLM's accuracy over all of bench1's known cells (every split).
   rows = splits_union(data)[data.benchmark == 1]
   expected = [(rows[:, m][rows[:, m] >= 0] == 1).mean() for m in range(data.n_models)]
@@ -306,10 +309,9 @@ def _check_outputs_and_grid(workdir: str, saved: dict) -> None:
   assert os.path.exists(os.path.join(workdir, "benchmark_prediction.md"))
   # The grid: every protocol's own choices x every estimator x k, in the JSON, the
   # records, the markdown and a plot.
-  from irt_jax.evaluation import benchmark_grid
   cells = {(r["protocol"], r["choice"], r["estimator"], r["k"]) for r in saved["grid"]}
-  assert cells == {(p, c, e, k) for p, c in benchmark_grid.cells()
-                   for e in benchmark_grid.ESTIMATORS for k in (5, 10)}
+  assert cells == {(p, c, e, k) for p, c in grid.cells()
+                   for e in grid.ESTIMATORS for k in (5, 10)}
   with open(os.path.join(workdir, "benchmark_grid.jsonl")) as f:
     assert len(f.readlines()) == len(cells)
   with open(os.path.join(workdir, "benchmark_prediction.md")) as f:
@@ -323,7 +325,7 @@ def _check_cli_resumes_and_refuses(workdir: str, config, path: str, saved: dict,
   os.remove(done)
   ckpts = os.path.join(workdir, "heldout", "bench1", "checkpoints")
   steps_before = sorted(os.listdir(ckpts))
-  cmd = [sys.executable, "-m", "irt_jax.benchmark_prediction", "--config=configs/test.py",
+  cmd = [sys.executable, "-m", "irt_jax", "predict-benchmark", "--config=configs/test.py",
          f"--workdir={workdir}", "--config.train.num_epochs=1",
          "--config.data.synthetic.n_queries=300", "--config.data.synthetic.n_models=6",
          "--ks=10,5", "--random_repeats=2", "--benchmarks=bench1", "--noplots"]
@@ -337,8 +339,8 @@ def _check_cli_resumes_and_refuses(workdir: str, config, path: str, saved: dict,
   # A prior sd or repeat count the estimators cannot use: one line, exit 1, before any training.
   for flag, message in (("--prior_sd=0", "prior_sd must be positive, got 0.0"),
                         ("--random_repeats=0", "random_repeats must be at least 1, got 0")):
-    bad = subprocess.run(cmd[:5] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"benchmark_prediction: {message}"
+    bad = subprocess.run(cmd[:6] + [flag], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"predict-benchmark: {message}"
     assert "Traceback" not in bad.stderr
 
   # A workdir of another protocol is refused (the entry turns it into one line and exit 1).
@@ -351,7 +353,7 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   workdir = str(tmp_path / "bp")
   config = _tiny_config()
   result = leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"])
-  path = os.path.join(workdir, bp.RESULT_FILE)
+  path = os.path.join(workdir, scores.RESULT_FILE)
   with open(path) as f:
     saved = json.load(f)
   _check_saved_tables(saved)
@@ -359,7 +361,7 @@ def test_entry_point_end_to_end_with_resume(tmp_path):
   _check_outputs_and_grid(workdir, saved)
 
   # A rerun skips the finished benchmark (no training, predictions untouched).
-  done = os.path.join(workdir, "heldout", "bench1", bp.PREDICTIONS_FILE)
+  done = os.path.join(workdir, "heldout", "bench1", scores.PREDICTIONS_FILE)
   mtime = os.path.getmtime(done)
   assert leave_benchmark_out.run(config, workdir, ks=(5, 10), repeats=2, benchmarks=["bench1"],
                 plots=False)["per_benchmark"] == result["per_benchmark"]
@@ -377,18 +379,17 @@ def splits_union(data):
 
 
 def test_kinds_table_puts_kinds_side_by_side_in_points():
-  from irt_jax.evaluation import report
   m = lambda mae, bias, rho: {"mae": mae, "bias": bias, "spearman": rho, "kendall": 0.0}
   results = [{"dataset": "d", "setup": {"kind": kind}, "mean": {
       "0": {"zero_shot": m(0.2, -0.031, 0.7)},
       "10": {"random": m(0.073, 0.001, 0.81), "adaptive": m(0.11, 0.004, 0.8),
              "naive": m(0.09, 0.002, 0.77)}}} for kind in ("irtnet", "knn")]
-  lines = report.benchmark_prediction_kinds_table(results, ks=("10",)).splitlines()
+  lines = tables.benchmark_prediction_kinds_table(results, ks=("10",)).splitlines()
   assert lines[0].count("|") == 7 and len(lines) == 4
   assert lines[2] == ("| d | irtnet | 20.0 / -3.1 / 0.70 | 7.3 / +0.1 / 0.81 | 11.0 / +0.4 / 0.80 | "
                       "9.0 / +0.2 / 0.77 |")
   assert lines[3].startswith("| d | knn |")
-  named = report.benchmark_prediction_kinds_table(results, ks=("10",), labels=["irtnet (small)", "knn"])
+  named = tables.benchmark_prediction_kinds_table(results, ks=("10",), labels=["irtnet (small)", "knn"])
   assert named.splitlines()[2].startswith("| d | irtnet (small) | 20.0 / -3.1 / 0.70 |")
   with pytest.raises(ValueError, match="1 labels for 2 results"):
-    report.benchmark_prediction_kinds_table(results, labels=["x"])
+    tables.benchmark_prediction_kinds_table(results, labels=["x"])

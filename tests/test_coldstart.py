@@ -169,7 +169,7 @@ def _responses(run_dir, path, model=0, n=60, extra=""):
 def _cli(*args):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", "irt_jax.add_model", *args], cwd=REPO, env=env,
+  return subprocess.run([sys.executable, "-m", "irt_jax", "add-model", *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=240)
 
 
@@ -215,7 +215,7 @@ def test_add_model_cli_end_to_end(run_dir, tmp_path):
   again = _cli(f"--workdir={run_dir}", f"--name={old.model_names[0]}",
                f"--responses={responses}", f"--out={tmp_path / 'x'}")
   assert again.returncode != 0
-  assert again.stderr.strip().splitlines()[-1].startswith("add_model: ")
+  assert again.stderr.strip().splitlines()[-1].startswith("add-model: ")
   assert "already has a model named" in again.stderr and "Traceback" not in again.stderr
 
 

@@ -58,7 +58,7 @@ def test_token_counts_fallback_and_tokenizer():
   np.testing.assert_array_equal(costs.token_counts(["", "abcd", "abcde"]), [0, 1, 2])
   if not os.path.isfile(os.path.join(MINILM, "tokenizer.json")):
     pytest.skip(f"needs a MiniLM tokenizer: {MINILM}/tokenizer.json is missing "
-                "(python -m irt_jax.encoder.fetch --out=.models)")
+                "(python -m irt_jax fetch-encoder --out=.models)")
   # WordPiece: 'hello', 'world', '!' (no [CLS]/[SEP]).
   np.testing.assert_array_equal(costs.token_counts(["hello world!"], MINILM), [3])
 
@@ -289,8 +289,6 @@ def test_evaluator_on_a_folder_with_prices(synthetic_dir, tmp_path):
   import shutil
   import types
 
-  import ml_collections
-
   from irt_jax.data import io as data_lib
   from irt_jax.evaluation import evaluators
 
@@ -300,7 +298,9 @@ def test_evaluator_on_a_folder_with_prices(synthetic_dir, tmp_path):
   rows = ["model_name,input_price_per_mtok,output_price_per_mtok"] + [
       f"{m},{1 + i},{2 * (1 + i)}" for i, m in enumerate(data.model_names)]
   (tmp_path / "data" / "model_prices.csv").write_text("\n".join(rows) + "\n")
-  config = ml_collections.ConfigDict({"data": {"dir": folder}})
+  from configs import test as test_config
+  config = test_config.get_config()  # the data and encoder fields the data spec reads
+  config.data.dir = folder
   run = types.SimpleNamespace(config=config, workdir=str(tmp_path))
   test = data.split("test")
   rng = np.random.default_rng(0)

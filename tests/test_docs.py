@@ -1,8 +1,8 @@
 """The docs cannot drift from the code: every command, flag, file, module and
 function that README.md and docs/*.md name must exist.
 
-Commands (`python train.py ...`, `.venv/bin/python -m irt_jax.route ...`,
-`bench/run.py ...`) are parsed: the script or module must exist, and each `--flag`
+Commands (`python train.py ...`, `irt-jax route ...`, `.venv/bin/python -m irt_jax route ...`,
+`python -m experiments.bench.run ...`) are parsed: the script or module must exist, and each `--flag`
 must be one its entry point defines, read from the entry point's own help (absl's
 `--helpxml`, argparse's `--help`) in a subprocess, once per entry point;
 `--config.x.y=...` overrides must name a field of the config file the command
@@ -35,7 +35,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
-PATH_PREFIXES = ("irt_jax", "tests", "scripts", "bench", "configs", "docs", ".ci")
+PATH_PREFIXES = ("irt_jax", "tests", "experiments", "configs", "docs", ".ci")
 FILE_EXTENSIONS = {"json", "jsonl", "csv", "npy", "npz", "py", "md", "png", "txt", "safetensors", "sh", "toml",
                    "ini", "yaml", "cfg", "html", "xml", "bin", "pt", "log"}
 
@@ -95,19 +95,25 @@ def expand_variables(lines: list[str]) -> list[str]:
 def commands_in(line: str) -> list[list[str]]:
   """The python invocations in one shell line, each as [entry, args...] where entry
   is a script path or `-m module`. Segments are split at shell separators and quotes;
-  a segment that starts with a repo script (`bench/run.py --quick`) counts too."""
+  a segment that starts with a repo script (`experiments/bench/run.py --quick`) counts too."""
   found = []
   for segment in re.split(r"&&|\|\||;|\||\"|'", line):
     segment = segment.strip()
     m = re.search(r"(?:^|\s)(?:[\w./-]*/)?python3?(?:\s+(.*))?$", segment)
+    tool = re.search(r"(?:^|\s)(?:[\w./-]*/)?irt-jax\s+(.*)$", segment)
     if m:
       words = (m.group(1) or "").split()
+    elif tool:                                    # the installed console script
+      words = ["-m", "irt_jax"] + tool.group(1).split()
     elif re.match(r"[\w./-]+\.py(\s|$)", segment) and os.path.isfile(os.path.join(REPO, segment.split()[0])):
       words = segment.split()
     else:
       continue
     words = [w.strip("[]") for w in words if w.strip("[]")]
-    if words and words[0] == "-m" and len(words) > 1:
+    if words and words[0] == "-m" and words[1:2] == ["irt_jax"]:   # python -m irt_jax <command>
+      if len(words) > 2 and re.fullmatch(r"[a-z][a-z-]*", words[2]):  # not --help, <command>
+        found.append(["-m irt_jax " + words[2]] + words[3:])
+    elif words and words[0] == "-m" and len(words) > 1:
       found.append(["-m " + words[1]] + words[2:])
     elif words and words[0].endswith(".py"):
       found.append(words)
@@ -133,7 +139,15 @@ def shell_scripts(text: str) -> list[str]:
 # ---------------------------------------------------------------- entry points
 
 def entry_file(entry: str) -> str | None:
-  """The file an entry point runs, or None if it does not exist."""
+  """The file an entry point runs (for `-m irt_jax <command>`, the command's module in
+  irt_jax/cli/), or None if it does not exist."""
+  if entry.startswith("-m irt_jax "):
+    from irt_jax import cli
+    command = cli.COMMANDS.get(entry.split()[2])
+    return os.path.join(REPO, "irt_jax", "cli", command[0] + ".py") if command else None
+  if entry.startswith("-m experiments"):
+    spec = importlib.util.find_spec(entry[3:])
+    return spec.origin if spec else None
   if entry.startswith("-m "):
     spec = importlib.util.find_spec(entry[3:]) if entry[3:].split(".")[0] == "irt_jax" else None
     return spec.origin if spec else None
@@ -144,7 +158,9 @@ def entry_file(entry: str) -> str | None:
 def _help_command(entry: str, path: str) -> list[str]:
   with open(path, encoding="utf-8") as f:
     uses_argparse = "argparse" in f.read()
-  target = ["-m", entry[3:]] if entry.startswith("-m ") else [path]
+  if entry.startswith("experiments/"):             # a package's file: run as its module
+    entry = "-m " + entry[:-3].replace("/", ".")
+  target = ["-m", *entry[3:].split()] if entry.startswith("-m ") else [path]
   return [sys.executable, *target, "--help" if uses_argparse else "--helpxml"]
 
 
@@ -169,6 +185,10 @@ def entry_flags(entry: str) -> dict[str, str | None]:
   if "config" in flags:                          # absl's help prints the loaded config, not its path
     with open(path, encoding="utf-8") as f:
       source = f.read()
+    tool = re.search(r'cli\.run_tool\("(\w+)"', source)    # train.py / eval.py: irt_jax/cli/<tool>.py
+    if tool:
+      with open(os.path.join(REPO, "irt_jax", "cli", tool.group(1) + ".py"), encoding="utf-8") as f:
+        source = f.read()
     literal = re.search(r'DEFINE_config_file\(\s*"config",\s*"([^"]+)"', source)
     named = re.search(r'DEFINE_config_file\(\s*"config",\s*utils\.config_file\("(\w+)"\)', source)
     flags["config"] = literal.group(1) if literal else f"configs/{named.group(1)}.py" if named else None
@@ -198,7 +218,7 @@ def command_errors(command: list[str], flags_of=entry_flags) -> list[str]:
   if entry == "-m pytest":
     return [f"pytest path {a} does not exist" for a in args
             if a.startswith("tests/") and not os.path.exists(os.path.join(REPO, a.split("::")[0]))]
-  if entry.startswith("-m ") and not entry.startswith("-m irt_jax"):
+  if entry.startswith("-m ") and not entry.startswith(("-m irt_jax", "-m experiments")):
     return []                                     # python -m venv, pip, ...
   if entry_file(entry) is None:
     return [f"{entry}: no such script or module"]
@@ -371,15 +391,16 @@ def all_commands() -> list[tuple[str, list[str]]]:
 
 def test_the_docs_show_commands_of_each_tool():
   entries = {command[0] for _, command in all_commands()}
-  for entry in ("train.py", "eval.py", "-m irt_jax.route", "-m irt_jax.serve", "-m irt_jax.add_model",
-                "-m irt_jax.benchmark_prediction", "scripts/compare_kinds.py", "bench/run.py"):
+  for entry in ("train.py", "eval.py", "-m irt_jax route", "-m irt_jax serve", "-m irt_jax add-model",
+                "-m irt_jax predict-benchmark", "-m experiments.compare_kinds", "-m experiments.bench.run"):
     assert entry in entries, f"no command of {entry} found in the docs: the extraction misses them"
 
 
 @pytest.mark.slow
 def test_every_documented_command_uses_flags_its_entry_point_defines():
   commands = all_commands()
-  entries = sorted({c[0] for _, c in commands if c[0].startswith(("-m irt_jax",)) or c[0].endswith(".py")})
+  entries = sorted({c[0] for _, c in commands
+                    if c[0].startswith(("-m irt_jax", "-m experiments")) or c[0].endswith(".py")})
   entries = [e for e in entries if entry_file(e)]
   with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
     list(pool.map(entry_flags, entries))         # fills the cache, one help run per entry point
@@ -394,20 +415,24 @@ def test_every_documented_file_module_and_function_exists():
 
 # ---------------------------------------------------------------- the checks catch planted errors
 
-FAKE_FLAGS = {"-m irt_jax.route": {"workdir": None, "json": None, "help": None},
+FAKE_FLAGS = {"-m irt_jax route": {"workdir": None, "json": None, "help": None},
               "train.py": {"config": "configs/synthetic.py", "workdir": None}}
 
 
 def test_a_planted_unknown_flag_or_config_field_or_script_is_caught():
-  text = ("```bash\n.venv/bin/python -m irt_jax.route --workdir=runs/x \\\n    --no_such_flag=1 --nojson\n"
+  text = ("```bash\n.venv/bin/python -m irt_jax route --workdir=runs/x \\\n    --no_such_flag=1 --nojson\n"
           "python train.py --config=configs/irtnet.py --config.model.no_such_field=3 --config.optim.lr=1e-3\n"
-          ".venv/bin/python scripts/no_such_script.py --x=1\n```\n")
+          ".venv/bin/python -m experiments.no_such_script --x=1\n"
+          "irt-jax route --workdir=runs/x --other_flag=2\n.venv/bin/irt-jax no-such-command --x=1\n```\n")
   commands = doc_commands(text)
-  assert [c[0] for c in commands] == ["-m irt_jax.route", "train.py", "scripts/no_such_script.py"]
+  assert [c[0] for c in commands] == ["-m irt_jax route", "train.py", "-m experiments.no_such_script",
+                                      "-m irt_jax route", "-m irt_jax no-such-command"]
   errors = [e for c in commands for e in command_errors(c, flags_of=FAKE_FLAGS.get)]
-  assert errors == ["-m irt_jax.route: unknown flag --no_such_flag",
+  assert errors == ["-m irt_jax route: unknown flag --no_such_flag",
                     "train.py: configs/irtnet.py has no field model.no_such_field",
-                    "scripts/no_such_script.py: no such script or module"]
+                    "-m experiments.no_such_script: no such script or module",
+                    "-m irt_jax route: unknown flag --other_flag",
+                    "-m irt_jax no-such-command: no such script or module"]
 
 
 def test_a_config_override_is_checked_against_the_default_config():
@@ -421,11 +446,11 @@ def test_a_planted_missing_function_module_or_path_is_caught():
   good = ("`irt_jax.routing.rules.choose_with_cost` and `rules.choose_under_budget(logits, ...)`, "
           "`models.irtnet.expert_hidden`, `Router.from_checkpoint`, `train.batching`, `data.dir`, "
           "`irt_jax/routing/rules.py`, `report.json`, `jax.random.bernoulli`, `kind.irt`\n"
-          "```python\nfrom irt_jax.routing.router import Router\n```\nbash scripts/paper_results.sh\n")
+          "```python\nfrom irt_jax.routing.router import Router\n```\nbash experiments/paper_results.sh\n")
   assert reference_errors(good) == []
   bad = ("`irt_jax.routing.rules.choose_by_magic`, `models.irtnet.expert_mlps`, `Router.no_such_method`, "
          "`train.no_such_field`, `irt_jax/routing.py`\n"
-         "```python\nfrom irt_jax.routing import route_all\n```\nbash scripts/no_such.sh\n")
+         "```python\nfrom irt_jax.routing import route_all\n```\nbash experiments/no_such.sh\n")
   errors = reference_errors(bad)
   assert sorted(errors) == sorted([
       "`irt_jax.routing.rules.choose_by_magic` names nothing in irt_jax or configs/",
@@ -434,7 +459,7 @@ def test_a_planted_missing_function_module_or_path_is_caught():
       "`train.no_such_field` names nothing in irt_jax or configs/",
       "irt_jax/routing.py does not exist",
       "from irt_jax.routing import route_all fails",
-      "scripts/no_such.sh does not exist"])
+      "experiments/no_such.sh does not exist"])
 
 
 def test_help_of_absl_and_argparse_entry_points_is_parsed():

@@ -623,7 +623,7 @@ def test_encode_cli_subprocess(tmp_path, tiny_dirs, tiny_encoders):
   d = write_question_order(tmp_path / "cli")
   env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
   cmd = [
-      sys.executable, "-m", "irt_jax.data.encode", f"--data_dir={d}", f"--model_dir={tiny_dirs['bert']}",
+      sys.executable, "-m", "irt_jax", "encode", f"--data_dir={d}", f"--model_dir={tiny_dirs['bert']}",
       "--batch_size=4", "--chunk_size=5"
   ]
   proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO)
@@ -637,11 +637,11 @@ def test_encode_cli_subprocess(tmp_path, tiny_dirs, tiny_encoders):
   for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "modules.json"):
     (broken / f).write_bytes((tiny_dirs["bert"] / f).read_bytes())
   cmd = [
-      sys.executable, "-m", "irt_jax.data.encode", f"--data_dir={d}", f"--model_dir={broken}",
+      sys.executable, "-m", "irt_jax", "encode", f"--data_dir={d}", f"--model_dir={broken}",
       "--overwrite"
   ]
   proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO)
-  assert proc.returncode == 2 and "safetensors" in proc.stderr and "broken" in proc.stderr
+  assert proc.returncode == 1 and "safetensors" in proc.stderr and "broken" in proc.stderr
 
 
 # ----------------------------------------------------------------------------------

@@ -79,6 +79,6 @@ def test_a_folder_lacking_an_llm_of_the_run_is_one_line(run, tmp_path):
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Traceback" not in out.stderr
   last = out.stderr.strip().splitlines()[-1]
-  assert last.startswith(f"eval.py: {lacking}: lacks 1 LLM(s) the run routes among")
+  assert last.startswith(f"eval: {lacking}: lacks 1 LLM(s) the run routes among")
   assert first.model_name.iloc[0] in last
   assert not os.path.exists(tmp_path / "o" / "report.json")

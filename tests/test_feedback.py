@@ -1,5 +1,5 @@
 """Feedback: the durable log (a torn last line skipped, never a crash), POST /v1/feedback
-through the openai client, and `python -m irt_jax.update` refitting the judged models'
+through the openai client, and `python -m irt_jax update` refitting the judged models'
 abilities into a new run (the old one untouched) with a held-out report."""
 
 import json
@@ -136,7 +136,7 @@ def test_feedback_endpoint_through_the_openai_client(run, stub, tmp_path):
 def _cli(*args):
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, "-m", "irt_jax.update", *args], cwd=REPO, env=env,
+  return subprocess.run([sys.executable, "-m", "irt_jax", "update", *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
 
 

@@ -137,7 +137,7 @@ def test_report_markdown_and_plots_from_the_default_evaluators(context, tmp_path
   report = evaluation.evaluate(ctx.run, ctx.data, "test", evaluators.DEFAULT,
                                {"temperature": True})
   assert {"correctness", "routing", "interpretability", "calibration"} <= set(report)
-  files = plots.report_plots(report, str(tmp_path / "plots"))
+  files = report_lib.report_plots(report, str(tmp_path / "plots"))
   assert set(files) == {"ability map", "difficulty vs accuracy", "reliability diagram",
                         "routing accuracy per benchmark"}
   for path in files.values():

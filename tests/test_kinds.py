@@ -110,7 +110,7 @@ def test_eval_cli_compare_writes_one_table_and_refuses_other_datasets(trained, t
   out = subprocess.run([sys.executable, "eval.py", f"--workdir={a}", f"--compare={other}"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Traceback" not in out.stderr
-  assert out.stderr.strip().splitlines()[-1].startswith(f"eval.py: {other}: trained on other LLMs")
+  assert out.stderr.strip().splitlines()[-1].startswith(f"eval: {other}: trained on other LLMs")
 
 
 def test_knn_votes_over_the_k_nearest_known_answers():

@@ -2,8 +2,11 @@
 layer, never a higher one (an AST walk over every import, lazy ones included), and
 no modules import each other in a circle, within a package either.
 
-Layers, lowest first. The command-line tools at the top of irt_jax/ (route, serve,
-add_model, update, benchmark_prediction) only wire flags to the packages below.
+Layers, lowest first. The command-line tools (irt_jax/cli/, run as `irt-jax <command>` or
+`python -m irt_jax <command>` through irt_jax/__main__.py) only wire flags to the packages
+below.
+benchmarks (benchmark-score prediction, its protocol included) sits under
+evaluation, whose evaluator registry lists its report section.
 """
 
 import ast
@@ -15,7 +18,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "irt_jax"
 
 LAYERS = [
-    {"utils", "numerics", "metrics", "logs"},
+    {"errors"},
+    {"utils", "numerics", "metrics", "logs", "plotting"},
     {"encoder"},
     {"data"},
     {"models"},
@@ -23,10 +27,12 @@ LAYERS = [
     {"predictors"},
     {"training"},
     {"routing", "coldstart"},
+    {"benchmarks"},
     {"evaluation"},
     {"protocols"},
     {"serving"},
-    {"route", "serve", "add_model", "update", "benchmark_prediction"},
+    {"cli"},
+    {"__main__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -150,5 +156,92 @@ def test_a_cycle_through_a_function_local_import_is_caught(tmp_path):
   assert import_cycle(pkg) is None
 
 
+# ---------------------------------------------------------------- experiments/ above irt_jax
+
+REPO = ROOT.parent
+EXPERIMENTS = REPO / "experiments"
+PATH_HACK = "sys.path" + ".insert"          # spelt apart so this file does not hold it
+
+
+def _private(name: str) -> bool:
+  return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(path: pathlib.Path) -> list[str]:
+  """Private irt_jax names an experiments file reaches: `from irt_jax.x import _y`, a
+  module `irt_jax._x`, or an attribute `obj._y` of anything but self / cls."""
+  tree = ast.parse(path.read_text(), str(path))
+  out = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("irt_jax"):
+      names = node.module.split(".") + [a.name for a in node.names]
+      out += [f"{path.name}:{node.lineno} imports {n}" for n in names if _private(n)]
+    elif isinstance(node, ast.Import):
+      out += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+              if a.name.startswith("irt_jax") and any(map(_private, a.name.split(".")))]
+    elif isinstance(node, ast.Attribute) and _private(node.attr):
+      if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+        out.append(f"{path.name}:{node.lineno} reads .{node.attr}")
+  return out
+
+
+def test_experiments_use_the_public_api_only():
+  files = sorted(EXPERIMENTS.rglob("*.py"))
+  assert len(files) >= 18 and (EXPERIMENTS / "bench" / "run.py") in files
+  assert [u for f in files for u in private_uses(f)] == []
+
+
+def _imported_names(node) -> list[str]:
+  return [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+
+
+def test_irt_jax_never_imports_experiments():
+  found = [f"{p.relative_to(REPO)}:{n.lineno}" for p in sorted(ROOT.rglob("*.py"))
+           for n in ast.walk(ast.parse(p.read_text()))
+           if isinstance(n, (ast.Import, ast.ImportFrom))
+           and any(name.startswith("experiments") for name in _imported_names(n))]
+  assert found == []
+
+
+def test_no_file_edits_sys_path():
+  files = [p for d in ("irt_jax", "experiments", "tests", "configs")
+           for p in (REPO / d).rglob("*.py")]
+  files += list(REPO.glob("*.py"))
+  assert len(files) > 100
+  assert [str(p.relative_to(REPO)) for p in files if PATH_HACK in p.read_text()] == []
+
+
+def test_a_private_use_in_an_experiment_is_caught(tmp_path):
+  planted = tmp_path / "x.py"
+  planted.write_text("from irt_jax.encoder.sentence_encoder import _checked_texts\n"
+                     "import irt_jax._hidden\n"
+                     "class A:\n  def f(self, enc):\n    self._ok = 1\n    return enc._plan(1)\n")
+  assert private_uses(planted) == ["x.py:1 imports _checked_texts",
+                                   "x.py:2 imports irt_jax._hidden", "x.py:6 reads ._plan"]
+
+
 if __name__ == "__main__":
   raise SystemExit(pytest.main([__file__]))
+
+
+# ---------------------------------------------------------------- sizes a reader can hold
+
+MAX_MODULE_LINES = 400
+
+
+def long_modules(root: pathlib.Path = ROOT, limit: int = MAX_MODULE_LINES) -> list[str]:
+  """irt_jax modules over `limit` lines (experiments/ is exempt: one job a file)."""
+  return [f"{p.relative_to(root.parent)}: {n} lines" for p in sorted(root.rglob("*.py"))
+          if (n := len(p.read_text().splitlines())) > limit]
+
+
+def test_no_module_over_the_limit():
+  assert long_modules() == []
+
+
+def test_a_long_module_is_caught(tmp_path):
+  pkg = tmp_path / "irt_jax"
+  pkg.mkdir()
+  (pkg / "short.py").write_text("x = 1\n" * MAX_MODULE_LINES)
+  (pkg / "long.py").write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+  assert long_modules(pkg) == [f"irt_jax/long.py: {MAX_MODULE_LINES + 1} lines"]

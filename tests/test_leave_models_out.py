@@ -61,7 +61,7 @@ def test_protocol_end_to_end_trains_on_the_subset_and_resumes(tmp_path):
   folder = synthetic.write(str(tmp_path / "data"), synthetic_spec(
       n_models=6, n_queries=300, embed_dim=32, n_benchmarks=3, true_dim=3, seed=4))
   workdir = str(tmp_path / "lmo")
-  cmd = [sys.executable, "scripts/leave_models_out.py", "--config=configs/test.py",
+  cmd = [sys.executable, "-m", "experiments.leave_models_out", "--config=configs/test.py",
          f"--data_dir={folder}", f"--workdir={workdir}", "--ks=4,8",
          "--config.train.num_epochs=1"]
   proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -87,7 +87,7 @@ def test_protocol_end_to_end_trains_on_the_subset_and_resumes(tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, "base", "checkpoints"))) == steps
   assert json.load(open(os.path.join(workdir, "results.json"))) == result
   # A fraction the protocol cannot use ends in one line.
-  bad = subprocess.run(cmd[:5] + ["--fraction=0.99"], cwd=REPO, capture_output=True,
+  bad = subprocess.run(cmd[:6] + ["--fraction=0.99"], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
   assert bad.returncode == 1 and "Traceback" not in bad.stderr
   assert bad.stderr.strip().splitlines()[-1].startswith("leave_models_out.py: holding out 6 of 6")

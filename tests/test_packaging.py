@@ -53,11 +53,13 @@ def test_the_wheel_holds_the_package_and_configs_and_declares_the_runtime_requir
   with zipfile.ZipFile(wheel) as z:
     names = set(z.namelist())
     metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-  for module in ("irt_jax/__init__.py", "irt_jax/logs.py", "irt_jax/route.py", "irt_jax/routing/rules.py",
-                 "irt_jax/models/irtnet.py", "irt_jax/serving/app.py", "configs/common.py",
+    entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+  for module in ("irt_jax/__init__.py", "irt_jax/logs.py", "irt_jax/cli/route.py", "irt_jax/__main__.py",
+                 "irt_jax/routing/rules.py", "irt_jax/models/irtnet.py", "irt_jax/serving/app.py", "configs/common.py",
                  "configs/synthetic.py"):
     assert module in names, f"{module} missing from {wheel.name}"
-  assert not [n for n in names if n.startswith(("tests/", "bench/", "scripts/"))]
+  assert not [n for n in names if n.startswith(("tests/", "bench/", "scripts/", "experiments/"))]
+  assert "[console_scripts]" in entry_points and "irt-jax = irt_jax.cli:main" in entry_points
   requires = email.parser.Parser().parsestr(metadata).get_all("Requires-Dist")
   assert sorted(_normalise(r.split(">=")[0]) for r in requires) == sorted(_runtime_section())
   assert "jax>=0.10.2" in requires or any(r.startswith("jax>=") for r in requires)
@@ -87,5 +89,7 @@ def test_the_installed_tools_run_from_any_directory(wheel, tmp_path):
                    "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
                    "print(module.get_config().model.name)")
   assert name.strip() == "irtnet"
-  for tool in ("irt_jax.route", "irt_jax.serve", "irt_jax.add_model", "irt_jax.benchmark_prediction"):
-    assert "<name>workdir</name>" in run("-m", tool, "--helpxml", ok=(0, 1)), tool   # absl's help exits 1
+  for tool in ("route", "serve", "add-model", "update", "predict-benchmark", "train", "eval"):
+    assert "<name>workdir</name>" in run("-m", "irt_jax", tool, "--helpxml", ok=(0, 1)), tool  # absl's exits 1
+  listed = run("-m", "irt_jax", "--help")
+  assert all(f"  {c} " in listed for c in ("train", "route", "add-model", "fetch-encoder", "predict-benchmark"))

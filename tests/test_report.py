@@ -44,7 +44,7 @@ def test_kinds_table_mean_and_population_std_over_the_seeds_that_ran():
 
 
 def _table_only(records, tmp_path):
-  return subprocess.run([sys.executable, "scripts/compare_kinds.py", "--table_only",
+  return subprocess.run([sys.executable, "-m", "experiments.compare_kinds", "--table_only",
                          f"--records={records}", f"--workdir={tmp_path / 'w'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
 
@@ -81,7 +81,7 @@ def test_compare_kinds_names_the_line_of_a_half_written_record(tmp_path):
 @pytest.mark.slow
 def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
   # Checked up front: a typo in the last grid entry must not surface after hours of runs.
-  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=logreg,irtnet",
+  proc = subprocess.run([sys.executable, "-m", "experiments.compare_kinds", "--kinds=logreg,irtnet",
                          "--datasets=llmrouter", "--overrides=train.batchng=pairs",
                          f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -90,7 +90,7 @@ def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
       "compare_kinds.py: logreg: override 'train.batchng=pairs': no field 'train.batchng'; "
       "valid there: batching, eval_rows,")
   assert not (tmp_path / "r.jsonl").exists() and not list((tmp_path / "w").iterdir())
-  proc = subprocess.run([sys.executable, "scripts/search_recommended.py", "--datasets=llmrouter",
+  proc = subprocess.run([sys.executable, "-m", "experiments.search_recommended", "--datasets=llmrouter",
                          "--grid=ok:optim.lr=1e-3", "--grid=typo:model.n_expert=8",
                          f"--out={tmp_path / 's' / 'r.jsonl'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -98,7 +98,7 @@ def test_a_bad_override_stops_both_scripts_before_any_run(tmp_path):
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "search_recommended.py: --grid typo: override 'model.n_expert=8': no field 'model.n_expert'")
   assert not (tmp_path / "s" / "r.jsonl").exists()
-  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=nosuch",
+  proc = subprocess.run([sys.executable, "-m", "experiments.compare_kinds", "--kinds=nosuch",
                          f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
@@ -112,7 +112,7 @@ def test_a_cell_recorded_with_other_overrides_is_kept_but_named(tmp_path):
   old = dict(_record("logreg", "llmrouter", 0, 0.75, 0.82, 20.0), overrides=["knn.k=5"])
   records.write_text(json.dumps(old) + "\n")
   (tmp_path / "data" / "llmrouter").mkdir(parents=True)   # the cell is recorded: nothing is read from it
-  proc = subprocess.run([sys.executable, "scripts/compare_kinds.py", "--kinds=logreg",
+  proc = subprocess.run([sys.executable, "-m", "experiments.compare_kinds", "--kinds=logreg",
                          "--datasets=llmrouter", f"--records={records}", f"--data_root={tmp_path / 'data'}",
                          f"--workdir={tmp_path / 'w'}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -128,11 +128,11 @@ def test_a_missing_or_broken_dataset_ends_both_scripts_in_one_line(tmp_path):
   (tmp_path / "broken").mkdir()  # a folder with no CSVs: the data loader's own error
   common = [f"--data_root={tmp_path}"]
   runs = {
-      "missing": ["scripts/compare_kinds.py", "--kinds=knn", "--datasets=nosuch",
+      "missing": ["-m", "experiments.compare_kinds", "--kinds=knn", "--datasets=nosuch",
                   f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
-      "broken": ["scripts/compare_kinds.py", "--kinds=knn", "--datasets=broken",
+      "broken": ["-m", "experiments.compare_kinds", "--kinds=knn", "--datasets=broken",
                  f"--records={tmp_path / 'r.jsonl'}", f"--workdir={tmp_path / 'w'}"],
-      "search": ["scripts/search_recommended.py", "--datasets=nosuch", "--grid=a:optim.lr=1e-3",
+      "search": ["-m", "experiments.search_recommended", "--datasets=nosuch", "--grid=a:optim.lr=1e-3",
                  f"--out={tmp_path / 's' / 'r.jsonl'}"],
   }
   last = {}
@@ -156,7 +156,7 @@ def test_the_search_names_the_line_of_a_half_written_record(tmp_path):
   out.parent.mkdir()
   whole = json.dumps({"name": "a", "dataset": "llmrouter", "seed": 0, "val_auc": 0.8})
   out.write_text(whole + "\n" + whole[:25] + "\n")
-  proc = subprocess.run([sys.executable, "scripts/search_recommended.py", "--datasets=llmrouter",
+  proc = subprocess.run([sys.executable, "-m", "experiments.search_recommended", "--datasets=llmrouter",
                          "--grid=a:optim.lr=1e-3", f"--out={out}"],
                         cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -211,7 +211,7 @@ def test_recipe_eligibility_counts_every_members_seconds_and_times_can_replace_t
   (tmp_path / "times.jsonl").write_text("".join(json.dumps(r) + "\n" for r in times[:-1]))
   def run(*extra):
     return subprocess.run(
-        [sys.executable, "scripts/recipe_ensembles.py", f"--records={tmp_path / 'search.jsonl'}",
+        [sys.executable, "-m", "experiments.recipe_ensembles", f"--records={tmp_path / 'search.jsonl'}",
          f"--preds_dir={tmp_path / 'preds_val'}", f"--out={tmp_path / 'scored.jsonl'}",
          "--ensembles=net+reg", "--max_seconds=100", *extra],
         cwd=REPO, capture_output=True, text=True, timeout=120)

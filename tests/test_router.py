@@ -1,5 +1,6 @@
 """The Router: text -> encoder -> predictor -> a model, in Python and on the command line."""
 
+import importlib.util
 import itertools
 import json
 import os
@@ -260,7 +261,7 @@ def test_real_minilm_encoder(tmp_path, text_run):
 # ------------------------------------------------------------------ command line
 
 def _cli(*args):
-  return subprocess.run([sys.executable, "-m", "irt_jax.route", *args], cwd=REPO,
+  return subprocess.run([sys.executable, "-m", "irt_jax", "route", *args], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
 
 
@@ -311,3 +312,24 @@ def test_cli_errors_are_one_clear_line(tmp_path):
   out = _cli(f"--workdir={tmp_path / 'nowhere'}", "hello")
   assert out.returncode != 0 and "Traceback" not in out.stderr
   assert f"--workdir {tmp_path / 'nowhere'} does not exist" in out.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
+                    reason="torch is installed, so transformers has no 'PyTorch was not found' notice")
+def test_the_python_api_routes_quietly(text_run):
+  # A library user (no CLI, no quiet_startup) imports the Router and routes a text: the
+  # only output is what the user prints; transformers' torch notice stays silent, and
+  # the user's own transformers setting is left unset.
+  workdir, encoder_dir = text_run
+  script = ("import os, sys\n"
+            "from irt_jax.routing.router import Router\n"
+            "router = Router.from_checkpoint(sys.argv[1], sys.argv[2])\n"
+            "print(router.route(['What is 17 * 23?'])[0].model)\n"
+            "print(os.environ.get('TRANSFORMERS_NO_ADVISORY_WARNINGS'))\n")
+  env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSFORMERS_")}
+  done = subprocess.run([sys.executable, "-c", script, workdir, encoder_dir], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  model, setting = done.stdout.splitlines()
+  assert model in Router.from_checkpoint(workdir, encoder_dir).model_names and setting == "None"
+  assert "PyTorch" not in done.stderr + done.stdout, done.stderr

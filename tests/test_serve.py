@@ -284,7 +284,7 @@ def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):
   log = tmp_path / "feedback.jsonl"
   port = _free_port()
   url = f"http://127.0.0.1:{port}"
-  proc = subprocess.Popen([sys.executable, "-m", "irt_jax.serve", f"--workdir={workdir}",
+  proc = subprocess.Popen([sys.executable, "-m", "irt_jax", "serve", f"--workdir={workdir}",
                            f"--port={port}", f"--upstreams={upstreams}", "--log_level=warning",
                            f"--api_keys_file={tmp_path / 'keys.txt'}",
                            f"--admin_keys_file={tmp_path / 'admin.txt'}", f"--feedback_log={log}",
@@ -319,7 +319,7 @@ def test_serve_command_end_to_end(text_run, text_router, stub, tmp_path):
 
 
 def test_serve_command_refuses_a_missing_keys_file(text_run, tmp_path):
-  done = subprocess.run([sys.executable, "-m", "irt_jax.serve", f"--workdir={text_run[0]}",
+  done = subprocess.run([sys.executable, "-m", "irt_jax", "serve", f"--workdir={text_run[0]}",
                          f"--api_keys_file={tmp_path / 'none.txt'}"], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode != 0 and "none.txt: cannot read keys" in done.stderr
@@ -327,12 +327,13 @@ def test_serve_command_refuses_a_missing_keys_file(text_run, tmp_path):
 
 
 def test_serve_encoder_precision_reaches_the_encoder_and_survives_a_reload(text_run):
-  # build_app as `python -m irt_jax.serve --encoder_precision=bfloat16` runs it (in a
+  # build_app as `irt-jax serve --encoder_precision=bfloat16` runs it (in a
   # subprocess: the tools' flags share absl's global FLAGS), then the reload SIGHUP and
   # POST /admin/reload use: it keeps bfloat16 and shares the encoder already loaded.
   script = ("import sys\n"
             "from absl import flags\n"
-            "from irt_jax import serve\n"
+            "from irt_jax.cli import serve\n"
+            "serve.define_flags()\n"
             "flags.FLAGS(['serve', '--workdir=' + sys.argv[1], '--encoder_precision=bfloat16'])\n"
             "svc = serve.build_app().state.service\n"
             "new = svc.reloader(None, svc.router)\n"
@@ -347,7 +348,7 @@ def test_serve_encoder_precision_reaches_the_encoder_and_survives_a_reload(text_
 @pytest.mark.parametrize("tool", ["serve", "route"])
 def test_an_unknown_encoder_precision_is_one_clear_line(tool, text_run):
   extra = ["What is 2 + 2?"] if tool == "route" else []
-  done = subprocess.run([sys.executable, "-m", f"irt_jax.{tool}", f"--workdir={text_run[0]}",
+  done = subprocess.run([sys.executable, "-m", "irt_jax", tool, f"--workdir={text_run[0]}",
                          "--encoder_precision=int8", *extra], cwd=REPO,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode != 0

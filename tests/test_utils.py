@@ -54,14 +54,14 @@ def test_the_paper_config_samples_pairs_and_the_default_job_blocks():
   assert synthetic.get_config().train.batching == "blocks"
 
 
-@pytest.mark.parametrize("entry", [["train.py"], ["-m", "irt_jax.benchmark_prediction"]])
+@pytest.mark.parametrize("entry", [["train.py"], ["-m", "irt_jax", "predict-benchmark"]])
 def test_a_config_file_that_is_not_there_is_one_line(entry, tmp_path):
   # ml_collections defers the load error to the first read, deep inside training,
   # as a multi-line OSError traceback.
   proc = subprocess.run([sys.executable, *entry, "--config=configs/nope.py",
                          f"--workdir={tmp_path / 'w'}"], cwd=REPO, capture_output=True,
                         text=True, timeout=120)
-  program = "train.py" if entry == ["train.py"] else "benchmark_prediction"
+  program = "train" if entry == ["train.py"] else "predict-benchmark"
   assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
   assert proc.stderr.strip().splitlines()[-1] == (
       f"{program}: --config: cannot be loaded: [Errno 2] No such file or directory: "

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax import numerics
 from irt_jax import models
 from irt_jax.models import base
@@ -45,7 +46,7 @@ STEP_LENGTHS = (1.0, 0.5, 0.25, 0.1)  # damped Newton: the best of these each st
 MIN_PAD = 8
 
 
-class ColdStartError(ValueError):
+class ColdStartError(UserError, ValueError):
   """A run or input that cold start cannot use; the message says why."""
 
 

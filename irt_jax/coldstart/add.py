@@ -1,6 +1,6 @@
 """Adding a new LLM to a trained run from a few of its answers, without retraining.
 
-The library behind `python -m irt_jax.add_model`: read the new LLM's answers
+The library behind `python -m irt_jax add-model`: read the new LLM's answers
 (`read_responses`), find the item parameters of the queries it answered
 (`answer_items`, embedding queries the run has not seen with its recorded
 encoder: `embed_new`), fit its ability by MAP (coldstart.ability) and write the

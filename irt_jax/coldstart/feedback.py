@@ -26,6 +26,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.coldstart import ability
 from irt_jax.metrics import binary_metrics
 from irt_jax.numerics import sigmoid
@@ -35,7 +36,7 @@ log = logging.getLogger("irt_jax.coldstart")
 FIELDS = ("query", "model", "correct")
 
 
-class FeedbackError(ValueError):
+class FeedbackError(UserError, ValueError):
   """A feedback log or record that cannot be used; the message says where."""
 
 
@@ -288,7 +289,7 @@ def save(run, predictor, out: str, data_folder: str, record: dict) -> str:
 def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
            heldout_fraction: float = 0.2, prior_scale: float = 1.0, add_new: bool = False,
            step="best", embed: Callable[[list[str]], np.ndarray] | None = None) -> dict:
-  """`python -m irt_jax.update`: refit the judged models' abilities from a
+  """`python -m irt_jax update`: refit the judged models' abilities from a
   feedback log, write the new run to `out`, report on held-out feedback.
 
   Held out: the records of `heldout` (another log), else `heldout_fraction` of

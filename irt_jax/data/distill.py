@@ -1,6 +1,6 @@
 r"""Distils a sentence-transformers model into a static query encoder (``irt_jax.encoder.static``).
 
-    python -m irt_jax.data.distill --model_dir=.models/all-mpnet-base-v2 \
+    irt-jax distill --model_dir=.models/all-mpnet-base-v2 \
         --out=.models/static-mpnet [--dim=256] [--weighting=sif|zipf|uniform] [--sif_a=1e-3] \
         [--weights_from=DATA_DIR,...] [--batch_size=512] [--work_dir=DIR] [--overwrite]
 
@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.data import io as data_lib
 from irt_jax.encoder import static
 
 CHUNK = 4096  # tokens between two saves of the raw vectors
 
 
-class DistillError(ValueError):
+class DistillError(UserError, ValueError):
   """The build cannot go on (bad option, mismatched partial work, missing data)."""
 
 
@@ -171,33 +172,3 @@ def build(model_dir: str, out: str, dim: int = 256, weighting: str = "sif", sif_
             else [], "train_prompts_counted": n_prompts, "max_length": encoder.max_length,
             "do_lower_case": encoder.do_lower_case}
   return static.save(out_dir, vectors, weights, config, tok_json)
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  from irt_jax.encoder import EncoderError
-  try:
-    out = build(FLAGS.model_dir, FLAGS.out, FLAGS.dim, FLAGS.weighting, FLAGS.sif_a,
-                FLAGS.weights_from, FLAGS.batch_size, FLAGS.work_dir, FLAGS.overwrite)
-  except (DistillError, EncoderError, data_lib.DataError, ValueError) as e:
-    print(f"distill: {e}", file=sys.stderr)
-    sys.exit(2)
-  print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-
-  flags.DEFINE_string("model_dir", None, "The sentence-transformers folder to distil.",
-                      required=True)
-  flags.DEFINE_string("out", None, "The static encoder folder to write.", required=True)
-  flags.DEFINE_integer("dim", 256, "PCA width of the token vectors.")
-  flags.DEFINE_enum("weighting", "sif", list(static.WEIGHTINGS), "Token weights.")
-  flags.DEFINE_float("sif_a", 1e-3, "a in the SIF weight a / (a + p(token)).")
-  flags.DEFINE_list("weights_from", None, "Data folders whose train-split prompts give the "
-                    "token frequencies of --weighting=sif.")
-  flags.DEFINE_integer("batch_size", 512, "One-token texts per forward pass.")
-  flags.DEFINE_string("work_dir", None, "Where the raw token vectors are kept (default OUT.work).")
-  flags.DEFINE_bool("overwrite", False, "Replace an existing static encoder at --out.")
-  FLAGS = flags.FLAGS
-  app.run(main)

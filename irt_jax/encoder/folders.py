@@ -10,11 +10,12 @@ import logging
 from pathlib import Path
 
 from irt_jax.encoder import networks
+from irt_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError, ValueError):
   """A model folder cannot be used (missing weights / tokenizer / config, unsupported parts)."""
 
 
@@ -154,7 +155,9 @@ def position_limit(cfg: networks.NetConfig, max_positions: int) -> int:
 
 def load_hf(transformer_dir: Path, model_dir: Path):
   """(Hugging Face config, tokenizer) of the folder, each failure as an EncoderError."""
-  from transformers import AutoConfig, AutoTokenizer
+  from irt_jax.encoder import hf
+  transformers = hf.transformers()
+  AutoConfig, AutoTokenizer = transformers.AutoConfig, transformers.AutoTokenizer
 
   try:
     hf_cfg = AutoConfig.from_pretrained(str(transformer_dir), local_files_only=True)

@@ -211,6 +211,14 @@ class SentenceEncoder:
         self._embed(self.params, jnp.asarray(ids), jnp.asarray(mask)).block_until_ready()
     return self.compiled_shapes - before
 
+  def lowered(self, texts: Sequence[str], batch_size: int = 64) -> list:
+    """The XLA programs ``encode(texts, batch_size)`` runs, one per planned batch, lowered
+    and not run (``.compile().cost_analysis()`` gives their FLOPs)."""
+    ids = self.tokenize(texts)
+    plan = self._plan(np.asarray([len(x) for x in ids]), batch_size)
+    return [self._embed.lower(self.params, *self._padded(ids, idx, length, rows))
+            for idx, length, rows in plan]
+
   # ---------------------------------------------------------------- encoding
   def encode(self,
              texts: Sequence[str],

@@ -9,7 +9,7 @@ vectors, L2-normalised:
 
 so encoding costs the tokenizer and a few hundred multiply-adds per token instead of a
 forward pass through twelve layers (model2vec's idea; built here by
-``python -m irt_jax.data.distill``).
+``python -m irt_jax distill``).
 
 A static encoder folder holds ``static_encoder.json`` (how it was built), the source
 model's ``tokenizer.json`` and ``vectors.safetensors`` (``vectors`` [V, dim] and

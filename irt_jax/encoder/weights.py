@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
+from irt_jax.errors import UserError
 
-class WeightError(ValueError):
+
+class WeightError(UserError, ValueError):
   """A checkpoint lacks a tensor the network needs (or has an unexpected shape)."""
 
 

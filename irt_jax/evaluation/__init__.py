@@ -34,19 +34,8 @@ def evaluate(run: predictors.Run, data, split: str = "test",
 
 
 def default_evaluators(run: predictors.Run, options: dict | None = None) -> tuple[str, ...]:
-  names = list(evaluators_lib.DEFAULT)
-  from irt_jax.evaluation import benchmark_scores as benchmark_prediction
-  if (options or {}).get("benchmark_prediction") or os.path.exists(
-      os.path.join(run.workdir, benchmark_prediction.RESULT_FILE)):
-    names.append("benchmark_prediction")
-  folder = resolve.folder(run.config, run.workdir)
-  from irt_jax.data import synthetic
-  if os.path.exists(os.path.join(folder, synthetic.TRUTH_FILE)):
-    names.append("synthetic_truth")
-  from irt_jax.routing import costs
-  if costs.available(folder):
-    names.append("cost_frontier")
-  return tuple(names)
+  """Every evaluator that applies to `run` (each class says when), in registry order."""
+  return evaluators_lib.applying(run, options)
 
 
 def run(workdir: str, split: str = "test", output_dir: str | None = None,
@@ -69,8 +58,8 @@ def run(workdir: str, split: str = "test", output_dir: str | None = None,
   if subset:
     report["data_subset"] = subset
   report_lib.write(report, out)
-  from irt_jax.evaluation import plots
-  report_lib.write_markdown(report, out, plots.report_plots(report, os.path.join(out, "plots")))
+  figures = report_lib.report_plots(report, os.path.join(out, "plots"))
+  report_lib.write_markdown(report, out, figures)
   return report
 
 

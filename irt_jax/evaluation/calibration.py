@@ -7,6 +7,8 @@ bin also p = 1): sum over bins of (cells in bin / cells) * |accuracy - mean p|.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from scipy import optimize
 
@@ -77,3 +79,37 @@ class CalibrationEvaluator:
                           "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, t),
                           "after": after}
     return out
+
+  figure_rank = 0
+
+  def applies(self, run, options: dict) -> bool:
+    return True  # cheap: one pass over the split
+
+  def text(self, cal: dict) -> list[str]:
+    if "ece" not in cal:
+      return []
+    t = cal.get("temperature", {})
+    after = (f"; after temperature {t['value']:.3f} (fitted on val): {t['ece_after']:.4f}"
+             if "value" in t else "")
+    return [f"  calibration: ECE (15 bins) {cal['ece']:.4f}{after}"]
+
+  def markdown(self, cal: dict) -> list[str]:
+    out = ["## Calibration", "", f"ECE (15 equal-width bins): {cal['ece']:.4f} over "
+           f"{cal['n_cells']} cells."]
+    t = cal.get("temperature", {})
+    if "value" in t:
+      out.append(f"Temperature fitted on val: T = {t['value']:.3f}; ECE {cal['ece']:.4f} -> "
+                 f"{t['ece_after']:.4f}; log loss {t['nll_before']:.4f} -> {t['nll_after']:.4f}.")
+    return out + [""]
+
+  def figures(self, report: dict, out_dir: str, tag: str) -> dict[str, str]:
+    from irt_jax.evaluation import plots
+    cal = report.get("calibration") or {}
+    if "before" not in cal:
+      return {}
+    curves = {"model": cal["before"]}
+    t = cal.get("temperature", {})
+    if "after" in t:
+      curves[f"temperature {t['value']:.2f} (fitted on val)"] = t["after"]
+    return {"reliability diagram": plots.reliability_diagram(
+        curves, os.path.join(out_dir, "reliability.png"), f"Reliability diagram: {tag}")}

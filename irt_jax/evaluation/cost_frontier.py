@@ -247,8 +247,30 @@ def run_costs(ctx) -> costs_lib.Costs | None:
 
 
 class CostFrontierEvaluator:
-  """Quality-vs-cost frontier of cost-aware routing on the split."""
+  """Quality-vs-cost frontier of cost-aware routing on the split (its figure is
+  drawn while it runs, into the option plot_dir)."""
   name = "cost_frontier"
+  figure_rank = 0
+
+  def applies(self, run, options: dict) -> bool:
+    return bool(costs_lib.available(resolve.folder(run.config, run.workdir)))
+
+  def text(self, cf: dict) -> list[str]:
+    if "aiq" not in cf:
+      return []
+    pct = lambda x: "   n/a" if x is None else f"{100 * x:6.2f}"
+    match = cf["cost_to_match_best_single"]
+    return [f"  cost frontier ({cf['cost_source']}, {cf['cost_unit']}): AIQ {pct(cf['aiq'])}  "
+            f"peak {pct(cf['peak_accuracy'])}  cost to match best single "
+            f"{'never' if match is None else format(match, '.4g')}  APGR "
+            f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
+            f"{pct(cf['cpt50'])}"] + field_metrics.cost_lines(cf)
+
+  def markdown(self, cf: dict) -> list[str]:
+    return []
+
+  def figures(self, report: dict, out_dir: str, tag: str) -> dict[str, str]:
+    return {}
 
   def run(self, ctx) -> dict:
     table = run_costs(ctx)

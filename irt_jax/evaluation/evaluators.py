@@ -1,8 +1,16 @@
-"""Evaluators: small classes with one `run(context) -> dict`, chosen by name.
+"""Evaluators: small classes chosen by name, each owning its part of the report.
 
 Every evaluator reads the same `Context` (the restored run, the data, and the
 split's predictions as logits), so a new one is one class plus one registry
-line, and none of them knows which model kind made the predictions.
+line, and none of them knows which model kind made the predictions. Each class
+brings everything about its section:
+* `applies(run, options)`: whether eval runs it by default on this run;
+* `run(ctx) -> dict`: its section of report.json;
+* `text(section)`: its lines of the terminal summary;
+* `markdown(section)`: its lines of report.md;
+* `figures(report, out_dir, tag)`: its PNGs (title -> path); `figure_rank`
+  orders them in report.md (stable: lower first).
+The report (evaluation.report) only walks the registry.
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ from irt_jax.data import io as data_lib
 from irt_jax import predictors
 from irt_jax.routing import hindsight
 from irt_jax.routing import rules
+from irt_jax.benchmarks import evaluator
 from irt_jax.evaluation import cost_frontier
 from irt_jax import metrics
-from irt_jax.evaluation import benchmark_scores as benchmark_prediction
 from irt_jax.evaluation import calibration
 from irt_jax.evaluation import field_metrics
 from irt_jax.evaluation import interpretability
@@ -69,12 +77,36 @@ def correctness(pred: Predictions) -> dict:
   return metrics.binary_metrics(pred.proba[pred.known], pred.labels[pred.known])
 
 
+def _f(x, fmt=".4f") -> str:
+  return "n/a" if x is None else format(x, fmt)
+
+
+def _pct(x) -> str:
+  return "   n/a" if x is None else f"{100 * x:6.2f}"
+
+
 class CorrectnessEvaluator:
   """How well P(correct) predicts each known (query, model) label."""
   name = "correctness"
+  figure_rank = 0
+
+  def applies(self, run, options: dict) -> bool:
+    return True
 
   def run(self, ctx: Context) -> dict:
     return correctness(ctx.predictions)
+
+  def text(self, c: dict) -> list[str]:
+    return [f"  correctness  acc {c['accuracy']:.4f}  auc {c['auc']:.4f}  "
+            f"log_loss {c['log_loss']:.4f}  brier {c['brier']:.4f}"]
+
+  def markdown(self, c: dict) -> list[str]:
+    return ["## Correctness", "", "| accuracy | AUC | log loss | Brier |", "|---|---|---|---|",
+            f"| {_f(c['accuracy'])} | {_f(c['auc'])} | {_f(c['log_loss'])} | "
+            f"{_f(c['brier'])} |", ""]
+
+  def figures(self, report: dict, out_dir: str, tag: str) -> dict[str, str]:
+    return {}
 
 
 def benchmark_means(success: np.ndarray, benchmark: np.ndarray, names) -> dict[str, float]:
@@ -124,6 +156,10 @@ def routing_summary(logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarra
 class RoutingEvaluator:
   """Share of queries answered correctly by the model each router picks."""
   name = "routing"
+  figure_rank = 1  # the per-benchmark bars after the maps of the other sections
+
+  def applies(self, run, options: dict) -> bool:
+    return True
 
   def run(self, ctx: Context) -> dict:
     pred = ctx.predictions
@@ -134,10 +170,53 @@ class RoutingEvaluator:
     return routing_summary(pred.logits, pred.labels, pred.benchmark, pred.benchmark_names,
                            order, max_expert=expert)
 
+  def text(self, r: dict) -> list[str]:
+    lines = [f"  routing      {'':12s} micro   macro",
+             f"    {'this run':22s} {_pct(r['micro'])}  {_pct(r['macro'])}"]
+    for name, b in r["baselines"].items():
+      label = field_metrics.baseline_label(name)
+      lines.append(f"    {label:22s} {_pct(b['micro'])}  {_pct(b['macro'])}")
+    lines += field_metrics.routing_lines(r)
+    return lines + ["  per benchmark (this run's routing): " + ", ".join(
+        f"{k} {100 * v:.2f}" for k, v in r["per_benchmark"].items())]
+
+  def markdown(self, r: dict) -> list[str]:
+    out = ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
+           "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
+    out += [f"| {field_metrics.baseline_label(n)} | {100 * b['micro']:.2f} | "
+            f"{100 * b['macro']:.2f} |" for n, b in r["baselines"].items()]
+    return out + ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
+                                                    for k, v in r["per_benchmark"].items()), ""]
+
+  def figures(self, report: dict, out_dir: str, tag: str) -> dict[str, str]:
+    from irt_jax.evaluation import plots
+    return {"routing accuracy per benchmark": plots.routing_per_benchmark(
+        {report.get("kind", "run"): report}, os.path.join(out_dir, "routing_per_benchmark.png"),
+        f"Routing accuracy per benchmark: {tag}")}
+
 
 class SyntheticTruthEvaluator:
   """On synthetic data: how well the learned difficulty tracks the true one."""
   name = "synthetic_truth"
+  figure_rank = 0
+
+  def applies(self, run, options: dict) -> bool:
+    from irt_jax.data import resolve
+    from irt_jax.data import synthetic
+    return os.path.exists(os.path.join(resolve.folder(run.config, run.workdir),
+                                       synthetic.TRUTH_FILE))
+
+  def text(self, truth: dict) -> list[str]:
+    if "difficulty_spearman" not in truth:
+      return []
+    return [f"  synthetic truth: Spearman(learned, true difficulty) = "
+            f"{truth['difficulty_spearman']:.4f}"]
+
+  def markdown(self, truth: dict) -> list[str]:
+    return []
+
+  def figures(self, report: dict, out_dir: str, tag: str) -> dict[str, str]:
+    return {}
 
   def run(self, ctx: Context) -> dict:
     from irt_jax.data import resolve
@@ -157,19 +236,25 @@ class SyntheticTruthEvaluator:
                                                     truth["difficulty"][queries])}
 
 
-# name -> evaluator class; eval.py's --evaluators picks from these.
+# name -> evaluator class; eval.py's --evaluators picks from these. The order is
+# the order of report.json's keys by default and of the report's sections.
 REGISTRY: dict[str, type] = {
     CorrectnessEvaluator.name: CorrectnessEvaluator,
     RoutingEvaluator.name: RoutingEvaluator,
-    SyntheticTruthEvaluator.name: SyntheticTruthEvaluator,
-    cost_frontier.CostFrontierEvaluator.name: cost_frontier.CostFrontierEvaluator,
     interpretability.InterpretabilityEvaluator.name: interpretability.InterpretabilityEvaluator,
     calibration.CalibrationEvaluator.name: calibration.CalibrationEvaluator,
-    benchmark_prediction.BenchmarkPredictionEvaluator.name:
-        benchmark_prediction.BenchmarkPredictionEvaluator,
+    evaluator.BenchmarkPredictionEvaluator.name:
+        evaluator.BenchmarkPredictionEvaluator,
+    SyntheticTruthEvaluator.name: SyntheticTruthEvaluator,
+    cost_frontier.CostFrontierEvaluator.name: cost_frontier.CostFrontierEvaluator,
 }
 DEFAULT = ("correctness", "routing")
 DEFAULT += ("interpretability", "calibration")  # cheap: one pass over the split
+
+
+def applying(run, options: dict | None = None) -> tuple[str, ...]:
+  """The evaluators that apply to `run` (each class says when), in registry order."""
+  return tuple(name for name, cls in REGISTRY.items() if cls().applies(run, options or {}))
 
 
 def get(names) -> list:

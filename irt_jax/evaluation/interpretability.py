@@ -7,6 +7,8 @@ the others the evaluator reports why it was skipped.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from irt_jax import metrics
@@ -141,3 +143,77 @@ class InterpretabilityEvaluator:
                           for s in range(0, len(emb), CHUNK)])
       out["gate"] = gate_usage(w, bench, names)
     return out
+
+  figure_rank = 0
+
+  def applies(self, run, options: dict) -> bool:
+    return True  # cheap: one pass over the split
+
+  def text(self, interp: dict) -> list[str]:
+    if "difficulty" in interp:
+      d = interp["difficulty"]
+      return [f"  interpretability: Pearson(benchmark mean difficulty, mean accuracy) = "
+              f"{_num(d['benchmark_vs_accuracy']['pearson'], '.3f')} (identified "
+              f"{_num(d['identified_benchmark_vs_accuracy']['pearson'], '.3f')}); per query "
+              f"{_num(d['query_vs_fraction_correct']['pearson'], '.3f')}"]
+    if "skipped" in interp:
+      return [f"  interpretability: skipped ({interp['skipped']})"]
+    return []
+
+  def markdown(self, i: dict) -> list[str]:
+    out = ["## Interpretability", ""]
+    if "skipped" in i:
+      return out + [f"Skipped: {i['skipped']}", ""]
+    d = i["difficulty"]
+    out += ["| difficulty vs accuracy | Pearson | Spearman | n |", "|---|---|---|---|"]
+    for key, label in (("benchmark_vs_accuracy", "benchmark mean b vs mean accuracy"),
+                       ("identified_benchmark_vs_accuracy",
+                        "benchmark mean identified difficulty vs mean accuracy"),
+                       ("query_vs_fraction_correct", "query b vs fraction of LLMs correct"),
+                       ("identified_query_vs_fraction_correct",
+                        "query identified difficulty vs fraction correct")):
+      v = d[key]
+      out.append(f"| {label} | {_num(v['pearson'], '.3f')} | {_num(v['spearman'], '.3f')} | "
+                 f"{v['n']} |")
+    out += ["", "Nearest neighbours by ability (cosine of centred theta):", ""]
+    for model, nbrs in i["abilities"]["nearest_neighbours"].items():
+      out.append(f"- {model}: " + ", ".join(f"{n['model']} ({n['cosine']:.2f})" for n in nbrs))
+    return out + _gate_markdown(i.get("gate", {})) + [""]
+
+  def figures(self, report: dict, out_dir: str, tag: str) -> dict[str, str]:
+    from irt_jax.evaluation import plots
+    interp, files = report.get("interpretability") or {}, {}
+    if "abilities" in interp:
+      ab = interp["abilities"]
+      files["ability map"] = plots.ability_scatter(
+          ab["pca"], ab["pca_variance_share"], ab["models"], os.path.join(out_dir, "abilities.png"),
+          f"LLM abilities, first two principal axes: {tag}", ab.get("accuracy"))
+    if "difficulty" in interp:
+      per = interp["difficulty"]["per_benchmark"]
+      pq = interp["plot_data"]
+      qd = np.asarray(pq["query_identified_difficulty"], np.float64)
+      qa = np.asarray([np.nan if v is None else v for v in pq["query_fraction_correct"]])
+      ok = np.isfinite(qa)
+      corr = interp["difficulty"]["identified_benchmark_vs_accuracy"]
+      files["difficulty vs accuracy"] = plots.difficulty_vs_accuracy(
+          [v["mean_identified"] for v in per.values()], [v["mean_accuracy"] for v in per.values()],
+          list(per), qd[ok], qa[ok], os.path.join(out_dir, "difficulty_vs_accuracy.png"),
+          f"Difficulty vs accuracy: {tag}; per benchmark Pearson {corr['pearson']:.2f}")
+    return files
+
+
+def _num(x, fmt: str) -> str:
+  return "n/a" if x is None else format(x, fmt)
+
+
+def _gate_markdown(g: dict) -> list[str]:
+  if "per_benchmark" not in g:
+    return ["", f"Gate: {g.get('skipped')}"] if g else []
+  out = ["", f"Gate over {g['n_experts']} experts: mean per-query entropy "
+         f"{g['mean_entropy']:.3f} nats (uniform = {g['max_entropy']:.3f}).", "",
+         "| benchmark | gate entropy | most used experts (mean weight) |", "|---|---|---|"]
+  for name, v in g["per_benchmark"].items():
+    top = sorted(enumerate(v["mean_weight"]), key=lambda t: -t[1])[:3]
+    out.append(f"| {name} | {v['mean_entropy']:.3f} | " +
+               ", ".join(f"e{e} ({w:.2f})" for e, w in top) + " |")
+  return out

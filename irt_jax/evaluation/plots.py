@@ -9,26 +9,10 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+from irt_jax import plotting  # first: it sets matplotlib's Agg backend
 
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
-
-DPI = 110
-SELECTION_STYLE = {"random": ("tab:blue", "o", "random k + model"),
-                   "adaptive": ("tab:red", "s", "adaptive k + model"),
-                   "naive": ("tab:gray", "^", "naive mean of k random labels"),
-                   "naive_adaptive": ("tab:orange", "v", "naive mean of k adaptive labels")}
-
-
-def _save(fig, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=DPI)
-  plt.close(fig)
-  return path
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +49,7 @@ def ability_scatter(coords, share, names, path: str, title: str = "LLM abilities
     placed.append((x, y))
     right = x <= mid_x
     shift = 0 if not close else (9 if y >= np.mean(close) else -12) * len(close)
-    ax.annotate(_short(name), (x, y), fontsize=fontsize,
+    ax.annotate(plotting.short(name), (x, y), fontsize=fontsize,
                 xytext=(4 if right else -4, 2 + shift), textcoords="offset points",
                 ha="left" if right else "right")
   ax.margins(0.12)
@@ -73,12 +57,7 @@ def ability_scatter(coords, share, names, path: str, title: str = "LLM abilities
   ax.set_ylabel(f"ability PC2 ({100 * share[1]:.0f}% of variance)")
   ax.set_title(title)
   ax.grid(alpha=0.3)
-  return _save(fig, path)
-
-
-def _short(name: str, width: int = 28) -> str:
-  name = str(name).split("/")[-1]
-  return name if len(name) <= width else name[:width - 1] + "…"
+  return plotting.save(fig, path)
 
 
 def difficulty_vs_accuracy(bench_difficulty, bench_accuracy, bench_names, query_difficulty,
@@ -87,7 +66,7 @@ def difficulty_vs_accuracy(bench_difficulty, bench_accuracy, bench_names, query_
   fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
   left.scatter(bench_difficulty, bench_accuracy, s=50, color="tab:purple", zorder=3)
   for x, y, n in zip(bench_difficulty, bench_accuracy, bench_names):
-    left.annotate(_short(n, 20), (x, y), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    left.annotate(plotting.short(n, 20), (x, y), fontsize=8, xytext=(4, 2), textcoords="offset points")
   left.set_xlabel("mean identified difficulty of the benchmark's queries (logit)")
   left.set_ylabel("mean accuracy over LLMs")
   left.set_title("per benchmark")
@@ -107,7 +86,7 @@ def difficulty_vs_accuracy(bench_difficulty, bench_accuracy, bench_names, query_
   right.legend(loc="upper right")
   right.grid(alpha=0.3)
   fig.suptitle(title or "Difficulty vs accuracy")
-  return _save(fig, path)
+  return plotting.save(fig, path)
 
 
 def reliability_diagram(curves: dict, path: str, title: str = "Reliability diagram") -> str:
@@ -131,7 +110,7 @@ def reliability_diagram(curves: dict, path: str, title: str = "Reliability diagr
   hist.set_xlabel("predicted P(correct)")
   hist.set_ylabel("share of cells")
   hist.set_xlim(0, 1)
-  return _save(fig, path)
+  return plotting.save(fig, path)
 
 
 def routing_per_benchmark(reports: dict, path: str, title: str = "") -> str:
@@ -145,180 +124,10 @@ def routing_per_benchmark(reports: dict, path: str, title: str = "") -> str:
     per = reports[label]["routing"]["per_benchmark"]
     ax.bar(x + (i - (len(labels) - 1) / 2) * width, [100 * per.get(b, np.nan) for b in benches],
            width, label=f"{label} ({reports[label].get('kind', '?')})")
-  ax.set_xticks(x, [_short(b, 16) for b in benches], rotation=30, ha="right")
+  ax.set_xticks(x, [plotting.short(b, 16) for b in benches], rotation=30, ha="right")
   ax.set_ylabel("routing accuracy (% of queries answered correctly)")
   ax.set_xlabel("benchmark")
   ax.set_title(title or "Routing accuracy per benchmark")
   ax.legend(fontsize=8)
   ax.grid(axis="y", alpha=0.3)
-  return _save(fig, path)
-
-
-def predicted_vs_true(result: dict, path: str, k: str = "0", selection: str = "zero_shot") -> str:
-  """One point per LLM per held-out benchmark: predicted vs true accuracy."""
-  fig, ax = plt.subplots(figsize=(9, 6.5))
-  colours, markers = plt.get_cmap("tab10"), "osD^vP*X<>"
-  for i, (bench, s) in enumerate(result["scores"].items()):
-    pred = s.get(k, {}).get(selection)
-    if pred is None:
-      continue
-    pairs = [(t, p) for t, p in zip(s["true"], pred) if t is not None and p is not None]
-    if not pairs:
-      continue
-    t, p = np.asarray(pairs).T
-    ax.scatter(100 * t, 100 * p, s=24, color=colours(i % 10), marker=markers[i // 10 % 10],
-               label=_short(bench, 18), alpha=0.85)
-  ax.plot([0, 100], [0, 100], "--", color="gray", label="predicted = true")
-  what = "zero-shot (no labels of the benchmark)" if k == "0" else f"k={k}, {selection}"
-  m = result["mean"].get(k, {}).get(selection)
-  if m:
-    what += f": MAE {100 * m['mae']:.1f} pts, bias {100 * m['bias']:+.1f}"
-  ax.set_title(f"{result['dataset']}: predicted vs true benchmark accuracy\n{what}", fontsize=10)
-  ax.set_xlabel("true accuracy of the LLM on the held-out benchmark (%)")
-  ax.set_ylabel("predicted accuracy (%)")
-  ax.set_xlim(0, 100)
-  ax.set_ylim(0, 100)
-  ax.set_aspect("equal")
-  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="held-out benchmark",
-            title_fontsize=7)
-  ax.grid(alpha=0.3)
-  return _save(fig, path)
-
-
-def error_vs_k(result: dict, path: str, metric: str = "mae") -> str:
-  """Mean error over held-out benchmarks against the label budget k, per selection."""
-  mean = result["mean"]
-  ks = sorted((k for k in mean if k != "0"), key=int)
-  fig, ax = plt.subplots(figsize=(7, 5))
-  for sel, (colour, marker, label) in SELECTION_STYLE.items():
-    pts = [(int(k), mean[k][sel][metric]) for k in ks if mean[k].get(sel)]
-    if pts:
-      x, y = np.asarray(pts).T
-      ax.plot(x, 100 * y if metric in ("mae", "bias") else y, marker=marker, color=colour,
-              label=label)
-  zs = mean.get("0", {}).get("zero_shot")
-  if zs:
-    v = zs[metric]
-    ax.axhline(100 * v if metric in ("mae", "bias") else v, color="black", ls=":",
-               label="zero-shot model (k=0)")
-  ax.set_xscale("log")
-  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-  ax.set_xticks([int(k) for k in ks], [str(k) for k in ks])
-  ax.set_xlabel("labelled queries of the held-out benchmark per LLM (k)")
-  unit = " (accuracy points)" if metric in ("mae", "bias") else ""
-  ax.set_ylabel(f"mean {metric.upper() if metric == 'mae' else metric}{unit}")
-  ax.set_title(f"{result['dataset']}: benchmark-score error vs k "
-               f"({result['setup']['kind']}, mean over held-out benchmarks)", fontsize=10)
-  ax.legend(fontsize=8)
-  ax.grid(alpha=0.3, which="both")
-  return _save(fig, path)
-
-
-def benchmark_prediction_plots(result: dict, out_dir: str) -> dict[str, str]:
-  """The standard plots of a benchmark-prediction result; title -> path."""
-  files = {"predicted vs true, zero-shot": predicted_vs_true(
-      result, os.path.join(out_dir, "predicted_vs_true_k0.png"))}
-  ks = sorted((k for k in result["mean"] if k != "0"), key=int)
-  if ks:
-    k = "25" if "25" in ks else ks[0]
-    files[f"predicted vs true, k={k} adaptive"] = predicted_vs_true(
-        result, os.path.join(out_dir, f"predicted_vs_true_k{k}_adaptive.png"), k, "adaptive")
-    files["error vs k"] = error_vs_k(result, os.path.join(out_dir, "error_vs_k.png"))
-  return files
-
-
-def report_plots(report: dict, out_dir: str) -> dict[str, str]:
-  """The plots of one eval report (those its evaluators have data for); title -> path."""
-  files = {}
-  tag = f"{report['dataset']} / {report['split']} ({report.get('kind', '?')})"
-  interp = report.get("interpretability") or {}
-  if "abilities" in interp:
-    ab = interp["abilities"]
-    files["ability map"] = ability_scatter(
-        ab["pca"], ab["pca_variance_share"], ab["models"], os.path.join(out_dir, "abilities.png"),
-        f"LLM abilities, first two principal axes: {tag}", ab.get("accuracy"))
-  if "difficulty" in interp:
-    per = interp["difficulty"]["per_benchmark"]
-    pq = interp["plot_data"]
-    qd = np.asarray(pq["query_identified_difficulty"], np.float64)
-    qa = np.asarray([np.nan if v is None else v for v in pq["query_fraction_correct"]])
-    ok = np.isfinite(qa)
-    corr = interp["difficulty"]["identified_benchmark_vs_accuracy"]
-    files["difficulty vs accuracy"] = difficulty_vs_accuracy(
-        [v["mean_identified"] for v in per.values()], [v["mean_accuracy"] for v in per.values()],
-        list(per), qd[ok], qa[ok], os.path.join(out_dir, "difficulty_vs_accuracy.png"),
-        f"Difficulty vs accuracy: {tag}; per benchmark Pearson {corr['pearson']:.2f}")
-  cal = report.get("calibration") or {}
-  if "before" in cal:
-    curves = {"model": cal["before"]}
-    t = cal.get("temperature", {})
-    if "after" in t:
-      curves[f"temperature {t['value']:.2f} (fitted on val)"] = t["after"]
-    files["reliability diagram"] = reliability_diagram(
-        curves, os.path.join(out_dir, "reliability.png"), f"Reliability diagram: {tag}")
-  if "routing" in report:
-    files["routing accuracy per benchmark"] = routing_per_benchmark(
-        {report.get("kind", "run"): report}, os.path.join(out_dir, "routing_per_benchmark.png"),
-        f"Routing accuracy per benchmark: {tag}")
-  return files
-
-
-def grid_plot_estimator(records: list[dict], dataset: str, protocol: str,
-                        choice: str) -> tuple[str | None, bool]:
-  """(estimator, held_out) drawn for one (protocol, choice) of `dataset`: the
-  model-based estimator with the lowest MAE averaged over k on the *other*
-  datasets of the same kind (held_out True), so the plot does not pick on the
-  figures it shows; with no other dataset, the lowest on this one's own
-  (held_out False, and the legend says "in-sample")."""
-  kind = {r["dataset"]: r.get("kind") for r in records}
-  def best(datasets):
-    by_est: dict = {}
-    for r in records:
-      if (r["dataset"] in datasets and (r["protocol"], r["choice"]) == (protocol, choice)
-          and r["estimator"] != "naive" and r["mae"]["mean"] is not None):
-        by_est.setdefault(r["estimator"], {}).setdefault(r["dataset"], []).append(r["mae"]["mean"])
-    full = {e: np.mean([np.mean(v) for v in per.values()]) for e, per in by_est.items()
-            if set(per) == set(datasets)}
-    return min(full, key=full.get) if full else None
-  others = sorted(d for d in kind if d != dataset and kind[d] == kind[dataset])
-  if others:
-    return best(others), True
-  return best([dataset]), False
-
-
-def grid_error_vs_k(records: list[dict], path: str) -> str:
-  """Benchmark-score MAE against k, one panel per dataset: per (protocol, choice)
-  the model-based estimator chosen on the other datasets (grid_plot_estimator),
-  and the naive mean of random labels; error bars are the std over draws."""
-  datasets = sorted({r["dataset"] for r in records})
-  fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.6), squeeze=False)
-  colours = plt.get_cmap("tab10")
-  for ax, d in zip(axes[0], datasets):
-    rows = [r for r in records if r["dataset"] == d and r["mae"]["mean"] is not None]
-    cells = list(dict.fromkeys((r["protocol"], r["choice"]) for r in rows))
-    lines = []
-    for p, c in cells:
-      est, held_out = grid_plot_estimator(records, d, p, c)
-      chosen = [r for r in rows if (r["protocol"], r["choice"], r["estimator"]) == (p, c, est)]
-      if chosen:
-        lines.append((f"{p}/{c}: {est}" + ("" if held_out else " (in-sample)"), chosen, "-"))
-      naive = [r for r in rows if (r["protocol"], r["choice"], r["estimator"]) == (p, c, "naive")]
-      if c == "random" and naive:
-        lines.append((f"{p}/random: naive mean", naive, ":"))
-    for i, (label, rs, style) in enumerate(lines):
-      rs = sorted(rs, key=lambda r: r["k"])
-      ax.errorbar([r["k"] for r in rs], [100 * r["mae"]["mean"] for r in rs],
-                  yerr=[100 * (r["mae"]["std"] or 0) for r in rs], ls=style, marker="o",
-                  ms=3, capsize=2, color=colours(i % 10), label=label)
-    ks = sorted({r["k"] for r in rows})
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set_xlabel("labelled queries k (per LLM)")
-    ax.set_ylabel("MAE of the benchmark score (points)")
-    ax.set_title(f"{d}: mean over held-out benchmarks", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6)
-  fig.suptitle("each choice's estimator chosen on the other datasets (lowest MAE averaged over k)",
-               fontsize=9)
-  return _save(fig, path)
+  return plotting.save(fig, path)

@@ -1,1 +1,1 @@
-"""Protocols that train as part of an evaluation (leave-one-benchmark-out), so they sit above training and evaluation."""
+"""Protocols that train as part of an evaluation (leave models out), so they sit above training and evaluation."""

@@ -46,7 +46,7 @@ COSTS_FILE = "costs.csv"
 OUTPUT_TOKENS = 256
 CHARS_PER_TOKEN = 4  # fallback token count: ceil(len(text) / 4)
 # The tokenizer evaluation counts with when none is named and this folder exists: the
-# checkout's .models/ (where `python -m irt_jax.encoder.fetch` puts it), found from this
+# checkout's .models/ (where `python -m irt_jax fetch-encoder` puts it), found from this
 # file, not the working directory, so a price does not depend on where a tool runs.
 DEFAULT_TOKENIZER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                  ".models", "all-MiniLM-L6-v2")
@@ -120,7 +120,8 @@ def token_counts(texts: Sequence[str], tokenizer_dir: str | None = None) -> np.n
 @functools.lru_cache(maxsize=4)
 def _tokenizer(tokenizer_dir: str):
   """A local tokenizer, loaded once per folder (a router prices every call)."""
-  from transformers import AutoTokenizer
+  from irt_jax.encoder import hf
+  AutoTokenizer = hf.transformers().AutoTokenizer
   try:
     return AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
   except Exception as e:  # transformers raises OSError/ValueError/... for a bad folder

@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from irt_jax.errors import UserError
 from irt_jax.routing import costs as costs_lib
 from irt_jax.routing import rules
 from irt_jax.numerics import non_negative, sigmoid
 
 
-class RouterError(ValueError):
+class RouterError(UserError, ValueError):
   """The Router cannot do what was asked (missing encoder, bad costs, unknown model)."""
 
 
@@ -299,7 +300,7 @@ def parse_step(step) -> str | int:
 def load(workdir: str, encoder_dir: str | None = None, step="best", costs: str | None = None,
          *, reuse: Router | None = None, encoder_precision: str = "float32") -> Router:
   """The Router of a trained run with the costs of a file: the one loader behind
-  `irt_jax.route`, `irt_jax.serve` and the service's reload. `encoder_precision`: one
+  `irt-jax route`, `irt-jax serve` and the service's reload. `encoder_precision`: one
   of `ENCODER_PRECISIONS` (the one check of the command-line tools' flag).
 
   `costs`: a JSON file model name -> cost or a model_prices.csv

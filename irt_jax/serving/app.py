@@ -1,6 +1,6 @@
 """The routing service: an OpenAI-compatible front for a Router (FastAPI app factory).
 
-    app = create_app(router, upstreams, Limits())   # served by uvicorn (irt_jax/serve.py)
+    app = create_app(router, upstreams, Limits())   # served by uvicorn (irt_jax/cli/serve.py)
 
 Endpoints (all but /health need `Authorization: Bearer <key>` when the service
 has a keys file; /admin/* needs an admin key):

@@ -16,10 +16,12 @@ import os
 import threading
 import time
 
+from irt_jax.errors import UserError
+
 log = logging.getLogger("irt_jax.serving")
 
 
-class KeysError(ValueError):
+class KeysError(UserError, ValueError):
   """A keys file that cannot be used at start-up."""
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from irt_jax.errors import UserError
 from irt_jax.serving.requests import ApiError, error_body
 
 ROUTED_HEADER = "x-irt-jax-routed-model"     # the model that answered
@@ -41,7 +42,7 @@ class Upstream:
     return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class UpstreamsError(ValueError):
+class UpstreamsError(UserError, ValueError):
   """An upstreams file that cannot be used."""
 
 

@@ -35,7 +35,7 @@ def psum(tree: Any, axis_name: str = AXIS) -> Any:
   Summing over one device is the identity, but XLA's CPU backend still runs a
   one-replica all-reduce, which copies its operands into fresh buffers: 84 MB
   of gradients at the paper's shape, 19 ms a step before it was skipped
-  (bench/profile_step.py).
+  (experiments/bench/profile_step.py).
   """
   if jax.lax.axis_size(axis_name) == 1:
     return tree

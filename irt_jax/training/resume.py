@@ -12,6 +12,7 @@ import jax
 from absl import logging
 
 from irt_jax import checkpoint as ckpt_lib
+from irt_jax.errors import UserError
 from irt_jax.data import io as data_lib
 from irt_jax.training import schedule as schedule_lib
 from irt_jax.training.specs import ScheduleSpec
@@ -21,7 +22,7 @@ RESUMABLE_FIELDS = ("train.num_epochs", "train.log_every_steps", "train.eval_row
                     "checkpoint.every_steps", "train.early_stop_patience")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
   """Training cannot go on (non-finite loss, a workdir of another run, ...)."""
 
 

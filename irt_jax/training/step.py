@@ -93,7 +93,7 @@ def pmap_train_step(kind: kind_lib.Kind, spec, optimizer: optax.GradientTransfor
   `out_axes=None`; the summed gradients keep every copy identical). Stacked on
   a leading axis instead, pmap squeezes and re-expands it around the step, and
   XLA then copies every parameter and Adam moment to keep the donated buffers
-  safe: 0.6 GB of extra traffic per step (`bench/step_variants.py`, variant
+  safe: 0.6 GB of extra traffic per step (`experiments/bench/step_variants.py`, variant
   `pmap_stacked`).
   """
   return jax.pmap(make_train_step(kind, spec, optimizer), axis_name=parallel.AXIS,

@@ -1,0 +1,85 @@
+r"""`irt-jax route`: routes queries given on the command line or in a JSONL file.
+
+  irt-jax route --workdir=runs/routerdc --encoder_dir=.models/all-mpnet-base-v2 \
+      "What is 17 * 23?" "Write a haiku about rain."
+  irt-jax route --workdir=DIR --input=queries.jsonl --json   # {"query": ...} per line
+
+Prints one chosen model name per line (with --json, one JSON record per line:
+query, model, p_correct, logit, expected_cost, runner_up, runner_up_p).
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from irt_jax import logs
+from irt_jax.cli import flags as cli_flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  cli_flags.define_router_flags()
+  flags.DEFINE_string("input", None, "JSONL file, one object per line with a \"query\" or "
+                      "\"prompt\" string ('-' = stdin).")
+  flags.DEFINE_bool("json", False, "Print one JSON record per query instead of the model name.")
+  flags.DEFINE_float("cost_weight", 0.0, "Route on P(correct) - cost_weight * cost (needs "
+                     "--costs).")
+  flags.DEFINE_float("budget", None, "Cap on the mean cost over the queries given (needs "
+                     "--costs).")
+  flags.DEFINE_list("candidates", None, "Only route among these model names.")
+
+
+def read_queries(path: str) -> list[str]:
+  """Queries from a JSONL file; a bad line raises ValueError naming its number."""
+  queries = []
+  stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+  with stream:
+    for number, line in enumerate(stream, start=1):
+      if not line.strip():
+        continue
+      try:
+        obj = json.loads(line)
+      except ValueError as e:
+        raise ValueError(f"{path} line {number}: not JSON ({e})") from None
+      text = obj.get("query", obj.get("prompt")) if isinstance(obj, dict) else None
+      if not isinstance(text, str):
+        raise ValueError(f'{path} line {number}: needs a "query" or "prompt" string field')
+      queries.append(text)
+  return queries
+
+
+def _queries(argv) -> list[str]:
+  queries = list(argv[1:])
+  if FLAGS.input and queries:
+    raise app.UsageError("give queries as arguments or --input, not both")
+  if FLAGS.input:               # read (and fail on a bad line) before the heavy imports
+    try:
+      queries = read_queries(FLAGS.input)
+    except OSError as e:
+      sys.exit(f"route: {FLAGS.input}: {e.strerror}")
+    except ValueError as e:
+      sys.exit(f"route: {e}")
+  if not queries:
+    raise app.UsageError("no queries: pass them as arguments or --input=FILE.jsonl")
+  return queries
+
+
+def main(argv):
+  cli_flags.require("workdir")
+  if not os.path.isdir(FLAGS.workdir):
+    sys.exit(f"route: --workdir {FLAGS.workdir} does not exist")
+  queries = _queries(argv)
+
+  from irt_jax.routing import router as router_lib
+
+  logs.quiet_startup()
+  with cli_flags.user_errors("route"):
+    router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
+                             encoder_precision=FLAGS.encoder_precision)
+    routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
+  for query, r in zip(queries, routes):
+    print(json.dumps({"query": query, **r.to_dict()}) if FLAGS.json else r.model)
