@@ -28,7 +28,7 @@ def error_classes():
 
 def test_every_error_class_of_the_library_is_a_user_error():
   found = list(error_classes())
-  assert ("irt_jax.data.io", "DataError") in found and len(found) >= 14
+  assert ("irt_jax.data.tables", "DataError") in found and len(found) >= 14
   for module, name in found:
     cls = getattr(importlib.import_module(module), name)
     assert issubclass(cls, UserError) == (name not in NOT_USER_ERRORS), f"{module}.{name}"

@@ -26,7 +26,7 @@ def test_missing_embeddings_without_an_encoder_is_a_clear_error(config, text_onl
   folder, _ = text_only
   config.data.dir = folder
   with pytest.raises(data_lib.DataError, match=r"question_embeddings\.npy: file not found .* "
-                                               r"`python -m irt_jax\.data\.encode"):
+                                               r"`python -m irt_jax encode"):
     resolve.prepare_and_load(config, str(tmp_path / "w"))
 
 
