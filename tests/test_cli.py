@@ -62,7 +62,7 @@ def test_user_errors_end_the_tool_in_one_line(capsys):
 def test_every_command_is_a_module_with_flags_and_main():
   from irt_jax import cli
   assert {"train", "eval", "route", "serve", "add-model", "update", "download", "encode",
-          "fetch-encoder", "predict-benchmark", "distill"} == set(cli.COMMANDS)
+          "fetch-encoder", "predict-benchmark", "distill", "build-data"} == set(cli.COMMANDS)
   for name, (module, _) in cli.COMMANDS.items():
     tool = importlib.import_module(f"irt_jax.cli.{module}")   # importing defines no flag
     assert callable(tool.define_flags) and callable(tool.main), name

