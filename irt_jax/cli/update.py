@@ -10,7 +10,9 @@ stay as they are. Writes the new run to --out (--workdir is only read), prints
 a JSON report (per model: answers and how far its ability moved; on held-out
 feedback: log loss, accuracy and routes before and after) and writes it to
 OUT/feedback_update.json. Then reload the service: POST /admin/reload
-{"workdir": OUT}. Kinds with abilities only (irtnet, irtnet_linear, mf).
+{"workdir": OUT}. Kinds with abilities (irtnet, irtnet_linear, mf), and `ensemble`
+runs (the recommended recipe), whose members that can learn are updated
+(coldstart/members.py: abilities, logreg weights) and the others left as they are.
 """
 
 import json

@@ -306,7 +306,8 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
   if os.path.exists(os.path.join(out, "checkpoints")):
     raise FeedbackError(f"{out}: already holds a run; choose another --out")
   run = predictors.load(workdir, step)
-  ability.irt_view(run.kind)
+  if not run.kind.takes_members:              # an ensemble updates its members (members.py)
+    ability.irt_view(run.kind)
   records = read(feedback)
   fit, held = (records, read(heldout)) if heldout else split_heldout(
       records, heldout_fraction)
@@ -316,8 +317,17 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
   check_models(fit, run.model_names, add_new)         # before any data is read or encoded
   data = resolve.load_for_run(run.config, workdir, require=())   # writes nothing into workdir
   embs = query_embeddings([r["query"] for r in fit + held], data.prompts, data.embeddings, embed)
-  new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
-                      add_new=add_new)
+  notes = None
+  if run.kind.takes_members:
+    from irt_jax.coldstart import members
+    if prior_scale <= 0:
+      raise FeedbackError(f"prior_scale must be > 0, got {prior_scale}")
+    new, models, notes = members.refit(
+        run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale, irt_refit=refit,
+        new=check_models(fit, run.model_names, add_new))
+  else:
+    new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
+                        add_new=add_new)
   report = {"workdir": os.path.abspath(workdir), "step": int(run.step),
             "feedback": (re.sub(r"//([^:/@]*):[^@/]*@", r"//\1@", feedback) if "://" in feedback
                          else os.path.abspath(feedback)),          # a URL without its password
@@ -325,6 +335,8 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
             "heldout": os.path.abspath(heldout) if heldout else f"{heldout_fraction:g} of queries",
             "prior_scale": prior_scale, "models": models,
             "heldout_report": compare(run.predictor, new, embs[len(fit):], held)}
+  if notes:
+    report["members"] = notes
   report["out"] = save(run, new, out, resolve.folder(run.config, workdir),
                        {k: report[k] for k in ("feedback", "fitted_records", "prior_scale")} |
                        {"models": sorted(models)})
