@@ -7,13 +7,15 @@ tuning here; knn's k and logreg's C are chosen on val inside their fit), then is
 evaluated once on the test split. Finished runs are skipped, so an interrupted
 comparison resumes. Appends to --records (default WORKDIR/results.jsonl) and writes
 WORKDIR/table.md.
-Fitted kinds (knn, logreg) do not depend on the seed and run once. A name in
+Fitted kinds (knn, logreg) do not depend on the seed and run once; `cluster`
+(k-means from a seeded start) runs once per seed. A name in
 --kinds is a config file (configs/<name>.py), so `recommended` (an ensemble whose
 members train with the run's seed) runs like a gradient kind, once per seed.
 `--table_only` rewrites the table from the records, listing cells not yet run.
 Each run's test logits and labels go to PREDS_DIR/<dataset>/<kind>-s<seed>.npz
 (default: preds/ beside the records; with best_single-s0.npz, the best single
-model as a router), and the table adds every kind's paired difference from the
+model as a router, and max_expert-s0.npz, the train-best model of each query's
+benchmark, which needs the benchmark label), and the table adds every kind's paired difference from the
 first kind with a 95% bootstrap interval over test queries (evaluation/paired).
 """
 
@@ -32,8 +34,9 @@ from absl import app, flags, logging  # noqa: E402
 from irt_jax import checkpoint, evaluation, models, predictors
 from irt_jax.data import resolve
 from irt_jax import training  # noqa: E402
-from irt_jax.evaluation import evaluators, paired, report  # noqa: E402
-from irt_jax.routing import rules  # noqa: E402
+from irt_jax.evaluation import evaluators, field_metrics, paired, report  # noqa: E402
+from irt_jax.data import io as data_io  # noqa: E402
+from irt_jax.routing import hindsight, rules  # noqa: E402
 import numpy as np  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -71,18 +74,52 @@ def kind_config(kind):
   return config
 
 
-def save_predictions(run, data, name, seed, preds_dir):
-  """The run's test logits (and, once per dataset, the best single model's
-  routing as logits: minus its rank by train accuracy) for the paired intervals."""
-  pred = evaluators.predictions_for(run.predictor, data, "test")
-  paired.save(os.path.join(preds_dir, data.name, f"{name}-s{seed}.npz"), pred.logits,
-              pred.labels, pred.benchmark)
+def save_hindsight(data, preds_dir):
+  """Once per dataset, the routers read off the train split, as logits: the best
+  single model (minus its rank by train accuracy) and Max Expert (minus the rank
+  by train accuracy on the query's benchmark, routing/hindsight.py)."""
+  test = data.split("test")
+  bench = data.benchmark[test.queries]
   single = os.path.join(preds_dir, data.name, "best_single-s0.npz")
   if not os.path.exists(single):
     order = rules.best_single_order(data.split("train"))
     rank = np.empty(len(order))
     rank[order] = np.arange(len(order))
-    paired.save(single, np.broadcast_to(-rank, pred.logits.shape), pred.labels, pred.benchmark)
+    paired.save(single, np.broadcast_to(-rank, test.labels.shape), test.labels, bench)
+  expert = os.path.join(preds_dir, data.name, "max_expert-s0.npz")
+  if not os.path.exists(expert):
+    scores = hindsight.for_split(data.split("train"), data.benchmark, test.queries,
+                                 len(data.benchmark_names))
+    paired.save(expert, scores, test.labels, bench)
+
+
+def save_predictions(run, data, name, seed, preds_dir):
+  """The run's test logits (and the hindsight routers) for the paired intervals."""
+  pred = evaluators.predictions_for(run.predictor, data, "test")
+  paired.save(os.path.join(preds_dir, data.name, f"{name}-s{seed}.npz"), pred.logits,
+              pred.labels, pred.benchmark)
+  save_hindsight(data, preds_dir)
+
+
+def complete_hindsight(preds_dir):
+  """Max Expert's file for datasets whose predictions predate it (read from the
+  dataset folder, default benchmarks; its test benchmarks must match the files')."""
+  for dataset in FLAGS.datasets:
+    folder = os.path.join(preds_dir, dataset)
+    if not os.path.isdir(folder) or os.path.exists(os.path.join(folder, "max_expert-s0.npz")):
+      continue
+    data_dir = os.path.join(FLAGS.data_root, dataset)
+    if not os.path.isdir(data_dir):
+      logging.warning("no %s: Max Expert for %s not written", data_dir, dataset)
+      continue
+    data = data_io.load_dataset(data_dir, require=("train", "test"))
+    existing = paired.files_for(preds_dir, dataset, "best_single")
+    if existing:
+      with np.load(existing[0]) as f:
+        if not np.array_equal(f["benchmark"], data.benchmark[data.split("test").queries]):
+          sys.exit(f"compare_kinds.py: {data_dir}: its test benchmarks differ from those of "
+                   f"{existing[0]} (another benchmark mapping?)")
+    save_hindsight(data, preds_dir)
 
 
 def run_one(kind, dataset, seed, out, preds_dir):
@@ -106,6 +143,9 @@ def run_one(kind, dataset, seed, out, preds_dir):
     f.write(json.dumps(record) + "\n")
   print(json.dumps(record), flush=True)
 
+
+# Fitted kinds whose fit reads the seed (k-means restarts): run once per seed.
+SEEDED_FITS = {"cluster"}
 
 # log_loss is recorded since the paired intervals; older records lack it.
 RECORD_KEYS = ({"kind", "dataset", "seed", "seconds", "baselines"}
@@ -141,7 +181,8 @@ def main(argv):
   for kind in [] if FLAGS.table_only else FLAGS.kinds:
     model_kind = models.for_config(kind_config(kind))
     # an ensemble trains its members with the run's seed (configs/recommended.py)
-    fitted = not (model_kind.trained_by_gradient or model_kind.takes_members)
+    fitted = not (model_kind.trained_by_gradient or model_kind.takes_members
+                  or model_kind.name in SEEDED_FITS)
     for dataset in FLAGS.datasets:
       for seed in ([0] if fitted else [int(s) for s in FLAGS.seeds]):
         key = (kind + FLAGS.tag, dataset, seed)
@@ -161,7 +202,9 @@ def main(argv):
   names = [k + FLAGS.tag for k in FLAGS.kinds]
   text = report.kinds_table(records, FLAGS.datasets, names)
   if os.path.isdir(preds_dir):
+    complete_hindsight(preds_dir)
     text += "\n" + report.paired_table(FLAGS.datasets, names, preds_dir, FLAGS.n_resamples)
+    text += "\n" + field_metrics.field_table(FLAGS.datasets, names, preds_dir)
   with open(os.path.join(FLAGS.workdir, "table.md"), "w") as f:
     f.write(text)
   print(text)

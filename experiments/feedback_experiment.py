@@ -8,7 +8,9 @@ r"""Does feedback from routed answers improve routing? (llmrouter, real labels)
 A deployed router's belief about one LLM goes wrong (the LLM is updated, or was
 mis-estimated): its ability is replaced by that of another LLM pushed further
 from the mean ability (source + --push * (source - mean); a plain copy would tie
-with the source, and ties leave routing as it was), in two ways:
+with the source, and ties leave routing as it was); in an ensemble run (the
+recipe) the same is done to every member's per-LLM parameters (`perturb`), in
+two ways:
   * underrated: the LLM with the best train accuracy gets the worst one's ability;
   * overrated:  the LLM with the worst train accuracy gets the best one's ability.
 Feedback is then simulated from that LLM's own train-split labels: k answers,
@@ -34,12 +36,13 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from irt_jax import logs, predictors  # noqa: E402
-from irt_jax.coldstart import ability, feedback  # noqa: E402
+from irt_jax.coldstart import ability, feedback, members  # noqa: E402
 from irt_jax.data import resolve  # noqa: E402
 from irt_jax.routing import rules  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/llmrouter_small", "A trained llmrouter run (irtnet).")
+flags.DEFINE_string("workdir", "runs/llmrouter_small", "A trained llmrouter run (irtnet, or "
+                    "an ensemble such as configs/recommended.py).")
 flags.DEFINE_string("out", "runs/feedback_experiment", "Scratch folder (perturbed and updated runs).")
 flags.DEFINE_list("ks", ["25", "100", "400", "1600"], "Feedback records per scenario.")
 flags.DEFINE_float("push", 0.5, "How far past the source's ability the perturbation goes.")
@@ -76,11 +79,40 @@ def write_log(path: str, data, model: int, k: int, seed: int) -> int:
   return len(rows)
 
 
+def _pushed(values: np.ndarray, target: int, source: int, axis: int) -> np.ndarray:
+  """`values` with the target LLM's slice set to the source's pushed from the mean."""
+  out = np.array(values, np.float64)
+  src = np.take(out, source, axis)
+  pushed = src + FLAGS.push * (src - out.mean(axis))
+  if axis == 0:
+    out[target] = pushed
+  else:
+    out[:, target] = pushed
+  return out.astype(np.asarray(values).dtype)
+
+
+def perturb(predictor, target: int, source: int):
+  """The predictor believing `target` is like `source` (pushed): an ability for
+  kinds with one; for an ensemble (the recipe), the same in every member with
+  per-LLM parameters (IrtNet-family abilities, logreg's weight column and bias),
+  the other members as they are."""
+  if not predictor.kind.takes_members:
+    return feedback.with_abilities(predictor, _pushed(ability.abilities(predictor), target,
+                                                      source, 0))
+  params = {**predictor.params, "members": {}}
+  for i, member in enumerate(members.members_of(predictor)):
+    p = member.params
+    if member.kind.irt is not None:
+      p = perturb(member, target, source).params
+    elif member.kind.name == "logreg":
+      p = {"w": _pushed(p["w"], target, source, 1), "b": _pushed(p["b"], target, source, 0)}
+    params["members"][f"m{i}"] = p
+  return predictor.with_params(params)
+
+
 def scenario(name: str, run, data, target: int, source: int, out: str) -> list[dict]:
-  """Perturb `target`'s ability to `source`'s, then update from k feedback records."""
-  theta = ability.abilities(run.predictor)
-  theta[target] = theta[source] + FLAGS.push * (theta[source] - theta.mean(0))
-  perturbed = feedback.with_abilities(run.predictor, theta)
+  """Perturb `target`'s belief to `source`'s, then update from k feedback records."""
+  perturbed = perturb(run.predictor, target, source)
   base = os.path.join(out, name)
   shutil.rmtree(base, ignore_errors=True)
   feedback.save(run, perturbed, os.path.join(base, "perturbed"), resolve.folder(
@@ -98,7 +130,7 @@ def scenario(name: str, run, data, target: int, source: int, out: str) -> list[d
     updated = routed_correct(predictors.load(os.path.join(folder, "run")).predictor, data)
     held = report["heldout_report"]
     records.append({
-        "experiment": "feedback_llmrouter", "scenario": name,
+        "experiment": "feedback_llmrouter", "scenario": name, "kind": run.kind.name,
         "llm": data.model_names[target], "ability_of": data.model_names[source],
         "feedback_records": n, "fitted_records": report["fitted_records"],
         "test_queries": int(len(updated)),

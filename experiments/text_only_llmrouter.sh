@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3's end-to-end check: train from prompt text alone (no embeddings file) on
+# End-to-end check: train from prompt text alone (no embeddings file) on
 # llmrouter, encoding with the Flax all-mpnet-base-v2, and compare with training on
 # the shipped embeddings. Both train the paper config on query blocks, the layout
 # the README's table was made with (it predates the paper config's switch to pairs).

@@ -40,3 +40,16 @@ def non_negative(value, what: str, *, from_text: bool = False) -> float:
     shown = value if isinstance(value, str) else repr(value)
     raise ValueError(f"{what} must be a finite number >= 0, got {shown}")
   return number
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Coordinates on the first two principal axes, and their variance shares (the
+  abilities map of the evaluation report and of the service's page)."""
+  x = np.asarray(x, np.float64)
+  centred = x - x.mean(axis=0)
+  _, s, vt = np.linalg.svd(centred, full_matrices=False)
+  coords = centred @ vt[:2].T
+  if coords.shape[1] < 2:
+    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+  share = s ** 2 / max((s ** 2).sum(), 1e-12)
+  return coords, np.pad(share[:2], (0, max(0, 2 - len(share[:2]))))

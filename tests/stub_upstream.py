@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 import uvicorn
 
 SLOW_S = 3.0   # the slow stub's delay: well past the tests' upstream timeouts (0.5 s)
+DELAY_S = 0.3  # the `delay` stub's: an upstream that answers, but takes its time
 
 
 class Stub(BaseHTTPRequestHandler):
@@ -17,7 +18,11 @@ class Stub(BaseHTTPRequestHandler):
 
   Model ids: `slow` / `stall` sleep SLOW_S, `broken` answers 500, `down503` 503,
   `toomany` 429, `flaky` 503 while Stub.flaky_failures lasts, `cut` streams one
-  event and drops the connection; every request is recorded.
+  event and drops the connection, `delay` answers after DELAY_S; streamed only:
+  `cut0` sends its 200 headers and a keep-alive comment, then drops the
+  connection before any event,
+  `stallfirst` sends its headers and then nothing for SLOW_S, `errfirst` sends
+  an error object as its first event; every request is recorded.
   """
   received: list = []
   flaky_failures = 0          # the next this many requests for model "flaky" answer 503
@@ -32,6 +37,8 @@ class Stub(BaseHTTPRequestHandler):
     model = body["model"]
     if model in ("slow", "stall"):
       time.sleep(SLOW_S)
+    if model == "delay":
+      time.sleep(DELAY_S)
     failing = {"broken": 500, "down503": 503, "toomany": 429}.get(model)
     if model == "flaky" and Stub.flaky_failures > 0:
       Stub.flaky_failures -= 1
@@ -41,6 +48,9 @@ class Stub(BaseHTTPRequestHandler):
       return
     if model == "cut" and body.get("stream"):
       self._cut_stream(model)
+      return
+    if model in ("cut0", "stallfirst", "errfirst") and body.get("stream"):
+      self._fail_first(model)
       return
     text = f"answer from {model}"
     if not body.get("stream"):
@@ -56,6 +66,11 @@ class Stub(BaseHTTPRequestHandler):
                "choices": [{"index": 0, "delta": {"content": (" " if i else "") + piece},
                             "finish_reason": None}]}
       events.append(f"data: {json.dumps(chunk)}\n\n")
+    if (body.get("stream_options") or {}).get("include_usage"):
+      events.append("data: " + json.dumps({
+          "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model,
+          "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 3,
+                                   "total_tokens": 6}}) + "\n\n")
     events.append("data: [DONE]\n\n")
     self._send(200, "".join(events).encode(), "text/event-stream")
 
@@ -71,6 +86,19 @@ class Stub(BaseHTTPRequestHandler):
     self.wfile.write(event)
     self.wfile.flush()
     time.sleep(0.2)
+    self.close_connection = True
+
+  def _fail_first(self, model):
+    """A 200 stream that fails before its first event (or whose first event is an error)."""
+    first = ('data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
+             if model == "errfirst" else ": keep-alive\n\n" if model == "cut0" else "")
+    self.send_response(200)
+    self.send_header("content-type", "text/event-stream")
+    self.send_header("content-length", str(len(first) + 1000))
+    self.end_headers()
+    self.wfile.write(first.encode())
+    self.wfile.flush()
+    time.sleep(SLOW_S if model == "stallfirst" else 0.1)
     self.close_connection = True
 
   def _send(self, status, payload, ctype):

@@ -56,7 +56,8 @@ def test_the_wheel_holds_the_package_and_configs_and_declares_the_runtime_requir
     entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
   for module in ("irt_jax/__init__.py", "irt_jax/logs.py", "irt_jax/cli/route.py", "irt_jax/__main__.py",
                  "irt_jax/routing/rules.py", "irt_jax/models/irtnet.py", "irt_jax/serving/app.py", "configs/common.py",
-                 "configs/synthetic.py"):
+                 "configs/synthetic.py", "irt_jax/serving/static/ui.html",
+                 "irt_jax/serving/static/ui.js", "irt_jax/serving/static/ui.css"):
     assert module in names, f"{module} missing from {wheel.name}"
   assert not [n for n in names if n.startswith(("tests/", "bench/", "scripts/", "experiments/"))]
   assert "[console_scripts]" in entry_points and "irt-jax = irt_jax.cli:main" in entry_points

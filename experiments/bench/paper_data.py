@@ -96,7 +96,7 @@ def write(out: str, scale: float = 1.0, seed: int = 0) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", default="/tmp/irt_jax_bench/paper_data")
+  parser.add_argument("--out", default="runs/paper_data")
   parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 35,673 queries")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()

@@ -16,8 +16,10 @@ most about the new LLM (D-optimal Fisher information at the current estimate,
 after the answers in --responses if given): run the LLM on them, append its
 answers to the file and call again (propose -> answer -> update).
 
-Only kinds with abilities (an IrtView: irtnet) support this. This module wires
-the flags; the work is irt_jax.coldstart.add.
+Kinds with abilities (an IrtView: irtnet, irtnet_linear, mf) support this, and
+`ensemble` runs (the recommended recipe) whose members all can (IrtNet-family
+and logreg members; coldstart/members.py); --propose needs a run with abilities.
+This module wires the flags; the work is irt_jax.coldstart.add.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ r"""`irt-jax eval` (and `python eval.py`): evaluates trained runs of any model k
 
   irt-jax eval --workdir=runs/routerdc [--split=test] [--output_dir=DIR]
   irt-jax eval --workdir=runs/irtnet --compare=runs/logreg,runs/knn   # one table
+  irt-jax eval --workdir=runs/zeroeval+NEW --data_dir=DIR   # another folder, LLMs by name
 With --compare, each run's difference from the first (--workdir) in AUC, log
 loss and routing micro / macro comes with a 95% paired bootstrap interval over
 the split's queries (irt_jax/evaluation/paired.py).
@@ -34,6 +35,8 @@ def define_flags() -> None:
                     "report calibration after it.")
   flags.DEFINE_string("benchmark_prediction", None, "A benchmark_prediction.json (or its "
                       "folder) to include in the report.")
+  flags.DEFINE_string("data_dir", None, "Evaluate on this data folder instead of the run's own "
+                      "(same layout; LLMs matched by name, the folder's extra LLMs left out).")
 
 
 def main(argv):
@@ -51,5 +54,8 @@ def main(argv):
     if FLAGS.benchmark_prediction:
       options["benchmark_prediction"] = FLAGS.benchmark_prediction
     report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step,
-                            FLAGS.evaluators or None, options)
+                            FLAGS.evaluators or None, options, data_dir=FLAGS.data_dir)
   print(report_lib.format_report(report))
+  if "data_subset" in report:
+    print(f"note: {report['data_subset']['note']}: "
+          f"{', '.join(report['data_subset']['models_left_out'])}")

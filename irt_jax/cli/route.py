@@ -5,7 +5,8 @@ r"""`irt-jax route`: routes queries given on the command line or in a JSONL file
   irt-jax route --workdir=DIR --input=queries.jsonl --json   # {"query": ...} per line
 
 Prints one chosen model name per line (with --json, one JSON record per line:
-query, model, p_correct, logit, expected_cost, runner_up, runner_up_p).
+query, model, p_correct, logit, expected_cost, runner_up, runner_up_p; with --explain,
+one explanation per line: Router.explain, docs/explain.md).
 """
 
 import json
@@ -26,6 +27,9 @@ def define_flags() -> None:
   flags.DEFINE_string("input", None, "JSONL file, one object per line with a \"query\" or "
                       "\"prompt\" string ('-' = stdin).")
   flags.DEFINE_bool("json", False, "Print one JSON record per query instead of the model name.")
+  flags.DEFINE_bool("explain", False, "Print one JSON explanation per query (Router.explain: per "
+                    "model P(correct), cost, the rule's score; the choice and its margin; the "
+                    "query's item parameters and nearest training queries). No --budget.")
   flags.DEFINE_float("cost_weight", 0.0, "Route on P(correct) - cost_weight * cost (needs "
                      "--costs).")
   flags.DEFINE_float("budget", None, "Cap on the mean cost over the queries given (needs "
@@ -72,6 +76,9 @@ def main(argv):
   cli_flags.require("workdir")
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"route: --workdir {FLAGS.workdir} does not exist")
+  if FLAGS.explain and FLAGS.budget is not None:
+    raise app.UsageError("--explain takes --cost_weight, not --budget (a budget is shared by "
+                         "the queries of one call)")
   queries = _queries(argv)
 
   from irt_jax.routing import router as router_lib
@@ -80,6 +87,10 @@ def main(argv):
   with cli_flags.user_errors("route"):
     router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
                              encoder_precision=FLAGS.encoder_precision)
+    if FLAGS.explain:
+      for record in router.explain(queries, FLAGS.cost_weight, FLAGS.candidates):
+        print(json.dumps(record))
+      return
     routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
   for query, r in zip(queries, routes):
     print(json.dumps({"query": query, **r.to_dict()}) if FLAGS.json else r.model)

@@ -41,6 +41,24 @@ def define_flags() -> None:
                       "/admin/reload; without it that endpoint is off (SIGHUP still reloads).")
   flags.DEFINE_string("feedback_log", None, "JSON-lines file POST /v1/feedback appends to "
                       "(fsynced per record); without it /v1/feedback is off.")
+  flags.DEFINE_string("store", None, "Where feedback and spend are kept: unset or 'file' for "
+                      "--feedback_log (JSON lines), or postgresql://user@host/db for a database "
+                      "that several replicas share (turns on /v1/feedback). See docs/gateway.md.")
+  flags.DEFINE_string("spend_log", None, "With the file store: a JSON-lines file of every "
+                      "charged answer (key digest, model, USD, tokens), which all workers read "
+                      "for budgets; without it spend is counted in each process's memory.")
+  flags.DEFINE_string("prices", None, "model_prices.csv (model_name, input_price_per_mtok, "
+                      "output_price_per_mtok): each answer's usage x these prices is the spend "
+                      "per key and model (/metrics, the store) that keys' budget_usd is checked "
+                      "against.")
+  flags.DEFINE_float("calibrate_above", None, "Offer router-<kind>@share=S: the cost weight "
+                     "whose share of the run's validation queries routed to models costing more "
+                     "than this (--costs' unit, per query) is at most S. Needs --costs.")
+  flags.DEFINE_integer("workers", 1, "Service processes sharing the port (each loads the run; "
+                       "metrics, the store, keys and reloads are shared, cool-downs are per "
+                       "worker: serving/workers.py).")
+  flags.DEFINE_integer("socket_fd", None, "Internal (--workers): accept on this inherited "
+                       "listening socket instead of binding --host:--port.")
   flags.DEFINE_integer("fallbacks", _FALLBACKS.fallbacks, "Further ranked models tried when the "
                        "chosen model's upstream fails before answering.")
   flags.DEFINE_float("cooldown_s", _FALLBACKS.cooldown_s, "Seconds a model whose upstream keeps "
@@ -72,7 +90,11 @@ def define_flags() -> None:
 def build_app():
   """The app the flags describe; a user's mistake ends in one line (sys.exit)."""
   from irt_jax.routing import router as router_lib
+  from irt_jax.serving.budgets import read_prices
+  from irt_jax.serving.calibrate import Calibration, validation_queries
   from irt_jax.serving.keys import KeyFile
+  from irt_jax.serving.store import open_store
+  from irt_jax.serving.workers import shared_reloader
 
   logs.quiet_startup()
   load = lambda workdir, old: router_lib.load(workdir or old.workdir, FLAGS.encoder_dir,
@@ -94,8 +116,14 @@ def build_app():
                             max_batch_queries=FLAGS.max_batch_queries)
     fallbacks = serving.Fallbacks(fallbacks=FLAGS.fallbacks, cooldown_s=FLAGS.cooldown_s,
                                   failures=FLAGS.cooldown_failures, deadline_s=FLAGS.deadline_s)
+    store = open_store(FLAGS.store, FLAGS.feedback_log, FLAGS.spend_log)
+    prices = read_prices(FLAGS.prices, set(router.model_names) | set(upstreams)) if (
+        FLAGS.prices) else None
+    calibration = None if FLAGS.calibrate_above is None else Calibration(
+        FLAGS.calibrate_above, validation_queries)
     app_ = serving.create_app(router, upstreams, limits, fallbacks=fallbacks, access=access,
-                              feedback_log=FLAGS.feedback_log, reloader=load)
+                              store=store, reloader=shared_reloader(load), prices=prices,
+                              calibration=calibration)
   unknown = sorted(set(upstreams) - set(router.model_names))
   if unknown:
     print(f"serve: upstreams {unknown} are not among the run's models; they pass through "
@@ -131,6 +159,10 @@ def main(argv):
   cli_flags.require("workdir")
   if not os.path.isdir(FLAGS.workdir):
     sys.exit(f"serve: --workdir {FLAGS.workdir} does not exist")
+  if FLAGS.workers > 1:
+    from irt_jax.serving import workers
+    sys.exit(workers.supervise([sys.executable, "-m", "irt_jax", "serve"], sys.argv[2:],
+                               FLAGS.workers, FLAGS.host, FLAGS.port))
   if FLAGS.compilation_cache_dir:
     try:
       use_compilation_cache(FLAGS.compilation_cache_dir)
@@ -138,5 +170,11 @@ def main(argv):
       sys.exit(f"serve: --compilation_cache_dir: {e}")
   app_ = build_app()
   import uvicorn
+  if FLAGS.socket_fd is not None:            # a worker of --workers
+    from irt_jax.serving.workers import socket_from_fd
+    uvicorn.Server(uvicorn.Config(app_, log_level=FLAGS.log_level,
+                                  timeout_keep_alive=FLAGS.keep_alive_s)).run(
+        sockets=[socket_from_fd(FLAGS.socket_fd)])
+    return
   uvicorn.run(app_, host=FLAGS.host, port=FLAGS.port, log_level=FLAGS.log_level,
               timeout_keep_alive=FLAGS.keep_alive_s)

@@ -10,7 +10,9 @@ stay as they are. Writes the new run to --out (--workdir is only read), prints
 a JSON report (per model: answers and how far its ability moved; on held-out
 feedback: log loss, accuracy and routes before and after) and writes it to
 OUT/feedback_update.json. Then reload the service: POST /admin/reload
-{"workdir": OUT}. Kinds with abilities only (irtnet, irtnet_linear, mf).
+{"workdir": OUT}. Kinds with abilities (irtnet, irtnet_linear, mf), and `ensemble`
+runs (the recommended recipe), whose members that can learn are updated
+(coldstart/members.py: abilities, logreg weights) and the others left as they are.
 """
 
 import json
@@ -29,7 +31,8 @@ def define_flags() -> None:
       "The trained run (only read).",
       "Encoder folder for queries that are not prompts of the run's data (default: the "
       "run's recorded one).")
-  flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct).")
+  flags.DEFINE_string("feedback", None, "The feedback log (JSON lines: query, model, correct), "
+                      "or the service's postgresql://... store.")
   flags.DEFINE_string("out", None, "Where the updated run goes (must not hold a run).")
   flags.DEFINE_string("heldout", None, "A second log to report on (default: a split of "
                       "--feedback).")
@@ -46,6 +49,7 @@ def main(argv):
   cli_flags.require("workdir", "feedback", "out")
   from irt_jax.coldstart import feedback
   from irt_jax.routing import router as router_lib
+  from irt_jax.serving.store import read_feedback_from
 
   logs.quiet_startup()
   step = FLAGS.step
@@ -56,7 +60,7 @@ def main(argv):
     report = feedback.update(FLAGS.workdir, FLAGS.feedback, FLAGS.out,
                              heldout=FLAGS.heldout, heldout_fraction=FLAGS.heldout_fraction,
                              prior_scale=FLAGS.prior_scale, add_new=FLAGS.add_new_models,
-                             step=step, embed=embed)
+                             step=step, embed=embed, read=read_feedback_from)
   text = json.dumps(report, indent=1)
   with open(os.path.join(FLAGS.out, "feedback_update.json"), "w", encoding="utf-8") as f:
     f.write(text + "\n")

@@ -69,6 +69,12 @@ def embed_new(run: predictors.Run, texts: list[str], encoder_dir: str | None) ->
 
 def answer_items(run, data, ids, prompts, encoder_dir, path):
   """Item parameters (a, b) for the answered queries, embedding unseen ones."""
+  return coldstart.item_parameters(run.predictor,
+                                   answer_embeddings(run, data, ids, prompts, encoder_dir, path))
+
+
+def answer_embeddings(run, data, ids, prompts, encoder_dir, path) -> np.ndarray:
+  """Embeddings of the answered queries: the data's rows, unseen ones encoded."""
   row = {q: i for i, q in enumerate(data.query_ids)}
   seen = np.array([q in row for q in ids], bool)
   emb = np.zeros((len(ids), run.predictor.input_dim), np.float32)
@@ -82,13 +88,15 @@ def answer_items(run, data, ids, prompts, encoder_dir, path):
           f"{path}: {len(missing)} prompt_id(s) the run has not seen, e.g. {missing[:3]}, come "
           f"without their text; add a 'prompt' column for them")
     emb[~seen] = embed_new(run, texts, encoder_dir)
-  return coldstart.item_parameters(run.predictor, emb)
+  return emb
 
 
-def save_run(run: predictors.Run, out: str, name: str, theta: np.ndarray, n_answers: int,
-             data_folder: str) -> str:
-  """Writes the run plus the new model as a new checkpoint directory."""
-  predictor = coldstart.with_new_models(run.predictor, [name], theta[None, :])
+def save_run(run: predictors.Run, out: str, name: str, theta: np.ndarray | None, n_answers: int,
+             data_folder: str, predictor=None) -> str:
+  """Writes the run plus the new model (given `theta`, or the extended `predictor`)
+  as a new checkpoint directory."""
+  if predictor is None:
+    predictor = coldstart.with_new_models(run.predictor, [name], theta[None, :])
   source = ckpt_lib.Checkpoints(run.workdir, read_only=True)
   _, src_meta, _, _ = source.restore_json(run.step)
   config = run.config.to_dict()
@@ -115,7 +123,11 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
   if not responses and propose <= 0:
     raise coldstart.ColdStartError("give --responses (answers to fit) and/or --propose=K")
   run = predictors.load(workdir, step if step in ("best", "latest") else int(step))
-  coldstart.irt_view(run.kind)
+  if run.kind.takes_members and propose > 0:
+    raise coldstart.ColdStartError("--propose reads a run's item parameters; an ensemble has "
+                                   "none of its own: propose with its IrtNet member's run")
+  if not run.kind.takes_members:
+    coldstart.irt_view(run.kind)
   if name in run.model_names:
     raise coldstart.ColdStartError(f"{workdir}: already has a model named {name!r}; choose "
                                    f"another --name")
@@ -129,6 +141,8 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
   # left (same request as training's); nothing is written before the inputs are
   # known to be good.
   data = resolve.load_for_run(run.config, workdir, require=("train", "val"))
+  if run.kind.takes_members:
+    return _add_to_ensemble(run, data, name, responses, out, encoder_dir, folder)
   prior = coldstart.prior_from_abilities(coldstart.abilities(run.predictor))
   ids, labels, prompts = [], np.zeros(0, np.int8), None
   a = np.zeros((0, len(prior.mean)))
@@ -152,3 +166,17 @@ def add(workdir: str, name: str, responses: str | None, out: str | None = None,
       writer.writerow([data.query_ids[i], data.prompts[i] if data.prompts else ""])
     result["proposed"] = [data.query_ids[i] for i in picks]
   return result
+
+
+def _add_to_ensemble(run, data, name, responses, out, encoder_dir, folder) -> dict:
+  """An ensemble run plus the new LLM: each member that can takes it (members.py)."""
+  from irt_jax.coldstart import feedback, members
+  ids, labels, prompts = read_responses(responses)
+  emb = answer_embeddings(run, data, ids, prompts, encoder_dir, responses)
+  records = [{"query": q, "model": name, "correct": int(y)} for q, y in zip(ids, labels)]
+  predictor, _, notes = members.refit(run.predictor, emb, records, new=[name], prior_scale=1.0,
+                                      irt_refit=feedback.refit)
+  path = save_run(run, out, name, None, len(ids), folder, predictor=predictor)
+  logging.info("added %s to the ensemble from %d answers: %s (%s)", name, len(ids), out,
+               "; ".join(notes))
+  return {"name": name, "answers": len(ids), "out": path, "members": notes}

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 
@@ -288,13 +289,15 @@ def save(run, predictor, out: str, data_folder: str, record: dict) -> str:
 
 def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
            heldout_fraction: float = 0.2, prior_scale: float = 1.0, add_new: bool = False,
-           step="best", embed: Callable[[list[str]], np.ndarray] | None = None) -> dict:
+           step="best", embed: Callable[[list[str]], np.ndarray] | None = None,
+           read: Callable[[str], list[dict]] = read_feedback) -> dict:
   """`python -m irt_jax update`: refit the judged models' abilities from a
   feedback log, write the new run to `out`, report on held-out feedback.
 
   Held out: the records of `heldout` (another log), else `heldout_fraction` of
   the log's queries (`split_heldout`), never fitted on. `embed` encodes query
-  texts that are not prompts of the run's data (the run's encoder).
+  texts that are not prompts of the run's data (the run's encoder); `read`
+  reads a log (the default: a JSON-lines file; the service's stores give theirs).
   """
   from irt_jax import predictors
   from irt_jax.data import resolve
@@ -303,9 +306,10 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
   if os.path.exists(os.path.join(out, "checkpoints")):
     raise FeedbackError(f"{out}: already holds a run; choose another --out")
   run = predictors.load(workdir, step)
-  ability.irt_view(run.kind)
-  records = read_feedback(feedback)
-  fit, held = (records, read_feedback(heldout)) if heldout else split_heldout(
+  if not run.kind.takes_members:              # an ensemble updates its members (members.py)
+    ability.irt_view(run.kind)
+  records = read(feedback)
+  fit, held = (records, read(heldout)) if heldout else split_heldout(
       records, heldout_fraction)
   if not fit:
     raise FeedbackError(f"{feedback}: no feedback to fit on ({len(records)} records, "
@@ -313,13 +317,26 @@ def update(workdir: str, feedback: str, out: str, *, heldout: str | None = None,
   check_models(fit, run.model_names, add_new)         # before any data is read or encoded
   data = resolve.load_for_run(run.config, workdir, require=())   # writes nothing into workdir
   embs = query_embeddings([r["query"] for r in fit + held], data.prompts, data.embeddings, embed)
-  new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
-                      add_new=add_new)
+  notes = None
+  if run.kind.takes_members:
+    from irt_jax.coldstart import members
+    if prior_scale <= 0:
+      raise FeedbackError(f"prior_scale must be > 0, got {prior_scale}")
+    new, models, notes = members.refit(
+        run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale, irt_refit=refit,
+        new=check_models(fit, run.model_names, add_new))
+  else:
+    new, models = refit(run.predictor, embs[:len(fit)], fit, prior_scale=prior_scale,
+                        add_new=add_new)
   report = {"workdir": os.path.abspath(workdir), "step": int(run.step),
-            "feedback": os.path.abspath(feedback), "fitted_records": len(fit),
+            "feedback": (re.sub(r"//([^:/@]*):[^@/]*@", r"//\1@", feedback) if "://" in feedback
+                         else os.path.abspath(feedback)),          # a URL without its password
+            "fitted_records": len(fit),
             "heldout": os.path.abspath(heldout) if heldout else f"{heldout_fraction:g} of queries",
             "prior_scale": prior_scale, "models": models,
             "heldout_report": compare(run.predictor, new, embs[len(fit):], held)}
+  if notes:
+    report["members"] = notes
   report["out"] = save(run, new, out, resolve.folder(run.config, workdir),
                        {k: report[k] for k in ("feedback", "fitted_records", "prior_scale")} |
                        {"models": sorted(models)})

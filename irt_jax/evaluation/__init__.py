@@ -39,15 +39,24 @@ def default_evaluators(run: predictors.Run, options: dict | None = None) -> tupl
 
 
 def run(workdir: str, split: str = "test", output_dir: str | None = None,
-        step: int | str = "best", names=None, options: dict | None = None) -> dict:
+        step: int | str = "best", names=None, options: dict | None = None,
+        data_dir: str | None = None) -> dict:
   """Restores `workdir`'s checkpoint, evaluates a split, writes report.json and
-  report.md (with PNG plots in plots/) in `output_dir` (default WORKDIR/eval)."""
+  report.md (with PNG plots in plots/) in `output_dir` (default WORKDIR/eval).
+  `data_dir`: another folder in the layout, LLMs matched by name (other_data)."""
   trained = predictors.load(workdir, step)
-  data = resolve.load_for_run(trained.config, workdir, require=("train", split))
+  subset = None
+  if data_dir:
+    from irt_jax.evaluation import other_data
+    trained, data, subset = other_data.load(trained, data_dir, require=("train", split))
+  else:
+    data = resolve.load_for_run(trained.config, workdir, require=("train", split))
   out = output_dir or os.path.join(workdir, "eval")
   options = {"plot_dir": out, **(options or {})}  # evaluators' figures go beside the report
   report = evaluate(trained, data, split, names or default_evaluators(trained, options),
                     options)
+  if subset:
+    report["data_subset"] = subset
   report_lib.write(report, out)
   figures = report_lib.report_plots(report, os.path.join(out, "plots"))
   report_lib.write_markdown(report, out, figures)

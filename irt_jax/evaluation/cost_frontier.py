@@ -40,6 +40,7 @@ import numpy as np
 from irt_jax import numerics
 from irt_jax.routing import costs as costs_lib
 from irt_jax.data import resolve
+from irt_jax.evaluation import field_metrics
 from irt_jax.routing import rules
 
 
@@ -197,6 +198,7 @@ def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
          "cost_to_match_best_single": cost_to_reach(pc, pq, bq),
          "peak_accuracy": float(pq.max())}
   out.update(strong_weak(proba, labels, known, cost, train_order))
+  out["field"] = field_metrics.cost_summary(out)
   return out
 
 
@@ -262,7 +264,7 @@ class CostFrontierEvaluator:
             f"peak {pct(cf['peak_accuracy'])}  cost to match best single "
             f"{'never' if match is None else format(match, '.4g')}  APGR "
             f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
-            f"{pct(cf['cpt50'])}"]
+            f"{pct(cf['cpt50'])}"] + field_metrics.cost_lines(cf)
 
   def markdown(self, cf: dict) -> list[str]:
     return []

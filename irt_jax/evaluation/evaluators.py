@@ -23,11 +23,13 @@ import numpy as np
 from irt_jax import numerics
 from irt_jax.data import io as data_lib
 from irt_jax import predictors
+from irt_jax.routing import hindsight
 from irt_jax.routing import rules
 from irt_jax.benchmarks import evaluator
 from irt_jax.evaluation import cost_frontier
 from irt_jax import metrics
 from irt_jax.evaluation import calibration
+from irt_jax.evaluation import field_metrics
 from irt_jax.evaluation import interpretability
 
 
@@ -119,12 +121,16 @@ def micro_macro(success: np.ndarray, benchmark: np.ndarray, names) -> dict:
 
 
 def routing_summary(logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarray,
-                    names, best_single_order: np.ndarray) -> dict:
+                    names, best_single_order: np.ndarray,
+                    max_expert: np.ndarray | None = None) -> dict:
   """Routing accuracy of argmax-logit choices among known models, with baselines.
 
   Baselines: oracle (any known model correct), best_single (highest train
-  accuracy, falling back down that order where its answer is unknown) and
-  random (expected accuracy of a uniform pick among known models).
+  accuracy, falling back down that order where its answer is unknown), random
+  (expected accuracy of a uniform pick among known models) and, given its
+  [n, M] scores (routing/hindsight.py), max_expert (the train-best model of each
+  query's benchmark: it reads the benchmark label, which a router is not given),
+  with LLMRouterBench's ImpRand / ImpMax / OracleGap under "field".
   """
   known = labels >= 0
   rows = np.flatnonzero(known.any(axis=1))
@@ -136,10 +142,14 @@ def routing_summary(logits: np.ndarray, labels: np.ndarray, benchmark: np.ndarra
       "best_single": picked(rules.choose_by_order(best_single_order, known)),
       "random": np.where(known, labels == 1, 0).sum(1) / known.sum(1),
   }
+  if max_expert is not None:
+    baselines["max_expert"] = picked(rules.choose_by_score(max_expert[rows], known))
   out["baselines"] = {}
   for name, success in baselines.items():
     s = micro_macro(np.asarray(success, np.float64), bench, names)
     out["baselines"][name] = {"micro": s["micro"], "macro": s["macro"]}
+  if max_expert is not None:
+    out["field"] = field_metrics.routing_summary(out)
   return out
 
 
@@ -153,23 +163,28 @@ class RoutingEvaluator:
 
   def run(self, ctx: Context) -> dict:
     pred = ctx.predictions
-    order = rules.best_single_order(ctx.data.split("train"))
+    train = ctx.data.split("train")
+    order = rules.best_single_order(train)
+    expert = hindsight.for_split(train, ctx.data.benchmark, ctx.data.split(ctx.split).queries,
+                                 len(ctx.data.benchmark_names))
     return routing_summary(pred.logits, pred.labels, pred.benchmark, pred.benchmark_names,
-                           order)
+                           order, max_expert=expert)
 
   def text(self, r: dict) -> list[str]:
     lines = [f"  routing      {'':12s} micro   macro",
              f"    {'this run':22s} {_pct(r['micro'])}  {_pct(r['macro'])}"]
     for name, b in r["baselines"].items():
-      lines.append(f"    {name:22s} {_pct(b['micro'])}  {_pct(b['macro'])}")
+      label = field_metrics.baseline_label(name)
+      lines.append(f"    {label:22s} {_pct(b['micro'])}  {_pct(b['macro'])}")
+    lines += field_metrics.routing_lines(r)
     return lines + ["  per benchmark (this run's routing): " + ", ".join(
         f"{k} {100 * v:.2f}" for k, v in r["per_benchmark"].items())]
 
   def markdown(self, r: dict) -> list[str]:
     out = ["## Routing (% of queries answered correctly)", "", "| router | micro | macro |",
            "|---|---|---|", f"| this run | {100 * r['micro']:.2f} | {100 * r['macro']:.2f} |"]
-    out += [f"| {n} | {100 * b['micro']:.2f} | {100 * b['macro']:.2f} |"
-            for n, b in r["baselines"].items()]
+    out += [f"| {field_metrics.baseline_label(n)} | {100 * b['micro']:.2f} | "
+            f"{100 * b['macro']:.2f} |" for n, b in r["baselines"].items()]
     return out + ["", "Per benchmark: " + ", ".join(f"{k} {100 * v:.2f}"
                                                     for k, v in r["per_benchmark"].items()), ""]
 

@@ -14,17 +14,7 @@ from irt_jax import plotting  # first: it sets matplotlib's Agg backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Coordinates on the first two principal axes, and their variance shares."""
-  x = np.asarray(x, np.float64)
-  centred = x - x.mean(axis=0)
-  _, s, vt = np.linalg.svd(centred, full_matrices=False)
-  coords = centred @ vt[:2].T
-  if coords.shape[1] < 2:
-    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
-  share = s ** 2 / max((s ** 2).sum(), 1e-12)
-  return coords, np.pad(share[:2], (0, max(0, 2 - len(share[:2]))))
+from irt_jax.numerics import pca_2d  # noqa: E402,F401 - used by the report code as plots.pca_2d
 
 
 def ability_scatter(coords, share, names, path: str, title: str = "LLM abilities",

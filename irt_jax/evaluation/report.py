@@ -11,6 +11,7 @@ import numpy as np
 from irt_jax import plotting
 from irt_jax import utils
 from irt_jax.evaluation import evaluators
+from irt_jax.evaluation import field_metrics
 
 
 def write(report: dict, output_dir: str) -> str:
@@ -176,9 +177,12 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
       seconds = np.mean([r["seconds"] for r in rs])
       lines.append(f"| {dataset} | {kind} | {len(rs)} | " + " | ".join(cells) + f" | {seconds:.0f} |")
     if rows:
-      for name in ("oracle", "best_single", "random"):
-        b = rows[0]["baselines"][name]
-        lines.append(f"| {dataset} | *{name}* | | | | {100 * b['micro']:.2f} | "
+      for name in ("oracle", "best_single", "max_expert", "random"):
+        b = rows[0]["baselines"].get(name)  # max_expert: records since it was added
+        if b is None:
+          continue
+        lines.append(f"| {dataset} | *{field_metrics.baseline_label(name)}* | | | | "
+                     f"{100 * b['micro']:.2f} | "
                      f"{100 * b['macro']:.2f} | |")
   return "\n".join(lines) + "\n"
 
@@ -188,6 +192,10 @@ def kinds_table(records: list[dict], datasets: list[str], kinds: list[str]) -> s
 
 PAIRED_COLUMNS = (("auc", 1, ".4f", "+.4f"), ("log_loss", 1, ".4f", "+.4f"),
                   ("routing_micro", 100, ".2f", "+.2f"), ("routing_macro", 100, ".2f", "+.2f"))
+
+
+# Routers written by compare_kinds from the train split (routing only).
+HINDSIGHT = ("best_single", "max_expert")
 
 
 def _paired_cell(value: float, diff: dict | None, scale: float, fmt: str, dfmt: str) -> str:
@@ -204,15 +212,15 @@ def paired_table(datasets: list[str], kinds: list[str], preds_dir: str,
   """Markdown: each kind's test figures (mean over its seeds' prediction files)
   and its paired difference from the first kind with a 95% bootstrap interval
   over test queries (evaluation/paired.py); 'better'/'worse' only where the
-  interval excludes 0. `best_single` (prediction files written by
-  compare_kinds) is compared on routing only; kinds without files are listed."""
+  interval excludes 0. `best_single` and `max_expert` (prediction files written
+  by compare_kinds) are compared on routing only; kinds without files are listed."""
   from irt_jax.evaluation import paired
   head = ["dataset", "kind", "seeds"] + [c for c, *_ in PAIRED_COLUMNS]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for dataset in datasets:
     ref_name = kinds[0]
     ref = [paired.load(p) for p in paired.files_for(preds_dir, dataset, ref_name)]
-    for name in list(kinds) + ["best_single"]:
+    for name in list(kinds) + list(HINDSIGHT):
       runs = [paired.load(p) for p in paired.files_for(preds_dir, dataset, name)]
       if not runs or not ref:
         lines.append(f"| {dataset} | {name} | 0 | no predictions" + " |" * len(PAIRED_COLUMNS))
@@ -223,11 +231,12 @@ def paired_table(datasets: list[str], kinds: list[str], preds_dir: str,
       diffs = None if name == ref_name else paired.compare(ref, runs, n_resamples, seed)
       cells = []
       for col, scale, fmt, dfmt in PAIRED_COLUMNS:
-        if name == "best_single" and not col.startswith("routing"):
+        if name in HINDSIGHT and not col.startswith("routing"):
           cells.append("")
           continue
         cells.append(_paired_cell(own[col], diffs and diffs[col], scale, fmt, dfmt))
-      lines.append(f"| {dataset} | {name} | {len(runs)} | " + " | ".join(cells) + " |")
+      label = field_metrics.baseline_label(name)
+      lines.append(f"| {dataset} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
   note = (f"Each kind against `{kinds[0]}` on the same test queries: value; difference "
           f"[95% paired bootstrap interval, {n_resamples} resamples of queries, seed {seed}]; "
           "**better** / **worse** only where the interval excludes 0 (log loss: lower is "

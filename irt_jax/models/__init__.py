@@ -17,6 +17,7 @@ _MODULES = {
     "irtnet_linear": "irt_jax.models.irtnet_linear",
     "mf": "irt_jax.models.mf",
     "knn": "irt_jax.models.knn",
+    "cluster": "irt_jax.models.cluster",
     "logreg": "irt_jax.models.logreg",
     "routerdc": "irt_jax.models.routerdc",
     "ensemble": "irt_jax.models.ensemble",

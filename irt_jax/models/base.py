@@ -48,7 +48,10 @@ def model_fields(spec_cls, model_config) -> dict:
   if unknown:
     raise ConfigError(f"config.model.{unknown[0]} is not a field of model kind {name!r}; "
                       f"it takes: {', '.join(fields)}")
-  missing = [f for f in fields if f not in given]
+  # A field with a default may be left out (a run saved before the field existed).
+  optional = {f.name for f in dataclasses.fields(spec_cls)
+              if f.default is not dataclasses.MISSING}
+  missing = [f for f in fields if f not in given and f not in optional]
   if missing:
     raise ConfigError(f"model kind {name!r} needs config.model.{missing[0]} (fields: "
                       f"{', '.join(fields)}); start from configs/{name}.py")

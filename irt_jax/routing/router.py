@@ -81,6 +81,8 @@ class Router:
     # What the encoder is (folder, weights, max length), so a reload of another
     # checkpoint trained with the same encoder can share the one already loaded.
     self.encoder_key: tuple | None = None
+    self._explainer = None
+    self._explain_lock = threading.Lock()
 
   # ---------------------------------------------------------------- building
   @classmethod
@@ -221,6 +223,44 @@ class Router:
     self.allowed(candidates)          # a bad name fails before any encoding
     return self.route_logits(self.logits(texts), cost_weight, budget, candidates, costs,
                              texts=texts)
+
+  def explain(self, texts: Sequence[str], cost_weight: float = 0.0,
+              candidates: Sequence[str] | None = None, costs=None,
+              neighbours: int = 5) -> list[dict]:
+    """Why each query goes where `route` sends it (`routing.explain`): per model
+    P(correct), cost and the rule's score, the choice, runner-up and margin, and
+    (by kind) the query's item parameters against the training queries, its
+    nearest training queries, an ensemble's members. A JSON-ready dict per query."""
+    self.allowed(candidates)
+    return self.explain_embeddings(texts, self.embed(texts), cost_weight, candidates, costs,
+                                   neighbours)
+
+  def explain_embeddings(self, texts: Sequence[str], embeddings: np.ndarray,
+                         cost_weight: float = 0.0, candidates: Sequence[str] | None = None,
+                         costs=None, neighbours: int = 5) -> list[dict]:
+    """`explain` for the texts' embeddings already computed (the service)."""
+    return self.explainer().explain(self, list(texts), embeddings,
+                                    _non_negative(cost_weight, "cost_weight"), candidates,
+                                    costs, neighbours)
+
+  def with_reference(self, reference) -> "Router":
+    """This Router explaining against `reference` (a `routing.reference.Reference`, e.g.
+    from `build_reference` on queries of your own) instead of its run's training split."""
+    from irt_jax.routing import explain
+    other = copy.copy(self)
+    other._explainer = explain.Explainer(self.predictor, reference)
+    other._explain_lock = threading.Lock()
+    return other
+
+  def explainer(self):
+    """The `explain.Explainer` of this Router, built once: it reads the run's
+    training split (when the Router has a workdir) and scores it."""
+    if self._explainer is None:
+      with self._explain_lock:
+        if self._explainer is None:
+          from irt_jax.routing import explain
+          self._explainer = explain.make_explainer(self.predictor, self.workdir)
+    return self._explainer
 
   def route_logits(self, logits: np.ndarray, cost_weight: float = 0.0,
                    budget: float | None = None, candidates: Sequence[str] | None = None,

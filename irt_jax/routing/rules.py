@@ -81,19 +81,26 @@ def choose_with_cost(logits: np.ndarray, cost: np.ndarray | None, cost_weight: f
   returns (chosen, runner-up)."""
   logits = np.asarray(logits, np.float64)
   known = np.broadcast_to(known, logits.shape)
-  if cost_weight == 0:
-    score = logits
-  elif cost is None:
-    raise ValueError("cost_weight > 0 needs costs")
-  else:
-    cost = cost_table(cost, logits.shape)
-    if np.isinf(cost_weight):
-      c = np.where(known, cost, np.inf)
-      score = -c                       # cheapest first; equal costs: by logit
-    else:
-      score = sigmoid(logits) - float(cost_weight) * cost
+  score = rule_score(logits, cost, cost_weight)
+  if np.isinf(cost_weight):
+    score = np.where(known, score, -np.inf)
   first, second = best_two(score, logits, known)
   return (first, second) if runner_up else first
+
+
+def rule_score(logits: np.ndarray, cost: np.ndarray | None, cost_weight: float) -> np.ndarray:
+  """What `choose_with_cost` maximises ([n, M], float64): the logit when
+  cost_weight = 0, -cost when it is inf (cheapest first; equal costs: by logit),
+  else P(correct) - cost_weight * cost."""
+  logits = np.asarray(logits, np.float64)
+  if cost_weight == 0:
+    return logits
+  if cost is None:
+    raise ValueError("cost_weight > 0 needs costs")
+  cost = cost_table(cost, logits.shape)
+  if np.isinf(cost_weight):
+    return -cost
+  return sigmoid(logits) - float(cost_weight) * cost
 
 
 def upper_hull(cost: np.ndarray, logits: np.ndarray, p: np.ndarray) -> list[int]:

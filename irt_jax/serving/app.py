@@ -8,18 +8,19 @@ has a keys file; /admin/* needs an admin key):
   GET  /metrics               Prometheus text format (serving/metrics.py)
   GET  /v1/models             the routers offered and the LLMs routed among
   POST /route                 {"queries": [...], "cost_weight": 0, "candidates": [...], "budget": x}
-  POST /v1/chat/completions   OpenAI chat request; `model` = "router-<kind>" or
-                              "router-<kind>-<cost_weight>" routes the last user message and
-                              forwards the request to the best-ranked model whose upstream
-                              answers (serving/upstream.py: fallbacks, cool-downs); a model
-                              named in the upstreams file passes straight through.
+  POST /v1/chat/completions   OpenAI chat request; `model` = "router-<kind>[-<cost_weight>]"
+                              routes the last user message and forwards the request to the
+                              best-ranked model whose upstream answers (serving/upstream.py:
+                              fallbacks, cool-downs); an upstreams file's model passes through.
   POST /v1/feedback           {"id": <completion id or query text>, "model": ..., "correct": 0|1}
-                              appended to the feedback log (serving/feedback.py)
+                              appended to the store's feedback log (serving/feedback.py, store.py)
   POST /admin/reload          {"workdir": optional} swaps in a newly loaded Router (also SIGHUP)
+  POST /explain, GET /ui ...  why a query went where; the service's page (serving/page.py)
 
-Every error is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}},
-so OpenAI clients raise it with its message: 400 bad input, 401 no valid key, 404
-unknown model, 413 oversized body, 502 every upstream tried failed, 504 too slow.
+Every chat reply carries x-irt-jax-overhead-ms (serving/overhead.py). Every error
+is a JSON body in OpenAI's shape, {"error": {"message", "type", "code"}}, so OpenAI
+clients raise it: 400 bad input, 401 no valid key, 404 unknown model, 413 oversized
+body, 502 every upstream tried failed, 503 store down, 504 too slow.
 
 A reload is atomic: each request takes the Router serving when it arrives and
 uses it to the end (its batch is scored by that Router), so a request in flight
@@ -33,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -40,25 +42,27 @@ from collections.abc import Callable
 from fastapi import Request
 
 from irt_jax import numerics
-from irt_jax.coldstart.feedback import FeedbackLog
 from irt_jax.routing.router import Router, RouterError
 from irt_jax.serving.batcher import Batcher
-from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, new_id, parse_feedback
+from irt_jax.serving.chat import P_HEADER, add_chat_route
+from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, parse_feedback
+from irt_jax.serving.guard import Guard
 from irt_jax.serving.keys import KeyFile, bearer
+from irt_jax.serving import page
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
-from irt_jax.serving.requests import (ApiError, Limits, error_body, last_user_text,
-                                      parse_route_request, read_json, router_model)
-from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Answer, Fallbacks, Forwarder,
-                                      Upstream, UpstreamsError, load_upstreams, parse_upstreams)
+from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware
+from irt_jax.serving.store import FileStore, Store, StoreError
+from irt_jax.serving.requests import ApiError, Limits, error_body, parse_route_request, read_json
+from irt_jax.serving.upstream import (FAILED_HEADER, ROUTED_HEADER, Fallbacks, Forwarder, Upstream,
+                                      UpstreamsError, load_upstreams, parse_upstreams)
 
 __all__ = ["create_app", "Limits", "Fallbacks", "Access", "ApiError", "error_body", "Batcher",
            "Upstream", "UpstreamsError", "load_upstreams", "parse_upstreams", "ROUTED_HEADER",
-           "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER"]
+           "FAILED_HEADER", "P_HEADER", "COMPLETION_HEADER", "OVERHEAD_HEADER"]
 
-P_HEADER = "x-irt-jax-p-correct"
-OPEN_PATHS = {"/health"}
+OPEN_PATHS = {"/health"} | page.PAGE_PATHS
 ENDPOINTS = {"/health", "/metrics", "/v1/models", "/route", "/v1/chat/completions",
-             "/v1/feedback", "/admin/reload"}
+             "/v1/feedback", "/admin/reload"} | page.ENDPOINTS
 log = logging.getLogger("irt_jax.serving")
 
 # (workdir or None for the one serving now, the Router serving now) -> a new Router
@@ -94,10 +98,10 @@ class Access:
 
 class Service:
   """The app's state: the Router serving now (swapped whole by `reload`), the
-  batcher, the upstream forwarder, the feedback log and the metrics."""
+  batcher, the upstream forwarder, the store (feedback) and the metrics."""
 
   def __init__(self, router: Router, upstreams: dict[str, Upstream], limits: Limits,
-               fallbacks: Fallbacks, access: Access, feedback_log: str | None,
+               fallbacks: Fallbacks, access: Access, store: Store,
                reloader: Reloader | None, transport=None):
     self.router, self.upstreams, self.limits = router, upstreams, limits
     self.fallbacks, self.access, self.reloader = fallbacks, access, reloader
@@ -105,9 +109,10 @@ class Service:
     self.batcher = Batcher(router.logits, limits.max_batch_queries, self.metrics.batch)
     self.forwarder = Forwarder(upstreams, limits.upstream_timeout_s, fallbacks, self.metrics,
                                transport)
-    self.feedback = FeedbackLog(feedback_log) if feedback_log else None
+    self.store = store
     self.ids = CompletionIds()
     self.reloads = 0
+    self.last_reload: dict | None = None    # shown by the page (serving/page.py)
     self._reload_lock: asyncio.Lock | None = None
     self._tasks: set[asyncio.Task] = set()
 
@@ -130,8 +135,7 @@ class Service:
       asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     await self.batcher.stop()
     await self.forwarder.close()
-    if self.feedback is not None:
-      self.feedback.close()
+    self.store.close()
 
   def on_sighup(self) -> None:
     """SIGHUP: re-read the keys files, and reload the Router if there is a run to reload."""
@@ -168,18 +172,22 @@ class Service:
         new = await asyncio.to_thread(load)
       except Exception as e:  # noqa: BLE001 - any failure leaves the old Router serving
         self.metrics.reloads.labels("failed").inc()
+        self.last_reload = {"time": time.time(), "result": "failed", "error": str(e)[:500]}
         raise ApiError(400, f"reload failed, still serving {old.workdir or self.prefix(old)}: "
                             f"{type(e).__name__}: {e}", code="reload_failed") from None
       self.router = new
       self.batcher.fn = new.logits
       self.reloads += 1
+      self.last_reload = {"time": time.time(), "result": "ok", "workdir": new.workdir}
       self.metrics.reloads.labels("ok").inc()
     return {"router": self.prefix(new), "workdir": new.workdir, "models": list(new.model_names),
             "reloads": self.reloads}
 
-  async def plan(self, router: Router, text: str, weight: float) -> tuple[list[str], dict]:
-    """The models to try for a chat query, best first (cooling ones last), and P(correct)."""
-    routable = self.routable(router)
+  async def plan(self, router: Router, text: str, weight: float,
+                 allowed=None) -> tuple[list[str], dict]:
+    """The models to try for a chat query, best first (cooling ones last), and
+    P(correct); `allowed` (the key's models, None: all) bounds them."""
+    routable = [m for m in self.routable(router) if allowed is None or m in allowed]
     if not routable:
       raise ApiError(503, "no upstream is configured for any model this router chooses "
                           "among; give --upstreams", "server_error", "no_upstream")
@@ -199,8 +207,8 @@ class Service:
     router = self.router
     upstreams = self.forwarder.cooldowns.snapshot(sorted(self.upstreams))
     return {"status": "ok", "router": self.prefix(router), "workdir": router.workdir,
-            "models": len(router.model_names), "routable": len(self.routable(router)),
-            "batches": self.batcher.batches, "reloads": self.reloads,
+            "pid": os.getpid(), "models": len(router.model_names), "batches": self.batcher.batches,
+            "routable": len(self.routable(router)), "reloads": self.reloads,
             "cooling_down": [m for m, s in upstreams.items() if s["state"] == "cooling_down"],
             "upstreams": upstreams}
 
@@ -208,13 +216,18 @@ class Service:
 def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                limits: Limits | None = None, transport=None, *,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
-               feedback_log: str | None = None, reloader: Reloader | None = None):
-  """The service's FastAPI app. `transport` (an httpx transport) is for tests;
-  `reloader` makes /admin/reload and SIGHUP work; `feedback_log` /v1/feedback."""
+               feedback_log: str | None = None, reloader: Reloader | None = None,
+               store: Store | None = None, prices: dict | None = None, calibration=None):
+  """The service's FastAPI app. `transport` (an aiohttp connector) is for tests;
+  `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
+  or `feedback_log`: a file store with that log) turns on /v1/feedback;
+  `prices` {model: (input, output) USD per million tokens} prices answers;
+  `calibration` (serving/calibrate.py) serves router-<kind>@share=S."""
   from fastapi import FastAPI
 
   svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
-                access or Access(), feedback_log, reloader, transport)
+                access or Access(), store or FileStore(feedback_log), reloader, transport)
+  svc.prices, svc.calibration = dict(prices or {}), calibration
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -230,8 +243,10 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
   _add_guard(app, svc)
   _add_info_routes(app, svc)
   _add_route_route(app, svc)
-  _add_chat_route(app, svc)
+  add_chat_route(app, svc)
   _add_feedback_and_admin(app, svc)
+  page.add_routes(app, svc)
+  app.add_middleware(OverheadMiddleware, observe=svc.metrics.overhead_seconds.observe)
   return app
 
 
@@ -255,18 +270,11 @@ def _add_guard(app, svc: Service) -> None:
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}",
                                    "server_error"), status_code=500)
 
-  @app.middleware("http")
-  async def guard(request: Request, call_next):
-    path = request.url.path
-    endpoint = path if path in ENDPOINTS else "other"
-    refusal = svc.access.refusal(path, request.headers.get("authorization"))
-    try:
-      response = _error(refusal) if refusal else await call_next(request)
-    except Exception:
-      svc.metrics.request(endpoint, 500)
-      raise
-    svc.metrics.request(endpoint, response.status_code)
-    return response
+  def refuse(path: str, authorization: str | None):
+    refusal = svc.access.refusal(path, authorization)
+    return _error(refusal) if refusal else None
+
+  app.add_middleware(Guard, refuse=refuse, count=svc.metrics.request, endpoints=ENDPOINTS)
 
 
 def _add_info_routes(app, svc: Service) -> None:
@@ -319,62 +327,18 @@ def _add_route_route(app, svc: Service) -> None:
             "runner_up": [r.runner_up for r in routes]}
 
 
-def _add_chat_route(app, svc: Service) -> None:
-  @app.post("/v1/chat/completions")
-  async def chat(request: Request):
-    body = await read_json(request, svc.limits)
-    if not isinstance(body, dict):
-      raise ApiError(400, "request body must be a JSON object (an OpenAI chat request)")
-    router = svc.router               # this request's Router to the end, even across a reload
-    weight = router_model(body.get("model"), svc.prefix(router), router.costs is not None,
-                          list(svc.upstreams))
-    p = None
-    if weight is not None:
-      text = last_user_text(body.get("messages"), svc.limits)
-      plan, p = await svc.plan(router, text, weight)
-    elif not isinstance(body.get("messages"), list) or not body["messages"]:
-      raise ApiError(400, "'messages' must be a non-empty list", code="messages")
-    else:
-      plan, text = [body["model"]], _text_or_none(body["messages"], svc.limits)
-    completion_id = new_id()
-    answer = await svc.forwarder.send(body, plan, bool(body.get("stream")), completion_id)
-    return _respond(svc, answer, completion_id, text, p)
-
-
-def _text_or_none(messages, limits: Limits) -> str | None:
-  """A pass-through request's query, remembered for feedback when it has one."""
-  try:
-    return last_user_text(messages, limits)
-  except ApiError:
-    return None
-
-
-def _respond(svc: Service, answer: Answer, completion_id: str, text: str | None, p: dict | None):
-  """The upstream's answer with the service's headers: who answered, who failed."""
-  from fastapi.responses import JSONResponse, StreamingResponse
-  headers = {ROUTED_HEADER: answer.model, COMPLETION_HEADER: completion_id}
-  if answer.failed:
-    headers[FAILED_HEADER] = ",".join(answer.failed)
-  if p is not None:
-    headers[P_HEADER] = f"{p[answer.model]:.6f}"
-  if answer.status == 200:
-    svc.metrics.routed.labels(answer.model).inc()
-    if text is not None:
-      svc.ids.remember(completion_id, text, answer.model)
-  if answer.events is not None:
-    return StreamingResponse(answer.events, media_type="text/event-stream", headers=headers)
-  return JSONResponse(answer.data, status_code=answer.status, headers=headers)
-
-
 def _add_feedback_and_admin(app, svc: Service) -> None:
   @app.post("/v1/feedback")
   async def feedback(request: Request):
-    if svc.feedback is None:
-      raise ApiError(404, "feedback is off: start the service with --feedback_log=FILE",
-                     code="feedback_off")
+    if not svc.store.keeps_feedback:
+      raise ApiError(404, "feedback is off: start the service with --feedback_log=FILE or "
+                          "--store=postgresql://...", code="feedback_off")
     body = await read_json(request, svc.limits)
     record = parse_feedback(body, svc.ids, svc.router.model_names, svc.limits)
-    await asyncio.to_thread(svc.feedback.append, record)
+    try:
+      await asyncio.to_thread(svc.store.append_feedback, record)
+    except StoreError as e:
+      raise ApiError(503, f"feedback not logged: {e}", "server_error", "store_down") from None
     svc.metrics.feedback.labels(record["model"]).inc()
     return {"object": "feedback", "logged": True, "id": record["id"], "query": record["query"],
             "model": record["model"], "correct": record["correct"]}

@@ -1,6 +1,10 @@
 """API keys from a file: one key per line, re-read when the file changes.
 
-Blank lines and lines starting with '#' are skipped. Only SHA-256 digests of
+Blank lines and lines starting with '#' are skipped. A key may be followed, after
+a space, by its settings as a JSON object (serving/budgets.py, `KeySettings`):
+
+    sk-team-a {"name": "team-a", "budget_usd": 25, "cost_weight": 0.3, "models": ["m1", "m2"]}
+ Only SHA-256 digests of
 the keys are kept, and a request's key is compared by its digest, so no key is
 held in a form a log line or an error message could print. The file is
 checked for a change (its mtime, size and inode) at most once a second and on
@@ -38,6 +42,7 @@ class KeyFile:
     self._stamp = None
     self._checked = 0.0
     self.digests: frozenset[bytes] = frozenset()
+    self.settings: dict[bytes, object] = {}
     try:
       self.reload()
     except OSError as e:
@@ -47,11 +52,18 @@ class KeyFile:
 
   def reload(self) -> None:
     """Reads the file now (raises OSError if it cannot)."""
+    from irt_jax.serving.budgets import parse_settings
     stat = os.stat(self.path)
     with open(self.path, encoding="utf-8") as f:
       lines = [line.strip() for line in f]
+    settings = {}
+    for number, line in enumerate(lines, start=1):
+      if line and not line.startswith("#"):
+        key, _, rest = line.partition(" ")
+        settings[_digest(key)] = parse_settings(rest, f"{self.path} line {number}")
     with self._lock:
-      self.digests = frozenset(_digest(x) for x in lines if x and not x.startswith("#"))
+      self.digests = frozenset(settings)
+      self.settings = settings
       self._stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
       self._checked = time.monotonic()
 
@@ -64,15 +76,24 @@ class KeyFile:
       if (stat.st_mtime_ns, stat.st_size, stat.st_ino) != self._stamp:
         self.reload()
         log.info("%s changed: %d key(s) now valid", self.path, len(self.digests))
-    except OSError as e:
+    except (OSError, ValueError) as e:
       log.warning("%s: cannot re-read keys (%s); keeping the %d read before", self.path,
-                  e.strerror or e, len(self.digests))
+                  getattr(e, "strerror", None) or e, len(self.digests))
 
   def valid(self, key: str | None) -> bool:
     if not key:
       return False
     self._refresh()
     return _digest(key) in self.digests
+
+  def settings_of(self, key: str | None):
+    """The key's KeySettings (None for a key the file does not hold)."""
+    return self.settings.get(_digest(key)) if key else None
+
+
+def key_id(key: str) -> str:
+  """A key's name in metrics and the store: a prefix of its digest, not the key."""
+  return _digest(key).hex()[:16]
 
 
 def bearer(authorization: str | None) -> str | None:

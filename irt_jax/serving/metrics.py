@@ -8,11 +8,15 @@ the number of series stays bounded.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -35,10 +39,16 @@ class Metrics:
     self.upstream_seconds = Histogram("irt_upstream_seconds", "An upstream's answer (whole body, "
                                       "or first event when streamed), by model", ["model"],
                                       buckets=LATENCY_BUCKETS, registry=r)
+    self.overhead_seconds = Histogram("irt_overhead_seconds", "Time a proxied request spent in "
+                                      "the service, upstream waits excluded (the "
+                                      "x-irt-jax-overhead-ms header)", buckets=OVERHEAD_BUCKETS,
+                                      registry=r)
     self.batch_queries = Histogram("irt_encoder_batch_queries", "Queries per encoder call "
                                    "(micro-batching)", buckets=BATCH_BUCKETS, registry=r)
     self.feedback = Counter("irt_feedback", "Feedback records logged, by model", ["model"],
                             registry=r)
+    self.spend_usd = Counter("irt_spend_usd", "USD of answers (usage x prices) by key name "
+                             "(or digest prefix) and model", ["key", "model"], registry=r)
     self.reloads = Counter("irt_reloads", "Router reloads by result", ["result"], registry=r)
 
   def request(self, endpoint: str, status: int) -> None:
@@ -57,4 +67,11 @@ class Metrics:
     self.batch_queries.observe(rows)
 
   def render(self) -> bytes:
+    """This app's counts; under `serve --workers` (PROMETHEUS_MULTIPROC_DIR set),
+    the sum over every worker's (prometheus-client's multiprocess collector)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+      from prometheus_client import multiprocess
+      registry = CollectorRegistry()
+      multiprocess.MultiProcessCollector(registry)
+      return generate_latest(registry)
     return generate_latest(self.registry)

@@ -4,7 +4,8 @@ request to the first model of a ranking whose upstream answers.
 A try fails, and the next model of the query's ranking is tried, when the
 upstream cannot be reached, is too slow, answers 5xx or 429, or sends a
 malformed answer, all before a byte has gone to the client. A streamed
-answer is committed once its first line has arrived: a failure after that is
+answer is committed once its first data event has arrived (a stream whose
+first event is an error object fails over too): a failure after that is
 passed on to the client as an error event, never retried (the client has
 already shown part of an answer). An upstream's own 4xx other than 429 is the
 request's fault and is passed through as it is.
@@ -25,10 +26,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from irt_jax.errors import UserError
+from irt_jax.serving.overhead import Timing, UpstreamClock
 from irt_jax.serving.requests import ApiError, error_body
 
 ROUTED_HEADER = "x-irt-jax-routed-model"     # the model that answered
 FAILED_HEADER = "x-irt-jax-failed-models"    # the models tried before it, comma-separated
+MAX_HEAD_LINES = 64    # comment / blank lines held back before a stream's first data event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,24 +157,29 @@ class Forwarder:
 
   def __init__(self, upstreams: dict[str, Upstream], timeout_s: float, policy: Fallbacks,
                metrics, transport=None):
+    """`transport`: an aiohttp connector to use (default: a TCPConnector of 256)."""
     self.upstreams, self.timeout_s, self.policy = upstreams, timeout_s, policy
     self.metrics, self.transport = metrics, transport
     self.cooldowns = Cooldowns(policy)
     self.client = None
 
   async def start(self) -> None:
-    import httpx
-    self.client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), transport=self.transport,
-                                    limits=httpx.Limits(max_connections=256))
+    import aiohttp
+    self.client = aiohttp.ClientSession(
+        connector=self.transport or aiohttp.TCPConnector(limit=256),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s,
+                                      sock_read=self.timeout_s))
 
   async def close(self) -> None:
     if self.client is not None:
-      await self.client.aclose()
+      await self.client.close()
 
-  async def send(self, body: dict, plan: list[str], stream: bool, completion_id: str) -> Answer:
+  async def send(self, body: dict, plan: list[str], stream: bool, completion_id: str,
+                 timing: Timing | None = None) -> Answer:
     """The first answer of the models in `plan` (tried in order, within the
     deadline), or an ApiError (502, or 504 when the last try timed out) naming
-    every failure, with the failed models in FAILED_HEADER."""
+    every failure, with the failed models in FAILED_HEADER. The time spent
+    waiting on upstreams is added to `timing` (the overhead header's)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + self.policy.deadline_s
     failures: list[Failure] = []
@@ -182,7 +190,8 @@ class Forwarder:
       if failures:
         self.metrics.fallback(failures[-1].model)
       try:
-        answer = await asyncio.wait_for(self._try(body, model, stream, completion_id), left)
+        answer = await asyncio.wait_for(self._try(body, model, stream, completion_id, timing),
+                                        left)
       except (Failure, TimeoutError) as e:
         failure = e if isinstance(e, Failure) else Failure(
             model, "deadline", f"the request's deadline of {self.policy.deadline_s:g} s passed "
@@ -196,8 +205,8 @@ class Forwarder:
       return answer
     raise _all_failed(failures)
 
-  async def _try(self, body: dict, model: str, stream: bool, completion_id: str) -> Answer:
-    import httpx
+  async def _try(self, body: dict, model: str, stream: bool, completion_id: str,
+                 timing: Timing | None = None) -> Answer:
     upstream = self.upstreams[model]
     url = upstream.base_url + "/chat/completions"
     headers = {"content-type": "application/json"}
@@ -205,45 +214,49 @@ class Forwarder:
     if key:
       headers["authorization"] = f"Bearer {key}"
     start = time.perf_counter()
-    request = self.client.build_request("POST", url, json=dict(body, model=upstream.model or model),
-                                        headers=headers)
+    data = json.dumps(dict(body, model=upstream.model or model)).encode()
+    with UpstreamClock(timing):
+      answer = await self._exchange(url, data, headers, model, stream, completion_id)
+    self.metrics.upstream_time(model, time.perf_counter() - start)
+    return answer
+
+  async def _exchange(self, url: str, data: bytes, headers: dict, model: str, stream: bool,
+                      completion_id: str) -> Answer:
+    """One upstream call: its whole answer, or a stream's first event."""
+    import aiohttp
     try:
-      response = await self.client.send(request, stream=True)
-    except httpx.TimeoutException:
+      response = await self.client.post(url, data=data, headers=headers)
+    except aiohttp.ServerTimeoutError:
       raise Failure(model, "timeout", f"upstream for {model!r} ({url}) did not answer within "
                                       f"{self.timeout_s:g} s") from None
-    except httpx.HTTPError as e:
+    except aiohttp.ClientError as e:
       raise Failure(model, "unreachable", f"upstream for {model!r} ({url}) is unreachable: "
                                           f"{type(e).__name__}: {e}") from None
     try:
-      if stream and response.status_code == 200:
-        answer = await self._first_event(response, model, url, completion_id)
-      else:
-        answer = await self._whole(response, model, url, completion_id)
+      if stream and response.status == 200:
+        return await self._first_event(response, model, url, completion_id)
+      return await self._whole(response, model, url, completion_id)
     except BaseException:
-      await response.aclose()
+      response.close()
       raise
-    self.metrics.upstream_time(model, time.perf_counter() - start)
-    return answer
 
   async def _whole(self, response, model: str, url: str, completion_id: str) -> Answer:
     """A JSON answer read whole: 200 -> the answer, 5xx/429/garbage -> Failure,
     another 4xx -> passed through."""
-    import httpx
+    import aiohttp
     try:
-      raw = await response.aread()
-    except httpx.TimeoutException:
+      raw = await response.read()
+    except aiohttp.ServerTimeoutError:
       raise Failure(model, "timeout", f"upstream for {model!r} ({url}) did not finish its answer "
                                       f"within {self.timeout_s:g} s") from None
-    except httpx.HTTPError as e:
+    except aiohttp.ClientError as e:
       raise Failure(model, "broke_off", f"upstream for {model!r} ({url}) broke off: {e}") from None
-    finally:
-      await response.aclose()
+    response.release()
     try:
       data = json.loads(raw)
     except ValueError:
       data = None
-    status = response.status_code
+    status = response.status
     snippet = raw[:300].decode("utf-8", "replace")
     if status >= 500 or status == 429 or (status == 200 and not isinstance(data, dict)):
       raise Failure(model, f"http_{status}" if status != 200 else "malformed",
@@ -255,36 +268,68 @@ class Forwarder:
     return Answer(model, [], 200, data)
 
   async def _first_event(self, response, model: str, url: str, completion_id: str) -> Answer:
-    """A streamed answer, committed once its first line has arrived."""
-    import httpx
-    lines = response.aiter_lines()
+    """A streamed answer, committed once its first data event has arrived
+    (comments and blank lines before it are held back with it). A stream
+    that ends, stalls or breaks before that event, or whose first event is an
+    error object, is a Failure: nothing has reached the client, so the next
+    ranked model is tried."""
+    import aiohttp
+    lines, head = _lines(response), []
     try:
-      first = await anext(lines)
+      while not head or not head[-1].startswith("data:"):
+        head.append(await anext(lines))
+        if len(head) > MAX_HEAD_LINES:
+          break
     except StopAsyncIteration:
       raise Failure(model, "malformed", f"upstream for {model!r} ({url}) ended its stream "
                                         f"before the first event") from None
-    except httpx.TimeoutException:
+    except aiohttp.ServerTimeoutError:
       raise Failure(model, "timeout", f"upstream for {model!r} ({url}) sent no event within "
                                       f"{self.timeout_s:g} s") from None
-    except httpx.HTTPError as e:
+    except (aiohttp.ClientError, ValueError) as e:
       raise Failure(model, "broke_off", f"upstream for {model!r} ({url}) broke off: {e}") from None
-    return Answer(model, [], 200, events=self._events(response, first, lines, model, completion_id))
+    error = _error_event(head[-1])
+    if error is not None:
+      raise Failure(model, "stream_error", f"upstream for {model!r} ({url}) began its stream "
+                                           f"with an error: {error[:300]}")
+    return Answer(model, [], 200, events=self._events(response, head, lines, model, completion_id))
 
-  async def _events(self, response, first: str, lines, model: str, completion_id: str):
+  async def _events(self, response, head: list[str], lines, model: str, completion_id: str):
     """SSE lines with the service's model name and completion id; a failure
     mid-stream becomes an error event (never a retry: part of an answer is out)."""
-    import httpx
+    import aiohttp
     try:
-      yield _rewrite(first, model, completion_id)
+      for line in head:
+        yield _rewrite(line, model, completion_id)
       async for line in lines:
         yield _rewrite(line, model, completion_id)
-    except httpx.HTTPError as e:
+      response.release()                  # read to the end: the connection is reused
+    except (aiohttp.ClientError, ValueError) as e:
       self.metrics.upstream_error(model, "mid_stream")
       message = (f"upstream for {model!r} timed out mid-stream" if isinstance(
-          e, httpx.TimeoutException) else f"upstream for {model!r} broke off mid-stream: {e}")
+          e, aiohttp.ServerTimeoutError) else f"upstream for {model!r} broke off mid-stream: {e}")
       yield "data: " + json.dumps(error_body(message, "upstream_error", "upstream_mid_stream")) + "\n\n"
     finally:
-      await response.aclose()
+      response.close()
+
+
+async def _lines(response):
+  """The response body's lines as text, without their line ends."""
+  async for raw in response.content:
+    yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _error_event(line: str) -> str | None:
+  """The error object of an SSE `data:` line that carries one, as text, else None."""
+  if not line.startswith("data:"):
+    return None
+  try:
+    chunk = json.loads(line[5:])
+  except ValueError:
+    return None
+  if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+    return json.dumps(chunk["error"])
+  return None
 
 
 def _rewrite(line: str, model: str, completion_id: str) -> str:

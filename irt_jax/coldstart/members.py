@@ -1,0 +1,128 @@
+"""Feedback and new LLMs for an `ensemble` run (the recommended recipe): each
+member that can learn is updated, the others are left as they are, and the
+combination is carried over.
+
+Per member kind:
+  * with an item-response view (irtnet, irtnet_linear, mf): the judged LLMs'
+    abilities refitted by MAP under the trained abilities' prior, a new LLM's
+    from the population prior (coldstart/feedback.refit, as for a single run);
+  * `logreg`: the judged LLMs' per-LLM weights and bias refitted by MAP, a
+    logistic regression under a Gaussian prior centred on the trained weights,
+    its diagonal precision the inverse spread of the trained LLMs' weights per
+    coordinate times `prior_scale` (the same idea as the abilities' prior); a
+    new LLM starts from the mean of the trained LLMs' weights;
+  * any other kind (knn, cluster, routerdc) cannot: it is left as it is, and a
+    new LLM cannot be added to an ensemble holding one (an error naming it).
+
+The combination (weights per member and LLM, fitted on val when the ensemble
+was built) is kept for the LLMs it was fitted on: refitting it on val would pull
+the updated members back to the answers val holds, undoing the feedback. An
+added LLM takes the mean of the other LLMs' member weights and biases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irt_jax import predictors
+from irt_jax.coldstart import ability
+from irt_jax.numerics import sigmoid
+
+PRIOR_FLOOR = 1e-6   # variance floor of a weight coordinate the trained LLMs share exactly
+
+
+def members_of(predictor) -> list[predictors.Predictor]:
+  """The ensemble's member predictors, in order."""
+  from irt_jax.models import ensemble
+  return [predictors.Predictor(kind=k, spec=s, params=predictor.params["members"][f"m{i}"],
+                               model_names=predictor.model_names)
+          for i, (k, s) in enumerate(ensemble.member_kinds(predictor.spec))]
+
+
+def map_logistic(x, y, mean, precision, steps: int = 50):
+  """argmax over (w, b) of sum log-likelihood(y | x w + b) - 0.5 sum precision
+  ((w, b) - mean)^2, by Newton steps halved until the objective falls (a full
+  step overshoots from a start far from the data, numpy float64)."""
+  xb = np.hstack([np.asarray(x, np.float64), np.ones((len(x), 1))])
+  mean = np.asarray(mean, np.float64)
+
+  def loss(t):
+    z = xb @ t
+    return (np.logaddexp(0, z) - y * z).sum() + 0.5 * (precision * (t - mean) ** 2).sum()
+
+  theta, current = mean.copy(), loss(mean)
+  for _ in range(steps):
+    p = sigmoid(xb @ theta)
+    grad = xb.T @ (p - y) + precision * (theta - mean)
+    hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(precision)
+    step = np.linalg.solve(hess, grad)
+    scale = 1.0
+    while scale > 1e-6 and loss(theta - scale * step) > current:
+      scale /= 2
+    theta = theta - scale * step
+    new = loss(theta)
+    if current - new < 1e-10 * (1 + abs(new)):
+      break
+    current = new
+  return theta
+
+
+def refit_logreg(params, embeddings, records, names, prior_scale: float, new: list[str]):
+  """(new params, per-model shifts) of a logreg member refitted from the records."""
+  w, b = np.asarray(params["w"], np.float64), np.asarray(params["b"], np.float64)
+  stacked = np.vstack([w, b[None, :]])                       # [D + 1, M]
+  precision = prior_scale / np.maximum(stacked.var(1), PRIOR_FLOOR)
+  models = np.array([r["model"] for r in records])
+  y = np.array([r["correct"] for r in records], np.float64)
+  out = np.hstack([stacked, np.repeat(stacked.mean(1, keepdims=True), len(new), 1)])
+  all_names = list(names) + list(new)
+  shifts = {}
+  for name in sorted(set(models)):
+    j = all_names.index(name)
+    rows = models == name
+    fitted = map_logistic(embeddings[rows], y[rows], out[:, j], precision)
+    shifts[name] = float(np.linalg.norm(fitted - out[:, j]))
+    out[:, j] = fitted
+  return {"w": out[:-1].astype(np.float32), "b": out[-1].astype(np.float32)}, shifts
+
+
+def _member_update(member, embeddings, records, prior_scale, new, irt_refit):
+  """(new member params, what happened) for one member."""
+  name = member.kind.name
+  if member.kind.irt is not None:
+    updated, _ = irt_refit(member, embeddings, records, prior_scale=prior_scale,
+                           add_new=bool(new))
+    return updated.params, f"{name}: abilities refitted by MAP"
+  if name == "logreg":
+    params, _ = refit_logreg(member.params, embeddings, records, member.model_names,
+                             prior_scale, new)
+    return params, f"{name}: per-LLM weights refitted under a Gaussian prior on the trained ones"
+  if new:
+    raise ability.ColdStartError(f"ensemble member of kind {name!r} cannot take a new LLM "
+                                 f"({', '.join(new)}); only IrtNet-family and logreg members can")
+  return member.params, f"{name}: left as it is (it has no per-LLM parameters to refit)"
+
+
+def refit(predictor, embeddings, records, *, new: list[str], prior_scale: float, irt_refit):
+  """(the ensemble with every member that can learn updated, a summary per
+  judged LLM, one line per member saying what was done). `new`: the judged
+  LLMs the run lacks (checked by the caller), appended in that order;
+  `irt_refit`: coldstart/feedback.refit, for the IrtNet-family members (passed
+  in: feedback.update calls this module)."""
+  names = list(predictor.model_names)
+  params = {k: v for k, v in predictor.params.items()}
+  params["members"], notes = {}, []
+  for i, member in enumerate(members_of(predictor)):
+    params["members"][f"m{i}"], note = _member_update(member, embeddings, records, prior_scale,
+                                                      new, irt_refit)
+    notes.append(f"m{i} {note}")
+  weight, bias = np.asarray(params["weight"]), np.asarray(params["bias"])
+  params["weight"] = np.hstack([weight, np.repeat(weight.mean(1, keepdims=True), len(new),
+                                                  1)]).astype(np.float32)
+  params["bias"] = np.concatenate([bias, np.full(len(new), bias.mean())]).astype(np.float32)
+  out = predictor.with_params(params, names + list(new))
+  y = np.array([r["correct"] for r in records], np.float64)
+  models = np.array([r["model"] for r in records])
+  summary = {n: {"answers": int((models == n).sum()), "correct": float(y[models == n].mean()),
+                 "new": n in new} for n in sorted(set(models))}
+  return out, summary, notes
