@@ -28,7 +28,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from irt_jax.data.io import SPLITS, DataError
+from irt_jax.data.io import SPLITS, DataError, majority_vote
 
 SEED = 20261122
 MIN_QUERIES = 10  # N // 10 must leave at least one query in val and in test
@@ -131,16 +131,14 @@ def join(frames: list[pd.DataFrame], threshold: float | None = None,
   used_m, m = np.unique(m, return_inverse=True)
   n_models = len(used_m)
   key = p * n_models + m
-  cells, inverse = np.unique(key, return_inverse=True)
-  counts = np.bincount(inverse)
-  votes = np.bincount(inverse, weights=y)
+  cells, inverse, counts, label = majority_vote(key, y)
   mean_score = np.bincount(inverse, weights=scores) / counts
   _, first = np.unique(p, return_index=True)
   names = np.append(benchmarks, default_benchmark).astype(object)
   categories = names[np.where(b[first] >= 0, b[first], len(benchmarks))]
   return Matrix(prompts=prompts[used_p], categories=categories, models=models[used_m],
                 cell_prompt=cells // n_models, cell_model=cells % n_models,
-                label=(2 * votes >= counts).astype(np.int8), score=mean_score,
+                label=label, score=mean_score,
                 given_split=None if given is None else given[used_p],
                 cost=_mean_cost(costs, inverse, len(cells)))
 

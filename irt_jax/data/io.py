@@ -159,14 +159,21 @@ def _lookup_or_missing(ids: pd.Series, index: Mapping[str, int]) -> np.ndarray:
   return np.array([index.get(v, -1) for v in values], np.int64)[codes]
 
 
+def majority_vote(keys: np.ndarray, labels: np.ndarray):
+  """The layout's rule for duplicate answers: one label per distinct key, 1 when at
+  least half of its labels are 1 (majority, ties correct). Returns (distinct keys,
+  each row's index into them, answers per key, merged int8 labels)."""
+  uniq, inverse = np.unique(keys, return_inverse=True)
+  counts = np.bincount(inverse, minlength=len(uniq))
+  votes = np.bincount(inverse, weights=labels, minlength=len(uniq))
+  return uniq, inverse, counts, (2 * votes >= counts).astype(np.int8)
+
+
 def merge_cells(queries: np.ndarray, models: np.ndarray, labels: np.ndarray,
                 n_models: int) -> Split:
   """Dense split from cell lists; duplicate cells by majority vote, ties correct."""
   key = queries.astype(np.int64) * n_models + models
-  uniq, inverse = np.unique(key, return_inverse=True)
-  votes = np.bincount(inverse, weights=labels, minlength=len(uniq))
-  counts = np.bincount(inverse, minlength=len(uniq))
-  merged = (2 * votes >= counts).astype(np.int8)
+  uniq, _, _, merged = majority_vote(key, labels)
   cell_query, cell_model = uniq // n_models, uniq % n_models
   rows, row_of_cell = np.unique(cell_query, return_inverse=True)
   dense = np.full((len(rows), n_models), UNKNOWN, np.int8)
