@@ -119,7 +119,7 @@ def test_eval_cli_writes_the_report(trained, tmp_path):
   assert set(report["correctness"]) == {"accuracy", "auc", "log_loss", "brier"}
   assert set(report["routing"]) == {"micro", "macro", "per_benchmark", "baselines", "field"}
   assert set(report["routing"]["baselines"]) == {"oracle", "best_single", "random", "max_expert"}
-  assert set(report["routing"]["field"]["macro"]) == {"imp_rand", "imp_max", "oracle_gap"}
+  assert set(report["routing"]["field"]["macro"]) == {"imp_rand", "gain_best", "imp_max", "oracle_gap"}
   assert "best_single" in out.stdout and "correctness" in out.stdout
   assert "max_expert (needs the benchmark label)" in out.stdout and "ImpMax" in out.stdout
 

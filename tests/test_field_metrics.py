@@ -43,15 +43,20 @@ def test_max_expert_in_the_routing_summary_and_the_field_figures():
   assert f["imp_rand"] == pytest.approx((0.75 - 11 / 24) / (11 / 24))
   assert f["imp_max"] == pytest.approx(0.5)   # (0.75 - 0.5) / 0.5
   assert f["oracle_gap"] == pytest.approx(0.25)  # (1 - 0.75) / 1
+  # Best single = model 0 (train 5/8): wrong, right, right, wrong -> 0.5 (each benchmark 0.5).
+  assert r["baselines"]["best_single"] == {"micro": 0.5, "macro": 0.5}
+  assert f["gain_best"] == pytest.approx(0.5)  # (0.75 - 0.5) / 0.5
   assert "field" not in evaluators.routing_summary(logits, labels, bench, ("a", "b"),
                                                    np.array([0, 1, 2]))
 
 
 def test_routing_figures_by_hand():
-  got = field_metrics.routing(acc=0.6, random=0.4, max_expert=0.5, oracle=0.8)
-  assert got == pytest.approx({"imp_rand": 0.5, "imp_max": 0.2, "oracle_gap": 0.25})
-  # Below Max Expert: a negative ImpMax, not clipped.
-  assert field_metrics.routing(0.45, 0.4, 0.5, 0.9)["imp_max"] == pytest.approx(-0.1)
+  got = field_metrics.routing(acc=0.6, random=0.4, max_expert=0.5, oracle=0.8, best_single=0.48)
+  assert got == pytest.approx({"imp_rand": 0.5, "gain_best": 0.25, "imp_max": 0.2,
+                               "oracle_gap": 0.25})
+  # Below Max Expert and the best single model: negative, not clipped.
+  below = field_metrics.routing(0.45, 0.4, 0.5, 0.9, best_single=0.5)
+  assert below["imp_max"] == pytest.approx(-0.1) and below["gain_best"] == pytest.approx(-0.1)
 
 
 def _frontier(points, best, singles):
@@ -95,16 +100,24 @@ def test_paired_table_lists_max_expert_on_routing_with_its_label(tmp_path):
 
 
 def test_field_table_from_prediction_files_by_hand(tmp_path):
-  labels = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], np.int8)
+  labels = np.array([[1, 0, 1], [0, 1, 1], [1, 0, 0], [1, 1, 0]], np.int8)
   bench = np.array([0, 0, 1, 1])
   d = tmp_path / "p" / "ds"
-  # The run is right on queries 0-2, wrong on 3: micro 0.75, macro (1 + 0.5) / 2 = 0.75.
-  run = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], float)
-  paired.save(str(d / "run-s0.npz"), run, labels, bench)
-  paired.save(str(d / "max_expert-s0.npz"), np.array([[0, -1]] * 4, float), labels, bench)
+  pick = lambda models: np.eye(3)[models]  # one-hot logits: the argmax is the pick
+  # Seed 0 picks 0, 1, 0, 1: all right (1.0). Seed 1 picks 1, 0, 0, 2: only query 2 (0.25;
+  # macro 0 and 0.5 -> 0.25). Mean over seeds: 0.625 micro and macro.
+  paired.save(str(d / "run-s0.npz"), pick([0, 1, 0, 1]), labels, bench)
+  paired.save(str(d / "run-s1.npz"), pick([1, 0, 0, 2]), labels, bench)
+  # Max Expert: model 2 on benchmark 0, model 0 on benchmark 1: all right (1.0).
+  paired.save(str(d / "max_expert-s0.npz"), pick([2, 2, 0, 0]), labels, bench)
+  # Best single: model 0 everywhere, 3 of 4 (0.75; macro 0.5 and 1 -> 0.75).
+  paired.save(str(d / "best_single-s0.npz"), pick([0, 0, 0, 0]), labels, bench)
   text = field_metrics.field_table(["ds"], ["run", "absent"], str(tmp_path / "p"))
   rows = [l for l in text.splitlines() if l.startswith("| ds")]
-  # Random 0.5, Max Expert 0.5 (model 0: right on 0 and 2), oracle 1 on every query.
-  assert rows == ["| ds | run | +50.00; +50.00 | +50.00; +50.00 | +25.00; +25.00 |"]
-  assert "no max_expert predictions" in field_metrics.field_table(["other"], ["run"],
-                                                                  str(tmp_path / "p"))
+  # Random: 2/3, 2/3, 1/3, 2/3 -> 7/12 (macro (2/3 + 1/2) / 2, also 7/12); oracle 1.
+  # ImpRand 0.625 / (7/12) - 1 = +7.14%; GainBest 0.625 / 0.75 - 1 = -16.67%;
+  # ImpMax 0.625 - 1 = -37.50%; OracleGap 1 - 0.625 = 37.50%.
+  assert rows == ["| ds | run | +7.14; +7.14 | -16.67; -16.67 | -37.50; -37.50 | "
+                  "+37.50; +37.50 |"]
+  missing = field_metrics.field_table(["other"], ["run"], str(tmp_path / "p"))
+  assert "no max_expert or best_single predictions" in missing

@@ -3,13 +3,18 @@ computed from a run's routing and cost-frontier results.
 
 Routing (performance-oriented), each on an accuracy `acc` (micro: over
 queries; macro: mean over benchmarks, LLMRouterBench's "average accuracy across
-datasets"):
-  * ImpRand = (acc - acc_random) / acc_random: relative improvement over the
-    random router (a uniform pick among the known models, its expected accuracy).
-  * ImpMax = (acc - acc_max_expert) / acc_max_expert: relative improvement over
-    Max Expert (routing/hindsight.py: per benchmark, the train-best model).
-  * OracleGap = (acc_oracle - acc) / acc_oracle: the share of the oracle's
-    accuracy (a model that answers correctly whenever any does) left on the table.
+datasets"), relative, as fractions:
+  * ImpRand (the published version's Gain@R) = (acc - acc_random) / acc_random:
+    improvement over the random router (a uniform pick among the known models,
+    its expected accuracy).
+  * GainBest (Gain@B) = (acc - acc_best_single) / acc_best_single: improvement
+    over the best single model (the train-best, as everywhere in this project).
+  * ImpMax = (acc - acc_max_expert) / acc_max_expert: improvement over Max Expert
+    (routing/hindsight.py: per benchmark, the train-best model; the published
+    version shows it as the "Dataset Oracle" bar).
+  * OracleGap (Gap@O) = (acc_oracle - acc) / acc_oracle: the share of the
+    oracle's accuracy (a model that answers correctly whenever any does) left
+    on the table.
 
 Cost-aware (where the data has costs), from the router's swept points of
 (mean cost per query, accuracy) and the best single model (the train-best, as
@@ -38,9 +43,11 @@ def _relative(a: float, b: float) -> float | None:
   return None if b == 0 else float((a - b) / b)
 
 
-def routing(acc: float, random: float, max_expert: float, oracle: float) -> dict:
-  """ImpRand, ImpMax and OracleGap for one accuracy (fractions, not percents)."""
-  return {"imp_rand": _relative(acc, random), "imp_max": _relative(acc, max_expert),
+def routing(acc: float, random: float, max_expert: float, oracle: float,
+            best_single: float) -> dict:
+  """ImpRand, GainBest, ImpMax and OracleGap for one accuracy (fractions, not percents)."""
+  return {"imp_rand": _relative(acc, random), "gain_best": _relative(acc, best_single),
+          "imp_max": _relative(acc, max_expert),
           "oracle_gap": None if oracle == 0 else float((oracle - acc) / oracle)}
 
 
@@ -48,7 +55,8 @@ def routing_summary(result: dict) -> dict:
   """{micro: {...}, macro: {...}} from a routing evaluator's result (with the
   max_expert baseline)."""
   b = result["baselines"]
-  return {avg: routing(result[avg], b["random"][avg], b["max_expert"][avg], b["oracle"][avg])
+  return {avg: routing(result[avg], b["random"][avg], b["max_expert"][avg], b["oracle"][avg],
+                       b["best_single"][avg])
           for avg in ("micro", "macro")}
 
 
@@ -103,15 +111,18 @@ def _pct(x) -> str:
   return "n/a" if x is None else f"{100 * x:+.2f}%"
 
 
+_ROUTING_LABELS = (("imp_rand", "ImpRand"), ("gain_best", "GainBest"), ("imp_max", "ImpMax"),
+                   ("oracle_gap", "OracleGap"))
+
+
 def routing_lines(result: dict) -> list[str]:
-  """One text line of ImpRand / ImpMax / OracleGap (micro / macro), if computed."""
+  """One text line of ImpRand / GainBest / ImpMax / OracleGap (micro / macro), if computed."""
   if "field" not in result:
     return []
   f = result["field"]
   return ["  field (LLMRouterBench; micro / macro): " + ", ".join(
       f"{label} {_pct(f['micro'][k])} / {_pct(f['macro'][k])}"
-      for k, label in (("imp_rand", "ImpRand"), ("imp_max", "ImpMax"),
-                       ("oracle_gap", "OracleGap")))]
+      for k, label in _ROUTING_LABELS)]
 
 
 def cost_lines(frontier: dict) -> list[str]:
@@ -142,30 +153,35 @@ def reference_accuracies(scored) -> dict:
 
 
 def field_table(datasets, kinds, preds_dir: str) -> str:
-  """Markdown: ImpRand / ImpMax / OracleGap (micro; macro) of each kind with
-  prediction files (the mean of its seeds' accuracies), against Max Expert's file."""
+  """Markdown: ImpRand / GainBest / ImpMax / OracleGap (micro; macro) of each
+  kind with prediction files (the mean of its seeds' accuracies), against the
+  best single model's and Max Expert's files."""
   from irt_jax.evaluation import paired
-  lines = ["| dataset | kind | ImpRand % | ImpMax % | OracleGap % |", "|---|---|---|---|---|"]
+  lines = ["| dataset | kind | " + " | ".join(f"{label} %" for _, label in _ROUTING_LABELS) + " |",
+           "|---|---|---|---|---|---|"]
   pct = lambda f, k: "; ".join("n/a" if f[a][k] is None else f"{100 * f[a][k]:+.2f}"
                                for a in ("micro", "macro"))
   for dataset in datasets:
     expert_files = paired.files_for(preds_dir, dataset, "max_expert")
-    if not expert_files:
-      lines.append(f"| {dataset} | | no max_expert predictions | | |")
+    single_files = paired.files_for(preds_dir, dataset, "best_single")
+    if not expert_files or not single_files:
+      lines.append(f"| {dataset} | | no max_expert or best_single predictions | | | |")
       continue
-    expert = paired.load(expert_files[0])
+    expert, single = paired.load(expert_files[0]), paired.load(single_files[0])
     ref = reference_accuracies(expert)
     ref["max_expert"] = _averages(expert.success, expert.benchmark)
+    ref["best_single"] = _averages(single.success, single.benchmark)
     for kind in kinds:
       runs = [paired.load(p) for p in paired.files_for(preds_dir, dataset, kind)]
       if not runs:
         continue
       acc = {avg: float(np.mean([_averages(r.success, r.benchmark)[avg] for r in runs]))
              for avg in ("micro", "macro")}
-      f = {avg: routing(acc[avg], ref["random"][avg], ref["max_expert"][avg], ref["oracle"][avg])
+      f = {avg: routing(acc[avg], ref["random"][avg], ref["max_expert"][avg], ref["oracle"][avg],
+                        ref["best_single"][avg])
            for avg in ("micro", "macro")}
-      lines.append(f"| {dataset} | {kind} | {pct(f, 'imp_rand')} | {pct(f, 'imp_max')} | "
-                   f"{pct(f, 'oracle_gap')} |")
+      lines.append(f"| {dataset} | {kind} | " + " | ".join(pct(f, k) for k, _ in _ROUTING_LABELS)
+                   + " |")
   note = ("LLMRouterBench's routing figures (docs/routing.md), relative, in %: micro (over test "
           "queries); macro (mean over benchmarks). Max Expert needs the benchmark label.")
   return note + "\n\n" + "\n".join(lines) + "\n"
