@@ -1,5 +1,7 @@
-"""Numerics shared by every layer: P(correct) from logits in float64, and the one
-parser of the finite non-negative numbers (cost weights, budgets) users give.
+"""Numerics shared by every layer: P(correct) from logits in float64, the one
+parser of the finite non-negative numbers (cost weights, budgets) users give, and
+Avengers-Pro's performance-cost score (the `balance` cost rule of routing and the
+`cluster` kind's per-cluster score).
 
 One home for the sigmoid, so that evaluation, routing, cold start and the service
 all turn logits into probabilities the same way (float32 saturates near logit 17,
@@ -40,6 +42,40 @@ def non_negative(value, what: str, *, from_text: bool = False) -> float:
     shown = value if isinstance(value, str) else repr(value)
     raise ValueError(f"{what} must be a finite number >= 0, got {shown}")
   return number
+
+
+def unit_interval(value, what: str) -> float:
+  """`value` as a float in [0, 1], else a ValueError naming `what` and the value."""
+  number = None
+  if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+    number = float(value)
+  if number is None or not 0.0 <= number <= 1.0:      # NaN fails the comparison
+    shown = value if isinstance(value, str) else repr(value)
+    raise ValueError(f"{what} must be a number in [0, 1], got {shown}")
+  return number
+
+
+def balance_score(accuracy: np.ndarray, cost: np.ndarray, alpha: float,
+                  allowed: np.ndarray | None = None) -> np.ndarray:
+  """Avengers-Pro's performance-cost score (Zhang et al., arXiv 2508.12631) over
+  the last axis (the models; [..., M], float64):
+
+    alpha * (acc - min acc) / (max acc - min acc) + (1 - alpha) * (1 - cost / max cost),
+
+  min and max taken over the `allowed` models of each row only (all when None),
+  so the score does not depend on the unit of cost. A row whose allowed
+  accuracies (costs) are all equal, or whose largest cost is 0, scores that term 1.
+  Cells outside `allowed` get the same formula with the allowed models' min and max."""
+  acc = np.asarray(accuracy, np.float64)
+  cost = np.broadcast_to(np.asarray(cost, np.float64), acc.shape)
+  allowed = np.broadcast_to(True if allowed is None else allowed, acc.shape)
+  hi = np.where(allowed, acc, -np.inf).max(-1, keepdims=True)
+  lo = np.where(allowed, acc, np.inf).min(-1, keepdims=True)
+  top = np.where(allowed, cost, -np.inf).max(-1, keepdims=True)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    good = np.where(hi > lo, (acc - lo) / (hi - lo), 1.0)
+    cheap = np.where(top > 0, 1.0 - cost / top, 1.0)
+  return alpha * good + (1.0 - alpha) * cheap
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

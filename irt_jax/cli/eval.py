@@ -35,6 +35,8 @@ def define_flags() -> None:
                     "report calibration after it.")
   flags.DEFINE_string("benchmark_prediction", None, "A benchmark_prediction.json (or its "
                       "folder) to include in the report.")
+  flags.DEFINE_bool("balance_frontier", False, "Also sweep the cost rule 'balance' "
+                    "(Avengers-Pro's alpha over [0, 1]) in the cost frontier, beside cost_weight.")
   flags.DEFINE_string("data_dir", None, "Evaluate on this data folder instead of the run's own "
                       "(same layout; LLMs matched by name, the folder's extra LLMs left out).")
 
@@ -50,7 +52,8 @@ def main(argv):
       print(report_lib.format_compare(result["table"], result["dataset"], result["split"]))
       print("\n".join(report_lib.paired_lines(result)))
       return
-    options = {"temperature": FLAGS.calibration_temperature}
+    options = {"temperature": FLAGS.calibration_temperature,
+               "balance_frontier": FLAGS.balance_frontier}
     if FLAGS.benchmark_prediction:
       options["benchmark_prediction"] = FLAGS.benchmark_prediction
     report = evaluation.run(FLAGS.workdir, FLAGS.split, FLAGS.output_dir, FLAGS.step,

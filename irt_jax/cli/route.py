@@ -3,6 +3,7 @@ r"""`irt-jax route`: routes queries given on the command line or in a JSONL file
   irt-jax route --workdir=runs/routerdc --encoder_dir=.models/all-mpnet-base-v2 \
       "What is 17 * 23?" "Write a haiku about rain."
   irt-jax route --workdir=DIR --input=queries.jsonl --json   # {"query": ...} per line
+  irt-jax route --workdir=DIR --costs=prices.json --cost_rule=balance --alpha=0.7 "..."
 
 Prints one chosen model name per line (with --json, one JSON record per line:
 query, model, p_correct, logit, expected_cost, runner_up, runner_up_p; with --explain,
@@ -32,6 +33,11 @@ def define_flags() -> None:
                     "query's item parameters and nearest training queries). No --budget.")
   flags.DEFINE_float("cost_weight", 0.0, "Route on P(correct) - cost_weight * cost (needs "
                      "--costs).")
+  flags.DEFINE_string("cost_rule", "linear", "linear: P(correct) - cost_weight * cost; balance: "
+                      "Avengers-Pro's alpha * normalised P + (1 - alpha) * (1 - cost / max cost) "
+                      "over the candidates (needs --costs and --alpha; docs/routing.md).")
+  flags.DEFINE_float("alpha", None, "The balance rule's weight in [0, 1]: 1 routes on P(correct) "
+                     "alone, 0 to the cheapest.")
   flags.DEFINE_float("budget", None, "Cap on the mean cost over the queries given (needs "
                      "--costs).")
   flags.DEFINE_list("candidates", None, "Only route among these model names.")
@@ -82,15 +88,21 @@ def main(argv):
   queries = _queries(argv)
 
   from irt_jax.routing import router as router_lib
+  from irt_jax.routing import rules
 
   logs.quiet_startup()
   with cli_flags.user_errors("route"):
+    rules.check_rule(FLAGS.cost_rule, FLAGS.alpha, FLAGS.cost_weight, FLAGS.budget)
+    if FLAGS.cost_rule == "balance" and not FLAGS.costs:
+      raise ValueError("--cost_rule=balance needs --costs (a JSON file model name -> cost or a "
+                       "model_prices.csv)")
+    rule = {"rule": FLAGS.cost_rule, "alpha": FLAGS.alpha}
     router = router_lib.load(FLAGS.workdir, FLAGS.encoder_dir, FLAGS.step, FLAGS.costs,
                              encoder_precision=FLAGS.encoder_precision)
     if FLAGS.explain:
-      for record in router.explain(queries, FLAGS.cost_weight, FLAGS.candidates):
+      for record in router.explain(queries, FLAGS.cost_weight, FLAGS.candidates, **rule):
         print(json.dumps(record))
       return
-    routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates)
+    routes = router.route(queries, FLAGS.cost_weight, FLAGS.budget, FLAGS.candidates, **rule)
   for query, r in zip(queries, routes):
     print(json.dumps({"query": query, **r.to_dict()}) if FLAGS.json else r.model)

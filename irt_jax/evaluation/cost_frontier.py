@@ -29,6 +29,12 @@ The same AIQ over the single models' points is RouterBench's "zero router"
 Baselines on the same axes: Random (uniform among known models), Best single
 (the train-best model, falling back down the train order where unknown) and
 Oracle (the cheapest model that answers correctly, else the cheapest).
+
+With the option balance_frontier (`irt-jax eval --balance_frontier`), the
+result's "balance" entry holds the same summaries (AIQ over the same cost range,
+peak accuracy, cost to match the best single model, PerfGain / CostSave /
+ParetoDist) for the other cost rule, Avengers-Pro's balance score
+(`rules.rule_score`, rule balance), swept over alpha in `BALANCE_ALPHAS`.
 """
 
 from __future__ import annotations
@@ -142,15 +148,40 @@ def default_weights(cost: np.ndarray, known: np.ndarray, n: int = 41) -> np.ndar
   return np.concatenate([[0.0], np.logspace(-3, 3, n) / spread, [np.inf]])
 
 
+BALANCE_ALPHAS = np.linspace(0.0, 1.0, 21)
+
+
+def balance_sweep(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray, known: np.ndarray,
+                  alphas, base: dict) -> dict:
+  """The balance rule's points over `alphas` and their summaries, against the
+  baselines, single models and cost range of `base` (the linear sweep's result)."""
+  points = []
+  for a in alphas:
+    choice = rules.choose_with_cost(logits, cost, 0.0, known, rule="balance", alpha=float(a))
+    c, q = routed(choice, labels, cost)
+    points.append({"alpha": float(a), "cost": c, "accuracy": q})
+  pc = np.array([p["cost"] for p in points])
+  pq = np.array([p["accuracy"] for p in points])
+  c_max = max(base["cost_range"][1], float(pc.max()))
+  out = {"points": points, "aiq": aiq(pc, pq, c_max=c_max),
+         "cost_to_match_best_single": cost_to_reach(pc, pq, base["baselines"]["best_single"]
+                                                    ["accuracy"]),
+         "peak_accuracy": float(pq.max())}
+  out["field"] = field_metrics.cost_summary({**out, "baselines": base["baselines"],
+                                             "single_models": base["single_models"]})
+  return out
+
+
 def routed(choice: np.ndarray, labels: np.ndarray, cost: np.ndarray) -> tuple[float, float]:
   rows = np.arange(len(choice))
   return float(cost[rows, choice].mean()), float((labels[rows, choice] == 1).mean())
 
 
 def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
-             train_order: np.ndarray, weights=None) -> dict:
+             train_order: np.ndarray, weights=None, alphas=None) -> dict:
   """Points, baselines and summaries for test logits [n, M], labels [n, M]
-  (-1 unknown), cost [M] or [n, M] and the train best-first order."""
+  (-1 unknown), cost [M] or [n, M] and the train best-first order; with
+  `alphas`, the balance rule's sweep too (`balance_sweep`, under "balance")."""
   known = labels >= 0
   rows = np.flatnonzero(known.any(axis=1))
   logits, labels, known = np.asarray(logits, np.float64)[rows], labels[rows], known[rows]
@@ -199,6 +230,8 @@ def frontier(logits: np.ndarray, labels: np.ndarray, cost: np.ndarray,
          "peak_accuracy": float(pq.max())}
   out.update(strong_weak(proba, labels, known, cost, train_order))
   out["field"] = field_metrics.cost_summary(out)
+  if alphas is not None:
+    out["balance"] = balance_sweep(logits, labels, cost, known, alphas, out)
   return out
 
 
@@ -264,7 +297,7 @@ class CostFrontierEvaluator:
             f"peak {pct(cf['peak_accuracy'])}  cost to match best single "
             f"{'never' if match is None else format(match, '.4g')}  APGR "
             f"{'n/a' if cf['apgr'] is None else format(cf['apgr'], '.3f')}  CPT(50%) "
-            f"{pct(cf['cpt50'])}"] + field_metrics.cost_lines(cf)
+            f"{pct(cf['cpt50'])}"] + field_metrics.cost_lines(cf) + balance_lines(cf)
 
   def markdown(self, cf: dict) -> list[str]:
     return []
@@ -279,8 +312,9 @@ class CostFrontierEvaluator:
                          f"folder (pass the option cost_source=params for a size proxy)"}
     pred = ctx.predictions
     order = rules.best_single_order(ctx.data.split("train"))
+    alphas = BALANCE_ALPHAS if (ctx.options or {}).get("balance_frontier") else None
     try:
-      out = frontier(pred.logits, pred.labels, table.values, order)
+      out = frontier(pred.logits, pred.labels, table.values, order, alphas=alphas)
     except ValueError as e:
       folder = resolve.folder(ctx.run.config, ctx.run.workdir)
       raise costs_lib.DataError(f"{os.path.join(folder, table.source)}: {e} (every known "
@@ -299,6 +333,18 @@ class CostFrontierEvaluator:
     return out
 
 
+def balance_lines(cf: dict) -> list[str]:
+  """The balance rule's sweep in the text report, if it ran."""
+  if "balance" not in cf:
+    return []
+  b = cf["balance"]
+  match = b["cost_to_match_best_single"]
+  return [f"  balance rule (Avengers-Pro, alpha 0..1): AIQ {100 * b['aiq']:6.2f}  peak "
+          f"{100 * b['peak_accuracy']:6.2f}  cost to match best single "
+          f"{'never' if match is None else format(match, '.4g')}"
+          ] + field_metrics.cost_lines(b, "balance rule")
+
+
 def plot(result: dict, path: str, title: str = "") -> str:
   """Frontier, its hull and the baseline points, as a PNG."""
   import matplotlib
@@ -311,6 +357,11 @@ def plot(result: dict, path: str, title: str = "") -> str:
   ax.plot(pc, 100 * pq, ".", color="tab:blue", alpha=0.5, label="router (cost_weight sweep)")
   ax.plot(np.append(hc, result["cost_range"][1]), 100 * np.append(hq, hq[-1]), "-",
           color="tab:blue", label=f"hull (AIQ {100 * result['aiq']:.1f})")
+  if "balance" in result:
+    bc = [p["cost"] for p in result["balance"]["points"]]
+    bq = [100 * p["accuracy"] for p in result["balance"]["points"]]
+    ax.plot(bc, bq, ".-", color="tab:purple", alpha=0.6,
+            label=f"balance rule, alpha sweep (AIQ {100 * result['balance']['aiq']:.1f})")
   for s in result["single_models"]:
     ax.plot(s["cost"], 100 * s["accuracy"], "x", color="grey")
   styles = {"random": ("tab:orange", "s"), "best_single": ("tab:green", "^"),

@@ -125,12 +125,12 @@ def routing_lines(result: dict) -> list[str]:
       for k, label in _ROUTING_LABELS)]
 
 
-def cost_lines(frontier: dict) -> list[str]:
+def cost_lines(frontier: dict, label: str = "cost frontier") -> list[str]:
   """One text line of PerfGain / CostSave / ParetoDist, if computed."""
   if "field" not in frontier:
     return []
   f = frontier["field"]
-  return [f"  cost frontier, field (LLMRouterBench): PerfGain {_pct(f['perf_gain'])}, "
+  return [f"  {label}, field (LLMRouterBench): PerfGain {_pct(f['perf_gain'])}, "
           f"CostSave {_pct(f['cost_save'])}, ParetoDist {f['pareto_dist']:.4f}"]
 
 

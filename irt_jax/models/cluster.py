@@ -20,8 +20,11 @@ same with `top_k = 1`. The number of clusters is chosen on the validation split
 With costs, Avengers-Pro ranks the models of a cluster by
 alpha * (normalised accuracy) + (1 - alpha) * (1 - normalised cost), accuracy
 min-max normalised and cost divided by the largest, within the cluster:
-`balance_scores` computes that score for a query's nearest cluster;
-`routing/rules.choose_with_cost` stays the project's cost rule.
+`balance_scores` computes that score for one cluster (`numerics.balance_score`,
+the one implementation). Routing a `cluster` run with the cost rule `balance`
+(`routing/rules.py`, `Router.route(..., rule="balance", alpha=...)`) applies it
+to each query's P(correct), which with `top_k = 1` is its cluster's accuracy:
+that is Avengers-Pro's router.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from irt_jax import numerics
 from irt_jax.models import base
 
 
@@ -112,12 +116,8 @@ def balance_scores(accuracy: np.ndarray, cost: np.ndarray, alpha: float) -> np.n
   """Avengers-Pro's performance-cost score of each model in one cluster ([M]
   accuracy and cost): alpha * min-max normalised accuracy + (1 - alpha) *
   (1 - cost / largest cost); a cluster where all accuracies (costs) are equal
-  scores that term 1."""
-  accuracy, cost = np.asarray(accuracy, np.float64), np.asarray(cost, np.float64)
-  spread = accuracy.max() - accuracy.min()
-  acc = (accuracy - accuracy.min()) / spread if spread > 0 else np.ones_like(accuracy)
-  cheap = 1.0 - cost / cost.max() if cost.max() > 0 else np.ones_like(cost)
-  return alpha * acc + (1.0 - alpha) * cheap
+  scores that term 1. `numerics.balance_score` over all the models."""
+  return numerics.balance_score(accuracy, cost, alpha)
 
 
 KIND = base.Kind(name="cluster", spec_cls=Spec, fit=fit, logits=logits,

@@ -4,7 +4,8 @@
 
 Per LLM: P(correct), the logit, the cost (when the Router has costs) and the
 rule's score, the quantity `rules.choose_with_cost` maximises (the logit when
-cost_weight = 0, P - cost_weight * cost otherwise, -cost when it is inf); the
+cost_weight = 0, P - cost_weight * cost otherwise, -cost when it is inf; with
+the cost rule balance, Avengers-Pro's score over the allowed models); the
 chosen model and the runner-up with the margin between their scores (the same
 choice as `Router.route`, made by `route_logits`).
 
@@ -35,7 +36,10 @@ from irt_jax.routing.reference import ItemSource, Reference, item_source, run_pa
 N_NEIGHBOURS = 5
 
 
-def score_name(cost_weight: float) -> str:
+def score_name(cost_weight: float, rule: str = "linear") -> str:
+  if rule == "balance":
+    return ("alpha * (p_correct - min) / (max - min) + (1 - alpha) * (1 - cost / max cost), "
+            "min and max over the allowed models")
   if cost_weight == 0:
     return "logit"
   return "-cost" if np.isinf(cost_weight) else "p_correct - cost_weight * cost"
@@ -103,7 +107,8 @@ class Explainer:
 
   def explain(self, router, texts: Sequence[str], embeddings: np.ndarray,
               cost_weight: float = 0.0, candidates=None, costs=None,
-              neighbours: int = N_NEIGHBOURS) -> list[dict]:
+              neighbours: int = N_NEIGHBOURS, *, rule: str = "linear",
+              alpha: float | None = None) -> list[dict]:
     """One dict per query (see the module docstring); the choice is
     `router.route_logits`' on the logits of `forward`."""
     emb = np.asarray(embeddings, np.float32)
@@ -111,16 +116,19 @@ class Explainer:
     if n == 0:
       return []
     logits, items, members = self.forward(emb)
-    routes = router.route_logits(logits, cost_weight, None, candidates, costs, texts=texts)
+    routes = router.route_logits(logits, cost_weight, None, candidates, costs, texts=texts,
+                                 rule=rule, alpha=alpha)
     allowed = router.allowed(candidates)
     cost = router.cost_matrix(texts, n, costs)
-    score = rules.rule_score(logits, cost, cost_weight)
+    score = rules.rule_score(logits, cost, cost_weight, rule=rule, alpha=alpha, allowed=allowed)
+    about_rule = ({"cost_weight": float(cost_weight)} if rule == "linear" else
+                  {"cost_rule": rule, "alpha": float(alpha)})
     about = self._about_members() if members else None
     out = []
     for q in range(n):
       models = self._per_model(q, logits, cost, score, allowed, items, members)
-      out.append({"query": texts[q], "rule": {"cost_weight": float(cost_weight),
-                                              "score": score_name(cost_weight)},
+      out.append({"query": texts[q], "rule": {**about_rule,
+                                              "score": score_name(cost_weight, rule)},
                   "models": models, "choice": _choice(routes[q], models),
                   "item_response": self._item_response(q, items),
                   "neighbours": self._neighbours(emb[q], neighbours),

@@ -7,8 +7,10 @@
 A Router holds a predictor (any model kind, `predictors.load`) and the query
 encoder the run was trained with, loaded lazily and once. Choices are made on
 logits when cost plays no part, so saturated probabilities (float32 rounds
-P > 1 - 6e-8 to 1.0) never tie; with costs the objective is
-P(correct) - cost_weight * cost, ties broken by logit.
+P > 1 - 6e-8 to 1.0) never tie; with costs the objective is, by `rule`,
+P(correct) - cost_weight * cost (`linear`, the default) or Avengers-Pro's
+alpha * normalised P + (1 - alpha) * (1 - cost / max cost) over the allowed
+models (`balance`, with `alpha` in [0, 1]), ties broken by logit.
 
 Costs are per query and model, in whatever unit the caller uses (dollars, tokens):
 a vector [M] (one price per model), a matrix [N, M] (one per query routed, in
@@ -212,36 +214,44 @@ class Router:
     return sigmoid(self.logits(texts))
 
   def route(self, texts: Sequence[str], cost_weight: float = 0.0, budget: float | None = None,
-            candidates: Sequence[str] | None = None, costs=None) -> list[Route]:
+            candidates: Sequence[str] | None = None, costs=None, *, rule: str = "linear",
+            alpha: float | None = None) -> list[Route]:
     """Per query the chosen model, its P(correct), expected cost and runner-up.
 
     cost_weight == 0 and no budget: the model with the highest logit.
     cost_weight > 0: argmax P - cost_weight * cost. budget: the routing with the
     highest summed P whose mean cost over these queries is <= budget
     (`rules.choose_under_budget`); the runner-up is then the argmax of P among the rest.
+    rule="balance" with alpha in [0, 1] (no cost_weight, no budget): argmax of
+    Avengers-Pro's score over the allowed models (`rules.rule_score`).
     """
-    self.allowed(candidates)          # a bad name fails before any encoding
+    self.allowed(candidates)          # a bad name or rule fails before any encoding
+    _rule(rule, alpha, cost_weight, budget)
     return self.route_logits(self.logits(texts), cost_weight, budget, candidates, costs,
-                             texts=texts)
+                             texts=texts, rule=rule, alpha=alpha)
 
   def explain(self, texts: Sequence[str], cost_weight: float = 0.0,
               candidates: Sequence[str] | None = None, costs=None,
-              neighbours: int = 5) -> list[dict]:
+              neighbours: int = 5, *, rule: str = "linear",
+              alpha: float | None = None) -> list[dict]:
     """Why each query goes where `route` sends it (`routing.explain`): per model
     P(correct), cost and the rule's score, the choice, runner-up and margin, and
     (by kind) the query's item parameters against the training queries, its
     nearest training queries, an ensemble's members. A JSON-ready dict per query."""
     self.allowed(candidates)
+    _rule(rule, alpha, cost_weight)
     return self.explain_embeddings(texts, self.embed(texts), cost_weight, candidates, costs,
-                                   neighbours)
+                                   neighbours, rule=rule, alpha=alpha)
 
   def explain_embeddings(self, texts: Sequence[str], embeddings: np.ndarray,
                          cost_weight: float = 0.0, candidates: Sequence[str] | None = None,
-                         costs=None, neighbours: int = 5) -> list[dict]:
+                         costs=None, neighbours: int = 5, *, rule: str = "linear",
+                         alpha: float | None = None) -> list[dict]:
     """`explain` for the texts' embeddings already computed (the service)."""
-    return self.explainer().explain(self, list(texts), embeddings,
-                                    _non_negative(cost_weight, "cost_weight"), candidates,
-                                    costs, neighbours)
+    cost_weight = _non_negative(cost_weight, "cost_weight")
+    alpha = _rule(rule, alpha, cost_weight)
+    return self.explainer().explain(self, list(texts), embeddings, cost_weight, candidates,
+                                    costs, neighbours, rule=rule, alpha=alpha)
 
   def with_reference(self, reference) -> "Router":
     """This Router explaining against `reference` (a `routing.reference.Reference`, e.g.
@@ -264,17 +274,19 @@ class Router:
 
   def route_logits(self, logits: np.ndarray, cost_weight: float = 0.0,
                    budget: float | None = None, candidates: Sequence[str] | None = None,
-                   costs=None, texts: Sequence[str] | None = None) -> list[Route]:
+                   costs=None, texts: Sequence[str] | None = None, *, rule: str = "linear",
+                   alpha: float | None = None) -> list[Route]:
     """`route` for logits already computed ([N, M], e.g. by a batched service)."""
     logits = np.asarray(logits, np.float64)
     n = logits.shape[0]
     cost_weight = _non_negative(cost_weight, "cost_weight")
+    alpha = _rule(rule, alpha, cost_weight, budget)
     allowed = np.broadcast_to(self.allowed(candidates), logits.shape)
     cost = self.cost_matrix(texts, n, costs)
-    if cost is None and (cost_weight > 0 or budget is not None):
-      raise RouterError("cost_weight > 0 and budget need costs per model; give the Router "
-                        "costs= (a vector [models], a matrix [queries, models] or a mapping "
-                        "model name -> cost)")
+    if cost is None and (cost_weight > 0 or budget is not None or rule == "balance"):
+      raise RouterError("cost_weight > 0, budget and rule 'balance' need costs per model; give "
+                        "the Router costs= (a vector [models], a matrix [queries, models] or a "
+                        "mapping model name -> cost)")
     if budget is not None:
       budget = _non_negative(budget, "budget")
       try:
@@ -286,7 +298,7 @@ class Router:
       second, _ = rules.best_two(logits, logits, rest)
     else:
       first, second = rules.choose_with_cost(logits, cost, cost_weight, allowed,
-                                               runner_up=True)
+                                             runner_up=True, rule=rule, alpha=alpha)
     p = sigmoid(logits)
     out = []
     for q in range(n):
@@ -300,21 +312,27 @@ class Router:
 
   def rank_logits(self, logits: np.ndarray, cost_weight: float = 0.0,
                   candidates: Sequence[str] | None = None, k: int | None = None,
-                  texts: Sequence[str] | None = None) -> list[list[str]]:
+                  texts: Sequence[str] | None = None, *, rule: str = "linear",
+                  alpha: float | None = None) -> list[list[str]]:
     """Per query, up to `k` allowed models best first by the same rule as
-    `route_logits` (P - cost_weight * cost, ties by logit): the order in which
-    the service falls back when a model's upstream fails. Each place is
-    `rules.choose_with_cost` among the models not yet placed."""
+    `route_logits` (its score, ties by logit): the order in which the service
+    falls back when a model's upstream fails. The score is computed once over the
+    allowed models (for rule balance, normalised over them all), so the first two
+    are `route_logits`' choice and runner-up."""
     logits = np.asarray(logits, np.float64)
     n, m = logits.shape
     cost_weight = _non_negative(cost_weight, "cost_weight")
+    alpha = _rule(rule, alpha, cost_weight)
     left = np.array(np.broadcast_to(self.allowed(candidates), (n, m)))
-    cost = self.cost_matrix(texts, n) if cost_weight > 0 else None
-    if cost_weight > 0 and cost is None:
-      raise RouterError("cost_weight > 0 needs costs per model; give the Router costs=")
+    priced = cost_weight > 0 or rule == "balance"
+    cost = self.cost_matrix(texts, n) if priced else None
+    if priced and cost is None:
+      raise RouterError(f"{'cost_weight > 0' if cost_weight > 0 else 'rule balance'} needs costs "
+                        "per model; give the Router costs=")
+    score = rules.rule_score(logits, cost, cost_weight, rule=rule, alpha=alpha, allowed=left)
     ranks: list[list[str]] = [[] for _ in range(n)]
     for _ in range(m if k is None else min(k, m)):
-      pick = rules.choose_with_cost(logits, cost, cost_weight, left)
+      pick, _ = rules.best_two(score, logits, left)
       for q in np.flatnonzero(pick >= 0):
         ranks[q].append(self.model_names[pick[q]])
         left[q, pick[q]] = False
@@ -324,6 +342,13 @@ class Router:
 def _non_negative(value, what: str) -> float:
   try:
     return non_negative(value, what)
+  except ValueError as e:
+    raise RouterError(str(e)) from None
+
+
+def _rule(rule: str, alpha, cost_weight: float = 0.0, budget=None) -> float | None:
+  try:
+    return rules.check_rule(rule, alpha, cost_weight, budget)
   except ValueError as e:
     raise RouterError(str(e)) from None
 

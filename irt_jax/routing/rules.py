@@ -12,6 +12,7 @@ import numpy as np
 
 from irt_jax.data.io import Split
 from irt_jax.routing import costs
+from irt_jax import numerics
 from irt_jax.numerics import sigmoid
 
 
@@ -48,6 +49,36 @@ def best_single_order(train: Split) -> np.ndarray:
 # (quality and cost are traded on the probability scale, computed here in
 # float64; ties are broken by logit, so saturated probabilities never tie) and
 # a cost [M] (per model) or [n, M] (per query and model), in any one unit.
+#
+# Two cost rules (`rule`):
+#   * linear (the default): argmax P(correct) - cost_weight * cost.
+#   * balance (Avengers-Pro, Zhang et al., arXiv 2508.12631): per query, over the
+#     allowed models, argmax alpha * min-max normalised P + (1 - alpha) *
+#     (1 - cost / largest cost) (`numerics.balance_score`). The normalisation
+#     makes it scale-free: alpha means the same whatever the unit of cost.
+#     alpha = 1 is plain routing (argmax of P, ties by logit); 0 the cheapest.
+
+COST_RULES = ("linear", "balance")
+
+
+def check_rule(rule: str, alpha=None, cost_weight: float = 0.0, budget=None) -> float | None:
+  """The balance rule's alpha as a float in [0, 1] (None for the linear rule); a
+  ValueError in one line for an unknown rule, a bad or missing alpha, alpha given
+  to the linear rule, or cost_weight / budget given to the balance rule."""
+  if rule not in COST_RULES:
+    raise ValueError(f"unknown cost rule {rule!r}; choose one of {', '.join(COST_RULES)}")
+  if rule == "linear":
+    if alpha is not None:
+      raise ValueError("alpha is the weight of the cost rule 'balance'; pass rule='balance' "
+                       "with it, or cost_weight for the rule 'linear'")
+    return None
+  if alpha is None:
+    raise ValueError("the cost rule 'balance' needs alpha in [0, 1] (1: the likeliest model, "
+                     "0: the cheapest)")
+  alpha = numerics.unit_interval(alpha, "alpha")
+  if cost_weight or budget is not None:
+    raise ValueError("the cost rule 'balance' takes alpha, not cost_weight or budget")
+  return alpha
 
 
 
@@ -73,26 +104,39 @@ def best_two(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray) -> tuple[n
 
 
 def choose_with_cost(logits: np.ndarray, cost: np.ndarray | None, cost_weight: float,
-                     known: np.ndarray, runner_up: bool = False):
-  """Per query, the known model maximising P(correct) - cost_weight * cost
-  (-1 if none), ties broken by logit, then by lower index. cost_weight = 0 is
-  plain routing (argmax of the logits; cost may be None), inf the cheapest
-  known model (the likeliest among equally cheap ones). With `runner_up`,
-  returns (chosen, runner-up)."""
+                     known: np.ndarray, runner_up: bool = False, *, rule: str = "linear",
+                     alpha: float | None = None):
+  """Per query, the known model maximising the rule's score (-1 if none), ties
+  broken by logit, then by lower index. Rule linear: P(correct) - cost_weight *
+  cost; cost_weight = 0 is plain routing (argmax of the logits; cost may be
+  None), inf the cheapest known model (the likeliest among equally cheap ones).
+  Rule balance: Avengers-Pro's score with weight `alpha`, normalised over the
+  query's known models. With `runner_up`, returns (chosen, runner-up)."""
   logits = np.asarray(logits, np.float64)
   known = np.broadcast_to(known, logits.shape)
-  score = rule_score(logits, cost, cost_weight)
+  score = rule_score(logits, cost, cost_weight, rule=rule, alpha=alpha, allowed=known)
   if np.isinf(cost_weight):
     score = np.where(known, score, -np.inf)
   first, second = best_two(score, logits, known)
   return (first, second) if runner_up else first
 
 
-def rule_score(logits: np.ndarray, cost: np.ndarray | None, cost_weight: float) -> np.ndarray:
-  """What `choose_with_cost` maximises ([n, M], float64): the logit when
-  cost_weight = 0, -cost when it is inf (cheapest first; equal costs: by logit),
-  else P(correct) - cost_weight * cost."""
+def rule_score(logits: np.ndarray, cost: np.ndarray | None, cost_weight: float, *,
+               rule: str = "linear", alpha: float | None = None,
+               allowed: np.ndarray | None = None) -> np.ndarray:
+  """What `choose_with_cost` maximises ([n, M], float64). Rule linear: the logit
+  when cost_weight = 0, -cost when it is inf (cheapest first; equal costs: by
+  logit), else P(correct) - cost_weight * cost. Rule balance:
+  `numerics.balance_score` of P(correct) and cost with min and max over the
+  `allowed` models of each query (all when None)."""
   logits = np.asarray(logits, np.float64)
+  if rule == "balance":
+    alpha = check_rule(rule, alpha, cost_weight)
+    if cost is None:
+      raise ValueError("the cost rule 'balance' needs costs")
+    allowed = None if allowed is None else np.broadcast_to(allowed, logits.shape)
+    return numerics.balance_score(sigmoid(logits), cost_table(cost, logits.shape), alpha, allowed)
+  check_rule(rule, alpha)
   if cost_weight == 0:
     return logits
   if cost is None:
