@@ -94,8 +94,8 @@ def _pushed(values: np.ndarray, target: int, source: int, axis: int) -> np.ndarr
 def perturb(predictor, target: int, source: int):
   """The predictor believing `target` is like `source` (pushed): an ability for
   kinds with one; for an ensemble (the recipe), the same in every member with
-  per-LLM parameters (IrtNet-family abilities, logreg's weight column and bias),
-  the other members as they are."""
+  per-LLM parameters (IrtNet-family abilities, logreg's weight column and bias,
+  knn's label column and prior, set to the source's), the other members as they are."""
   if not predictor.kind.takes_members:
     return feedback.with_abilities(predictor, _pushed(ability.abilities(predictor), target,
                                                       source, 0))
@@ -106,6 +106,13 @@ def perturb(predictor, target: int, source: int):
       p = perturb(member, target, source).params
     elif member.kind.name == "logreg":
       p = {"w": _pushed(p["w"], target, source, 1), "b": _pushed(p["b"], target, source, 0)}
+    elif member.kind.name == "knn":
+      p = dict(p)
+      for key in ("labels", "mask"):
+        p[key] = np.array(p[key])
+        p[key][:, target] = p[key][:, source]
+      p["prior"] = np.array(p["prior"])
+      p["prior"][target] = p["prior"][source]
     params["members"][f"m{i}"] = p
   return predictor.with_params(params)
 

@@ -46,14 +46,15 @@ def test_map_logistic_is_the_penalised_optimum():
 def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("learns")
   member = {}
-  for kind in ("irtnet", "logreg", "knn"):
+  for kind in ("irtnet", "logreg", "knn", "cluster"):
     member[kind] = str(root / kind)
     config = tiny_config(kind)
     if kind == "knn":
       config.model.update(k_grid=(10,), weighting_grid=("uniform",), smoothing_grid=(1.0,))
     training.run(config, member[kind])
   out = {}
-  for name, kinds in (("recipe", ("irtnet", "logreg")), ("with_knn", ("irtnet", "logreg", "knn"))):
+  for name, kinds in (("recipe", ("irtnet", "logreg")), ("with_knn", ("irtnet", "logreg", "knn")),
+                      ("with_cluster", ("irtnet", "cluster"))):
     config = ensemble_config.get_config()
     config.data = tiny_config("logreg").data
     config.model.members = ",".join(member[k] for k in kinds)
@@ -80,7 +81,7 @@ def test_feedback_updates_the_members_that_can_and_leaves_the_others(runs, tmp_p
   log = _feedback_log(str(tmp_path / "f.jsonl"), data, model=2)
   report = feedback.update(runs["with_knn"], log, str(tmp_path / "out"), heldout_fraction=0.25)
   assert [line.split(" ")[1] for line in report["members"]] == ["irtnet:", "logreg:", "knn:"]
-  assert "left as it is" in report["members"][2]
+  assert "added as labelled neighbours" in report["members"][2]
   held = report["heldout_report"]
   assert held["after"]["log_loss"] < held["before"]["log_loss"]   # all held-out answers are 0
   new = predictors.load(str(tmp_path / "out")).predictor
@@ -91,8 +92,11 @@ def test_feedback_updates_the_members_that_can_and_leaves_the_others(runs, tmp_p
   w_old, w_new = old_m[1].params["w"], new_m[1].params["w"]
   np.testing.assert_array_equal(np.delete(w_new, 2, 1), np.delete(w_old, 2, 1))
   assert np.abs(w_new[:, 2] - w_old[:, 2]).max() > 1e-4
-  for key, value in old_m[2].params.items():                       # knn: untouched
-    np.testing.assert_array_equal(new_m[2].params[key], value)
+  for key in ("train_emb", "labels", "mask", "k"):                 # knn: training rows kept
+    np.testing.assert_array_equal(new_m[2].params[key], old_m[2].params[key])
+  added = new_m[2].params["added_mask"]                              # the used records, model 2
+  assert added.shape[0] == report["fitted_records"] and added[:, 2].all() and not np.delete(added, 2, 1).any()
+  assert new_m[2].params["prior"][2] < old_m[2].params["prior"][2]
   np.testing.assert_array_equal(new.params["weight"], run.predictor.params["weight"])
   test = data.split("test")
   emb = data.embeddings[test.queries]
@@ -119,5 +123,16 @@ def test_add_model_extends_the_recipe_and_refuses_a_member_that_cannot(runs, tmp
   np.testing.assert_allclose(z[:, :-1], run.predictor.logits(data.embeddings[test.queries]),
                              rtol=1e-5, atol=1e-5)             # the old LLMs as they were
   assert np.corrcoef(z[:, -1], z[:, 0])[0, 1] > 0.5            # the twin reads like model 0
-  with pytest.raises(ability.ColdStartError, match="'knn' cannot take a new LLM"):
-    add.add(runs["with_knn"], "twin", str(answers), str(tmp_path / "plus2"))
+  # With the kNN member: it takes the twin's answers as neighbours (its column reads like
+  # model 0's wherever they are near); a member that cannot learn is refused by name.
+  result = add.add(runs["with_knn"], "twin", str(answers), str(tmp_path / "plus2"))
+  assert "added as labelled neighbours" in result["members"][2]
+  knn_new = members.members_of(predictors.load(str(tmp_path / "plus2")).predictor)[2]
+  knn_old = members.members_of(predictors.load(runs["with_knn"]).predictor)[2]
+  emb = data.embeddings[train.queries[rows]]
+  z_new, z_old = knn_new.logits(emb), knn_old.logits(emb)
+  np.testing.assert_allclose(z_new[:, :-1], z_old, rtol=1e-5, atol=1e-5)
+  right = train.labels[rows, 0] == 1
+  assert z_new[right, -1].mean() > z_new[~right, -1].mean() + 0.1  # its own answers, nearby
+  with pytest.raises(ability.ColdStartError, match="'cluster' cannot take a new LLM"):
+    add.add(runs["with_cluster"], "twin", str(answers), str(tmp_path / "plus3"))

@@ -79,3 +79,38 @@ def test_k_weighting_and_smoothing_are_the_lowest_val_log_loss():
 def test_an_unknown_weighting_is_a_config_error():
   with pytest.raises(base.ConfigError, match="weighting_grid"):
     knn._params(TRAIN, LABELS, MASK, 2, "gaussian", 1.0)
+
+
+def test_added_answers_count_as_neighbours_for_their_llm_only_by_hand():
+  spec = knn.Spec(n_models=3, input_dim=2, k_grid=(2,))
+  base_params = knn._params(TRAIN, LABELS, MASK, 2, "uniform", 1.0)
+  # A new LLM (column 2) answered twice: right at q0's direction, wrong at (-1, 0.2).
+  added = np.array([[1.0, 0.0], [-1.0, 0.2]], np.float32)
+  params = knn.with_answers(base_params, added, np.array([2, 2]), np.array([1, 0]), 3)
+  q = jnp.array([[1.0, 0.05], [0.0, 1.0]])
+  p = np.asarray(jax.nn.sigmoid(knn.logits(params, q, spec)))
+  old = np.asarray(jax.nn.sigmoid(knn.logits(base_params, q, knn.Spec(2, 2, (2,)))))
+  np.testing.assert_array_equal(p[:, :2], old)          # the trained LLMs exactly as they were
+  # Query 0: its 2nd nearest training query is q1 (cos 0.99712); the added (1, 0) has cos
+  # 0.99875 >= that, so it counts: (1 + 1 * prior) / (1 + 1), prior 1/2 (one right of two).
+  assert p[0, 2] == pytest.approx((1 + 0.5) / 2, rel=1e-5)
+  # Query 1 (0, 1): nearest q2 (cos 1) and q1 (0.110); the added rows have cos 0 and 0.196:
+  # the second counts (0.196 >= 0.110), wrong: (0 + 0.5) / (1 + 1).
+  assert p[1, 2] == pytest.approx(0.25, rel=1e-5)
+  # A wrong variant that adds the rows to the training neighbourhood would change model 0
+  # and 1 at query 0 (the added row displaces q1); asserted exact above.
+
+
+def test_added_answers_move_the_answering_llms_prior_and_accumulate():
+  spec = knn.Spec(n_models=2, input_dim=2, k_grid=(2,))
+  base_params = knn._params(TRAIN, LABELS, MASK, 2, "uniform", 1.0)
+  far = np.array([[0.0, -1.0]] * 4, np.float32)        # far from every query below
+  once = knn.with_answers(base_params, far[:2], np.array([0, 0]), np.array([0, 0]), 2)
+  twice = knn.with_answers(once, far[2:], np.array([0, 0]), np.array([0, 0]), 2)
+  assert twice["added_emb"].shape == (4, 2)
+  # Model 0: 2 right of 4 trained, then 4 wrong added: prior 2 / 8; model 1 keeps 1 / 3.
+  np.testing.assert_allclose(twice["prior"], [2 / 8, 1 / 3], rtol=1e-6)
+  q = jnp.array([[1.0, 0.05]])
+  p = np.asarray(jax.nn.sigmoid(knn.logits(twice, q, spec)))[0]
+  assert p[0] == pytest.approx((2 + 2 / 8) / (2 + 1), rel=1e-5)   # q0, q1 right; new prior
+  assert p[1] == pytest.approx((0 + 1 / 3) / (1 + 1), rel=1e-5)   # q0 known only; unchanged

@@ -11,8 +11,12 @@ Per member kind:
     its diagonal precision the inverse spread of the trained LLMs' weights per
     coordinate times `prior_scale` (the same idea as the abilities' prior); a
     new LLM starts from the mean of the trained LLMs' weights;
-  * any other kind (knn, cluster, routerdc) cannot: it is left as it is, and a
-    new LLM cannot be added to an ensemble holding one (an error naming it).
+  * `knn`: the answers join its neighbours, each labelled for the LLM that gave
+    it (models/knn.with_answers): they count where they are as close to a query
+    as its k-th nearest training query, and move the answering LLM's prior; a
+    new LLM is known only through its answers and that prior;
+  * any other kind (cluster, routerdc) cannot: it is left as it is, and a new
+    LLM cannot be added to an ensemble holding one (an error naming it).
 
 The combination (weights per member and LLM, fitted on val when the ensemble
 was built) is kept for the LLMs it was fitted on: refitting it on val would pull
@@ -26,6 +30,7 @@ import numpy as np
 
 from irt_jax import predictors
 from irt_jax.coldstart import ability
+from irt_jax.models import knn
 from irt_jax.numerics import sigmoid
 
 PRIOR_FLOOR = 1e-6   # variance floor of a weight coordinate the trained LLMs share exactly
@@ -97,9 +102,16 @@ def _member_update(member, embeddings, records, prior_scale, new, irt_refit):
     params, _ = refit_logreg(member.params, embeddings, records, member.model_names,
                              prior_scale, new)
     return params, f"{name}: per-LLM weights refitted under a Gaussian prior on the trained ones"
+  if name == "knn":
+    all_names = list(member.model_names) + list(new)
+    index = np.array([all_names.index(r["model"]) for r in records])
+    correct = np.array([r["correct"] for r in records], np.float32)
+    params = knn.with_answers(member.params, embeddings, index, correct, len(all_names))
+    return params, f"{name}: the answers added as labelled neighbours"
   if new:
     raise ability.ColdStartError(f"ensemble member of kind {name!r} cannot take a new LLM "
-                                 f"({', '.join(new)}); only IrtNet-family and logreg members can")
+                                 f"({', '.join(new)}); only IrtNet-family, logreg and knn "
+                                 "members can")
   return member.params, f"{name}: left as it is (it has no per-LLM parameters to refit)"
 
 

@@ -12,6 +12,12 @@ chosen together on the validation split (lowest log loss) from `k_grid`,
 (arXiv 2505.12601); the predictor holds the normalised training embeddings and
 labels. Runs saved before the weighting and smoothing were tuned read as uniform
 with s = 1.
+
+Answers that arrive after training (feedback, or a new LLM's few answers) are
+kept as added neighbours (`with_answers`): rows labelled for the one LLM that
+answered. An added row counts for that LLM wherever it is at least as similar
+to the query as the k-th nearest training query, so the training
+neighbourhood, and every LLM without added answers, stays exactly as trained.
 """
 
 from __future__ import annotations
@@ -47,10 +53,54 @@ def logits(params, embeddings, spec: Spec, *, train=False, rng=None, query_index
   inverse = 1.0 / jnp.maximum(1.0 - top, 1e-6)
   w = jnp.where(params.get("distance", 0) > 0, inverse, jnp.ones_like(top))[..., None]
   mask = params["mask"][idx] * within * w                                      # [B, k_max, M]
-  votes = (params["labels"][idx] * mask).sum(1)
+  votes, count = (params["labels"][idx] * mask).sum(1), mask.sum(1)
+  if "added_emb" in params:
+    near = _added_weights(params, embeddings, top)
+    votes = votes + near @ (params["added_labels"] * params["added_mask"])
+    count = count + near @ params["added_mask"]
   s = params.get("smoothing", 1.0)
-  p = (votes + s * params["prior"]) / (mask.sum(1) + s)
+  p = (votes + s * params["prior"]) / (count + s)
   return base.sigmoid_logit(p)
+
+
+def _added_weights(params, embeddings, top):
+  """[B, A] weight of each added row for each query: its neighbour weight where
+  it is at least as similar as the k-th nearest training query, else 0."""
+  sims = _normalise(embeddings.astype(jnp.float32)) @ params["added_emb"].T       # [B, A]
+  kth = jnp.take_along_axis(top, jnp.full((top.shape[0], 1), params["k"] - 1), axis=1)
+  inverse = 1.0 / jnp.maximum(1.0 - sims, 1e-6)
+  w = jnp.where(params.get("distance", 0) > 0, inverse, jnp.ones_like(sims))
+  return jnp.where(sims >= kth, w, 0.0)
+
+
+def with_answers(params, embeddings, model_index, correct, n_models: int) -> dict:
+  """The kNN's params with answers added as neighbours: one row per answer
+  (`embeddings` [A, D], the LLM's column `model_index` [A], `correct` [A] in
+  {0, 1}), for `n_models` LLMs (more than trained: the new ones' columns are
+  appended, known only where they answered). Each answering LLM's prior becomes
+  its accuracy over its training and added answers; the others' is unchanged."""
+  params = dict(params)
+  emb = np.asarray(_normalise(jnp.asarray(embeddings, jnp.float32)))
+  labels = np.zeros((len(emb), n_models), np.float32)
+  mask = np.zeros_like(labels)
+  rows = np.arange(len(emb))
+  labels[rows, model_index] = np.asarray(correct, np.float32)
+  mask[rows, model_index] = 1.0
+  grow = n_models - params["labels"].shape[1]
+  pad = lambda x: np.pad(np.asarray(x, np.float32), ((0, 0), (0, grow)))
+  params["labels"], params["mask"] = pad(params["labels"]), pad(params["mask"])
+  if "added_emb" in params:
+    emb = np.vstack([params["added_emb"], emb])
+    labels = np.vstack([pad(params["added_labels"]), labels])
+    mask = np.vstack([pad(params["added_mask"]), mask])
+  params.update(added_emb=emb, added_labels=labels, added_mask=mask)
+  right = (params["labels"] * params["mask"]).sum(0) + (labels * mask).sum(0)
+  seen = params["mask"].sum(0) + mask.sum(0)
+  prior = np.concatenate([np.asarray(params["prior"], np.float32), np.full(grow, 0.5, np.float32)])
+  answered = mask.sum(0) > 0
+  prior[answered] = right[answered] / seen[answered]
+  params["prior"] = prior.astype(np.float32)
+  return params
 
 
 WEIGHTINGS = ("uniform", "distance")
