@@ -187,7 +187,8 @@ class Router:
                         f"{', '.join(self.model_names)}")
     if not candidates:
       raise RouterError("candidates is empty: name at least one model")
-    return np.isin(np.asarray(self.model_names), list(candidates))
+    chosen = set(candidates)
+    return np.fromiter((m in chosen for m in self.model_names), bool, len(self.model_names))
 
   # ---------------------------------------------------------------- predicting
   def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -308,17 +309,14 @@ class Router:
     logits = np.asarray(logits, np.float64)
     n, m = logits.shape
     cost_weight = _non_negative(cost_weight, "cost_weight")
-    left = np.array(np.broadcast_to(self.allowed(candidates), (n, m)))
+    allowed = self.allowed(candidates)
     cost = self.cost_matrix(texts, n) if cost_weight > 0 else None
     if cost_weight > 0 and cost is None:
       raise RouterError("cost_weight > 0 needs costs per model; give the Router costs=")
-    ranks: list[list[str]] = [[] for _ in range(n)]
-    for _ in range(m if k is None else min(k, m)):
-      pick = rules.choose_with_cost(logits, cost, cost_weight, left)
-      for q in np.flatnonzero(pick >= 0):
-        ranks[q].append(self.model_names[pick[q]])
-        left[q, pick[q]] = False
-    return ranks
+    score = rules.rule_score(logits, cost, cost_weight)
+    names = self.model_names
+    return [[names[j] for j in row]
+            for row in rules.ranked(score, logits, allowed, m if k is None else min(k, m))]
 
 
 def _non_negative(value, what: str) -> float:
