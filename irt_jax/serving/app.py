@@ -50,7 +50,7 @@ from irt_jax.serving.guard import Guard
 from irt_jax.serving.hotpath import (GatewayApp, error_response, internal_error_response,
                                      lean_chain)
 from irt_jax.serving.keys import KeyFile, bearer
-from irt_jax.serving import page
+from irt_jax.serving import gc_tuning, page
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
 from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware
 from irt_jax.serving.store import FileStore, Store, StoreError
@@ -219,12 +219,15 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                limits: Limits | None = None, transport=None, *,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
                feedback_log: str | None = None, reloader: Reloader | None = None,
-               store: Store | None = None, prices: dict | None = None, calibration=None):
+               store: Store | None = None, prices: dict | None = None, calibration=None,
+               settle_gc: bool = False):
   """The service's FastAPI app. `transport` (an aiohttp connector) is for tests;
   `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
   or `feedback_log`: a file store with that log) turns on /v1/feedback;
   `prices` {model: (input, output) USD per million tokens} prices answers;
-  `calibration` (serving/calibrate.py) serves router-<kind>@share=S."""
+  `calibration` (serving/calibrate.py) serves router-<kind>@share=S;
+  `settle_gc` (for a process that serves only this app) sets the garbage
+  collector for serving once started (serving/gc_tuning.py)."""
   svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
                 access or Access(), store or FileStore(feedback_log), reloader, transport)
   svc.prices, svc.calibration = dict(prices or {}), calibration
@@ -232,6 +235,8 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
   @contextlib.asynccontextmanager
   async def lifespan(app):
     await svc.start()
+    if settle_gc:
+      gc_tuning.settle()
     try:
       yield
     finally:
