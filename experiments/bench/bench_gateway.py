@@ -26,7 +26,9 @@ about 30 microseconds of CPU per request.
 
 The static encoder is built here with random vectors over MiniLM's tokenizer (the
 encoding cost of a distilled static encoder: tokenize and a weighted mean; what it
-routes to does not matter for overhead). MPNet figures need its weights in
+routes to does not matter for overhead). The service's garbage collector is set as
+`irt-jax serve` sets it (serving/gc_tuning.py; --service_gc=default leaves Python's), and
+BENCH_GATEWAY_GC=1 prints each full collection's pause. MPNet figures need its weights in
 .models/all-mpnet-base-v2: the bench says so and skips them when they are not there.
 """
 
@@ -118,6 +120,20 @@ class Linear:
     return np.asarray(embeddings, np.float32) @ self.w
 
 
+def log_full_collections() -> None:
+  """BENCH_GATEWAY_GC=1: each full (generation 2) collection's pause, printed as it ends."""
+  import gc
+  started = [0.0]
+
+  def callback(phase, info):
+    if phase == "start":
+      started[0] = time.perf_counter()
+    elif info["generation"] == 2:
+      print(f"service {os.getpid()}: full collection {(time.perf_counter() - started[0]) * 1e3:.1f} ms",
+            file=sys.stderr, flush=True)
+  gc.callbacks.append(callback)
+
+
 def run_service(encoder_dir: str, upstream_port: int, fd: int, gc_mode: str = "settled") -> None:
   import uvicorn
   from irt_jax.encoder import EncoderError, static
@@ -146,6 +162,8 @@ def run_service(encoder_dir: str, upstream_port: int, fd: int, gc_mode: str = "s
         profiler.dump_stats(f"{profile}.{os.getpid()}")
         await super().shutdown(sockets)
     server = Profiled(config)
+  if os.environ.get("BENCH_GATEWAY_GC"):
+    log_full_collections()
   server.run(sockets=[socket.socket(fileno=fd)])
 
 
