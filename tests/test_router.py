@@ -136,6 +136,27 @@ def test_rank_is_the_fallback_order():
     fixed_router(table).rank_logits(np.array(table), cost_weight=0.1)
 
 
+def test_one_sort_ranks_as_picking_the_best_left_one_at_a_time():
+  # rules.ranked against its definition: repeated rules.choose_with_cost among the models
+  # not yet placed. Scores drawn from 3 values (and logits from 2) so most rows hold ties
+  # that only the logit, then the index, break; every mask, cost weight and k.
+  rng = np.random.default_rng(0)
+  for trial in range(200):
+    n, m = int(rng.integers(1, 4)), int(rng.integers(1, 7))
+    logits = rng.choice([-1.0, 0.5], size=(n, m))
+    cost = rng.choice([0.0, 1.0, 2.0], size=m)
+    w = [0.0, 0.3, np.inf][trial % 3]
+    allowed = rng.random((n, m)) < 0.7
+    k = int(rng.integers(0, m + 1))
+    left, want = allowed.copy(), [[] for _ in range(n)]
+    for _ in range(k):
+      pick = rules.choose_with_cost(logits, cost, w, left)
+      for q in np.flatnonzero(pick >= 0):
+        want[q].append(int(pick[q]))
+        left[q, pick[q]] = False
+    assert rules.ranked(rules.rule_score(logits, cost, w), logits, allowed, k) == want
+
+
 def test_load_parses_steps_and_refuses_bad_ones(run):
   from irt_jax.routing import router as router_lib
   assert router_lib.parse_step("best") == "best" and router_lib.parse_step("12") == 12

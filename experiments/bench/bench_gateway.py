@@ -26,7 +26,9 @@ about 30 microseconds of CPU per request.
 
 The static encoder is built here with random vectors over MiniLM's tokenizer (the
 encoding cost of a distilled static encoder: tokenize and a weighted mean; what it
-routes to does not matter for overhead). MPNet figures need its weights in
+routes to does not matter for overhead). The service's garbage collector is set as
+`irt-jax serve` sets it (serving/gc_tuning.py; --service_gc=default leaves Python's), and
+BENCH_GATEWAY_GC=1 prints each full collection's pause. MPNet figures need its weights in
 .models/all-mpnet-base-v2: the bench says so and skips them when they are not there.
 """
 
@@ -118,7 +120,21 @@ class Linear:
     return np.asarray(embeddings, np.float32) @ self.w
 
 
-def run_service(encoder_dir: str, upstream_port: int, fd: int) -> None:
+def log_full_collections() -> None:
+  """BENCH_GATEWAY_GC=1: each full (generation 2) collection's pause, printed as it ends."""
+  import gc
+  started = [0.0]
+
+  def callback(phase, info):
+    if phase == "start":
+      started[0] = time.perf_counter()
+    elif info["generation"] == 2:
+      print(f"service {os.getpid()}: full collection {(time.perf_counter() - started[0]) * 1e3:.1f} ms",
+            file=sys.stderr, flush=True)
+  gc.callbacks.append(callback)
+
+
+def run_service(encoder_dir: str, upstream_port: int, fd: int, gc_mode: str = "settled") -> None:
   import uvicorn
   from irt_jax.encoder import EncoderError, static
   from irt_jax.routing.router import Router
@@ -127,7 +143,8 @@ def run_service(encoder_dir: str, upstream_port: int, fd: int) -> None:
   router = Router.from_predictor(Linear(encoder.dim), encoder, name="irtnet")
   upstreams = serving.parse_upstreams(
       {m: {"base_url": f"http://127.0.0.1:{upstream_port}/v1"} for m in MODELS})
-  app = serving.create_app(router, upstreams, serving.Limits(upstream_timeout_s=30))
+  app = serving.create_app(router, upstreams, serving.Limits(upstream_timeout_s=30),
+                           settle_gc=gc_mode == "settled")      # as `irt-jax serve` runs it
   config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=75, loop="uvloop")
   profile = os.environ.get("BENCH_GATEWAY_PROFILE")     # a file: cProfile of the event loop
   server = uvicorn.Server(config)
@@ -145,6 +162,8 @@ def run_service(encoder_dir: str, upstream_port: int, fd: int) -> None:
         profiler.dump_stats(f"{profile}.{os.getpid()}")
         await super().shutdown(sockets)
     server = Profiled(config)
+  if os.environ.get("BENCH_GATEWAY_GC"):
+    log_full_collections()
   server.run(sockets=[socket.socket(fileno=fd)])
 
 
@@ -315,7 +334,7 @@ def wait_ready(port: int, request: bytes, seconds: float = 300) -> None:
   raise SystemExit(f"port {port} did not answer within {seconds:.0f} s")
 
 
-def start_services(workers: int, encoder_dir: str, upstream_port: int):
+def start_services(workers: int, encoder_dir: str, upstream_port: int, gc_mode: str):
   sock = socket.socket()
   sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
   sock.bind(("127.0.0.1", 0))
@@ -323,13 +342,14 @@ def start_services(workers: int, encoder_dir: str, upstream_port: int):
   sock.set_inheritable(True)
   procs = [subprocess.Popen([sys.executable, "-m", MODULE, "--role=service",
                              f"--encoder_dir={encoder_dir}", f"--upstream_port={upstream_port}",
-                             f"--socket_fd={sock.fileno()}"], pass_fds=(sock.fileno(),))
+                             f"--socket_fd={sock.fileno()}", f"--service_gc={gc_mode}"],
+                            pass_fds=(sock.fileno(),))
            for _ in range(workers)]
   return sock, procs
 
 
 def measure(args, workers: int, encoder_dir: str, upstream_port: int, out: list) -> None:
-  sock, procs = start_services(workers, encoder_dir, upstream_port)
+  sock, procs = start_services(workers, encoder_dir, upstream_port, args.service_gc)
   port = sock.getsockname()[1]
   chat = {"model": "router-irtnet", "messages": [{"role": "user", "content": PROMPT}]}
   direct = request_bytes(upstream_port, "/v1/chat/completions", dict(chat, model="model-0"))
@@ -389,6 +409,9 @@ def main() -> None:
   parser.add_argument("--concurrency", default="1,4,16,64,256")
   parser.add_argument("--rate", default="300")
   parser.add_argument("--seconds", type=float, default=3.0)
+  parser.add_argument("--service_gc", default="settled", choices=["settled", "default"],
+                      help="the service's garbage collector: as `irt-jax serve` sets it "
+                           "(serving/gc_tuning.py) or Python's default, to measure the difference")
   parser.add_argument("--out")
   parser.add_argument("--table_from", help="print the table of a --out file and stop")
   parser.add_argument("--compare_clients", action="store_true",
@@ -402,7 +425,7 @@ def main() -> None:
   if args.role == "upstream":
     return run_upstream(args.port)
   if args.role == "service":
-    return run_service(args.encoder_dir, args.upstream_port, args.socket_fd)
+    return run_service(args.encoder_dir, args.upstream_port, args.socket_fd, args.service_gc)
   args.concurrency = [int(x) for x in args.concurrency.split(",")]
   args.rate = [float(x) for x in args.rate.split(",") if x]
   if not MPNET.is_dir():
@@ -428,7 +451,8 @@ def main() -> None:
     with open(args.out, "a", encoding="utf-8") as f:
       for row in rows:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "encoder": "static",
-                            "seconds": args.seconds, **row}) + "\n")
+                            "seconds": args.seconds, "service_gc": args.service_gc,
+                            **row}) + "\n")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ def build_app():
         FLAGS.calibrate_above, validation_queries)
     app_ = serving.create_app(router, upstreams, limits, fallbacks=fallbacks, access=access,
                               store=store, reloader=shared_reloader(load), prices=prices,
-                              calibration=calibration)
+                              calibration=calibration, settle_gc=True)
   unknown = sorted(set(upstreams) - set(router.model_names))
   if unknown:
     print(f"serve: upstreams {unknown} are not among the run's models; they pass through "

@@ -189,7 +189,8 @@ class Router:
                         f"{', '.join(self.model_names)}")
     if not candidates:
       raise RouterError("candidates is empty: name at least one model")
-    return np.isin(np.asarray(self.model_names), list(candidates))
+    chosen = set(candidates)
+    return np.fromiter((m in chosen for m in self.model_names), bool, len(self.model_names))
 
   # ---------------------------------------------------------------- predicting
   def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -323,20 +324,16 @@ class Router:
     n, m = logits.shape
     cost_weight = _non_negative(cost_weight, "cost_weight")
     alpha = _rule(rule, alpha, cost_weight)
-    left = np.array(np.broadcast_to(self.allowed(candidates), (n, m)))
+    allowed = np.broadcast_to(self.allowed(candidates), (n, m))
     priced = cost_weight > 0 or rule == "balance"
     cost = self.cost_matrix(texts, n) if priced else None
     if priced and cost is None:
       raise RouterError(f"{'cost_weight > 0' if cost_weight > 0 else 'rule balance'} needs costs "
                         "per model; give the Router costs=")
-    score = rules.rule_score(logits, cost, cost_weight, rule=rule, alpha=alpha, allowed=left)
-    ranks: list[list[str]] = [[] for _ in range(n)]
-    for _ in range(m if k is None else min(k, m)):
-      pick, _ = rules.best_two(score, logits, left)
-      for q in np.flatnonzero(pick >= 0):
-        ranks[q].append(self.model_names[pick[q]])
-        left[q, pick[q]] = False
-    return ranks
+    score = rules.rule_score(logits, cost, cost_weight, rule=rule, alpha=alpha, allowed=allowed)
+    names = self.model_names
+    return [[names[j] for j in row]
+            for row in rules.ranked(score, logits, allowed, m if k is None else min(k, m))]
 
 
 def _non_negative(value, what: str) -> float:

@@ -103,6 +103,17 @@ def best_two(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray) -> tuple[n
   return first, second
 
 
+def ranked(score: np.ndarray, tie: np.ndarray, allowed: np.ndarray, k: int) -> list[list[int]]:
+  """Per row, up to `k` allowed indices best first by `score` (ties by `tie`,
+  then lower index): one sort giving the order in which `best_two` would pick
+  them one at a time, each pick leaving the allowed models not yet picked."""
+  n, m = score.shape
+  idx = np.broadcast_to(-np.arange(m), (n, m))
+  order = np.lexsort((idx, tie, score), axis=-1)[:, ::-1]   # best first
+  keep = np.take_along_axis(np.broadcast_to(allowed, (n, m)), order, axis=-1)
+  return [row[mask][:k].tolist() for row, mask in zip(order, keep)]
+
+
 def choose_with_cost(logits: np.ndarray, cost: np.ndarray | None, cost_weight: float,
                      known: np.ndarray, runner_up: bool = False, *, rule: str = "linear",
                      alpha: float | None = None):

@@ -47,8 +47,10 @@ from irt_jax.serving.batcher import Batcher
 from irt_jax.serving.chat import P_HEADER, add_chat_route
 from irt_jax.serving.feedback import COMPLETION_HEADER, CompletionIds, parse_feedback
 from irt_jax.serving.guard import Guard
+from irt_jax.serving.hotpath import (GatewayApp, error_response, internal_error_response,
+                                     lean_chain)
 from irt_jax.serving.keys import KeyFile, bearer
-from irt_jax.serving import page
+from irt_jax.serving import gc_tuning, page
 from irt_jax.serving.metrics import CONTENT_TYPE, Metrics
 from irt_jax.serving.overhead import OVERHEAD_HEADER, OverheadMiddleware
 from irt_jax.serving.store import FileStore, Store, StoreError
@@ -217,14 +219,15 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
                limits: Limits | None = None, transport=None, *,
                fallbacks: Fallbacks | None = None, access: Access | None = None,
                feedback_log: str | None = None, reloader: Reloader | None = None,
-               store: Store | None = None, prices: dict | None = None, calibration=None):
+               store: Store | None = None, prices: dict | None = None, calibration=None,
+               settle_gc: bool = False):
   """The service's FastAPI app. `transport` (an aiohttp connector) is for tests;
   `reloader` makes /admin/reload and SIGHUP work; `store` (serving/store.py,
   or `feedback_log`: a file store with that log) turns on /v1/feedback;
   `prices` {model: (input, output) USD per million tokens} prices answers;
-  `calibration` (serving/calibrate.py) serves router-<kind>@share=S."""
-  from fastapi import FastAPI
-
+  `calibration` (serving/calibrate.py) serves router-<kind>@share=S;
+  `settle_gc` (for a process that serves only this app) sets the garbage
+  collector for serving once started (serving/gc_tuning.py)."""
   svc = Service(router, dict(upstreams or {}), limits or Limits(), fallbacks or Fallbacks(),
                 access or Access(), store or FileStore(feedback_log), reloader, transport)
   svc.prices, svc.calibration = dict(prices or {}), calibration
@@ -232,49 +235,49 @@ def create_app(router: Router, upstreams: dict[str, Upstream] | None = None,
   @contextlib.asynccontextmanager
   async def lifespan(app):
     await svc.start()
+    if settle_gc:
+      gc_tuning.settle()
     try:
       yield
     finally:
       await svc.stop()
 
-  app = FastAPI(title="irt_jax router", lifespan=lifespan)
+  app = GatewayApp(title="irt_jax router", lifespan=lifespan)
   app.state.service = svc
   app.state.batcher = svc.batcher
-  _add_guard(app, svc)
+  guard = _add_guard(app, svc)
   _add_info_routes(app, svc)
   _add_route_route(app, svc)
-  add_chat_route(app, svc)
+  chat = add_chat_route(app, svc)
   _add_feedback_and_admin(app, svc)
   page.add_routes(app, svc)
-  app.add_middleware(OverheadMiddleware, observe=svc.metrics.overhead_seconds.observe)
+  overhead = dict(observe=svc.metrics.overhead_seconds.observe)
+  app.add_middleware(OverheadMiddleware, **overhead)
+  # The hot path (serving/hotpath.py): the same middlewares and endpoint, without FastAPI's layers.
+  app.hot[("POST", "/v1/chat/completions")] = lean_chain(
+      chat, lambda inner: OverheadMiddleware(Guard(inner, **guard), **overhead))
   return app
 
 
-def _error(exc: ApiError):
-  from fastapi.responses import JSONResponse
-  return JSONResponse(error_body(exc.message, exc.type, exc.code), status_code=exc.status,
-                      headers=exc.headers)
-
-
-def _add_guard(app, svc: Service) -> None:
+def _add_guard(app, svc: Service) -> dict:
   """Keys before anything else, error bodies in OpenAI's shape, and every
-  request counted by endpoint and status."""
-  from fastapi.responses import JSONResponse
+  request counted by endpoint and status; returns the Guard's arguments."""
 
   @app.exception_handler(ApiError)
   async def api_error(request, exc: ApiError):
-    return _error(exc)
+    return error_response(exc)
 
   @app.exception_handler(Exception)
   async def unexpected(request, exc: Exception):
-    return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}",
-                                   "server_error"), status_code=500)
+    return internal_error_response(exc)
 
   def refuse(path: str, authorization: str | None):
     refusal = svc.access.refusal(path, authorization)
-    return _error(refusal) if refusal else None
+    return error_response(refusal) if refusal else None
 
-  app.add_middleware(Guard, refuse=refuse, count=svc.metrics.request, endpoints=ENDPOINTS)
+  guard = dict(refuse=refuse, count=svc.metrics.request, endpoints=ENDPOINTS)
+  app.add_middleware(Guard, **guard)
+  return guard
 
 
 def _add_info_routes(app, svc: Service) -> None:

@@ -28,7 +28,8 @@ P_HEADER = "x-irt-jax-p-correct"
 ANONYMOUS = "anonymous"        # the spend's key name when the service has no keys file
 
 
-def add_chat_route(app, svc) -> None:
+def add_chat_route(app, svc):
+  """Registers the endpoint with `app` and returns it (the hot path serves it too)."""
   @app.post("/v1/chat/completions")
   async def chat(request: Request):
     body = await read_json(request, svc.limits)
@@ -58,6 +59,7 @@ def add_chat_route(app, svc) -> None:
     elif answer.events is not None and svc.prices:
       answer.events = _charged(svc, who, settings, answer.model, answer.events)
     return _respond(svc, answer, completion_id, text, p)
+  return chat
 
 
 async def _weight(svc, router, model, settings) -> float | None:
