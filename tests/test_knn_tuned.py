@@ -114,3 +114,18 @@ def test_added_answers_move_the_answering_llms_prior_and_accumulate():
   p = np.asarray(jax.nn.sigmoid(knn.logits(twice, q, spec)))[0]
   assert p[0] == pytest.approx((2 + 2 / 8) / (2 + 1), rel=1e-5)   # q0, q1 right; new prior
   assert p[1] == pytest.approx((0 + 1 / 3) / (1 + 1), rel=1e-5)   # q0 known only; unchanged
+
+
+def test_an_answer_to_a_training_query_replaces_that_cell():
+  spec = knn.Spec(n_models=2, input_dim=2, k_grid=(2,))
+  base_params = knn._params(TRAIN, LABELS, MASK, 2, "uniform", 1.0)
+  # Model 0 now fails q0 (trained: right); model 1 answers q1 right (unknown in training).
+  params = knn.with_answers(base_params, TRAIN[:2] * 3.0, np.array([0, 1]), np.array([0, 1]), 2)
+  assert "added_emb" not in params                         # nothing appended
+  assert params["labels"][0, 0] == 0 and params["labels"][1, 1] == 1 and params["mask"][1, 1] == 1
+  np.testing.assert_array_equal(np.asarray(base_params["labels"])[0, 0], 1)  # input untouched
+  np.testing.assert_allclose(params["prior"], [1 / 4, 2 / 4], rtol=1e-6)
+  q = jnp.array([[1.0, 0.05]])
+  p = np.asarray(jax.nn.sigmoid(knn.logits(params, q, spec)))[0]
+  # q0, q1 nearest: model 0 wrong, right -> (1 + 1/4) / 3; model 1 wrong, right -> (1 + 1/2) / 3.
+  np.testing.assert_allclose(p, [(1 + 1 / 4) / 3, (1 + 1 / 2) / 3], rtol=1e-5)

@@ -14,10 +14,12 @@ labels. Runs saved before the weighting and smoothing were tuned read as uniform
 with s = 1.
 
 Answers that arrive after training (feedback, or a new LLM's few answers) are
-kept as added neighbours (`with_answers`): rows labelled for the one LLM that
-answered. An added row counts for that LLM wherever it is at least as similar
-to the query as the k-th nearest training query, so the training
-neighbourhood, and every LLM without added answers, stays exactly as trained.
+learnt by `with_answers`: an answer to a training query replaces that LLM's
+label there (the newest answer is what the LLM does now); an answer to any
+other query becomes an added neighbour, a row labelled for the one LLM that
+answered, counted for it wherever it is at least as similar to the query as the
+k-th nearest training query. So the neighbourhoods, and every LLM without new
+answers, stay exactly as trained.
 """
 
 from __future__ import annotations
@@ -73,32 +75,55 @@ def _added_weights(params, embeddings, top):
   return jnp.where(sims >= kth, w, 0.0)
 
 
+SAME_QUERY = 1e-6   # cosine within this of 1: the answer is to that training query
+
+
+def _training_rows(train_emb, emb) -> np.ndarray:
+  """[A] the training row each normalised embedding repeats, or -1."""
+  out = np.full(len(emb), -1)
+  for start in range(0, len(emb), 1024):
+    sims = emb[start:start + 1024] @ np.asarray(train_emb).T
+    best = sims.argmax(1)
+    hit = sims[np.arange(len(best)), best] >= 1.0 - SAME_QUERY
+    out[start:start + 1024] = np.where(hit, best, -1)
+  return out
+
+
 def with_answers(params, embeddings, model_index, correct, n_models: int) -> dict:
-  """The kNN's params with answers added as neighbours: one row per answer
-  (`embeddings` [A, D], the LLM's column `model_index` [A], `correct` [A] in
-  {0, 1}), for `n_models` LLMs (more than trained: the new ones' columns are
-  appended, known only where they answered). Each answering LLM's prior becomes
-  its accuracy over its training and added answers; the others' is unchanged."""
+  """The kNN's params having learnt answers (`embeddings` [A, D], the answering
+  LLM's column `model_index` [A], `correct` [A] in {0, 1}), for `n_models` LLMs
+  (more than trained: the new ones' columns are appended, known only where they
+  answered). An answer to a training query sets that cell (later answers win);
+  the others become added rows. Each answering LLM's prior becomes its accuracy
+  over its training cells and added rows; the others' is unchanged."""
   params = dict(params)
   emb = np.asarray(_normalise(jnp.asarray(embeddings, jnp.float32)))
-  labels = np.zeros((len(emb), n_models), np.float32)
-  mask = np.zeros_like(labels)
-  rows = np.arange(len(emb))
-  labels[rows, model_index] = np.asarray(correct, np.float32)
-  mask[rows, model_index] = 1.0
+  model_index, correct = np.asarray(model_index), np.asarray(correct, np.float32)
   grow = n_models - params["labels"].shape[1]
   pad = lambda x: np.pad(np.asarray(x, np.float32), ((0, 0), (0, grow)))
   params["labels"], params["mask"] = pad(params["labels"]), pad(params["mask"])
+  rows = _training_rows(params["train_emb"], emb)
+  seen = rows >= 0
+  params["labels"][rows[seen], model_index[seen]] = correct[seen]
+  params["mask"][rows[seen], model_index[seen]] = 1.0
+  new = np.flatnonzero(~seen)
+  labels = np.zeros((len(new), n_models), np.float32)
+  mask = np.zeros_like(labels)
+  labels[np.arange(len(new)), model_index[new]] = correct[new]
+  mask[np.arange(len(new)), model_index[new]] = 1.0
   if "added_emb" in params:
-    emb = np.vstack([params["added_emb"], emb])
+    emb_added = np.vstack([params["added_emb"], emb[new]])
     labels = np.vstack([pad(params["added_labels"]), labels])
     mask = np.vstack([pad(params["added_mask"]), mask])
-  params.update(added_emb=emb, added_labels=labels, added_mask=mask)
+  else:
+    emb_added = emb[new]
+  if len(emb_added):
+    params.update(added_emb=emb_added, added_labels=labels, added_mask=mask)
   right = (params["labels"] * params["mask"]).sum(0) + (labels * mask).sum(0)
-  seen = params["mask"].sum(0) + mask.sum(0)
+  total = params["mask"].sum(0) + mask.sum(0)
   prior = np.concatenate([np.asarray(params["prior"], np.float32), np.full(grow, 0.5, np.float32)])
-  answered = mask.sum(0) > 0
-  prior[answered] = right[answered] / seen[answered]
+  answered = np.isin(np.arange(n_models), model_index)
+  prior[answered] = right[answered] / np.maximum(total[answered], 1.0)
   params["prior"] = prior.astype(np.float32)
   return params
 
