@@ -100,7 +100,9 @@ def test_feedback_updates_the_members_that_can_and_leaves_the_others(runs, tmp_p
   assert "added_emb" not in k_new                                  # all on training queries
   assert k_new["prior"][2] < k_old["prior"][2]
   np.testing.assert_array_equal(np.delete(k_new["prior"], 2), np.delete(k_old["prior"], 2))
-  np.testing.assert_array_equal(new.params["weight"], run.predictor.params["weight"])
+  w_old, w_new = run.predictor.params["weight"], new.params["weight"]  # combination: LLM 2 only
+  np.testing.assert_array_equal(np.delete(w_new, 2, 1), np.delete(w_old, 2, 1))
+  assert np.abs(w_new[:, 2] - w_old[:, 2]).max() > 1e-4
   test = data.split("test")
   emb = data.embeddings[test.queries]
   assert new.logits(emb)[:, 2].mean() < run.predictor.logits(emb)[:, 2].mean() - 0.1
@@ -139,3 +141,32 @@ def test_add_model_extends_the_recipe_and_refuses_a_member_that_cannot(runs, tmp
   assert z_new[right, -1].mean() > z_new[~right, -1].mean() + 0.1  # its own answers, nearby
   with pytest.raises(ability.ColdStartError, match="'cluster' cannot take a new LLM"):
     add.add(runs["with_cluster"], "twin", str(answers), str(tmp_path / "plus3"))
+
+
+@pytest.mark.slow  # shares the module's trained runs
+def test_the_combination_learns_to_distrust_a_member_that_cannot_learn(runs, tmp_path):
+  # irtnet + cluster: feedback says LLM 2 fails; the cluster member is left as it is (it
+  # still believes its trained accuracy), so only the combination can discount it.
+  run = predictors.load(runs["with_cluster"])
+  data = resolve.load_for_run(run.config, runs["with_cluster"], require=())
+  log = _feedback_log(str(tmp_path / "f.jsonl"), data, model=2)
+  report = feedback.update(runs["with_cluster"], log, str(tmp_path / "out"),
+                           heldout_fraction=0.25)
+  assert "left as it is" in report["members"][1]
+  new = predictors.load(str(tmp_path / "out")).predictor
+  # The same updated members under the trained combination: what the refit adds.
+  kept = new.with_params({**new.params, "weight": run.predictor.params["weight"],
+                          "bias": run.predictor.params["bias"]})
+  test = data.split("test")
+  emb = data.embeddings[test.queries]
+  assert new.logits(emb)[:, 2].mean() < kept.logits(emb)[:, 2].mean() - 0.1
+  np.testing.assert_allclose(np.delete(new.logits(emb), 2, 1), np.delete(kept.logits(emb), 2, 1),
+                             rtol=1e-6)
+  w_old, w_new = run.predictor.params["weight"], new.params["weight"]
+  assert w_new[1, 2] < w_old[1, 2]            # the stale cluster member counts less for LLM 2
+
+
+def test_records_fall_in_folds_by_their_query_text():
+  folds = [members._fold({"query": q}) for q in ("a", "b", "c", "d", "e", "f", "g", "h")]
+  assert set(folds) == {0, 1}                 # both halves used on a handful of texts
+  assert members._fold({"query": "a", "model": "x"}) == members._fold({"query": "a", "model": "y"})

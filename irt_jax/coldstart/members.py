@@ -19,12 +19,20 @@ Per member kind:
     LLM cannot be added to an ensemble holding one (an error naming it).
 
 The combination (weights per member and LLM, fitted on val when the ensemble
-was built) is kept for the LLMs it was fitted on: refitting it on val would pull
-the updated members back to the answers val holds, undoing the feedback. An
+was built) is not refitted on val, which would pull the updated members back to
+the answers val holds. For each judged LLM it learns from the feedback instead
+(`refit_combination`): its member weights and bias refitted by MAP under a
+Gaussian prior centred on the trained ones (precision: the inverse spread of
+the trained LLMs' weights, or 1 where the rule shares them, times `prior_scale`), on member logits cross-fitted
+over two halves of the records (each half predicted by members updated on the
+other), so a member that learns only where the feedback lands (knn) loses
+weight to one that learns the LLM as a whole, in proportion to the evidence. An
 added LLM takes the mean of the other LLMs' member weights and biases.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
@@ -128,7 +136,7 @@ def refit(predictor, embeddings, records, *, new: list[str], prior_scale: float,
     params["members"][f"m{i}"], note = _member_update(member, embeddings, records, prior_scale,
                                                       new, irt_refit)
     notes.append(f"m{i} {note}")
-  weight, bias = np.asarray(params["weight"]), np.asarray(params["bias"])
+  weight, bias = refit_combination(predictor, embeddings, records, prior_scale, irt_refit)
   params["weight"] = np.hstack([weight, np.repeat(weight.mean(1, keepdims=True), len(new),
                                                   1)]).astype(np.float32)
   params["bias"] = np.concatenate([bias, np.full(len(new), bias.mean())]).astype(np.float32)
@@ -138,3 +146,46 @@ def refit(predictor, embeddings, records, *, new: list[str], prior_scale: float,
   summary = {n: {"answers": int((models == n).sum()), "correct": float(y[models == n].mean()),
                  "new": n in new} for n in sorted(set(models))}
   return out, summary, notes
+
+
+def _fold(record) -> int:
+  """0 or 1 by the record's query text (stable across runs and processes)."""
+  return zlib.crc32(str(record.get("query", "")).encode("utf-8")) & 1
+
+
+def refit_combination(predictor, embeddings, records, prior_scale: float, irt_refit):
+  """(weight [K, M], bias [M]) with each judged LLM's column refitted by MAP on
+  cross-fitted member logits (see the module's docstring); LLMs the run lacks
+  are kept. Where the combination rule shares its weights across LLMs (`mean`,
+  `global`), the prior has unit variance per weight."""
+  names = list(predictor.model_names)
+  weight = np.asarray(predictor.params["weight"], np.float64)
+  bias = np.asarray(predictor.params["bias"], np.float64)
+  rows = np.array([r["model"] in names for r in records])
+  if not rows.any():
+    return weight, bias
+  recs = [r for r, keep in zip(records, rows) if keep]
+  emb = np.asarray(embeddings)[rows]
+  col = np.array([names.index(r["model"]) for r in recs])
+  fold = np.array([_fold(r) for r in recs])
+  z = np.zeros((len(recs), weight.shape[0]))
+  for f in (0, 1):
+    out, other = fold == f, fold != f
+    if not out.any():
+      continue
+    others = [r for r, keep in zip(recs, other) if keep]
+    for k, member in enumerate(members_of(predictor)):
+      if others:
+        params, _ = _member_update(member, emb[other], others, prior_scale, [], irt_refit)
+        member = member.with_params(params)
+      z[out, k] = member.logits(emb[out])[np.arange(out.sum()), col[out]]
+  stacked = np.vstack([weight, bias[None, :]])
+  spread = stacked.var(1)
+  if spread.max() <= PRIOR_FLOOR:                 # a rule shared by every LLM: unit variance
+    spread = np.ones_like(spread)
+  precision = prior_scale / np.maximum(spread, PRIOR_FLOOR)
+  y = np.array([r["correct"] for r in recs], np.float64)
+  for j in np.unique(col):
+    fitted = map_logistic(z[col == j], y[col == j], stacked[:, j], precision)
+    weight[:, j], bias[j] = fitted[:-1], fitted[-1]
+  return weight, bias
