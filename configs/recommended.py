@@ -4,11 +4,13 @@ three shared datasets (docs/recipe.md), never on test.
   python train.py --config=configs/recommended.py --workdir=runs/rec \
       --config.data.dir=../shared/data/llmrouter
 
-An ensemble of two runs trained one after the other into WORKDIR/members/:
+An ensemble of three runs trained one after the other into WORKDIR/members/:
 a small IrtNet on query blocks, sized for the data it is given (`config.auto`:
 about 64 steps per epoch whatever the matrix, so 7 LLMs x 20k queries and
-112 x 35k take the same number of updates per epoch; training/sizing.py), and
-the per-LLM logistic regression (configs/logreg.py, C chosen on val). Their
+112 x 35k take the same number of updates per epoch; training/sizing.py),
+the per-LLM logistic regression (configs/logreg.py, C chosen on val) and the
+tuned nearest-neighbour vote (configs/knn.py, k, weighting and smoothing
+chosen on val). Their
 logits are combined by the rule validation prefers (models/ensemble.py:
 a mean, one weight per member, or weights per LLM, scored cross-fitted on val).
 configs/irtnet.py stays the paper's settings.
@@ -18,6 +20,7 @@ import ml_collections
 
 from configs import ensemble
 from configs import irtnet
+from configs import knn
 from configs import logreg
 from irt_jax.training import sizing
 
@@ -41,5 +44,6 @@ def get_config() -> ml_collections.ConfigDict:
   config = ensemble.get_config()
   config.model.combine = "auto"
   config.members = ml_collections.ConfigDict({"irtnet": irtnet_member(),
-                                              "logreg": logreg.get_config()})
+                                              "logreg": logreg.get_config(),
+                                              "knn": knn.get_config()})
   return config
