@@ -64,9 +64,11 @@ def test_a_recipe_member_mistake_fails_before_any_member_trains(tmp_path):
 def test_a_recipe_resolves_its_members_with_its_data_and_seed():
   config = recommended.get_config()
   config.seed, config.data.dir = 7, "some/data"
-  (name, irtnet), (_, logreg) = training.resolve(config).members
+  (name, irtnet), (_, knn), (_, logreg) = training.resolve(config).members
   assert name == "irtnet" and irtnet.seed == 7 and irtnet.data.dir == "some/data"
   assert irtnet.auto is not None and logreg.kind.name == "logreg"
+  assert knn.kind.name == "knn" and knn.seed == 7 and knn.data.dir == "some/data"
+  assert knn.model.fields["weighting_grid"] == ("uniform", "distance")   # the tuned kNN
 
 
 def test_sized_applies_config_auto_as_sizing_resolve_does():
