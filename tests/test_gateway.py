@@ -236,3 +236,25 @@ def test_a_stream_is_charged_from_its_usage_chunk(predictor, stub, tmp_path):
     assert _metrics(url, "sk-s")[spend] == pytest.approx(0.006)
     assert store.spend_table() == pytest.approx({(key_id("sk-s"), rank[0]): 0.006})
   store.close()
+
+
+def test_the_balance_rule_by_model_name(predictor, stub):
+  from irt_jax.serving.upstream import ROUTED_HEADER
+  base = _router(predictor)
+  costs = {m: float(i + 1) for i, m in enumerate(base.model_names)}     # 1, 2, ..., M
+  router = base.with_costs(costs)
+  ask = lambda client, model: client.chat.completions.with_raw_response.create(
+      model=model, messages=[{"role": "user", "content": QUESTION}]).headers[ROUTED_HEADER]
+  with serve(predictor, stub, ["ok"] * len(costs), router=router) as (client, url, rank, _):
+    routable = sorted(set(rank) & set(router.model_names))
+    want = lambda a: router.route([QUESTION], rule="balance", alpha=a, candidates=routable)[0].model
+    assert ask(client, "router-irtnet@alpha=0") == min(routable, key=costs.get)   # the cheapest
+    assert ask(client, "router-irtnet@alpha=1") == ask(client, "router-irtnet")    # plain routing
+    picks = {a: ask(client, f"router-irtnet@alpha={a}") for a in (0.3, 0.6, 0.9)}
+    assert picks == {a: want(a) for a in picks}
+    assert len(set(picks.values()) | {ask(client, "router-irtnet@alpha=0")}) > 1  # alpha matters
+    with pytest.raises(openai.BadRequestError, match=r"weight after '@alpha=' must be"):
+      ask(client, "router-irtnet@alpha=1.5")
+  with serve(predictor, stub, ["ok"]) as (client, url, rank, _):
+    with pytest.raises(openai.BadRequestError, match="has no model costs"):
+      ask(client, "router-irtnet@alpha=0.5")

@@ -9,6 +9,7 @@ has a keys file; /admin/* needs an admin key):
   GET  /v1/models             the routers offered and the LLMs routed among
   POST /route                 {"queries": [...], "cost_weight": 0, "candidates": [...], "budget": x}
   POST /v1/chat/completions   OpenAI chat request; `model` = "router-<kind>[-<cost_weight>]"
+                              or "router-<kind>@alpha=<a>" (the balance cost rule)
                               routes the last user message and forwards the request to the
                               best-ranked model whose upstream answers (serving/upstream.py:
                               fallbacks, cool-downs); an upstreams file's model passes through.
@@ -186,9 +187,10 @@ class Service:
             "reloads": self.reloads}
 
   async def plan(self, router: Router, text: str, weight: float,
-                 allowed=None) -> tuple[list[str], dict]:
+                 allowed=None, alpha: float | None = None) -> tuple[list[str], dict]:
     """The models to try for a chat query, best first (cooling ones last), and
-    P(correct); `allowed` (the key's models, None: all) bounds them."""
+    P(correct); `allowed` (the key's models, None: all) bounds them. With
+    `alpha`, the models are ranked by the balance rule instead of the cost weight."""
     routable = [m for m in self.routable(router) if allowed is None or m in allowed]
     if not routable:
       raise ApiError(503, "no upstream is configured for any model this router chooses "
@@ -198,7 +200,9 @@ class Service:
     cooling = sum(self.forwarder.cooldowns.cooling(m) for m in routable)
     tries = 1 + self.fallbacks.fallbacks
     try:
-      (ranking,) = router.rank_logits(logits, weight, routable, k=tries + cooling, texts=[text])
+      rule = {"rule": "linear"} if alpha is None else {"rule": "balance", "alpha": alpha}
+      (ranking,) = router.rank_logits(logits, weight, routable, k=tries + cooling, texts=[text],
+                                      **rule)
     except RouterError as e:
       raise ApiError(400, str(e)) from None
     self.metrics.route_seconds.observe(time.perf_counter() - start)

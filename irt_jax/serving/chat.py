@@ -21,7 +21,8 @@ from irt_jax.serving.calibrate import parse_share
 from irt_jax.serving.feedback import COMPLETION_HEADER, new_id
 from irt_jax.serving.keys import bearer, key_id
 from irt_jax.serving.overhead import Timing
-from irt_jax.serving.requests import ApiError, Limits, last_user_text, read_json, router_model
+from irt_jax.serving.requests import (ApiError, Limits, last_user_text, parse_alpha, read_json,
+                                      router_model)
 from irt_jax.serving.upstream import FAILED_HEADER, ROUTED_HEADER, Answer
 
 P_HEADER = "x-irt-jax-p-correct"
@@ -39,13 +40,14 @@ def add_chat_route(app, svc):
     if settings.budget_usd is not None:
       refuse_if_spent(settings, await asyncio.to_thread(svc.store.spent, who))
     router = svc.router               # this request's Router to the end, even across a reload
-    weight = await _weight(svc, router, body.get("model"), settings)
+    alpha = parse_alpha(body.get("model"), svc.prefix(router), router.costs is not None)
+    weight = 0.0 if alpha is not None else await _weight(svc, router, body.get("model"), settings)
     if body.get("model") == svc.prefix(router) and settings.cost_weight is not None:
       weight = settings.cost_weight   # the key's default cost weight
     p = None
     if weight is not None:
       text = last_user_text(body.get("messages"), svc.limits)
-      plan, p = await svc.plan(router, text, weight, settings.models)
+      plan, p = await svc.plan(router, text, weight, settings.models, alpha=alpha)
     elif not isinstance(body.get("messages"), list) or not body["messages"]:
       raise ApiError(400, "'messages' must be a non-empty list", code="messages")
     else:

@@ -125,6 +125,27 @@ def last_user_text(messages, limits: Limits) -> str:
   raise ApiError(400, "no user message to route on", code="messages")
 
 
+ALPHA_MARK = "@alpha="
+
+
+def parse_alpha(model, prefix: str, has_costs: bool) -> float | None:
+  """A of `<prefix>@alpha=A` (Avengers-Pro's balance rule, 0 <= A <= 1; needs
+  model costs), None for any other name."""
+  if not isinstance(model, str) or not model.startswith(prefix + ALPHA_MARK):
+    return None
+  try:
+    alpha = float(model[len(prefix) + len(ALPHA_MARK):])
+  except ValueError:
+    alpha = -1.0
+  if not 0 <= alpha <= 1:
+    raise ApiError(400, f"{model!r}: the weight after '{ALPHA_MARK}' must be a number in "
+                        f"[0, 1], e.g. {prefix}{ALPHA_MARK}0.7", code="model")
+  if not has_costs:
+    raise ApiError(400, f"{model!r}: this service has no model costs, so only {prefix} "
+                        f"(cost weight 0) is offered", code="model")
+  return alpha
+
+
 def router_model(model, prefix: str, has_costs: bool, offered: list[str]) -> float | None:
   """The cost weight a model name asks for: 0 for `prefix`, w for `prefix-w`,
   None for another name in `offered` (a plain model passed through)."""
@@ -144,6 +165,6 @@ def router_model(model, prefix: str, has_costs: bool, offered: list[str]) -> flo
       raise ApiError(400, f"{model!r}: this service has no model costs, so only {prefix} "
                           f"(cost weight 0) is offered", code="model")
     return weight
-  names = [prefix, f"{prefix}-<cost_weight>"] + sorted(offered)
+  names = [prefix, f"{prefix}-<cost_weight>", f"{prefix}{ALPHA_MARK}<alpha>"] + sorted(offered)
   raise ApiError(404, f"model {model!r} not found; offered: {', '.join(names)}",
                  code="model_not_found")
