@@ -200,9 +200,8 @@ class Service:
     cooling = sum(self.forwarder.cooldowns.cooling(m) for m in routable)
     tries = 1 + self.fallbacks.fallbacks
     try:
-      rule = {"rule": "linear"} if alpha is None else {"rule": "balance", "alpha": alpha}
       (ranking,) = router.rank_logits(logits, weight, routable, k=tries + cooling, texts=[text],
-                                      **rule)
+                                      rule="linear" if alpha is None else "balance", alpha=alpha)
     except RouterError as e:
       raise ApiError(400, str(e)) from None
     self.metrics.route_seconds.observe(time.perf_counter() - start)

@@ -27,18 +27,8 @@ MAX_WEIGHT = 1e6
 
 def parse_share(model, prefix: str) -> float | None:
   """S of `<prefix>@share=S` (0 <= S <= 1), None for any other name."""
-  from irt_jax.serving.requests import ApiError
-  if not isinstance(model, str) or not model.startswith(prefix + SHARE_MARK):
-    return None
-  text = model[len(prefix) + len(SHARE_MARK):]
-  try:
-    share = float(text)
-  except ValueError:
-    share = -1.0
-  if not 0 <= share <= 1:
-    raise ApiError(400, f"{model!r}: the share after '{SHARE_MARK}' must be a number in "
-                        f"[0, 1], e.g. {prefix}{SHARE_MARK}0.3", code="model")
-  return share
+  from irt_jax.serving.requests import marked_fraction
+  return marked_fraction(model, prefix, SHARE_MARK, "share", 0.3)
 
 
 def expensive_share(router, logits: np.ndarray, texts, weight: float, expensive: np.ndarray,

@@ -128,22 +128,33 @@ def last_user_text(messages, limits: Limits) -> str:
 ALPHA_MARK = "@alpha="
 
 
+def marked_fraction(model, prefix: str, mark: str, what: str, example: float) -> float | None:
+  """X of `<prefix><mark>X` (a number in [0, 1]; else a 400 naming `what`, with
+  `example`), None for any other name: the router names `@share=S` and `@alpha=A`."""
+  if not isinstance(model, str) or not model.startswith(prefix + mark):
+    return None
+  try:
+    value = float(model[len(prefix) + len(mark):])
+  except ValueError:
+    value = -1.0
+  if not 0 <= value <= 1:
+    raise ApiError(400, f"{model!r}: the {what} after '{mark}' must be a number in "
+                        f"[0, 1], e.g. {prefix}{mark}{example}", code="model")
+  return value
+
+
 def parse_alpha(model, prefix: str, has_costs: bool) -> float | None:
   """A of `<prefix>@alpha=A` (Avengers-Pro's balance rule, 0 <= A <= 1; needs
   model costs), None for any other name."""
-  if not isinstance(model, str) or not model.startswith(prefix + ALPHA_MARK):
-    return None
-  try:
-    alpha = float(model[len(prefix) + len(ALPHA_MARK):])
-  except ValueError:
-    alpha = -1.0
-  if not 0 <= alpha <= 1:
-    raise ApiError(400, f"{model!r}: the weight after '{ALPHA_MARK}' must be a number in "
-                        f"[0, 1], e.g. {prefix}{ALPHA_MARK}0.7", code="model")
-  if not has_costs:
-    raise ApiError(400, f"{model!r}: this service has no model costs, so only {prefix} "
-                        f"(cost weight 0) is offered", code="model")
+  alpha = marked_fraction(model, prefix, ALPHA_MARK, "weight", 0.7)
+  if alpha is not None and not has_costs:
+    raise _no_costs(model, prefix)
   return alpha
+
+
+def _no_costs(model: str, prefix: str) -> ApiError:
+  return ApiError(400, f"{model!r}: this service has no model costs, so only {prefix} "
+                       f"(cost weight 0) is offered", code="model")
 
 
 def router_model(model, prefix: str, has_costs: bool, offered: list[str]) -> float | None:
@@ -162,8 +173,7 @@ def router_model(model, prefix: str, has_costs: bool, offered: list[str]) -> flo
       raise ApiError(400, f"{model!r}: the cost weight after '{prefix}-' must be a number "
                           f">= 0, e.g. {prefix}-0.3", code="model") from None
     if weight > 0 and not has_costs:
-      raise ApiError(400, f"{model!r}: this service has no model costs, so only {prefix} "
-                          f"(cost weight 0) is offered", code="model")
+      raise _no_costs(model, prefix)
     return weight
   names = [prefix, f"{prefix}-<cost_weight>", f"{prefix}{ALPHA_MARK}<alpha>"] + sorted(offered)
   raise ApiError(404, f"model {model!r} not found; offered: {', '.join(names)}",
