@@ -81,7 +81,7 @@ def test_feedback_updates_the_members_that_can_and_leaves_the_others(runs, tmp_p
   log = _feedback_log(str(tmp_path / "f.jsonl"), data, model=2)
   report = feedback.update(runs["with_knn"], log, str(tmp_path / "out"), heldout_fraction=0.25)
   assert [line.split(" ")[1] for line in report["members"]] == ["irtnet:", "logreg:", "knn:"]
-  assert "added as labelled neighbours" in report["members"][2]
+  assert "taken as labels (in place on training queries" in report["members"][2]
   held = report["heldout_report"]
   assert held["after"]["log_loss"] < held["before"]["log_loss"]   # all held-out answers are 0
   new = predictors.load(str(tmp_path / "out")).predictor
@@ -131,7 +131,7 @@ def test_add_model_extends_the_recipe_and_refuses_a_member_that_cannot(runs, tmp
   # With the kNN member: it takes the twin's answers as neighbours (its column reads like
   # model 0's wherever they are near); a member that cannot learn is refused by name.
   result = add.add(runs["with_knn"], "twin", str(answers), str(tmp_path / "plus2"))
-  assert "added as labelled neighbours" in result["members"][2]
+  assert "taken as labels (in place on training queries" in result["members"][2]
   knn_new = members.members_of(predictors.load(str(tmp_path / "plus2")).predictor)[2]
   knn_old = members.members_of(predictors.load(runs["with_knn"]).predictor)[2]
   emb = data.embeddings[train.queries[rows]]

@@ -11,10 +11,11 @@ Per member kind:
     its diagonal precision the inverse spread of the trained LLMs' weights per
     coordinate times `prior_scale` (the same idea as the abilities' prior); a
     new LLM starts from the mean of the trained LLMs' weights;
-  * `knn`: the answers join its neighbours, each labelled for the LLM that gave
-    it (models/knn.with_answers): they count where they are as close to a query
-    as its k-th nearest training query, and move the answering LLM's prior; a
-    new LLM is known only through its answers and that prior;
+  * `knn` (models/knn.with_answers): an answer to a training query becomes the
+    answering LLM's label there, any other answer an added neighbour labelled
+    for it, counted where it is as close to a query as the k-th nearest
+    training query; the answering LLM's prior moves with them, and a new LLM is
+    known only through its answers and that prior;
   * any other kind (cluster, routerdc) cannot: it is left as it is, and a new
     LLM cannot be added to an ensemble holding one (an error naming it).
 
@@ -23,8 +24,8 @@ was built) is not refitted on val, which would pull the updated members back to
 the answers val holds. For each judged LLM it learns from the feedback instead
 (`refit_combination`): its member weights and bias refitted by MAP under a
 Gaussian prior centred on the trained ones (precision: the inverse spread of
-the trained LLMs' weights, or 1 where the rule shares them, times `prior_scale`), on member logits cross-fitted
-over two halves of the records (each half predicted by members updated on the
+the trained LLMs' weights, or 1 where the rule shares them, times
+`prior_scale`), on member logits cross-fitted over two halves of the records (each half predicted by members updated on the
 other), so a member that learns only where the feedback lands (knn) loses
 weight to one that learns the LLM as a whole, in proportion to the evidence. An
 added LLM takes the mean of the other LLMs' member weights and biases.
@@ -115,7 +116,8 @@ def _member_update(member, embeddings, records, prior_scale, new, irt_refit):
     index = np.array([all_names.index(r["model"]) for r in records])
     correct = np.array([r["correct"] for r in records], np.float32)
     params = knn.with_answers(member.params, embeddings, index, correct, len(all_names))
-    return params, f"{name}: the answers added as labelled neighbours"
+    return params, (f"{name}: the answers taken as labels (in place on training queries, "
+                    "as added labelled neighbours elsewhere)")
   if new:
     raise ability.ColdStartError(f"ensemble member of kind {name!r} cannot take a new LLM "
                                  f"({', '.join(new)}); only IrtNet-family, logreg and knn "

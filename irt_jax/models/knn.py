@@ -52,9 +52,7 @@ def logits(params, embeddings, spec: Spec, *, train=False, rng=None, query_index
   sims = _normalise(embeddings.astype(jnp.float32)) @ params["train_emb"].T    # [B, N]
   top, idx = jax.lax.top_k(sims, k_max)                                        # [B, k_max]
   within = (jnp.arange(k_max) < params["k"])[None, :, None]                    # rank < k
-  inverse = 1.0 / jnp.maximum(1.0 - top, 1e-6)
-  w = jnp.where(params.get("distance", 0) > 0, inverse, jnp.ones_like(top))[..., None]
-  mask = params["mask"][idx] * within * w                                      # [B, k_max, M]
+  mask = params["mask"][idx] * within * _weights(params, top)[..., None]      # [B, k_max, M]
   votes, count = (params["labels"][idx] * mask).sum(1), mask.sum(1)
   if "added_emb" in params:
     near = _added_weights(params, embeddings, top)
@@ -65,14 +63,19 @@ def logits(params, embeddings, spec: Spec, *, train=False, rng=None, query_index
   return base.sigmoid_logit(p)
 
 
+def _weights(params, sims):
+  """Each neighbour's vote weight from its cosine: 1 (`uniform`) or the inverse
+  cosine distance (`distance`)."""
+  inverse = 1.0 / jnp.maximum(1.0 - sims, 1e-6)
+  return jnp.where(params.get("distance", 0) > 0, inverse, jnp.ones_like(sims))
+
+
 def _added_weights(params, embeddings, top):
   """[B, A] weight of each added row for each query: its neighbour weight where
   it is at least as similar as the k-th nearest training query, else 0."""
   sims = _normalise(embeddings.astype(jnp.float32)) @ params["added_emb"].T       # [B, A]
   kth = jnp.take_along_axis(top, jnp.full((top.shape[0], 1), params["k"] - 1), axis=1)
-  inverse = 1.0 / jnp.maximum(1.0 - sims, 1e-6)
-  w = jnp.where(params.get("distance", 0) > 0, inverse, jnp.ones_like(sims))
-  return jnp.where(sims >= kth, w, 0.0)
+  return jnp.where(sims >= kth, _weights(params, sims), 0.0)
 
 
 SAME_QUERY = 1e-6   # cosine within this of 1: the answer is to that training query
@@ -80,9 +83,9 @@ SAME_QUERY = 1e-6   # cosine within this of 1: the answer is to that training qu
 
 def _training_rows(train_emb, emb) -> np.ndarray:
   """[A] the training row each normalised embedding repeats, or -1."""
-  out = np.full(len(emb), -1)
+  out, train_t = np.full(len(emb), -1), np.asarray(train_emb).T
   for start in range(0, len(emb), 1024):
-    sims = emb[start:start + 1024] @ np.asarray(train_emb).T
+    sims = emb[start:start + 1024] @ train_t
     best = sims.argmax(1)
     hit = sims[np.arange(len(best)), best] >= 1.0 - SAME_QUERY
     out[start:start + 1024] = np.where(hit, best, -1)
