@@ -199,16 +199,21 @@ class Conn:
     return status, overhead
 
 
-async def closed_loop(port: int, request: bytes, clients: int, seconds: float) -> dict:
+async def closed_loop(port: int, request: bytes | list[bytes], clients: int,
+                      seconds: float) -> dict:
+  """`clients` connections, each sending its next request when the last is
+  answered; a list of requests is sent in turn across all clients."""
+  requests = [request] if isinstance(request, bytes) else list(request)
   conns = [await Conn.open(port) for _ in range(clients)]
-  latencies, overheads, errors = [], [], [0]
+  latencies, overheads, errors, sent = [], [], [0], [0]
   start = time.perf_counter()
   deadline = start + seconds
 
   async def loop(conn):
     while time.perf_counter() < deadline:
       t0 = time.perf_counter()
-      status, overhead = await conn.call(request)
+      sent[0] += 1
+      status, overhead = await conn.call(requests[sent[0] % len(requests)])
       latencies.append(time.perf_counter() - t0)
       if status != 200:
         errors[0] += 1

@@ -78,27 +78,11 @@ def run_service(port: int, upstream_port: int, precision: str) -> None:
   uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop")
 
 
-async def service_rate(port: int, requests: list[bytes], clients: int, seconds: float) -> dict:
-  conns = [await gw.Conn.open(port) for _ in range(clients)]
-  sent, errors, latencies = [0], [0], []
-  start = time.perf_counter()
-  deadline = start + seconds
-
-  async def loop(conn):
-    while time.perf_counter() < deadline:
-      request = requests[sent[0] % len(requests)]
-      sent[0] += 1
-      t0 = time.perf_counter()
-      status, _ = await conn.call(request)
-      latencies.append(time.perf_counter() - t0)
-      errors[0] += status != 200
-  await asyncio.gather(*(loop(c) for c in conns))
-  took = time.perf_counter() - start
-  for c in conns:
-    c.writer.close()
-  return {"requests": len(latencies), "seconds": took, "rate": len(latencies) / took,
-          "errors": errors[0], "p50_ms": 1e3 * float(np.percentile(latencies, 50)),
-          "p99_ms": 1e3 * float(np.percentile(latencies, 99))}
+def service_rate(port: int, requests: list[bytes], clients: int, seconds: float) -> dict:
+  """The gateway bench's closed loop, the requests sent in turn: rate and latencies."""
+  served = gw.summary(asyncio.run(gw.closed_loop(port, requests, clients, seconds)))
+  return {"rate": served["rps"], "errors": served["errors"], "p50_ms": served["p50_ms"],
+          "p99_ms": served["p99_ms"]}
 
 
 def warm_up(port: int, requests: list[bytes], clients: int, window: float = 10.0,
@@ -107,7 +91,7 @@ def warm_up(port: int, requests: list[bytes], clients: int, window: float = 10.0
   (rows, length) batch shape compiles once, for seconds with MPNet."""
   last, start = 0.0, time.perf_counter()
   while time.perf_counter() - start < most:
-    rate = asyncio.run(service_rate(port, requests, clients, window))["rate"]
+    rate = service_rate(port, requests, clients, window)["rate"]
     print(f"warm-up: {rate:.1f} completions/s", flush=True)
     if last and abs(rate - last) <= 0.1 * last:
       return
@@ -152,7 +136,7 @@ def main() -> None:
     warm_up(port, requests, args.clients)
     for r in range(args.rounds):
       alone = encoder_rate(encoder, texts, args.seconds)
-      served = asyncio.run(service_rate(port, requests, args.clients, args.seconds))
+      served = service_rate(port, requests, args.clients, args.seconds)
       row = {"round": r, "precision": args.precision, "prompts": len(texts),
              "prompt_source": source, "clients": args.clients, "encoder_rate": alone["rate"],
              "service_rate": served["rate"], "ratio": served["rate"] / alone["rate"],
